@@ -1,0 +1,115 @@
+"""The model-checkpoint contract (codec models and the perceptual metric alike).
+
+A checkpoint is one file holding a plain dict that loads with
+``torch.load(..., weights_only=True)``::
+
+    {"format": "plic-checkpoint", "format_version": 1,
+     "kind": "codec" | "metric" | ...,   # who reads it
+     "model": str,                        # registry name, e.g. "hific-small" or "lpips-alex"
+     "config": dict,                      # plain values only: enough to rebuild the module
+     "state_dict": dict[str, Tensor],
+     "provenance": dict}                  # plain values: data/metric hashes, git commit, scores
+
+Optimiser, scheduler and RNG state live in a separate training-state file (``save_training_state``)
+so model checkpoints stay small.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .fsio import atomic_torch_save
+from .paths import REPO_ROOT
+
+FORMAT = "plic-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "kind", "model", "config", "state_dict", "provenance")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a valid checkpoint of the expected kind."""
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _plain(obj: Any, where: str) -> None:
+    """Refuse values that weights_only loading could not read back."""
+    # exact types: subclasses (e.g. torch's TorchVersion str) are not loadable with weights_only
+    if obj is None or type(obj) in (bool, int, float, str):
+        return
+    if type(obj) in (list, tuple):
+        for i, v in enumerate(obj):
+            _plain(v, f"{where}[{i}]")
+        return
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise CheckpointError(f"{where}: key {k!r} is not a string")
+            _plain(v, f"{where}.{k}")
+        return
+    raise CheckpointError(f"{where}: {type(obj).__name__} is not a plain value")
+
+
+def make_checkpoint(kind: str, model: str, config: Mapping, state_dict: Mapping,
+                    provenance: Mapping | None = None) -> dict:
+    import torch
+
+    _plain(dict(config), "config")
+    prov = {"git_commit": git_commit(), "torch": str(torch.__version__), **(provenance or {})}
+    _plain(prov, "provenance")
+    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "model": model,
+            "config": dict(config), "state_dict": sd, "provenance": prov}
+
+
+def save_checkpoint(path: str | os.PathLike, kind: str, model: str, config: Mapping,
+                    state_dict: Mapping, provenance: Mapping | None = None) -> Path:
+    """Write a model checkpoint atomically; returns its path."""
+    return atomic_torch_save(make_checkpoint(kind, model, config, state_dict, provenance), path)
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
+                    map_location: str = "cpu") -> dict:
+    """Load and validate a checkpoint; ``kind`` checks who it is for."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle errors come in many types
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} file")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {ckpt['format_version']} is newer than "
+                              f"this code's {FORMAT_VERSION}; update plic")
+    if kind is not None and ckpt["kind"] != kind:
+        raise CheckpointError(f"{path}: a {ckpt['kind']!r} checkpoint, expected {kind!r}")
+    return ckpt
+
+
+def save_training_state(path: str | os.PathLike, state: Mapping) -> Path:
+    """Optimiser/scheduler/RNG/step state, kept apart from the model checkpoint."""
+    return atomic_torch_save(dict(state), path)
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    import torch
+
+    return torch.load(Path(path), map_location="cpu", weights_only=False)

@@ -1,0 +1,1 @@
+"""distortions: reference images compressed by classic and learned codecs at target bitrates."""

@@ -1,0 +1,13 @@
+"""The ``runs/study/trials.csv`` and ``runs/study/labels.csv`` contracts (see docs/CONTRACTS.md)."""
+
+TRIALS_COLUMNS = [
+    "trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
+    "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected",
+]
+TRIALS_ID = "trial_id"
+
+LABELS_COLUMNS = [
+    "trial_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
+    "p_b", "n", "a_codec", "b_codec", "a_bpp", "b_bpp",
+]
+LABELS_ID = "trial_id"
