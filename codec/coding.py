@@ -1,0 +1,189 @@
+"""Entropy coding with constriction: symbols + discretised scales -> bytes, and back.
+
+Each stage is coded into its own ANS stream (32-bit words, little endian) with constriction's
+vectorised ``QuantizedLaplace`` on ``[-(ESCAPE_AT + 1), ESCAPE_AT + 1]``: zero mean (symbols are
+already centred on the discretised means, see ``codec.entropy``) and one scale per symbol taken
+from ``SCALE_TABLE``. The boundary symbols carry the tail mass and mean "escaped": the magnitude
+beyond the boundary follows as an unsigned LEB128 varint in the stream's escape section.
+
+The latent stage is coded by ONE swappable object, a ``LatentCoder``. The default
+(``ParallelLatentCoder``, coding order ``parallel``) computes all latent parameters from the hyper
+features at once. A context model registers another coder (e.g. ``wavefront``) with
+``register_latent_coder``; the bitstream records which one was used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import constriction
+import numpy as np
+import torch
+
+from .entropy import ESCAPE_AT, SCALE_TABLE, discretize, estimate_bits, from_symbols, to_symbols
+
+_MODEL = constriction.stream.model.QuantizedLaplace(-(ESCAPE_AT + 1), ESCAPE_AT + 1)
+
+
+class CodingError(ValueError):
+    """A stream that does not decode (bitstream.py turns it into a BitstreamError)."""
+
+
+# ---- escape values ---------------------------------------------------------------------------
+
+class EscapeWriter:
+    def __init__(self):
+        self.buf = bytearray()
+
+    def write(self, values: np.ndarray) -> None:
+        for n in np.asarray(values, dtype=np.uint64).tolist():
+            while True:
+                byte = n & 0x7F
+                n >>= 7
+                self.buf.append(byte | (0x80 if n else 0))
+                if not n:
+                    break
+
+
+class EscapeReader:
+    MAX_BYTES = 9  # values fit in 63 bits
+
+    def __init__(self, data: bytes):
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def read(self, count: int) -> np.ndarray:
+        out = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            n, shift = 0, 0
+            for _ in range(self.MAX_BYTES):
+                if self.pos >= len(self.data):
+                    raise CodingError("escape section ends early")
+                byte = self.data[self.pos]
+                self.pos += 1
+                n |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            else:
+                raise CodingError("escape value too long")
+            out[i] = n
+        return out
+
+    def check_done(self) -> None:
+        if self.pos != len(self.data):
+            raise CodingError(f"{len(self.data) - self.pos} unused bytes in the escape section")
+
+
+# ---- symbols <-> words -----------------------------------------------------------------------
+
+def encode_symbols(k: torch.Tensor, scale_idx: torch.Tensor, escapes: EscapeWriter) -> bytes:
+    """ANS-code integer symbols with their scale indices; escapes go to ``escapes``."""
+    k = k.reshape(-1).cpu().numpy().astype(np.int64)
+    idx = scale_idx.reshape(-1).cpu().numpy()
+    esc = np.abs(k) > ESCAPE_AT
+    coded = np.clip(k, -(ESCAPE_AT + 1), ESCAPE_AT + 1).astype(np.int32)
+    escapes.write(np.abs(k[esc]) - ESCAPE_AT - 1)
+    coder = constriction.stream.stack.AnsCoder()
+    if len(coded):
+        coder.encode_reverse(coded, _MODEL, np.zeros(len(coded)), SCALE_TABLE[idx])
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_symbols(data: bytes, scale_idx: torch.Tensor, escapes: EscapeReader) -> torch.Tensor:
+    """Inverse of ``encode_symbols``; returns int64 symbols shaped like ``scale_idx``."""
+    if len(data) % 4:
+        raise CodingError(f"stage length {len(data)} is not a whole number of 32-bit words")
+    idx = scale_idx.reshape(-1).cpu().numpy()
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        k = coder.decode(_MODEL, np.zeros(len(idx)), SCALE_TABLE[idx]).astype(np.int64)
+    except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
+        raise CodingError(f"entropy decoding failed ({e})") from e
+    if not coder.is_empty():
+        raise CodingError("stage stream has words left over after decoding")
+    esc = np.abs(k) > ESCAPE_AT
+    if np.any(esc):
+        k[esc] = np.sign(k[esc]) * (ESCAPE_AT + 1 + escapes.read(int(esc.sum())))
+    return torch.from_numpy(k).reshape(scale_idx.shape)
+
+
+# ---- one stage ---------------------------------------------------------------------------------
+
+@dataclass
+class StageCode:
+    """The result of coding one stage: its bytes, the reconstruction, the estimate in bits."""
+
+    data: bytes
+    v_hat: torch.Tensor
+    est_bits: float
+    symbols: torch.Tensor
+
+
+def encode_stage(v: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, delta: float,
+                 escapes: EscapeWriter) -> StageCode:
+    """Code ``v`` given its Laplace parameters; all parameters pass through ``discretize``."""
+    means_q, idx = discretize(means, scales, delta)
+    k = to_symbols(v, means_q, delta)
+    n_esc = len(escapes.buf)
+    data = encode_symbols(k, idx, escapes)
+    est = estimate_bits(k, idx)
+    assert est >= 8 * (len(escapes.buf) - n_esc) - 1e-6  # the estimate counts the escapes
+    return StageCode(data, from_symbols(k, means_q, delta), est, k)
+
+
+def decode_stage(data: bytes, means: torch.Tensor, scales: torch.Tensor, delta: float,
+                 escapes: EscapeReader) -> torch.Tensor:
+    means_q, idx = discretize(means, scales, delta)
+    k = decode_symbols(data, idx, escapes)
+    return from_symbols(k, means_q, delta)
+
+
+# ---- the latent stage: one swappable coder ----------------------------------------------------
+
+class LatentCoder(Protocol):
+    """Codes the latent ``y`` given the hyper features (the output of the first hyper decoder).
+
+    ``model.latent_params(features, y_hat=None) -> (means, scales)`` is the model's parameter
+    head; a context model's coder calls it with the already decoded part of ``y_hat``."""
+
+    def encode(self, model, y: torch.Tensor, features: torch.Tensor, delta: float,
+               escapes: EscapeWriter) -> StageCode: ...
+
+    def decode(self, model, data: bytes, features: torch.Tensor, shape: tuple, delta: float,
+               escapes: EscapeReader) -> torch.Tensor: ...
+
+
+class ParallelLatentCoder:
+    """All latent parameters from the hyper features in one pass (no context model)."""
+
+    def encode(self, model, y, features, delta, escapes):
+        means, scales = model.latent_params(features)
+        return encode_stage(y, means, scales, delta, escapes)
+
+    def decode(self, model, data, features, shape, delta, escapes):
+        means, scales = model.latent_params(features)
+        if tuple(means.shape) != tuple(shape):
+            raise CodingError(f"latent parameters {tuple(means.shape)} do not match {shape}")
+        return decode_stage(data, means, scales, delta, escapes)
+
+
+# Coding orders: the bitstream stores the number, the model config the name.
+CODING_ORDERS: dict[str, int] = {"parallel": 0, "wavefront": 1}
+_LATENT_CODERS: dict[str, LatentCoder] = {"parallel": ParallelLatentCoder()}
+
+
+def register_latent_coder(name: str, coder: LatentCoder) -> None:
+    """Make ``coder`` available as coding order ``name`` (must be one of ``CODING_ORDERS``)."""
+    if name not in CODING_ORDERS:
+        raise ValueError(f"unknown coding order {name!r}; add it to CODING_ORDERS first")
+    _LATENT_CODERS[name] = coder
+
+
+def latent_coder(name: str) -> LatentCoder:
+    try:
+        return _LATENT_CODERS[name]
+    except KeyError:
+        raise CodingError(f"no latent coder registered for coding order {name!r}") from None

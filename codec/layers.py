@@ -1,0 +1,116 @@
+"""Building blocks of the codec transforms: GDN / inverse GDN, ChannelNorm, residual blocks.
+
+GDN (Balle et al. 2016, "Density modeling of images using a generalized normalization
+transformation") computes, per position, ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2)``.
+``beta`` and ``gamma`` are stored reparametrised (the square root of the value plus a tiny
+pedestal) and bounded from below, the usual trick that keeps them positive and keeps gradients
+alive near the bound (tensorflow-compression's ``NonnegativeParameterization``).
+
+Everything here is a plain stack of convolutions, elementwise maps and bilinear resampling, so
+the entropy-parameter path built from it can later be evaluated in fixed point.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows when it would push x back above the bound."""
+
+    @staticmethod
+    def forward(ctx, x, bound):
+        ctx.save_for_backward(x, bound)
+        return torch.max(x, bound)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bound = ctx.saved_tensors
+        pass_through = (x >= bound) | (grad < 0)
+        return pass_through.type(grad.dtype) * grad, None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    return _LowerBound.apply(x, torch.tensor(bound, dtype=x.dtype, device=x.device))
+
+
+class NonNegative(nn.Module):
+    """Stores ``sqrt(v + pedestal)``; gives ``max(stored, sqrt(minimum + pedestal))^2 - pedestal``."""
+
+    pedestal = 2.0**-18
+
+    def __init__(self, init: torch.Tensor, minimum: float = 0.0):
+        super().__init__()
+        self.bound = (minimum + self.pedestal) ** 0.5
+        self.param = nn.Parameter(torch.sqrt(torch.clamp(init + self.pedestal, min=self.pedestal)))
+
+    def forward(self) -> torch.Tensor:
+        return lower_bound(self.param, self.bound) ** 2 - self.pedestal
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalisation; ``inverse=True`` gives IGDN (multiply instead)."""
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6,
+                 gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta = NonNegative(torch.ones(channels), minimum=beta_min)
+        self.gamma = NonNegative(gamma_init * torch.eye(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        gamma = self.gamma().reshape(c, c, 1, 1)
+        norm = torch.sqrt(F.conv2d(x * x, gamma, self.beta()))
+        return x * norm if self.inverse else x / norm
+
+
+def IGDN(channels: int, **kw) -> GDN:  # noqa: N802 - reads like a layer class
+    return GDN(channels, inverse=True, **kw)
+
+
+class ChannelNorm(nn.Module):
+    """Normalise across channels at each position, then a learned per-channel affine map
+    (HiFiC's ChannelNorm: like LayerNorm over C only, so it is resolution-independent)."""
+
+    def __init__(self, channels: int, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def conv(cin: int, cout: int, k: int = 5, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2,
+                              output_padding=stride - 1)
+
+
+class Upsample2x(nn.Module):
+    """Bilinear upsampling by 2 (fixed weights 1/4, 3/4: exact in fixed point)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class ResidualBlock(nn.Module):
+    """x + ChannelNorm(conv(ReLU(ChannelNorm(conv(x))))), 3x3 convolutions."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv(channels, channels, 3), ChannelNorm(channels), nn.ReLU(inplace=True),
+            conv(channels, channels, 3), ChannelNorm(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
