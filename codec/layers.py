@@ -37,7 +37,7 @@ def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
 
 
 class NonNegative(nn.Module):
-    """Stores ``sqrt(v + pedestal)``; gives ``max(stored, sqrt(minimum + pedestal))^2 - pedestal``."""
+    """Stores ``sqrt(v + pedestal)``; value ``max(stored, sqrt(min + pedestal))^2 - pedestal``."""
 
     pedestal = 2.0**-18
 
