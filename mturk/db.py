@@ -1,0 +1,631 @@
+"""The study database: trials, batches, HITs, assignments, judgments, workers, bonuses (SQLite).
+
+One SQLite file (default ``runs/study/judgments.sqlite``) in WAL mode. Every write is one
+transaction (``BEGIN IMMEDIATE``), so a process killed at any point leaves either the whole write or
+none of it; an acknowledged write survives ``kill -9``. Callers never write SQL: use ``StudyDB``.
+
+Schema changes are the ordered list ``MIGRATIONS`` (``PRAGMA user_version`` counts how many ran).
+To change the schema, append ``(name, sql)`` to the list; never edit an entry that has shipped.
+
+API (all methods of ``StudyDB(path)``; timestamps are UTC ISO-8601 strings; money is a decimal
+string in USD such as ``"0.50"``, as MTurk writes it)::
+
+    db = StudyDB(path)                        # creates/migrates; one connection per thread
+    db.schema_version() -> int
+    # studies, batches, trials
+    db.load_trials(rows, study_id="study", trials_csv=None) -> int   # idempotent; rows as in
+                                              # mturk.schema.TRIALS_COLUMNS (dicts or a DataFrame)
+    db.batch_ids(study_id=None) -> list[str]
+    db.batch_trials(batch_id) -> list[dict]   # trials.csv rows of one batch, in page order
+    db.trial(trial_id) -> dict | None
+    # HITs (mode: sandbox | live | local)
+    db.add_hit(hit_id, batch_id, mode, *, hit_type_id=None, unique_request_token=None,
+               reward=None, max_assignments=1, expires_at=None, status="assignable",
+               question="external", url=None) -> dict      # idempotent on hit_id / token
+    db.get_hit(hit_id) -> dict | None;  db.hit_by_token(token) -> dict | None
+    db.list_hits(mode=None, status=None, batch_id=None) -> list[dict]
+    db.set_hit_status(hit_id, status) -> None
+    # assignments (status: accepted | submitted | approved | rejected | abandoned)
+    db.accept_assignment(assignment_id, hit_id, worker_id) -> dict   # idempotent
+    db.claim_local_assignment(worker_id, max_per_batch=None) -> dict | None
+    db.record_submission(assignment_id, hit_id, worker_id, answers, *, simulated=False,
+                         require_accepted=True, submitted_at=None) -> SubmitResult
+        # answers: [{"trial_id", "choice": "a"|"b", "shown_left": "a"|"b", "rt_ms"}]; a repeat
+        # with the same answers is a no-op ("duplicate"), different answers raise ConflictError
+    db.upsert_assignment(assignment_id, hit_id, worker_id, status, *, submitted_at=None,
+                         feedback=None) -> None                 # for collect.py
+    db.set_assignment_status(assignment_id, status, feedback=None) -> None
+    db.get_assignment(assignment_id) -> dict | None
+    db.list_assignments(hit_id=None, status=None, worker_id=None) -> list[dict]
+    db.judgments(assignment_id=None) -> list[dict]
+    db.judgments_frame() -> pandas.DataFrame  # judgments joined with trials and assignments
+    # workers
+    db.get_worker(worker_id) -> dict | None;  db.list_workers() -> list[dict]
+    db.set_worker_score(worker_id, correct, total) -> None
+    db.block_worker(worker_id, reason) -> None;  db.unblock_worker(worker_id) -> None
+    db.is_blocked(worker_id) -> bool
+    # qualification types, per mode
+    db.set_qualification_type(name, mode, qualification_type_id) -> None
+    db.get_qualification_type(name, mode) -> str | None
+    # bonuses (unique_token makes a retried payment idempotent)
+    db.add_bonus(assignment_id, worker_id, amount, reason, unique_token) -> dict
+    db.mark_bonus_paid(unique_token, paid_at=None) -> None
+    db.list_bonuses(unpaid_only=False) -> list[dict]
+    db.counts() -> dict[str, int]             # rows per table
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from codec.paths import runs_dir
+
+MODES = ("sandbox", "live", "local")
+ASSIGNMENT_STATUSES = ("accepted", "submitted", "approved", "rejected", "abandoned")
+SIDES = ("a", "b")
+
+
+def default_db_path() -> Path:
+    return runs_dir() / "study" / "judgments.sqlite"
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class DBError(ValueError):
+    """A write the database refuses (unknown ids, bad values); nothing was written."""
+
+
+class ConflictError(DBError):
+    """A resubmission of an assignment with answers different from those recorded."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: str          # "created" or "duplicate"
+    assignment_id: str
+    n_judgments: int
+
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_initial", """
+CREATE TABLE studies (
+    study_id TEXT PRIMARY KEY,
+    trials_csv TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    study_id TEXT NOT NULL REFERENCES studies(study_id),
+    n_trials INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE trials (
+    trial_id TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    position INTEGER NOT NULL,
+    ref_id TEXT NOT NULL, ref_path TEXT NOT NULL,
+    a_id TEXT NOT NULL, a_path TEXT NOT NULL,
+    b_id TEXT NOT NULL, b_path TEXT NOT NULL,
+    a_codec TEXT, b_codec TEXT, a_bpp TEXT, b_bpp TEXT, target_bpp TEXT,
+    left_side TEXT NOT NULL CHECK (left_side IN ('a', 'b')),
+    kind TEXT NOT NULL CHECK (kind IN ('test', 'sentinel')),
+    expected TEXT CHECK (expected IN ('a', 'b', ''))
+);
+CREATE INDEX trials_batch ON trials(batch_id, position);
+CREATE TABLE hits (
+    hit_id TEXT PRIMARY KEY,
+    hit_type_id TEXT,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    unique_request_token TEXT UNIQUE,
+    status TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('sandbox', 'live', 'local')),
+    reward TEXT,
+    max_assignments INTEGER NOT NULL DEFAULT 1,
+    question TEXT,
+    url TEXT,
+    created_at TEXT NOT NULL,
+    expires_at TEXT
+);
+CREATE INDEX hits_batch ON hits(batch_id);
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL,
+    sentinel_correct INTEGER,
+    sentinel_total INTEGER,
+    sentinel_score REAL,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    blocked_reason TEXT,
+    blocked_at TEXT
+);
+CREATE TABLE assignments (
+    assignment_id TEXT PRIMARY KEY,
+    hit_id TEXT NOT NULL REFERENCES hits(hit_id),
+    worker_id TEXT NOT NULL REFERENCES workers(worker_id),
+    status TEXT NOT NULL
+        CHECK (status IN ('accepted', 'submitted', 'approved', 'rejected', 'abandoned')),
+    accepted_at TEXT,
+    submitted_at TEXT,
+    reviewed_at TEXT,
+    feedback TEXT,
+    simulated INTEGER NOT NULL DEFAULT 0,
+    answers_sha TEXT
+);
+CREATE INDEX assignments_hit ON assignments(hit_id);
+CREATE INDEX assignments_worker ON assignments(worker_id);
+CREATE TABLE judgments (
+    judgment_id INTEGER PRIMARY KEY,
+    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    choice TEXT NOT NULL CHECK (choice IN ('a', 'b')),
+    shown_left TEXT NOT NULL CHECK (shown_left IN ('a', 'b')),
+    rt_ms INTEGER,
+    created_at TEXT NOT NULL,
+    UNIQUE (assignment_id, trial_id)
+);
+CREATE TABLE qualification_types (
+    name TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('sandbox', 'live', 'local')),
+    qualification_type_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (name, mode)
+);
+CREATE TABLE bonuses (
+    bonus_id INTEGER PRIMARY KEY,
+    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+    worker_id TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    unique_token TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    paid_at TEXT
+);
+"""),
+]
+
+_TRIAL_FIELDS = ("trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
+                 "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected")
+
+
+def _money(amount) -> str:
+    try:
+        d = Decimal(str(amount))
+    except InvalidOperation as e:
+        raise DBError(f"bad amount {amount!r}") from e
+    if d < 0 or d.as_tuple().exponent < -2:
+        raise DBError(f"bad amount {amount!r}: use a non-negative USD value like '0.50'")
+    return f"{d:.2f}"
+
+
+def _answers_sha(answers: list[dict]) -> str:
+    import hashlib
+
+    canon = sorted((a["trial_id"], a["choice"]) for a in answers)
+    return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
+
+
+class StudyDB:
+    """The study database at ``path`` (see the module docstring for the API)."""
+
+    def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
+        self.path = Path(path) if path is not None else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._migrate()
+
+    # -- connections and transactions -------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable against kill -9
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _tx(self):
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
+        return [dict(r) for r in self._conn().execute(sql, tuple(args)).fetchall()]
+
+    def _one(self, sql: str, args: Iterable = ()) -> dict | None:
+        r = self._conn().execute(sql, tuple(args)).fetchone()
+        return dict(r) if r is not None else None
+
+    def _migrate(self) -> None:
+        with self._tx() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise DBError(f"{self.path}: schema version {version} is newer than this code "
+                              f"({len(MIGRATIONS)} migrations)")
+            for i, (_name, sql) in enumerate(MIGRATIONS[version:], start=version):
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute(f"PRAGMA user_version={i + 1}")
+
+    def schema_version(self) -> int:
+        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+
+    # -- studies, batches, trials -----------------------------------------------------------
+    def load_trials(self, rows, study_id: str = "study", trials_csv: str | None = None) -> int:
+        """Register trials (dicts or a DataFrame with TRIALS_COLUMNS). Returns rows added.
+
+        Loading the same trials again adds nothing; a trial id that exists with different
+        content is an error (trial ids are stable, so changed content means a different study).
+        """
+        if hasattr(rows, "to_dict"):
+            rows = rows.to_dict("records")
+        rows = [{k: ("" if r.get(k) is None else str(r.get(k))) for k in _TRIAL_FIELDS}
+                for r in rows]
+        added = 0
+        now = utcnow()
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?)", (study_id, trials_csv, now))
+            counts: dict[str, int] = {}
+            for r in rows:
+                counts[r["batch_id"]] = counts.get(r["batch_id"], 0) + 1
+            for b, n in counts.items():
+                c.execute("INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?)",
+                          (b, study_id, n, now))
+            pos: dict[str, int] = {}
+            for r in rows:
+                p = pos.get(r["batch_id"], 0)
+                pos[r["batch_id"]] = p + 1
+                old = c.execute("SELECT * FROM trials WHERE trial_id=?",
+                                (r["trial_id"],)).fetchone()
+                if old is not None:
+                    same = all(str(old[k] or "") == r[k] for k in
+                               ("batch_id", "a_id", "b_id", "kind", "expected")) \
+                        and old["left_side"] == r["left"]
+                    if not same:
+                        raise DBError(f"trial {r['trial_id']} already registered with other "
+                                      "content: use a fresh database for a new study")
+                    continue
+                c.execute(
+                    "INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (r["trial_id"], r["batch_id"], p, r["ref_id"], r["ref_path"], r["a_id"],
+                     r["a_path"], r["b_id"], r["b_path"], r["a_codec"], r["b_codec"], r["a_bpp"],
+                     r["b_bpp"], r["target_bpp"], r["left"], r["kind"], r["expected"]))
+                added += 1
+        return added
+
+    def batch_ids(self, study_id: str | None = None) -> list[str]:
+        if study_id is None:
+            return [r["batch_id"] for r in self._rows("SELECT batch_id FROM batches ORDER BY 1")]
+        return [r["batch_id"] for r in
+                self._rows("SELECT batch_id FROM batches WHERE study_id=? ORDER BY 1", (study_id,))]
+
+    @staticmethod
+    def _trial_row(r: dict) -> dict:
+        out = {k: r[k] for k in _TRIAL_FIELDS if k != "left"}
+        out["left"] = r["left_side"]
+        return {k: ("" if v is None else v) for k, v in out.items()}
+
+    def batch_trials(self, batch_id: str) -> list[dict]:
+        rows = self._rows("SELECT * FROM trials WHERE batch_id=? ORDER BY position", (batch_id,))
+        return [self._trial_row(r) for r in rows]
+
+    def trial(self, trial_id: str) -> dict | None:
+        r = self._one("SELECT * FROM trials WHERE trial_id=?", (trial_id,))
+        return self._trial_row(r) if r else None
+
+    # -- HITs --------------------------------------------------------------------------------
+    def add_hit(self, hit_id: str, batch_id: str, mode: str, *, hit_type_id: str | None = None,
+                unique_request_token: str | None = None, reward=None, max_assignments: int = 1,
+                expires_at: str | None = None, status: str = "assignable",
+                question: str = "external", url: str | None = None) -> dict:
+        if mode not in MODES:
+            raise DBError(f"mode must be one of {MODES}, not {mode!r}")
+        if max_assignments < 1:
+            raise DBError("max_assignments must be >= 1")
+        reward = _money(reward) if reward is not None else None
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM batches WHERE batch_id=?", (batch_id,)).fetchone() is None:
+                raise DBError(f"unknown batch {batch_id!r}")
+            old = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
+            if old is None and unique_request_token:
+                old = c.execute("SELECT * FROM hits WHERE unique_request_token=?",
+                                (unique_request_token,)).fetchone()
+            if old is not None:
+                return dict(old)
+            c.execute("INSERT INTO hits VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (hit_id, hit_type_id, batch_id, unique_request_token, status, mode, reward,
+                       max_assignments, question, url, utcnow(), expires_at))
+        return self.get_hit(hit_id)
+
+    def get_hit(self, hit_id: str) -> dict | None:
+        return self._one("SELECT * FROM hits WHERE hit_id=?", (hit_id,))
+
+    def hit_by_token(self, token: str) -> dict | None:
+        return self._one("SELECT * FROM hits WHERE unique_request_token=?", (token,))
+
+    def list_hits(self, mode: str | None = None, status: str | None = None,
+                  batch_id: str | None = None) -> list[dict]:
+        where, args = [], []
+        for col, val in (("mode", mode), ("status", status), ("batch_id", batch_id)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        sql = "SELECT * FROM hits" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._rows(sql + " ORDER BY created_at, hit_id", args)
+
+    def set_hit_status(self, hit_id: str, status: str) -> None:
+        with self._tx() as c:
+            if c.execute("UPDATE hits SET status=? WHERE hit_id=?", (status, hit_id)).rowcount != 1:
+                raise DBError(f"unknown HIT {hit_id!r}")
+
+    # -- assignments and judgments -----------------------------------------------------------
+    @staticmethod
+    def _ensure_worker(c, worker_id: str) -> None:
+        c.execute("INSERT OR IGNORE INTO workers (worker_id, first_seen) VALUES (?, ?)",
+                  (worker_id, utcnow()))
+
+    def accept_assignment(self, assignment_id: str, hit_id: str, worker_id: str) -> dict:
+        """Record that ``worker_id`` opened ``hit_id`` as ``assignment_id`` (idempotent)."""
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM hits WHERE hit_id=?", (hit_id,)).fetchone() is None:
+                raise DBError(f"unknown HIT {hit_id!r}")
+            old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
+                            (assignment_id,)).fetchone()
+            if old is not None:
+                if old["hit_id"] != hit_id or old["worker_id"] != worker_id:
+                    raise ConflictError(f"assignment {assignment_id!r} belongs to another "
+                                        "HIT or worker")
+                return dict(old)
+            self._ensure_worker(c, worker_id)
+            c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                      "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
+                      (assignment_id, hit_id, worker_id, utcnow()))
+        return self.get_assignment(assignment_id)
+
+    def claim_local_assignment(self, worker_id: str,
+                               max_per_batch: int | None = None) -> dict | None:
+        """Give a local participant the batch with fewest assignments they have not done yet.
+
+        Creates the batch's local HIT (``local-<batch_id>``) and an accepted assignment; returns
+        the assignment, or None when every batch is done by this worker or full.
+        """
+        import uuid
+
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT b.batch_id, COUNT(a.assignment_id) AS n, "
+                "SUM(CASE WHEN a.worker_id=? THEN 1 ELSE 0 END) AS mine FROM batches b "
+                "LEFT JOIN hits h ON h.batch_id=b.batch_id AND h.mode='local' "
+                "LEFT JOIN assignments a ON a.hit_id=h.hit_id AND a.status!='abandoned' "
+                "GROUP BY b.batch_id ORDER BY n, b.batch_id", (worker_id,)).fetchall()
+            pick = next((r["batch_id"] for r in rows if not r["mine"]
+                         and (max_per_batch is None or r["n"] < max_per_batch)), None)
+            if pick is None:
+                return None
+            hit_id = f"local-{pick}"
+            c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
+                      "max_assignments, question, created_at) "
+                      "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
+                      (hit_id, pick, max_per_batch or 1, utcnow()))
+            self._ensure_worker(c, worker_id)
+            aid = f"local-{uuid.uuid4().hex}"
+            c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                      "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
+                      (aid, hit_id, worker_id, utcnow()))
+        return self.get_assignment(aid)
+
+    def record_submission(self, assignment_id: str, hit_id: str, worker_id: str,
+                          answers: list[Mapping], *, simulated: bool = False,
+                          require_accepted: bool = True,
+                          submitted_at: str | None = None) -> SubmitResult:
+        """Store one assignment's answers, all or nothing. See the module docstring."""
+        answers = [dict(a) for a in answers]
+        for a in answers:
+            if a.get("choice") not in SIDES or a.get("shown_left") not in SIDES:
+                raise DBError("each answer needs choice and shown_left in {'a', 'b'}")
+        sha = _answers_sha(answers)
+        now = submitted_at or utcnow()
+        with self._tx() as c:
+            hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
+            if hit is None:
+                raise DBError(f"unknown HIT {hit_id!r}")
+            old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
+                            (assignment_id,)).fetchone()
+            if old is not None and (old["hit_id"] != hit_id or old["worker_id"] != worker_id):
+                raise ConflictError(f"assignment {assignment_id!r} belongs to another HIT/worker")
+            if old is not None and old["answers_sha"] is not None:
+                if old["answers_sha"] != sha:
+                    raise ConflictError(f"assignment {assignment_id!r} was already submitted "
+                                        "with other answers")
+                return SubmitResult("duplicate", assignment_id, len(answers))
+            if old is None and require_accepted:
+                raise DBError(f"unknown assignment {assignment_id!r}")
+            batch = {r["trial_id"]: r for r in c.execute(
+                "SELECT trial_id, left_side FROM trials WHERE batch_id=?", (hit["batch_id"],))}
+            ids = [a.get("trial_id") for a in answers]
+            if len(set(ids)) != len(ids) or set(ids) != set(batch):
+                raise DBError(f"answers must cover each of the {len(batch)} trials of batch "
+                              f"{hit['batch_id']} exactly once")
+            for a in answers:
+                if batch[a["trial_id"]]["left_side"] != a["shown_left"]:
+                    raise DBError(f"trial {a['trial_id']}: shown_left disagrees with the trial")
+            self._ensure_worker(c, worker_id)
+            if old is None:
+                c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                          "submitted_at, simulated, answers_sha) VALUES (?,?,?,'submitted',?,?,?)",
+                          (assignment_id, hit_id, worker_id, now, int(simulated), sha))
+            else:
+                c.execute("UPDATE assignments SET status='submitted', submitted_at=?, "
+                          "simulated=?, answers_sha=? WHERE assignment_id=?",
+                          (now, int(simulated), sha, assignment_id))
+            for a in answers:
+                rt = a.get("rt_ms")
+                c.execute("INSERT INTO judgments (assignment_id, trial_id, choice, shown_left, "
+                          "rt_ms, created_at) VALUES (?,?,?,?,?,?)",
+                          (assignment_id, a["trial_id"], a["choice"], a["shown_left"],
+                           None if rt is None else int(rt), now))
+        return SubmitResult("created", assignment_id, len(answers))
+
+    def upsert_assignment(self, assignment_id: str, hit_id: str, worker_id: str, status: str, *,
+                          submitted_at: str | None = None, feedback: str | None = None) -> None:
+        if status not in ASSIGNMENT_STATUSES:
+            raise DBError(f"status must be one of {ASSIGNMENT_STATUSES}")
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM hits WHERE hit_id=?", (hit_id,)).fetchone() is None:
+                raise DBError(f"unknown HIT {hit_id!r}")
+            self._ensure_worker(c, worker_id)
+            c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                      "submitted_at, feedback) VALUES (?,?,?,?,?,?) "
+                      "ON CONFLICT(assignment_id) DO UPDATE SET status=excluded.status, "
+                      "submitted_at=COALESCE(excluded.submitted_at, submitted_at), "
+                      "feedback=COALESCE(excluded.feedback, feedback)",
+                      (assignment_id, hit_id, worker_id, status, submitted_at, feedback))
+
+    def set_assignment_status(self, assignment_id: str, status: str,
+                              feedback: str | None = None) -> None:
+        if status not in ASSIGNMENT_STATUSES:
+            raise DBError(f"status must be one of {ASSIGNMENT_STATUSES}")
+        with self._tx() as c:
+            n = c.execute("UPDATE assignments SET status=?, reviewed_at=?, "
+                          "feedback=COALESCE(?, feedback) WHERE assignment_id=?",
+                          (status, utcnow(), feedback, assignment_id)).rowcount
+            if n != 1:
+                raise DBError(f"unknown assignment {assignment_id!r}")
+
+    def get_assignment(self, assignment_id: str) -> dict | None:
+        return self._one("SELECT * FROM assignments WHERE assignment_id=?", (assignment_id,))
+
+    def list_assignments(self, hit_id: str | None = None, status: str | None = None,
+                         worker_id: str | None = None) -> list[dict]:
+        where, args = [], []
+        for col, val in (("hit_id", hit_id), ("status", status), ("worker_id", worker_id)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        sql = "SELECT * FROM assignments" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._rows(sql + " ORDER BY assignment_id", args)
+
+    def judgments(self, assignment_id: str | None = None) -> list[dict]:
+        if assignment_id is None:
+            return self._rows("SELECT * FROM judgments ORDER BY judgment_id")
+        return self._rows("SELECT * FROM judgments WHERE assignment_id=? ORDER BY judgment_id",
+                          (assignment_id,))
+
+    def judgments_frame(self):
+        """Judgments joined with their trial, assignment, HIT and worker (a pandas DataFrame)."""
+        import pandas as pd
+
+        sql = ("SELECT j.assignment_id, j.trial_id, j.choice, j.shown_left, j.rt_ms, "
+               "a.worker_id, a.hit_id, a.status AS assignment_status, a.simulated, "
+               "h.mode, t.batch_id, t.ref_id, t.ref_path, t.a_id, t.a_path, t.b_id, t.b_path, "
+               "t.a_codec, t.b_codec, t.a_bpp, t.b_bpp, t.target_bpp, t.kind, t.expected, "
+               "w.blocked FROM judgments j JOIN assignments a USING (assignment_id) "
+               "JOIN hits h ON h.hit_id=a.hit_id JOIN trials t ON t.trial_id=j.trial_id "
+               "JOIN workers w ON w.worker_id=a.worker_id ORDER BY j.judgment_id")
+        return pd.read_sql_query(sql, self._conn())
+
+    # -- workers -----------------------------------------------------------------------------
+    def get_worker(self, worker_id: str) -> dict | None:
+        return self._one("SELECT * FROM workers WHERE worker_id=?", (worker_id,))
+
+    def list_workers(self) -> list[dict]:
+        return self._rows("SELECT * FROM workers ORDER BY worker_id")
+
+    def set_worker_score(self, worker_id: str, correct: int, total: int) -> None:
+        score = correct / total if total else None
+        with self._tx() as c:
+            self._ensure_worker(c, worker_id)
+            c.execute("UPDATE workers SET sentinel_correct=?, sentinel_total=?, sentinel_score=? "
+                      "WHERE worker_id=?", (correct, total, score, worker_id))
+
+    def block_worker(self, worker_id: str, reason: str) -> None:
+        with self._tx() as c:
+            self._ensure_worker(c, worker_id)
+            c.execute("UPDATE workers SET blocked=1, blocked_reason=?, blocked_at=? "
+                      "WHERE worker_id=?", (reason, utcnow(), worker_id))
+
+    def unblock_worker(self, worker_id: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE workers SET blocked=0, blocked_reason=NULL, blocked_at=NULL "
+                      "WHERE worker_id=?", (worker_id,))
+
+    def is_blocked(self, worker_id: str) -> bool:
+        w = self.get_worker(worker_id)
+        return bool(w and w["blocked"])
+
+    # -- qualification types -----------------------------------------------------------------
+    def set_qualification_type(self, name: str, mode: str, qualification_type_id: str) -> None:
+        if mode not in MODES:
+            raise DBError(f"mode must be one of {MODES}")
+        with self._tx() as c:
+            c.execute("INSERT INTO qualification_types VALUES (?,?,?,?) ON CONFLICT(name, mode) "
+                      "DO UPDATE SET qualification_type_id=excluded.qualification_type_id",
+                      (name, mode, qualification_type_id, utcnow()))
+
+    def get_qualification_type(self, name: str, mode: str) -> str | None:
+        r = self._one("SELECT qualification_type_id FROM qualification_types "
+                      "WHERE name=? AND mode=?", (name, mode))
+        return r["qualification_type_id"] if r else None
+
+    # -- bonuses -----------------------------------------------------------------------------
+    def add_bonus(self, assignment_id: str, worker_id: str, amount, reason: str,
+                  unique_token: str) -> dict:
+        amount = _money(amount)
+        with self._tx() as c:
+            old = c.execute("SELECT * FROM bonuses WHERE unique_token=?",
+                            (unique_token,)).fetchone()
+            if old is not None:
+                if (old["assignment_id"], old["worker_id"], old["amount"]) != \
+                        (assignment_id, worker_id, amount):
+                    raise ConflictError(f"bonus token {unique_token!r} used for another bonus")
+                return dict(old)
+            if c.execute("SELECT 1 FROM assignments WHERE assignment_id=?",
+                         (assignment_id,)).fetchone() is None:
+                raise DBError(f"unknown assignment {assignment_id!r}")
+            c.execute("INSERT INTO bonuses (assignment_id, worker_id, amount, reason, "
+                      "unique_token, created_at) VALUES (?,?,?,?,?,?)",
+                      (assignment_id, worker_id, amount, reason, unique_token, utcnow()))
+        return self._one("SELECT * FROM bonuses WHERE unique_token=?", (unique_token,))
+
+    def mark_bonus_paid(self, unique_token: str, paid_at: str | None = None) -> None:
+        with self._tx() as c:
+            n = c.execute("UPDATE bonuses SET paid_at=COALESCE(paid_at, ?) WHERE unique_token=?",
+                          (paid_at or utcnow(), unique_token)).rowcount
+            if n != 1:
+                raise DBError(f"unknown bonus token {unique_token!r}")
+
+    def list_bonuses(self, unpaid_only: bool = False) -> list[dict]:
+        sql = "SELECT * FROM bonuses" + (" WHERE paid_at IS NULL" if unpaid_only else "")
+        return self._rows(sql + " ORDER BY bonus_id")
+
+    def counts(self) -> dict[str, int]:
+        tables = ("studies", "batches", "trials", "hits", "workers", "assignments", "judgments",
+                  "qualification_types", "bonuses")
+        return {t: self._conn().execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in tables}
