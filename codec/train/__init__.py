@@ -1,0 +1,18 @@
+"""Codec training (top layer): ``python -m codec.train --help``.
+
+Modules: ``config`` (TrainConfig, tracks, pure schedules), ``data`` (crops, loader, validation
+images), ``losses``, ``discriminator``, ``amp`` (mixed precision scoped to the autoencoder),
+``distributed`` (torchrun/DDP), ``rundir`` (checkpoints, training state), ``validate``, ``loop``
+(``train(cfg)``), ``cli`` (``main(argv)``).
+"""
+
+from .cli import main
+from .config import TRACKS, TrainConfig, lr_at, stage_at
+
+__all__ = ["TRACKS", "TrainConfig", "lr_at", "main", "stage_at", "train"]
+
+
+def train(cfg, **kw):
+    from .loop import train as _train
+
+    return _train(cfg, **kw)

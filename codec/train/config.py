@@ -1,0 +1,160 @@
+"""Training configuration: one dataclass, the three rate tracks, presets, and pure schedules.
+
+The dataclass is the single definition of every option: its fields carry their help text and the
+command line is generated from it (``codec.train.cli``). A copy (``asdict``) goes into every model
+checkpoint's provenance and into the training-state file, so a run directory alone says how it was
+trained.
+
+Loss (HiFiC, Mentzer et al. 2020, with the rate summed over all entropy stages)::
+
+    L = lambda_rate * bpp + k_mse * MSE[0,255] + k_perceptual * d(x_hat, x) + k_gan * L_G
+
+Stages: ``mse`` (rate + MSE warm-up) -> ``perceptual`` (+ the frozen metric) -> ``adversarial``
+(+ the non-saturating GAN term; the discriminator trains only here). MSE-only baselines stay in
+``mse`` throughout (``loss="mse"``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+# One named config per track: target bits per pixel and the rate weight that aims at it.
+# lambda_rate_low is HiFiC's lambda^(b): the weight used while the batch is under the target
+# when lambda switching is on.
+TRACKS: dict[str, dict] = {
+    "0.075": {"target_bpp": 0.075, "lambda_rate": 2.0, "lambda_rate_low": 2.0 ** -4},
+    "0.15": {"target_bpp": 0.15, "lambda_rate": 1.0, "lambda_rate_low": 2.0 ** -4},
+    "0.3": {"target_bpp": 0.3, "lambda_rate": 0.5, "lambda_rate_low": 2.0 ** -4},
+}
+
+# Presets scale the step count (the seed: 10 M iterations); everything else keeps its fractions.
+PRESET_STEPS = {"paper": 10_000_000, "small": 200_000, "tiny": 60}
+PRESET_DEFAULTS = {
+    "paper": {"batch_size": 8, "crop": 256, "disc_width": 64},
+    "small": {"batch_size": 8, "crop": 256, "disc_width": 32},
+    "tiny": {"batch_size": 4, "crop": 64, "disc_width": 8},
+}
+BASELINES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018")
+STAGES = ("mse", "perceptual", "adversarial")
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    model: str = _f("hific", "registry name (codec.models.names()) or 'module:factory'")
+    preset: str = _f("small", "model preset: paper, small or tiny (also scales the step count)",
+                     choices=tuple(PRESET_STEPS))
+    track: str = _f("0.15", "rate track (target bpp)", choices=tuple(TRACKS))
+    steps: int = _f(0, "total training steps (0: the preset's count)")
+    batch_size: int = _f(0, "global batch size, split over processes (0: preset default)")
+    crop: int = _f(0, "random square crop size in pixels (0: preset default)")
+    data: str = _f("samples", "training images: manifest name, manifest .csv or folder")
+    data_split: str = _f("", "manifest split to train on (empty: all; bsds500 uses 'train')")
+    data_root: str = _f("", "folder manifest paths resolve against (default: $PLIC_DATA_ROOT "
+                            "or ../shared/data)")
+    val_data: str = _f("samples", "validation images (a few, centre-cropped)")
+    val_images: int = _f(4, "number of validation images")
+    val_crop: int = _f(256, "centre crop of validation images (0: full image)")
+    val_every: int = _f(0, "validate every N steps (0: 10 times per run)")
+    val_bin_width: float = _f(1.0, "bin width delta used when validating")
+    ckpt_every: int = _f(0, "write last.pt and the training state every N steps (0: at "
+                            "validation)")
+    out: str = _f("", "run directory (default: runs/train/MODEL-TRACK)")
+    loss: str = _f("auto", "full (MSE -> +perceptual -> +GAN) or mse (rate + MSE only); auto: "
+                           "mse for the baselines, full otherwise",
+                   choices=("auto", "full", "mse"))
+    lpips: str = _f("", "perceptual metric: a metric checkpoint path or an official LPIPS name "
+                        "(alex, vgg, squeeze); default runs/metric.pt")
+    lr: float = _f(1e-4, "Adam learning rate of the autoencoder and hyperpriors")
+    lr_prior: float = _f(1e-3, "Adam learning rate of the fixed top prior")
+    lr_disc: float = _f(1e-4, "Adam learning rate of the discriminator")
+    lr_milestones: tuple = _f((0.2, 0.4, 0.5, 0.6), "fractions of the run where the learning "
+                                                    "rate steps down (the seed: 2,4,5,6 M of 10 M)")
+    lr_gamma: float = _f(0.5, "factor applied at each milestone")
+    perceptual_start: float = _f(0.1, "fraction of the run where the perceptual term starts")
+    adversarial_start: float = _f(0.5, "fraction of the run where the GAN term starts")
+    target_bpp: float = _f(0.0, "target rate (0: the track's)")
+    lambda_rate: float = _f(0.0, "rate weight (0: the track's)")
+    lambda_rate_low: float = _f(0.0, "rate weight under the target with --lambda-switching "
+                                     "(0: the track's)")
+    lambda_switching: bool = _f(False, "HiFiC lambda switching: the low rate weight while the "
+                                       "batch is under the target rate")
+    k_mse: float = _f(0.075 * 2 ** -5, "weight of the MSE on the [0, 255] scale")
+    k_perceptual: float = _f(1.0, "weight of the perceptual metric")
+    k_gan: float = _f(0.15, "weight of the non-saturating generator loss")
+    quantizer: str = _f("", "override the model's training quantiser: noise, ste or universal "
+                            "(empty: the model's default)")
+    disc_width: int = _f(0, "discriminator base width (0: preset default)")
+    disc_condition: bool = _f(True, "condition the discriminator on the latent y (HiFiC)")
+    grad_clip: float = _f(1.0, "clip the gradient norm (0: off)")
+    amp: bool = _f(True, "bfloat16 autocast for the autoencoder (g_a, g_s) on CUDA only")
+    workers: int = _f(2, "data loader worker processes")
+    seed: int = _f(0, "seed: crops, quantisation noise and bin widths derive from (seed, step)")
+    device: str = _f("", "cpu or cuda (default: cuda when available)")
+    threads: int = _f(0, "torch CPU threads (0: torch default)")
+    stop_at: int = _f(0, "stop after this step as if interrupted (resume later with --resume)")
+    resume: bool = _f(False, "continue the run in --out exactly where its training state left it")
+
+    def resolved(self) -> TrainConfig:
+        """Fill every 0/empty default from the preset and track."""
+        c = TrainConfig(**asdict(self))
+        c.lr_milestones = tuple(c.lr_milestones)
+        pre = PRESET_DEFAULTS[c.preset]
+        tr = TRACKS[c.track]
+        c.steps = c.steps or PRESET_STEPS[c.preset]
+        c.batch_size = c.batch_size or pre["batch_size"]
+        c.crop = c.crop or pre["crop"]
+        c.disc_width = c.disc_width or pre["disc_width"]
+        c.target_bpp = c.target_bpp or tr["target_bpp"]
+        c.lambda_rate = c.lambda_rate or tr["lambda_rate"]
+        c.lambda_rate_low = c.lambda_rate_low or tr["lambda_rate_low"]
+        if c.loss == "auto":
+            c.loss = "mse" if c.model in BASELINES else "full"
+        c.val_every = c.val_every or max(1, c.steps // 10)
+        c.ckpt_every = c.ckpt_every or c.val_every
+        if not c.out:
+            from ..paths import runs_dir
+
+            c.out = str(runs_dir() / "train" / f"{c.model.replace(':', '-')}-{c.track}")
+        return c
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lr_milestones"] = list(d["lr_milestones"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        c = cls(**{k: v for k, v in d.items() if k in names})
+        c.lr_milestones = tuple(c.lr_milestones)
+        return c
+
+
+def lr_at(step: int, base: float, total: int, milestones=(0.2, 0.4, 0.5, 0.6),
+          gamma: float = 0.5) -> float:
+    """Step-down schedule: ``base * gamma**k``, k = milestones passed at ``step`` (0-based)."""
+    k = sum(step >= math.ceil(m * total) for m in milestones)
+    return base * gamma ** k
+
+
+def stage_at(step: int, cfg: TrainConfig) -> str:
+    """Which loss stage a step belongs to (pure: depends only on step and config)."""
+    if cfg.loss == "mse":
+        return "mse"
+    if step >= math.ceil(cfg.adversarial_start * cfg.steps):
+        return "adversarial"
+    if step >= math.ceil(cfg.perceptual_start * cfg.steps):
+        return "perceptual"
+    return "mse"
+
+
+def rate_weight(bpp: float, cfg: TrainConfig) -> float:
+    """lambda for this batch: HiFiC switching lowers it while the batch is under the target."""
+    if cfg.lambda_switching and bpp < cfg.target_bpp:
+        return cfg.lambda_rate_low
+    return cfg.lambda_rate

@@ -1,0 +1,281 @@
+"""The training loop: one flat function, ``train(cfg)``.
+
+Each step: a global batch of crops (``data``), one bin width drawn for the batch from the model's
+``delta_range``, the forward pass, the stage's loss (``config.stage_at``), one step of the main
+optimiser and of the top prior's optimiser, then (adversarial stage only) one discriminator step
+on the same batch. Randomness is re-seeded from ``(seed, step, rank)`` at every step, so a resumed
+run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..fsio import sha256_file
+from ..paths import runs_dir
+from . import distributed, rundir
+from .amp import autocast_autoencoder
+from .config import TrainConfig, lr_at, rate_weight, stage_at
+from .data import train_loader, training_records, validation_images
+from .discriminator import Discriminator
+from .losses import bpp_per_image, discriminator_loss, generator_loss, mse255, perceptual
+from .validate import validate
+
+OFFICIAL_LPIPS = ("alex", "vgg", "squeeze")
+# Options that may differ between a run and its resumption.
+RESUMABLE_CHANGES = {"resume", "stop_at", "workers", "threads", "device"}
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient: training stopped, the last good checkpoint is kept."""
+
+
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    overrides = {"target_bpp": cfg.target_bpp}
+    if cfg.quantizer:
+        overrides["quantizer"] = cfg.quantizer
+    if ":" in cfg.model:  # a user's factory, "package.module:function"
+        mod, fn = cfg.model.split(":", 1)
+        return getattr(importlib.import_module(mod), fn)(preset=cfg.preset, **overrides)
+    from ..models import build
+
+    return build(cfg.model, cfg.preset, **overrides)
+
+
+def load_metric(spec: str, device: str):
+    """A frozen differentiable ``d(x, y)``: a fitted metric checkpoint or an official LPIPS."""
+    import perceptual_metric
+
+    spec = spec or str(runs_dir() / "metric.pt")
+    if spec in OFFICIAL_LPIPS:
+        metric = perceptual_metric.official(spec)
+    elif Path(spec).is_file():
+        metric = perceptual_metric.load(spec)
+    else:
+        raise FileNotFoundError(
+            f"--lpips {spec!r}: no such metric checkpoint. Fit one (python -m perceptual_metric), "
+            f"pass an official name ({', '.join(OFFICIAL_LPIPS)}), or train MSE-only with "
+            f"--loss mse")
+    return metric.to(device).eval().requires_grad_(False)
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return ((seed * 1_000_003 + step) * 64 + rank) % (2 ** 63)
+
+
+def _reseed(seed: int, step: int, rank: int) -> None:
+    s = _step_seed(seed, step, rank)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % 2 ** 32)
+
+
+def _check_resume(saved: dict, cfg: TrainConfig) -> None:
+    now = cfg.to_dict()
+    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+    if diff:
+        raise ValueError("--resume with a different configuration: " + ", ".join(
+            f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff))
+
+
+def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None,
+          progress: bool = True) -> dict:
+    """Train per ``cfg``; returns ``{"step", "out", "best", "val"}``. ``model``/``metric`` may be
+    passed in (tests, notebooks); otherwise they come from ``cfg.model`` and ``cfg.lpips``."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    cfg = cfg.resolved()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dist = distributed.setup(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = distributed.device_for(dist, cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(cfg.seed)  # same initial weights on every process
+    model = build_model(cfg) if model is None else model
+    model.to(device).train()
+    stride = int(getattr(model, "stride", 1))
+    if cfg.crop % stride:
+        raise ValueError(f"--crop {cfg.crop} is not a multiple of the model's stride {stride}")
+    full = cfg.loss == "full"
+    disc = None
+    if full:
+        with torch.no_grad():  # the latent's channel count, for the conditioned discriminator
+            y_ch = model(torch.rand(1, 3, stride, stride, device=device))["y"].shape[1]
+        disc = Discriminator(cfg.disc_width, y_ch if cfg.disc_condition else 0).to(device)
+        if metric is None and cfg.k_perceptual > 0:
+            metric = load_metric(cfg.lpips, device)
+
+    opt_main = torch.optim.Adam(model.main_parameters(), lr=cfg.lr)
+    prior_params = list(model.top_prior_parameters())
+    opt_prior = torch.optim.Adam(prior_params, lr=cfg.lr_prior) if prior_params else None
+    opt_disc = torch.optim.Adam(disc.parameters(), lr=cfg.lr_disc) if disc is not None else None
+
+    start, best, last_good = 0, math.inf, None
+    state_path = out / rundir.STATE
+    if cfg.resume:
+        st = rundir.load_state(out)
+        _check_resume(st["config"], cfg)
+        model.load_state_dict(st["model"])
+        opt_main.load_state_dict(st["opt_main"])
+        if opt_prior is not None:
+            opt_prior.load_state_dict(st["opt_prior"])
+        if disc is not None:
+            disc.load_state_dict(st["disc"])
+            opt_disc.load_state_dict(st["opt_disc"])
+        start, best, last_good = st["step"], st["best"], st["step"]
+        rundir.set_rng_state(st["rng"])
+        if dist.main:  # drop log lines of steps that will be replayed
+            rows = [r for r in rundir.read_metrics(out) if r.get("step", 0) <= start]
+            (out / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                                                       for r in rows))
+    elif state_path.exists():
+        raise FileExistsError(f"{out} already holds a run ({state_path}); pass --resume to "
+                              f"continue it or choose another --out")
+    if dist.main:
+        rundir.write_config(out, cfg.to_dict())
+
+    if device.startswith("cuda") and cfg.amp:
+        autocast_autoencoder(model, "cuda", torch.bfloat16)
+    net = distributed.wrap(model, dist, device)
+    net_disc = distributed.wrap(disc, dist, device) if disc is not None else None
+
+    records = training_records(cfg.data, cfg.data_root, cfg.data_split)
+    loader = train_loader(records, cfg.crop, cfg.batch_size, seed=cfg.seed, start_step=start,
+                          rank=dist.rank, world=dist.world, workers=cfg.workers,
+                          pin_memory=device.startswith("cuda"))
+    val_images = validation_images(cfg.val_data, cfg.data_root, cfg.val_images, cfg.val_crop,
+                                   multiple=max(64, stride)) if dist.main else []
+    writer = SummaryWriter(str(out / "tb")) if dist.main else None
+    lo, hi = (model.config.get("delta_range") or [1.0, 1.0])
+    stop = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+    log_every = max(1, min(100, cfg.steps // 100))
+    provenance = {"train_config": cfg.to_dict(), "track": cfg.track, "target_bpp": cfg.target_bpp,
+                  "data": cfg.data, "data_split": cfg.data_split, "n_train_images": len(records)}
+    if full and cfg.k_perceptual > 0 and Path(cfg.lpips or "-").is_file():
+        provenance["metric_sha256"] = sha256_file(cfg.lpips)
+    val = {}
+
+    batches = iter(loader)
+    bar = tqdm(range(start, stop), initial=start, total=stop, disable=not (progress and dist.main),
+               desc=f"train {model.name} {cfg.track}", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    for step in bar:
+        x = next(batches).to(device, non_blocking=True)
+        _reseed(cfg.seed, step, dist.rank)
+        delta = random.Random(f"{cfg.seed}:{step}").uniform(lo, hi)  # one per global batch
+        stage = stage_at(step, cfg)
+        for opt, base in ((opt_main, cfg.lr), (opt_prior, cfg.lr_prior), (opt_disc, cfg.lr_disc)):
+            if opt is not None:
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, base, cfg.steps, cfg.lr_milestones, cfg.lr_gamma)
+
+        # -- autoencoder, hyperpriors and top prior ----------------------------------------
+        res = net(x, delta=delta)
+        x_hat = res["x_hat"]
+        bpp = bpp_per_image(res["bits"], x.shape[-2], x.shape[-1]).mean()
+        lam = rate_weight(float(bpp.detach()), cfg)
+        mse = mse255(x_hat, x)
+        loss = lam * bpp + cfg.k_mse * mse
+        terms = {"bpp": float(bpp.detach()), "mse": float(mse.detach()), "lambda": lam}
+        if stage != "mse" and metric is not None and cfg.k_perceptual > 0:
+            p = perceptual(metric, x_hat, x)
+            loss = loss + cfg.k_perceptual * p
+            terms["perceptual"] = float(p.detach())
+        if stage == "adversarial":
+            disc.requires_grad_(False)  # L_G reaches the decoder, not D
+            g_loss = generator_loss(disc(x_hat, res["y"].detach()))
+            loss = loss + cfg.k_gan * g_loss
+            terms["g_loss"] = float(g_loss.detach())
+        terms["loss"] = float(loss.detach())
+
+        opt_main.zero_grad(set_to_none=True)
+        if opt_prior is not None:
+            opt_prior.zero_grad(set_to_none=True)
+        finite = math.isfinite(terms["loss"])
+        if finite:
+            loss.backward()
+            if cfg.grad_clip:
+                norm = torch.nn.utils.clip_grad_norm_(model.main_parameters(), cfg.grad_clip)
+                finite = bool(torch.isfinite(norm))
+        if not distributed.all_true(finite, dist, device):
+            where = (f"{out / 'last.pt'} (step {last_good})" if last_good
+                     else "none yet (no checkpoint was written before this step)")
+            msg = (f"non-finite loss or gradient at step {step} (stage {stage}, delta {delta:.3f},"
+                   f" terms {terms}); training stopped without saving. Last good checkpoint: "
+                   f"{where}. Lower --lr or --grad-clip and continue with --resume.")
+            if writer is not None:
+                writer.close()
+            raise TrainingDiverged(msg)
+        opt_main.step()
+        if opt_prior is not None:
+            opt_prior.step()
+
+        # -- discriminator: only in its stage ----------------------------------------------
+        if stage == "adversarial":
+            disc.requires_grad_(True)
+            y = res["y"].detach()
+            logits = net_disc(torch.cat([x, x_hat.detach()]), torch.cat([y, y]))
+            real, fake = logits.chunk(2)
+            d_loss = discriminator_loss(real, fake)
+            opt_disc.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_disc.step()
+            terms["d_loss"] = float(d_loss)
+
+        done = step + 1
+        if dist.main and (done % log_every == 0 or done == stop):
+            row = {"step": done, "stage": stage, "delta": delta,
+                   "lr": opt_main.param_groups[0]["lr"],
+                   "psnr": 10 * math.log10(255 ** 2 / max(terms["mse"], 1e-10)),
+                   "steps_per_s": (done - start) / (time.perf_counter() - t0), **terms}
+            rundir.append_metrics(out, row)
+            for k, v in row.items():
+                if isinstance(v, float):
+                    writer.add_scalar(f"train/{k}", v, done)
+            bar.set_postfix(stage=stage, bpp=f"{terms['bpp']:.3f}", psnr=f"{row['psnr']:.2f}")
+
+        # -- validation and checkpoints ----------------------------------------------------
+        validate_now = done % cfg.val_every == 0 or done == stop
+        if done % cfg.ckpt_every == 0 or validate_now:
+            if dist.main:
+                if validate_now:
+                    val, recons = validate(model, val_images, bin_width=cfg.val_bin_width,
+                                           metric=metric, device=device)
+                    objective = (cfg.lambda_rate * val["bpp"] + cfg.k_mse * val["mse"]
+                                 + cfg.k_perceptual * val.get("perceptual", 0.0))
+                    val["objective"] = objective
+                    rundir.append_metrics(out, {"step": done, "val": val})
+                    for k, v in val.items():
+                        writer.add_scalar(f"val/{k}", float(v), done)
+                    if recons:
+                        writer.add_image("val/reconstruction", recons[0], done, dataformats="HWC")
+                    prov = {**provenance, "step": done, "stage": stage, "val": val}
+                    if objective < best:
+                        best = objective
+                        rundir.save_model(out / "best.pt", model, prov)
+                rundir.save_model(out / "last.pt", model,
+                                  {**provenance, "step": done, "stage": stage, "val": val})
+                rundir.save_state(out, {
+                    "step": done, "best": best, "config": cfg.to_dict(),
+                    "model": model.state_dict(), "opt_main": opt_main.state_dict(),
+                    "opt_prior": opt_prior.state_dict() if opt_prior else None,
+                    "disc": disc.state_dict() if disc is not None else None,
+                    "opt_disc": opt_disc.state_dict() if opt_disc else None})
+                last_good = done
+            distributed.barrier(dist)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    distributed.teardown(dist)
+    return {"step": stop, "out": str(out), "best": best, "val": val}
