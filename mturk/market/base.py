@@ -138,8 +138,9 @@ class BonusRecord:
 class Market(abc.ABC):
     """What the study needs from a crowdsourcing marketplace, and nothing more."""
 
-    #: "sandbox", "live" or "memory": recorded beside every id in the database.
-    mode: str = "memory"
+    #: "sandbox", "live" or "local" (in memory): recorded beside every id in the database
+    #: (``mturk.db.MODES``).
+    mode: str = "local"
 
     @abc.abstractmethod
     def get_account_balance(self) -> Decimal: ...

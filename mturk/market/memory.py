@@ -44,7 +44,7 @@ def _now() -> datetime:
 class InMemoryMarket(Market):
     """:class:`~.base.Market` in memory (optionally persisted to ``state_path``)."""
 
-    mode = "memory"
+    mode = "local"
 
     def __init__(self, balance="10000.00", state_path: str | Path | None = None,
                  clock=_now):
