@@ -1,0 +1,78 @@
+"""Fixed-point arithmetic of the parameter path (codec.context.intmath)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from codec.context.intmath import (
+    ACT_BITS,
+    WEIGHT_BITS,
+    FixedPointError,
+    from_fixed,
+    int_channel_norm,
+    int_linear,
+    int_prelu,
+    isqrt,
+    linear_to_fixed,
+    rshift_round,
+    to_fixed,
+)
+
+
+def test_rshift_round_is_round_half_up():
+    x = torch.arange(-40, 41, dtype=torch.int64)
+    expect = torch.tensor([math.floor(v / 8 + 0.5) for v in x.tolist()])
+    assert torch.equal(rshift_round(x, 3), expect)
+
+
+def test_isqrt_is_exact():
+    g = torch.Generator().manual_seed(0)
+    n = torch.cat([torch.arange(0, 2000), torch.randint(0, 2**62, (2000,), generator=g),
+                   torch.tensor([2**62 - 1, 2**40, 2**40 - 1])])
+    got = isqrt(n)
+    assert got.tolist() == [math.isqrt(v) for v in n.tolist()]
+    with pytest.raises(ValueError):
+        isqrt(torch.tensor([-1]))
+
+
+def test_int_linear_is_exact_integer_arithmetic():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(-(2**20), 2**20, (5, 33), generator=g)
+    w = torch.randint(-(2**13), 2**13, (7, 33), generator=g)
+    b = torch.randint(-(2**30), 2**30, (7,), generator=g)
+    out = int_linear(x, w, b)
+    for p in range(5):
+        for o in range(7):
+            acc = sum(int(x[p, k]) * int(w[o, k]) for k in range(33)) + int(b[o])
+            assert out[p, o] == (acc + 2 ** (WEIGHT_BITS - 1)) >> WEIGHT_BITS
+
+
+def test_prelu_and_channel_norm_follow_their_float_forms():
+    from codec.layers import ChannelNorm
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 16, 3, 4, generator=g) * 4
+    slope = torch.rand(16, generator=g)
+    x_fx = to_fixed(x, ACT_BITS)
+    got = from_fixed(int_prelu(x_fx.permute(0, 2, 3, 1), to_fixed(slope, WEIGHT_BITS)),
+                     ACT_BITS).permute(0, 3, 1, 2)
+    ref = torch.where(x >= 0, x, x * slope.reshape(1, -1, 1, 1))
+    assert float((got - ref).abs().max()) < 2e-3
+    cn = ChannelNorm(16)
+    with torch.no_grad():
+        cn.weight.copy_(torch.rand(1, 16, 1, 1, generator=g) + 0.5)
+        cn.bias.copy_(torch.randn(1, 16, 1, 1, generator=g))
+    got = int_channel_norm(x_fx, to_fixed(cn.weight.reshape(-1), WEIGHT_BITS),
+                           to_fixed(cn.bias.reshape(-1), ACT_BITS), int(cn.eps * 2**(2 * ACT_BITS)))
+    assert float((from_fixed(got, ACT_BITS) - cn(x).double()).abs().max()) < 5e-3
+
+
+def test_overflow_is_refused_at_conversion():
+    layer = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        layer.weight.fill_(2.0**40)
+    with pytest.raises(FixedPointError):
+        linear_to_fixed(layer)
