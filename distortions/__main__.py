@@ -1,0 +1,105 @@
+"""``python -m distortions``: reference images -> distorted images at target bitrates.
+
+Examples::
+
+    python -m distortions                                  # the 5 sample images, default codecs
+    python -m distortions --data kodak                     # the 24 Kodak images
+    python -m distortions --crop 256 --codecs jpeg,hevc-bpgcfg --targets 0.15,0.3
+    python -m distortions --codecs learned --checkpoint runs/train/ckpt.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from codec.datasets import DataError, add_data_args, records_from_args
+from codec.paths import runs_dir
+
+from .backends import ALL_CODECS, DEFAULT_CODECS, BackendOptions
+from .backends.hevc import X265_PRESETS
+from .run import DEFAULT_TARGETS, RunConfig, run
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from e
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"targets must be positive bpp values: {text!r}")
+    return vals
+
+
+def _codecs(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    bad = [n for n in names if n not in ALL_CODECS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown codec(s) {bad}; choose from "
+                                         f"{', '.join(ALL_CODECS)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m distortions",
+        description="Compress reference images with classic and learned codecs at target "
+                    "bitrates (per image: the highest quality whose real file is at or under "
+                    "each target) and write decoded PNGs, bitstreams and index.csv. Reruns "
+                    "skip what is already done.")
+    add_data_args(p)
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/distortions)")
+    p.add_argument("--codecs", type=_codecs, default=DEFAULT_CODECS,
+                   help=f"comma-separated codecs from {', '.join(ALL_CODECS)} "
+                        f"(default: {','.join(DEFAULT_CODECS)}; bpg needs bpgenc, learned "
+                        f"needs --checkpoint)")
+    p.add_argument("--targets", type=_floats, default=DEFAULT_TARGETS,
+                   help="comma-separated target bpps (default: "
+                        f"{','.join(str(t) for t in DEFAULT_TARGETS)})")
+    p.add_argument("--crop", type=int, default=None, metavar="SIZE",
+                   help="code a centred SIZE x SIZE crop of each image (the cropped reference "
+                        "is written to OUT/refs); default: full images")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="worker processes over images (default 0: all cores)")
+    p.add_argument("--ffmpeg", default="ffmpeg", help="ffmpeg binary for hevc-bpgcfg")
+    p.add_argument("--x265-preset", default="slow", choices=X265_PRESETS,
+                   help="x265 preset for hevc-bpgcfg (bpgenc uses placebo; slow matches it "
+                        "within noise and is faster; default: slow)")
+    p.add_argument("--bpgenc", default="bpgenc", help="bpgenc binary for the bpg codec")
+    p.add_argument("--bpgdec", default="bpgdec", help="bpgdec binary for the bpg codec")
+    p.add_argument("--checkpoint", default=None,
+                   help="codec checkpoint for the learned codec (codec.checkpoint format)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.crop is not None and args.crop < 16:
+        print("error: --crop must be at least 16 pixels", file=sys.stderr)
+        return 2
+    try:
+        records = records_from_args(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = RunConfig(
+        out=str(Path(args.out) if args.out else runs_dir() / "distortions"),
+        codecs=args.codecs, targets=args.targets, crop=args.crop, jobs=args.jobs,
+        backend=BackendOptions(ffmpeg=args.ffmpeg, x265_preset=args.x265_preset,
+                               bpgenc=args.bpgenc, bpgdec=args.bpgdec,
+                               checkpoint=args.checkpoint),
+        progress=not args.no_progress)
+    report = run(records, cfg)
+    print(f"{cfg.out}/index.csv: {report.new_rows} new rows, {report.reused_rows} kept, "
+          f"{report.unreachable} unreachable (codec, image, target), {report.encodes} encodes"
+          + ("" if report.wrote_index else "; index unchanged"))
+    for where, msg in report.errors:
+        print(f"error: {where}: {msg}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

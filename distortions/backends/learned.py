@@ -1,0 +1,90 @@
+"""The project's own learned codecs through the codec core's coding API (``codec.api``).
+
+The parameter is the quantisation bin width (delta): larger delta, fewer bits. The codec name is
+``learned-<model>`` and the version carries the checkpoint's sha256, so two checkpoints never
+share a ``dist_id``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from codec.fsio import sha256_file
+
+from .base import Backend, BackendError, BackendUnavailable, ParamSpec
+
+
+class LearnedBackend(Backend):
+    """A trained checkpoint (``codec.checkpoint`` format) coded with ``codec.api``."""
+
+    ext = "plic"
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu",
+                 delta_range: tuple[float, float] = (0.25, 64.0)):
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self.param = ParamSpec("bin_width", delta_range[0], delta_range[1],
+                               more_bits_when="lower", integer=False, rel_tol=0.002)
+        self._model = None
+        self._sha = None
+        self.name = "learned"
+        if self.checkpoint.is_file():
+            self.name = f"learned-{self._model_name()}"
+
+    def _model_name(self) -> str:
+        try:
+            import torch
+
+            meta = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            return str(meta.get("model", "model")).replace("/", "-")
+        except Exception:  # noqa: BLE001 - a bad file is reported by check_available
+            return "model"
+
+    def _api(self):
+        try:
+            from codec import api
+        except ImportError as e:
+            raise BackendUnavailable(f"{self.name}: codec.api is not importable ({e}); the "
+                                     f"learned backend needs the codec core's coding API") from e
+        return api
+
+    def check_available(self) -> None:
+        if not self.checkpoint.is_file():
+            raise BackendUnavailable(f"{self.name}: checkpoint {self.checkpoint} not found; "
+                                     f"train one (python -m codec.train) or pass --checkpoint")
+        self.model()
+
+    def model(self):
+        if self._model is None:
+            api = self._api()
+            try:
+                self._model = api.load(str(self.checkpoint), device=self.device)
+            except Exception as e:  # noqa: BLE001 - any load failure names the file
+                raise BackendUnavailable(f"{self.name}: cannot load checkpoint "
+                                         f"{self.checkpoint}: {e}") from e
+        return self._model
+
+    @property
+    def version(self) -> str:
+        if self._sha is None:
+            self._sha = sha256_file(self.checkpoint)
+        return f"ckpt-{self._sha[:16]}"
+
+    def encode(self, image: np.ndarray, param: float) -> bytes:
+        if not math.isfinite(param) or param <= 0:
+            raise BackendError(f"{self.name}: bin width must be positive, got {param}")
+        try:
+            return self._api().compress(image, self.model(), bin_width=float(param))
+        except BackendError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported with the codec and parameter
+            raise BackendError(f"{self.name}: encoding at bin_width={param} failed: {e}") from e
+
+    def decode(self, data: bytes) -> np.ndarray:
+        try:
+            return self._api().decompress(data, self.model())
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"{self.name}: decoding failed: {e}") from e
