@@ -135,10 +135,11 @@ def encode_stage(v: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, del
 
 
 def decode_stage(data: bytes, means: torch.Tensor, scales: torch.Tensor, delta: float,
-                 escapes: EscapeReader) -> torch.Tensor:
+                 escapes: EscapeReader) -> StageCode:
+    """Inverse of ``encode_stage`` (same parameters in, same ``StageCode`` out)."""
     means_q, idx = discretize(means, scales, delta)
     k = decode_symbols(data, idx, escapes)
-    return from_symbols(k, means_q, delta)
+    return StageCode(data, from_symbols(k, means_q, delta), estimate_bits(k, idx), k)
 
 
 # ---- the latent stage: one swappable coder ----------------------------------------------------
@@ -153,7 +154,7 @@ class LatentCoder(Protocol):
                escapes: EscapeWriter) -> StageCode: ...
 
     def decode(self, model, data: bytes, features: torch.Tensor, shape: tuple, delta: float,
-               escapes: EscapeReader) -> torch.Tensor: ...
+               escapes: EscapeReader) -> StageCode: ...
 
 
 class ParallelLatentCoder:

@@ -1,0 +1,288 @@
+"""The coding API other packages call: uint8 image in, bytes out, uint8 image back.
+
+    model = load("runs/codec/model.pt")
+    res = encode(image, model, target_bpp=0.3)      # EncodeResult: data, bpp, est_bits, ...
+    image_hat = decompress(res.data, model)
+
+``bpp`` is always measured on the whole file (header included, ``codec.quality.bpp``);
+``est_bits`` is the likelihood estimate from the same discretised parameters that were coded.
+Any image size works: the image is padded (edge replication) to the model's stride and the
+decoder crops back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import bitstream as bs
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .coding import (
+    CODING_ORDERS,
+    CodingError,
+    EscapeReader,
+    EscapeWriter,
+    StageCode,
+    decode_stage,
+    encode_stage,
+    latent_coder,
+)
+from .image_io import check_rgb_uint8
+from .models import build
+from .quality import bpp as bits_per_pixel
+
+DELTA_MIN, DELTA_MAX = 2.0**-4, 2.0**8   # the rate-control search range of the bin width
+SEARCH_STEPS = 14
+
+
+class RateControlError(ValueError):
+    """The requested target rate is below what the model reaches at its largest bin width."""
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    bpp: float          # real: 8 x len(data) / pixels
+    est_bits: float     # likelihood estimate of the coded stages (no header)
+    bin_width: float    # delta, as stored in the stream
+    seconds: float
+
+
+@dataclass
+class DecodeResult:
+    image: np.ndarray
+    bpp: float
+    est_bits: float
+    bin_width: float
+    seconds: float
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+def save(model, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """Write ``model`` as a ``codec`` checkpoint (config carries everything to rebuild it)."""
+    return save_checkpoint(path, "codec", model.name, model.config, model.state_dict(),
+                           provenance)
+
+
+def load(ckpt_path: str | os.PathLike, device: str = "cpu"):
+    """A codec checkpoint as a model in eval mode, ready to code."""
+    ckpt = load_checkpoint(ckpt_path, kind="codec", map_location=device)
+    try:
+        model = build(ckpt["model"], **ckpt["config"])
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt_path}: cannot rebuild codec model ({e})") from e
+    return model.to(device).eval()
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _exact_mode():
+    """No TF32, no autotuned kernels: the parameter path must repeat bit for bit."""
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False,
+                                                     deterministic=True, allow_tf32=False):
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _padded(h: int, w: int, stride: int) -> tuple[int, int]:
+    return -(-h // stride) * stride, -(-w // stride) * stride
+
+
+def _to_tensor(image: np.ndarray, model) -> torch.Tensor:
+    h, w = image.shape[:2]
+    hp, wp = _padded(h, w, model.stride)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    if (hp, wp) != (h, w):
+        x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+    return x.to(_device(model))
+
+
+def stage_shapes(model, height: int, width: int) -> list[tuple[int, ...]]:
+    """Shapes (1, C, h, w) of every stage for an image of this size (probed once per model)."""
+    probe = getattr(model, "_plic_probe", None)
+    if probe is None:
+        s = model.stride
+        with torch.no_grad():
+            lat = model.analysis(torch.zeros(1, 3, s, s, device=_device(model)))
+        probe = [(t.shape[1], s // t.shape[2], s // t.shape[3]) for t in lat]
+        object.__setattr__(model, "_plic_probe", probe)
+    hp, wp = _padded(height, width, model.stride)
+    return [(1, c, hp // fh, wp // fw) for c, fh, fw in probe]
+
+
+def _coding_order(model) -> int:
+    name = model.config.get("coding_order", "parallel")
+    if name not in CODING_ORDERS:
+        raise ValueError(f"model config names unknown coding order {name!r}")
+    return CODING_ORDERS[name]
+
+
+# ---- encoding --------------------------------------------------------------------------------
+
+class _Encoder:
+    """Analysis and hyper stages once; the latent stage again for each bin width tried."""
+
+    def __init__(self, image: np.ndarray, model):
+        self.model, self.h, self.w = model, image.shape[0], image.shape[1]
+        self.latents = model.analysis(_to_tensor(image, model))
+        self.escapes = EscapeWriter()
+        self.hyper: list[StageCode] = []
+        above = None
+        top = len(self.latents) - 1
+        for i in range(top, 0, -1):
+            v = self.latents[i]
+            means, scales = (model.top_params(v.shape) if i == top
+                             else model.stage_params(i, above))
+            code = encode_stage(v, means, scales, 1.0, self.escapes)
+            self.hyper.append(code)
+            above = code.v_hat.to(v.device)
+        self.features = model.h_s[0](above) if top > 0 else None
+
+    def code(self, delta: float) -> EncodeResult:
+        t0 = time.perf_counter()
+        model, y = self.model, self.latents[0]
+        esc = EscapeWriter()
+        esc.buf = bytearray(self.escapes.buf)
+        if self.features is None:
+            means, scales = model.top_params(y.shape)
+            y_code = encode_stage(y, means, scales, delta, esc)
+        else:
+            coder = latent_coder(model.config.get("coding_order", "parallel"))
+            y_code = coder.encode(model, y, self.features, delta, esc)
+        header = bs.Header(model.name, bs.model_hash(model), self.h, self.w, delta,
+                           _coding_order(model))
+        sections = [c.data for c in self.hyper] + [y_code.data, bytes(esc.buf)]
+        data = bs.pack(header, sections)
+        est = sum(c.est_bits for c in self.hyper) + y_code.est_bits
+        return EncodeResult(data, bits_per_pixel(len(data), self.h, self.w), est, delta,
+                            time.perf_counter() - t0)
+
+
+def encode(image: np.ndarray, model, target_bpp: float | None = None,
+           bin_width: float | None = None) -> EncodeResult:
+    """Code ``image`` (uint8 H x W x 3). ``bin_width`` sets delta; ``target_bpp`` searches the
+    smallest delta whose real file is at or under the target (raises ``RateControlError`` when
+    even the largest delta is over it); neither: delta = 1."""
+    t0 = time.perf_counter()
+    check_rgb_uint8(image)
+    if target_bpp is not None and bin_width is not None:
+        raise ValueError("give target_bpp or bin_width, not both")
+    _coding_order(model)
+    with _exact_mode():
+        enc = _Encoder(image, model)
+        if target_bpp is None:
+            delta = 1.0 if bin_width is None else float(bin_width)
+            if not (math.isfinite(delta) and 2.0**-20 < delta < 2.0**20):
+                raise ValueError(f"bin_width {bin_width} out of range (0, 2^20)")
+            res = enc.code(bs.float32(delta))
+        else:
+            res = _search(enc, float(target_bpp))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _search(enc: _Encoder, target: float) -> EncodeResult:
+    """Bisection on log2(delta); the rate falls (almost) monotonically as delta grows."""
+    best = enc.code(bs.float32(DELTA_MAX))
+    if best.bpp > target:
+        raise RateControlError(f"target {target} bpp is below the smallest rate this model "
+                               f"reaches on this image ({best.bpp:.4f} bpp at bin width "
+                               f"{DELTA_MAX})")
+    first = enc.code(bs.float32(DELTA_MIN))
+    if first.bpp <= target:
+        return first
+    lo, hi = math.log2(DELTA_MIN), math.log2(DELTA_MAX)
+    for _ in range(SEARCH_STEPS):
+        mid = (lo + hi) / 2
+        res = enc.code(bs.float32(2.0**mid))
+        if res.bpp <= target:
+            hi, best = mid, (res if res.bin_width < best.bin_width else best)
+        else:
+            lo = mid
+    return best
+
+
+def compress(image: np.ndarray, model, target_bpp: float | None = None,
+             bin_width: float | None = None) -> bytes:
+    return encode(image, model, target_bpp=target_bpp, bin_width=bin_width).data
+
+
+# ---- decoding --------------------------------------------------------------------------------
+
+def decode(data: bytes, model) -> DecodeResult:
+    """Decode a stream made by ``encode`` with this very model; ``BitstreamError`` otherwise."""
+    t0 = time.perf_counter()
+    header, sections = bs.unpack(data)
+    if header.model_name != model.name:
+        raise bs.BitstreamError(f"bitstream was made by model {header.model_name!r}, "
+                                f"not {model.name!r}")
+    if header.weights_hash != bs.model_hash(model):
+        raise bs.BitstreamError(f"bitstream was made by other weights of {model.name!r} "
+                                f"(hash {header.weights_hash.hex()}, this model "
+                                f"{bs.model_hash(model).hex()}): use the same checkpoint")
+    orders = {v: k for k, v in CODING_ORDERS.items()}
+    if header.coding_order not in orders:
+        raise bs.BitstreamError(f"unknown coding order {header.coding_order}")
+    shapes = stage_shapes(model, header.height, header.width)
+    if len(sections) != len(shapes) + 1:
+        raise bs.BitstreamError(f"bitstream has {len(sections)} sections, model "
+                                f"{model.name!r} needs {len(shapes) + 1}")
+    try:
+        with _exact_mode():
+            codes = _decode_stages(model, header, sections, shapes, orders)
+            x_hat = model.g_s(codes[-1].v_hat.to(_device(model)))
+    except (CodingError, RuntimeError, ValueError) as e:
+        if isinstance(e, bs.BitstreamError):
+            raise
+        raise bs.BitstreamError(f"corrupt bitstream: {e}") from e
+    img = x_hat[0, :, :header.height, :header.width].clamp(0, 1).mul(255).round()
+    image = img.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return DecodeResult(image, bits_per_pixel(len(data), header.height, header.width),
+                        sum(c.est_bits for c in codes), header.delta, time.perf_counter() - t0)
+
+
+def _decode_stages(model, header, sections, shapes, orders) -> list[StageCode]:
+    """Every stage, top first; the last is the latent y."""
+    escapes = EscapeReader(sections[-1])
+    dev = _device(model)
+    top = len(shapes) - 1
+    above, codes = None, []
+    for j, i in enumerate(range(top, 0, -1)):
+        means, scales = (model.top_params(shapes[i]) if i == top
+                         else model.stage_params(i, above))
+        code = decode_stage(sections[j], means, scales, 1.0, escapes)
+        codes.append(code)
+        above = code.v_hat.to(dev)
+    if top == 0:
+        means, scales = model.top_params(shapes[0])
+        code = decode_stage(sections[0], means, scales, header.delta, escapes)
+    else:
+        coder = latent_coder(orders[header.coding_order])
+        code = coder.decode(model, sections[top], model.h_s[0](above), shapes[0],
+                            header.delta, escapes)
+    codes.append(code)
+    escapes.check_done()
+    return codes
+
+
+def decompress(data: bytes, model) -> np.ndarray:
+    """uint8 (H, W, 3) image from a stream; raises ``codec.bitstream.BitstreamError``."""
+    return decode(data, model).image
