@@ -1,4 +1,4 @@
-"""Invariants of the real coder: decoded == quantised, bits <= estimate, reload and process safety."""
+"""Invariants of the real coder: decoded == quantised, bits <= estimate, reload, processes."""
 
 from __future__ import annotations
 
