@@ -1,0 +1,157 @@
+"""The Flask app: local and HIT flows, preview, CSP, and hostile input (nothing written)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mturk.app import AppConfig, create_app
+from mturk.page import image_token
+from mturk.synth import make_toy_index
+from mturk.trials import TrialsConfig, build
+
+SANDBOX = "https://workersandbox.mturk.com"
+
+
+@pytest.fixture(scope="module")
+def trials_csv(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    index = make_toy_index(d / "dist", n_refs=2, size=32, qualities=(5, 50, 90))
+    return build(index, d / "study", TrialsConfig(batch_size=4, sentinel_share=0.25))[0]
+
+
+def _app(trials_csv, tmp_path, local=True):
+    app = create_app(AppConfig(trials=str(trials_csv), db=str(tmp_path / "j.sqlite"), local=local))
+    return app, app.extensions["plic_db"], app.test_client()
+
+
+def _answers(task, side="left"):
+    return [dict(trial_id=t["trial_id"], side=side, rt_ms=1234) for t in task["trials"]]
+
+
+def _claim(client, worker="W1"):
+    a = client.post("/api/local/claim", json={"worker_id": worker}).get_json()
+    q = f"assignmentId={a['assignment_id']}&hitId={a['hit_id']}&workerId={worker}"
+    return a, client.get(f"/api/task?{q}").get_json()
+
+
+def test_local_flow_records_choices_mapped_to_a_b(trials_csv, tmp_path):
+    app, db, c = _app(trials_csv, tmp_path)
+    assert c.get("/health").get_json()["ok"]
+    a, task = _claim(c)
+    body = dict(a, answers=_answers(task, "left"))
+    r = c.post("/api/submit", json=body)
+    assert r.status_code == 200 and r.get_json()["status"] == "created"
+    rows = db.judgments(a["assignment_id"])
+    assert len(rows) == len(task["trials"])
+    for j in rows:
+        t = db.trial(j["trial_id"])
+        assert j["choice"] == t["left"] == j["shown_left"] and j["rt_ms"] == 1234
+    # the page shows the left image of the trial's recorded left side
+    t0 = db.trial(task["trials"][0]["trial_id"])
+    assert task["trials"][0]["left"] == f"/img/{image_token(t0[t0['left'] + '_id'])}.png"
+    # a duplicate is idempotent; a replay with other answers is refused
+    assert c.post("/api/submit", json=body).get_json()["status"] == "duplicate"
+    r = c.post("/api/submit", json=dict(a, answers=_answers(task, "right")))
+    assert r.status_code == 409
+    assert db.counts()["judgments"] == len(task["trials"])
+    # images served by token, with content
+    img = c.get(task["trials"][0]["ref"])
+    assert img.status_code == 200 and img.data[:4] == b"\x89PNG"
+
+
+def test_local_start_link_and_page(trials_csv, tmp_path):
+    _, db, c = _app(trials_csv, tmp_path)
+    r = c.get("/local/start?workerId=P1")
+    assert r.status_code == 302 and "/task?" in r.headers["Location"]
+    page = c.get(r.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="task-data"' in html
+    assert "frame-ancestors 'self' https://worker.mturk.com https://workersandbox.mturk.com" \
+        in page.headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in page.headers
+    # no codec names or sentinel flags leak into the page
+    for t in db.batch_trials(db.list_hits(mode="local")[0]["batch_id"]):
+        assert t["a_id"] not in html and t["b_id"] not in html
+    assert "sentinel" not in html.lower().split("instructions")[0]
+
+
+def test_hit_mode_preview_and_form(trials_csv, tmp_path):
+    _, db, c = _app(trials_csv, tmp_path, local=False)
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", reward="0.40")
+    r = c.get("/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=HIT1")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and 'data-mode="preview"' in html and "preview-banner" in html
+    assert db.counts()["assignments"] == 0
+    r = c.get(f"/task?assignmentId=ASG1&hitId=HIT1&workerId=WK1&turkSubmitTo={SANDBOX}")
+    html = r.get_data(as_text=True)
+    assert f'action="{SANDBOX}/mturk/externalSubmit"' in html
+    assert 'name="assignmentId" value="ASG1"' in html
+    assert db.get_assignment("ASG1")["status"] == "accepted"
+    # turkSubmitTo must be MTurk's
+    r = c.get("/task?assignmentId=ASG2&hitId=HIT1&workerId=WK1&turkSubmitTo=https://evil.example")
+    assert r.status_code == 400
+    assert c.post("/api/local/claim", json={"worker_id": "W"}).status_code == 404
+
+
+@pytest.mark.parametrize("mutate, code", [
+    (lambda b: b.update(assignment_id="UNKNOWN1"), 404),
+    (lambda b: b.update(hit_id="NOHIT"), 404),
+    (lambda b: b.update(worker_id="<script>alert(1)</script>"), 400),
+    (lambda b: b.update(assignment_id="a" * 65), 400),
+    (lambda b: b["answers"].pop(), 400),
+    (lambda b: b["answers"][0].update(side="middle"), 400),
+    (lambda b: b["answers"][0].update(trial_id="../../etc/passwd"), 400),
+    (lambda b: b["answers"][0].update(rt_ms=-5), 400),
+    (lambda b: b["answers"][0].update(rt_ms="fast"), 400),
+    (lambda b: b.update(answers="all left"), 400),
+    (lambda b: b["answers"].append(dict(b["answers"][0])), 400),
+    (lambda b: b.update(worker_id="W2"), 409),
+])
+def test_hostile_submissions_write_nothing(trials_csv, tmp_path, mutate, code):
+    _, db, c = _app(trials_csv, tmp_path)
+    a, task = _claim(c)
+    body = json.loads(json.dumps(dict(a, answers=_answers(task))))
+    mutate(body)
+    before = db.counts()
+    r = c.post("/api/submit", json=body)
+    assert r.status_code == code, r.get_json()
+    assert db.counts()["judgments"] == 0 and db.counts() == before
+    assert db.get_assignment(a["assignment_id"])["status"] == "accepted"
+
+
+def test_malformed_and_oversized_posts(trials_csv, tmp_path):
+    _, db, c = _app(trials_csv, tmp_path)
+    _claim(c)
+    assert c.post("/api/submit", data="not json", content_type="application/json").status_code \
+        == 400
+    assert c.post("/api/submit", data=b"\xff\xfe", content_type="application/json").status_code \
+        == 400
+    assert c.post("/api/submit", json=[1, 2]).status_code == 400
+    big = "x" * (300 * 1024)
+    r = c.post("/api/submit", data=json.dumps({"pad": big}), content_type="application/json")
+    assert r.status_code == 413
+    assert db.counts()["judgments"] == 0
+
+
+@pytest.mark.parametrize("url", [
+    "/img/../../etc/passwd", "/img/..%2f..%2fetc%2fpasswd", "/img/%2e%2e/trials.csv",
+    "/img/0123456789abcdef.png", "/img/trials.csv", "/static/../app.py", "/img/",
+])
+def test_image_path_traversal(trials_csv, tmp_path, url):
+    _, _, c = _app(trials_csv, tmp_path)
+    r = c.get(url)
+    assert r.status_code == 404
+    assert b"root:" not in r.data and b"trial_id" not in r.data
+
+
+def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
+    _, db, c = _app(trials_csv, tmp_path, local=False)
+    assert c.get("/task?assignmentId=A1&hitId=NOPE&workerId=W1").status_code == 404
+    assert c.get("/task?assignmentId=<b>&hitId=NOPE&workerId=W1").status_code == 400
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox")
+    assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W1").status_code == 200
+    # the same assignment id opened by another worker is refused
+    assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W2").status_code == 409
+    assert db.counts()["assignments"] == 1
