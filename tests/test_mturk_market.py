@@ -227,6 +227,14 @@ def test_conformance(h):
     h.error("send_bonus", "RequestError",
             'The idempotency token "bonus-1" has already been processed. (1700000000000)', bonus)
     assert m.send_bonus("W1", a1, "0.25", "Accurate", "bonus-1") is False
+    h.expect("list_bonus_payments",
+             {"NumResults": 1, "BonusPayments": [
+                 {"WorkerId": "W1", "BonusAmount": "0.25", "AssignmentId": A1,
+                  "Reason": "Accurate", "GrantTime": NOW}]},
+             {"AssignmentId": a1, "MaxResults": 100})
+    paid = m.list_bonus_payments(a1)
+    assert [(b.worker_id, b.assignment_id, b.amount) for b in paid] == \
+        [("W1", a1, Decimal("0.25"))]
 
     # -- soft block: a qualification value --------------------------------------------------------
     h.expect("associate_qualification_with_worker", {},

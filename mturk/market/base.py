@@ -211,3 +211,10 @@ class Market(abc.ABC):
     def send_bonus(self, worker_id: str, assignment_id: str, amount, reason: str,
                    unique_request_token: str) -> bool:
         """Pay a bonus; False when a bonus with this token was already paid."""
+
+    @abc.abstractmethod
+    def list_bonus_payments(self, assignment_id: str) -> list[BonusRecord]:
+        """Bonuses paid for the assignment (tokens are not reported back: empty there).
+
+        Request tokens expire after 24 hours, so a payer that may retry later checks this first.
+        """

@@ -18,6 +18,7 @@ from decimal import Decimal
 from .base import (
     ASSIGNMENT_STATUSES,
     Assignment,
+    BonusRecord,
     Hit,
     HitTypeSpec,
     Market,
@@ -265,6 +266,12 @@ class Boto3Market(Market):
                 raise
             return False
         return True
+
+    def list_bonus_payments(self, assignment_id) -> list[BonusRecord]:
+        return [BonusRecord(b["WorkerId"], b["AssignmentId"], dollars(b["BonusAmount"]),
+                            b.get("Reason", ""))
+                for b in self._pages("list_bonus_payments", "BonusPayments",
+                                     AssignmentId=assignment_id, MaxResults=100)]
 
 
 def _hit(h: dict) -> Hit:

@@ -27,6 +27,7 @@ from .base import (
     REJECTED,
     SUBMITTED,
     Assignment,
+    BonusRecord,
     Hit,
     HitTypeSpec,
     Market,
@@ -261,6 +262,13 @@ class InMemoryMarket(Market):
             self.s["balance"] = str(dollars(self.s["balance"]) - dollars(amount))
             self._save()
             return True
+
+    def list_bonus_payments(self, assignment_id):
+        with self._lock:
+            self._asg_rec(assignment_id)
+            return [BonusRecord(b["worker_id"], b["assignment_id"], dollars(b["amount"]),
+                                b["reason"]) for b in self.s["bonuses"].values()
+                    if b["assignment_id"] == assignment_id]
 
     # -- the worker's side (lab studies, tests, the demo) ---------------------------------------
     def accept(self, hit_id: str, worker_id: str) -> str:
