@@ -128,7 +128,6 @@ def create_app(cfg: AppConfig) -> Flask:
             "Content-Type": "text/plain; charset=utf-8"}
 
     @app.get("/task")
-    @app.get("/hit")
     def task_page():
         hit, aid, wid, preview = _ids_from_query()
         local = hit["mode"] == "local"
@@ -142,6 +141,8 @@ def create_app(cfg: AppConfig) -> Flask:
                            record_url="" if preview else url_for("submit"))
         return html, 200, {"Content-Type": "text/html; charset=utf-8",
                            "Cache-Control": "no-store"}
+
+    app.add_url_rule("/hit", "hit_alias", task_page)
 
     @app.get("/api/task")
     def task_json():
