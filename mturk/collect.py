@@ -1,0 +1,279 @@
+"""Collect, review and pay: ``python -m mturk.collect``.
+
+For every HIT of the study (``mturk.db``, this mode) it pages through the assignments on the
+marketplace and:
+
+1. parses the QuestionFormAnswers XML: the HIT page (``mturk.page``) posts one form field,
+   ``answers``, holding its JSON; the ids inside are replaced with the ones MTurk reports;
+2. stores the judgments beside what the study server recorded (``StudyDB.record_submission``:
+   the same answers again change nothing; different answers are reported as a conflict and the
+   server's record is kept);
+3. reviews each Submitted assignment by **the rule**: with ``s`` sentinel trials (obvious answers)
+   of which ``c`` are right, reject when ``s > 0`` and ``c / s < --reject-below`` (default 0.5),
+   with feedback saying how many checks failed; otherwise approve with a thank-you. An assignment
+   whose answers cannot be read is left for a person (MTurk approves it after the auto-approval
+   delay): we never reject for our own parsing failure;
+4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and soft-blocks
+   repeat spammers: ``--block-after`` rejected assignments, or sentinel accuracy below
+   ``--block-below`` over at least ``--block-min-sentinels`` sentinels. A soft block grants the
+   block qualification that ``mturk.publish`` requires not to exist; no MTurk block is filed;
+5. pays the optional bonus (``--bonus``) to approved assignments with sentinel accuracy of at least
+   ``--bonus-min-accuracy``, once: recorded first with a token, sent with that
+   ``UniqueRequestToken`` after checking the bonuses already paid for the assignment (tokens
+   expire after 24 h), then marked paid.
+
+Every step is idempotent and ordered marketplace-first, database-second, so a run that dies midway
+leaves a state the next run completes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .db import ConflictError, DBError
+from .market import APPROVED, REJECTED, SUBMITTED, Assignment, Market, MarketError
+from .market.config import (
+    add_arguments,
+    add_market_arguments,
+    check_live,
+    eprint,
+    from_args,
+    market_from_args,
+    mode_of,
+    open_db,
+    opt,
+)
+from .page import ANSWER_FIELD, AnswerError, parse_answers
+from .questions import parse_answers as parse_form
+
+THANKS = "Thank you for your careful comparisons."
+
+
+@dataclass
+class CollectConfig:
+    """How to review and pay."""
+
+    batches: list = opt([], "only the HITs of these batches (default: all)")
+    reject_below: float = opt(0.5, "reject when the fraction of sentinels right is below this")
+    block_after: int = opt(2, "soft-block a worker after this many rejected assignments")
+    block_below: float = opt(0.6, "soft-block when a worker's sentinel accuracy is below this...")
+    block_min_sentinels: int = opt(8, "...over at least this many sentinels")
+    block_name: str = opt("plic-soft-block-v1", "name of the soft-block qualification")
+    bonus: str = opt("0", "bonus in USD for accurate approved assignments (0: none)")
+    bonus_min_accuracy: float = opt(1.0, "sentinel accuracy an assignment needs for the bonus")
+    review: bool = opt(True, "approve/reject (--no-review: only collect and score)")
+    dry_run: bool = opt(False, "collect and report, but approve, reject, block and pay nothing")
+
+
+@dataclass
+class Report:
+    assignments: int = 0
+    new_judgments: int = 0
+    approved: list = field(default_factory=list)
+    rejected: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)
+    blocked: list = field(default_factory=list)
+    bonuses_paid: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.assignments} assignments, {self.new_judgments} new judgments; "
+                f"approved {len(self.approved)}, rejected {len(self.rejected)}, "
+                f"left for review {len(self.unreadable)}, conflicts {len(self.conflicts)}; "
+                f"blocked {len(self.blocked)} workers; {len(self.bonuses_paid)} bonuses paid")
+
+
+def read_answers(a: Assignment, trials_by_id: dict) -> list[dict]:
+    """Database rows from one assignment's QuestionFormAnswers; AnswerError when unreadable."""
+    try:
+        fields = parse_form(a.answer_xml) if a.answer_xml else {}
+    except (ValueError, SyntaxError) as e:
+        raise AnswerError(f"answer XML unreadable: {e}") from e
+    raw = fields.get(ANSWER_FIELD)
+    if not raw:
+        raise AnswerError(f"no {ANSWER_FIELD!r} field in the answer")
+    try:
+        payload = json.loads(raw)
+    except ValueError as e:
+        raise AnswerError("answers are not valid JSON") from e
+    if not isinstance(payload, dict):
+        raise AnswerError("a submission is a JSON object")
+    # MTurk's ids are the truth; the page's copies are not trusted.
+    payload.update(assignment_id=a.assignment_id, hit_id=a.hit_id, worker_id=a.worker_id)
+    return parse_answers(payload, trials_by_id)[1]
+
+
+def sentinel_score(rows: list[dict], trials_by_id: dict) -> tuple[int, int]:
+    """(right, total) over the sentinel trials among ``rows``."""
+    right = total = 0
+    for r in rows:
+        t = trials_by_id.get(r["trial_id"])
+        if t and t["kind"] == "sentinel" and t["expected"] in ("a", "b"):
+            total += 1
+            right += r["choice"] == t["expected"]
+    return right, total
+
+
+def decide(right: int, total: int, reject_below: float) -> tuple[str, str]:
+    """The review rule: (Approved or Rejected, feedback)."""
+    if total and right / total < reject_below:
+        return REJECTED, (f"{total - right} of {total} check comparisons, which have a clear "
+                          "answer, were answered wrongly, so we cannot use this work.")
+    return APPROVED, THANKS
+
+
+def _stored_rows(db, assignment_id: str) -> list[dict]:
+    return db.judgments(assignment_id)
+
+
+def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Report:
+    rep = Report()
+    hits = [h for h in db.list_hits(mode=mode) if not cfg.batches or h["batch_id"] in cfg.batches]
+    trial_cache: dict[str, dict] = {}
+    touched_workers: set[str] = set()
+    for h in hits:
+        if h["batch_id"] not in trial_cache:
+            trial_cache[h["batch_id"]] = {t["trial_id"]: t for t in db.batch_trials(h["batch_id"])}
+        trials = trial_cache[h["batch_id"]]
+        for a in market.list_assignments(h["hit_id"]):
+            rep.assignments += 1
+            touched_workers.add(a.worker_id)
+            _collect_one(cfg, market, db, a, trials, rep, out)
+    if not cfg.dry_run:
+        _score_and_block(cfg, market, db, mode, touched_workers, rep, out)
+        _pay_bonuses(cfg, market, db, hits, trial_cache, rep, out)
+    return rep
+
+
+def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> None:
+    submitted_at = a.submit_time.isoformat() if a.submit_time else None
+    try:
+        rows = read_answers(a, trials)
+        res = db.record_submission(a.assignment_id, a.hit_id, a.worker_id, rows,
+                                   require_accepted=False, submitted_at=submitted_at)
+        rep.new_judgments += res.n_judgments if res.status == "created" else 0
+    except ConflictError as e:
+        rep.conflicts.append(a.assignment_id)
+        out(f"  {a.assignment_id}: MTurk's answers differ from the server's record ({e}); "
+            "keeping the server's")
+        rows = _stored_rows(db, a.assignment_id)
+    except (AnswerError, DBError) as e:
+        rep.unreadable.append(a.assignment_id)
+        out(f"  {a.assignment_id}: answers unreadable ({e}); left for review")
+        db.upsert_assignment(a.assignment_id, a.hit_id, a.worker_id, a.status.lower(),
+                             submitted_at=submitted_at)
+        return
+    if a.status != SUBMITTED:
+        # reviewed already (by us in a run that died before recording it, or by hand)
+        current = db.get_assignment(a.assignment_id)
+        if current and current["status"] != a.status.lower():
+            db.set_assignment_status(a.assignment_id, a.status.lower(), a.feedback or None)
+        return
+    if not cfg.review:
+        return
+    right, total = sentinel_score(rows, trials)
+    verdict, feedback = decide(right, total, cfg.reject_below)
+    if cfg.dry_run:
+        out(f"  {a.assignment_id}: would {verdict.lower()[:-1]} ({right}/{total} sentinels)")
+        return
+    try:
+        if verdict == APPROVED:
+            market.approve_assignment(a.assignment_id, feedback)
+        else:
+            market.reject_assignment(a.assignment_id, feedback)
+    except MarketError as e:
+        out(f"  {a.assignment_id}: review failed ({e}); the next run retries")
+        return
+    db.set_assignment_status(a.assignment_id, verdict.lower(), feedback)
+    (rep.approved if verdict == APPROVED else rep.rejected).append(a.assignment_id)
+
+
+def _score_and_block(cfg, market, db, mode, workers, rep: Report, out) -> None:
+    if not workers:
+        return
+    frame = db.judgments_frame()
+    block_qid = None
+    for w in sorted(workers):
+        mine = frame[(frame.worker_id == w) & (frame.kind == "sentinel")]
+        total = int(len(mine))
+        right = int((mine.choice == mine.expected).sum()) if total else 0
+        db.set_worker_score(w, right, total)
+        n_rejected = len(db.list_assignments(worker_id=w, status="rejected"))
+        spam = n_rejected >= cfg.block_after or (
+            total >= cfg.block_min_sentinels and right / total < cfg.block_below)
+        if not spam or db.is_blocked(w):
+            continue
+        if block_qid is None:
+            block_qid = db.get_qualification_type(cfg.block_name, mode)
+            if block_qid is None:
+                found = market.find_qualification_type(cfg.block_name)
+                if found is None:
+                    found = market.create_qualification_type(
+                        cfg.block_name, "Workers whose past answers failed our checks.")
+                block_qid = found.qualification_type_id
+                db.set_qualification_type(cfg.block_name, mode, block_qid)
+        market.associate_qualification(block_qid, w, 1, notify=False)
+        reason = f"{n_rejected} rejected assignments, sentinels {right}/{total}"
+        db.block_worker(w, reason)
+        rep.blocked.append(w)
+        out(f"  soft-blocked {w}: {reason}")
+
+
+def bonus_token(assignment_id: str) -> str:
+    return f"plic-bonus-{assignment_id}"[:64]
+
+
+def _pay_bonuses(cfg, market, db, hits, trial_cache, rep: Report, out) -> None:
+    amount = Decimal(cfg.bonus or "0")
+    if amount > 0:
+        batch_of = {h["hit_id"]: h["batch_id"] for h in hits}
+        for h in hits:
+            for a in db.list_assignments(hit_id=h["hit_id"], status="approved"):
+                trials = trial_cache[batch_of[a["hit_id"]]]
+                right, total = sentinel_score(_stored_rows(db, a["assignment_id"]), trials)
+                if total and right / total >= cfg.bonus_min_accuracy:
+                    db.add_bonus(a["assignment_id"], a["worker_id"], amount,
+                                 "Bonus for accurate comparisons", bonus_token(a["assignment_id"]))
+    for b in db.list_bonuses(unpaid_only=True):
+        already = [p for p in market.list_bonus_payments(b["assignment_id"])
+                   if p.amount == Decimal(b["amount"]) and p.worker_id == b["worker_id"]]
+        if not already:
+            market.send_bonus(b["worker_id"], b["assignment_id"], Decimal(b["amount"]),
+                              b["reason"], b["unique_token"])
+        db.mark_bonus_paid(b["unique_token"])
+        rep.bonuses_paid.append(b["assignment_id"])
+        out(f"  bonus ${b['amount']} to {b['worker_id']} for {b['assignment_id']}"
+            + (" (found already paid)" if already else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mturk.collect", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_market_arguments(p)
+    add_arguments(p, CollectConfig)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = from_args(CollectConfig, args)
+    live_error = check_live(args)
+    if live_error and not cfg.dry_run:
+        eprint(live_error.replace("read the cost above", "approving and bonuses pay real money"))
+        return 2
+    db = open_db(args)
+    try:
+        rep = collect(cfg, market_from_args(args, db.path), db, mode_of(args))
+    except (MarketError, DBError, ValueError) as e:
+        eprint(f"error: {e}")
+        return 1
+    print(rep.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

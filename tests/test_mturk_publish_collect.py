@@ -1,0 +1,193 @@
+"""``mturk.collect``: judgments stored once, the review rule, soft blocks, bonuses paid once."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from mturk import collect as C
+from mturk import publish as P
+from mturk.db import StudyDB
+from mturk.market import MarketError
+from mturk.market.memory import InMemoryMarket
+from tests.test_mturk_publish import URL, trial_rows
+
+QUIET = {"out": lambda s: None}
+
+
+@pytest.fixture
+def study(tmp_path):
+    db = StudyDB(tmp_path / "study.sqlite")
+    db.load_trials(trial_rows(n_batches=3, per_batch=4))
+    m = InMemoryMarket()
+    P.publish(P.PublishConfig(external_url=URL, assignments=2), m, db, "local", **QUIET)
+    hits = {h["batch_id"]: h["hit_id"] for h in db.list_hits()}
+    return db, m, hits
+
+
+def page_answers(db, batch, good=True, hit_id="x", aid="y", wid="z"):
+    """What the HIT page posts: sides per trial; sentinels right when ``good``."""
+    out = []
+    for t in db.batch_trials(batch):
+        if t["kind"] == "sentinel":
+            right_side = "left" if t["expected"] == t["left"] else "right"
+            side = right_side if good else ("right" if right_side == "left" else "left")
+        else:
+            side = "left"
+        out.append({"trial_id": t["trial_id"], "side": side, "rt_ms": 1500})
+    return {"answers": json.dumps({"assignment_id": aid, "hit_id": hit_id, "worker_id": wid,
+                                   "answers": out})}
+
+
+def run(db, m, **kw):
+    return C.collect(C.CollectConfig(**kw), m, db, "local", **QUIET)
+
+
+def test_collect_stores_reviews_and_is_idempotent(study):
+    db, m, hits = study
+    good = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
+    bad = m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    rep = run(db, m)
+    assert rep.approved == [good] and rep.rejected == [bad]
+    assert rep.new_judgments == 8 and len(db.judgments()) == 8
+    on_market = {a.assignment_id: a for a in m.list_assignments(hits["b0"])}
+    assert on_market[good].status == "Approved" and on_market[bad].status == "Rejected"
+    assert "1 of 1 check comparisons" in on_market[bad].feedback
+    assert db.get_assignment(good)["status"] == "approved"
+    assert db.get_assignment(bad)["status"] == "rejected"
+    assert db.get_assignment(bad)["feedback"] == on_market[bad].feedback
+    # choices map back from sides through the trial's left
+    sentinel = next(j for j in db.judgments(good) if j["trial_id"] == "t03")
+    assert sentinel["choice"] == "a"
+    assert db.get_worker("W1")["sentinel_score"] == 1.0
+    assert db.get_worker("W2")["sentinel_score"] == 0.0
+
+    again = run(db, m)
+    assert again.new_judgments == 0 and again.approved == [] and again.rejected == []
+    assert len(db.judgments()) == 8
+
+
+def test_server_record_is_kept_and_conflicts_reported(study):
+    db, m, hits = study
+    form = page_answers(db, "b1", good=True)
+    aid = m.accept(hits["b1"], "W1")
+    # the study server recorded the same answers when the page posted them
+    from mturk.page import parse_answers
+
+    payload = json.loads(form["answers"])
+    payload.update(assignment_id=aid, hit_id=hits["b1"], worker_id="W1")
+    trials = {t["trial_id"]: t for t in db.batch_trials("b1")}
+    db.accept_assignment(aid, hits["b1"], "W1")
+    db.record_submission(aid, hits["b1"], "W1", parse_answers(payload, trials)[1])
+    m.submit(aid, form)
+    rep = run(db, m)
+    assert rep.new_judgments == 0 and rep.conflicts == [] and rep.approved == [aid]
+
+    # a second worker whose server record differs from what MTurk holds
+    aid2 = m.accept(hits["b1"], "W3")
+    db.accept_assignment(aid2, hits["b1"], "W3")
+    bad = json.loads(page_answers(db, "b1", good=False)["answers"])
+    bad.update(assignment_id=aid2, hit_id=hits["b1"], worker_id="W3")
+    db.record_submission(aid2, hits["b1"], "W3", parse_answers(bad, trials)[1])
+    m.submit(aid2, form)
+    rep = run(db, m)
+    assert rep.conflicts == [aid2]
+    # reviewed on the server's record (which fails the sentinel)
+    assert rep.rejected == [aid2]
+
+
+def test_unreadable_answers_are_left_for_a_person(study):
+    db, m, hits = study
+    aid = m.submit_assignment(hits["b2"], "W1", {"comment": "no answers field"})
+    aid2 = m.submit_assignment(hits["b2"], "W2", {"answers": "{not json"})
+    rep = run(db, m)
+    assert sorted(rep.unreadable) == sorted([aid, aid2]) and not rep.rejected
+    assert {a.status for a in m.list_assignments(hits["b2"])} == {"Submitted"}
+    assert db.get_assignment(aid)["status"] == "submitted"
+
+
+def test_repeat_spammer_is_soft_blocked_and_cannot_take_more_hits(study):
+    db, m, hits = study
+    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    m.submit_assignment(hits["b1"], "W2", page_answers(db, "b1", good=False))
+    rep = run(db, m, block_after=2)
+    assert len(rep.rejected) == 2 and rep.blocked == ["W2"]
+    assert db.is_blocked("W2")
+    qid = db.get_qualification_type("plic-soft-block-v1", "local")
+    assert m.worker_qualification(qid, "W2") == 1
+    with pytest.raises(MarketError):  # the HIT type requires the block to not exist
+        m.accept(hits["b2"], "W2")
+    assert run(db, m).blocked == []  # not blocked twice
+
+
+def test_bonus_paid_once_even_after_a_crash(study, monkeypatch):
+    db, m, hits = study
+    good = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
+    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    real = db.mark_bonus_paid
+
+    def crash(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(db, "mark_bonus_paid", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(db, m, bonus="0.25")
+    assert len(m.bonuses()) == 1  # paid on the market, not yet marked in the database
+    monkeypatch.setattr(db, "mark_bonus_paid", real)
+    m.s["bonuses"] = {"expired-token": m.s["bonuses"].popitem()[1]}  # tokens expire after 24 h
+    rep = run(db, m, bonus="0.25")
+    assert rep.bonuses_paid == [good]
+    assert len(m.bonuses()) == 1 and m.bonuses()[0]["assignment_id"] == good
+    assert run(db, m, bonus="0.25").bonuses_paid == []
+    assert db.list_bonuses()[0]["paid_at"] and Decimal(db.list_bonuses()[0]["amount"]) == \
+        Decimal("0.25")
+
+
+def test_crash_between_review_and_record_is_completed_by_the_next_run(study, monkeypatch):
+    db, m, hits = study
+    aid = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
+    real = db.set_assignment_status
+
+    def crash(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(db, "set_assignment_status", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(db, m)
+    assert db.get_assignment(aid)["status"] == "submitted"
+    monkeypatch.setattr(db, "set_assignment_status", real)
+    calls = []
+    monkeypatch.setattr(m, "approve_assignment", lambda *a, **k: calls.append(a))
+    rep = run(db, m)
+    assert calls == [] and rep.approved == []  # not approved twice
+    assert db.get_assignment(aid)["status"] == "approved"
+
+
+def test_dry_run_reviews_nothing(study):
+    db, m, hits = study
+    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    rep = run(db, m, dry_run=True)
+    assert rep.rejected == [] and {a.status for a in m.list_assignments(hits["b0"])} == \
+        {"Submitted"}
+
+
+def test_the_rule():
+    assert C.decide(0, 0, 0.5)[0] == "Approved"
+    assert C.decide(1, 2, 0.5)[0] == "Approved"
+    assert C.decide(1, 3, 0.5)[0] == "Rejected"
+    assert "2 of 3" in C.decide(1, 3, 0.5)[1]
+
+
+def test_cli_collect_with_memory_backend(tmp_path, capsys):
+    db = StudyDB(tmp_path / "s.sqlite")
+    db.load_trials(trial_rows(n_batches=1))
+    state = tmp_path / "m.json"
+    base = ["--db", str(db.path), "--backend", "memory", "--memory-state", str(state)]
+    assert P.main(base + ["--external-url", URL]) == 0
+    m = InMemoryMarket(state_path=state)
+    m.submit_assignment(db.list_hits()[0]["hit_id"], "W1", page_answers(db, "b0"))
+    assert C.main(base) == 0
+    assert "approved 1" in capsys.readouterr().out
+    assert C.main(base + ["--live"]) == 2
