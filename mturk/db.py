@@ -25,6 +25,7 @@ string in USD such as ``"0.50"``, as MTurk writes it)::
     db.get_hit(hit_id) -> dict | None;  db.hit_by_token(token) -> dict | None
     db.list_hits(mode=None, status=None, batch_id=None) -> list[dict]
     db.set_hit_status(hit_id, status) -> None
+    db.update_hit(hit_id, *, max_assignments=None, expires_at=None, status=None) -> None
     # assignments (status: accepted | submitted | approved | rejected | abandoned)
     db.accept_assignment(assignment_id, hit_id, worker_id) -> dict   # idempotent
     db.claim_local_assignment(worker_id, max_per_batch=None) -> dict | None
@@ -382,6 +383,16 @@ class StudyDB:
     def set_hit_status(self, hit_id: str, status: str) -> None:
         with self._tx() as c:
             if c.execute("UPDATE hits SET status=? WHERE hit_id=?", (status, hit_id)).rowcount != 1:
+                raise DBError(f"unknown HIT {hit_id!r}")
+
+    def update_hit(self, hit_id: str, *, max_assignments: int | None = None,
+                   expires_at: str | None = None, status: str | None = None) -> None:
+        """Record an extension or expiry done on the marketplace (``mturk.manage``)."""
+        with self._tx() as c:
+            n = c.execute("UPDATE hits SET max_assignments=COALESCE(?, max_assignments), "
+                          "expires_at=COALESCE(?, expires_at), status=COALESCE(?, status) "
+                          "WHERE hit_id=?", (max_assignments, expires_at, status, hit_id)).rowcount
+            if n != 1:
                 raise DBError(f"unknown HIT {hit_id!r}")
 
     # -- assignments and judgments -----------------------------------------------------------
