@@ -4,7 +4,7 @@ One HIT per batch of trials (``mturk.db``), all sharing one HIT type. In order:
 
 1. print the cost (reward x assignments x HITs + MTurk's fee, ``mturk.cost``) and the balance;
 2. create or reuse, by name, the qualification test (a 2AFC quiz built from sentinel trials, as
-   QuestionForm XML with an answer key; images at ``--quiz-base-url``) and the soft-block
+   QuestionForm XML with an answer key; images at ``--image-base-url``) and the soft-block
    qualification (``mturk.collect`` grants it to repeat spammers; HITs require that it not exist);
 3. the HIT type: reward, durations, requirements (approval rate, number approved, optional locale,
    optional Masters, whose id differs between sandbox and live);
@@ -39,6 +39,7 @@ from .market.config import (
     open_db,
     opt,
 )
+from .page import image_token, render_html_question
 from .questions import (
     QuizItem,
     external_question,
@@ -61,12 +62,13 @@ class PublishConfig:
 
     batches: list = opt([], "batch ids to publish (default: every batch in the database)")
     round: int = opt(1, "publishing round: a new round posts batches again with new tokens")
-    question: str = opt("external", "external (ExternalQuestion: the study server's URL) or "
-                        "html (HTMLQuestion: MTurk hosts --html-file)",
+    question: str = opt("external", "external (ExternalQuestion: the study server's page) or "
+                        "html (HTMLQuestion: MTurk hosts the page, images at --image-base-url)",
                         choices=("external", "html"))
-    external_url: str = opt("", "HTTPS URL of the HIT page; {batch_id} is replaced, e.g. "
-                            "https://study.example.org/hit?batch_id={batch_id}")
-    html_file: str = opt("", "HTML page for --question html; {{batch_id}} is replaced")
+    external_url: str = opt("", "HTTPS URL of the study server's HIT page, e.g. "
+                            "https://study.example.org/hit ({batch_id}, if present, is replaced)")
+    image_base_url: str = opt("", "public HTTPS base URL holding the trial images as <token>.png "
+                              "(mturk.page.image_files): for the quiz and HTMLQuestion")
     frame_height: int = opt(0, "frame height in pixels (0: fit the window)")
     title: str = opt("Which image looks closer to the original?", "HIT title workers see")
     description: str = opt("Compare pairs of compressed images with the original and pick the "
@@ -82,8 +84,7 @@ class PublishConfig:
     locale: str = opt("", "comma-separated country codes workers must be in, e.g. US,CA")
     masters: bool = opt(False, "require the Masters qualification")
     quiz_name: str = opt("plic-2afc-quiz-v1", "name of the qualification test (reused by name)")
-    quiz_base_url: str = opt("", "public HTTPS base URL of the trial images, for the quiz "
-                             "(empty: no qualification test)")
+    quiz: bool = opt(True, "require the qualification test (needs --image-base-url)")
     quiz_items: int = opt(5, "quiz questions, taken from the sentinel trials")
     quiz_min_score: int = opt(80, "percent correct the quiz requires")
     quiz_retry_h: float = opt(24.0, "hours before a worker may retake the quiz")
@@ -100,15 +101,17 @@ def hit_token(mode: str, batch_id: str, rnd: int) -> str:
 
 
 def quiz_items_from_trials(db, n: int) -> list[QuizItem]:
-    """The quiz: the first ``n`` sentinel trials (by id), shown as the HIT page would show them."""
+    """The quiz: the first ``n`` sentinel trials (by id), shown as the HIT page would show them,
+    with the page's opaque image names (``<token>.png`` under the image base URL)."""
     items = []
     for b in db.batch_ids():
         for t in db.batch_trials(b):
             if t["kind"] == "sentinel" and t["expected"] in ("a", "b"):
-                left, right = (t["a_path"], t["b_path"]) if t["left"] == "a" else \
-                    (t["b_path"], t["a_path"])
+                right_side = "b" if t["left"] == "a" else "a"
+                name = {s: image_token(t[f"{s}_id"]) + ".png" for s in ("ref", "a", "b")}
                 correct = "left" if t["expected"] == t["left"] else "right"
-                items.append(QuizItem(t["trial_id"], t["ref_path"], left, right, correct))
+                items.append(QuizItem(t["trial_id"], name["ref"], name[t["left"]],
+                                      name[right_side], correct))
     items.sort(key=lambda it: it.question_id)
     return items[:n]
 
@@ -138,12 +141,17 @@ def requirements(cfg: PublishConfig, mode: str, quiz_id: str | None,
     return tuple(reqs)
 
 
-def question_xml(cfg: PublishConfig, batch_id: str, html_text: str | None = None) -> str:
+def question_xml(cfg: PublishConfig, db, batch_id: str, mode: str) -> str:
+    """The HIT's Question: the server's page (MTurk adds assignmentId, hitId, workerId and
+    turkSubmitTo to the URL) or the page itself as HTMLQuestion."""
     if cfg.question == "html":
-        return html_question((html_text or "").replace("{{batch_id}}", batch_id),
-                             cfg.frame_height)
-    if "{batch_id}" not in cfg.external_url:
-        raise ValueError("--external-url must contain {batch_id}")
+        if not cfg.image_base_url:
+            raise ValueError("--question html needs --image-base-url")
+        html = render_html_question(db.batch_trials(batch_id), cfg.image_base_url,
+                                    sandbox=mode != "live")
+        return html_question(html, cfg.frame_height)
+    if not cfg.external_url:
+        raise ValueError("--question external needs --external-url (the study server's page)")
     return external_question(cfg.external_url.replace("{batch_id}", batch_id), cfg.frame_height)
 
 
@@ -179,14 +187,8 @@ def publish(cfg: PublishConfig, market: Market | None, db, mode: str, out=print)
     unknown = set(batches) - set(db.batch_ids())
     if unknown:
         raise ValueError(f"unknown batches: {sorted(unknown)} (load the trials first)")
-    html_text = None
-    if cfg.question == "html":
-        if not cfg.html_file:
-            raise ValueError("--question html needs --html-file")
-        with open(cfg.html_file, encoding="utf-8") as f:
-            html_text = f.read()
     for b in batches[:1]:  # fail on a bad URL or page before anything is created
-        question_xml(cfg, b, html_text)
+        question_xml(cfg, db, b, mode)
 
     todo = [b for b in batches if db.hit_by_token(hit_token(mode, b, cfg.round)) is None]
     skipped = [b for b in batches if b not in todo]
@@ -206,14 +208,16 @@ def publish(cfg: PublishConfig, market: Market | None, db, mode: str, out=print)
         return result
 
     quiz_id = None
-    if cfg.quiz_base_url:
+    if cfg.quiz and not cfg.image_base_url:
+        out("no qualification test: --image-base-url not given (or pass --no-quiz)")
+    if cfg.quiz and cfg.image_base_url:
         items = quiz_items_from_trials(db, cfg.quiz_items)
         if not items:
             raise ValueError("no sentinel trials to build the quiz from")
         quiz_id = ensure_qualification(
             market, db, mode, cfg.quiz_name, "A short quiz: pick the image closer to the original.",
             cfg.dry_run, out, keywords="image, comparison",
-            test_xml=quiz_question_form(items, cfg.quiz_base_url),
+            test_xml=quiz_question_form(items, cfg.image_base_url),
             answer_key_xml=quiz_answer_key(items), test_duration_s=20 * 60,
             retry_delay_s=int(cfg.quiz_retry_h * 3600))
     block_id = ensure_qualification(
@@ -232,7 +236,7 @@ def publish(cfg: PublishConfig, market: Market | None, db, mode: str, out=print)
     out(f"HIT type: {hit_type_id}")
     for b in todo:
         token = hit_token(mode, b, cfg.round)
-        hit = market.create_hit(hit_type_id, question_xml(cfg, b, html_text), cfg.assignments,
+        hit = market.create_hit(hit_type_id, question_xml(cfg, db, b, mode), cfg.assignments,
                                 lifetime_s, token)
         expires = hit.expiration or datetime.now(timezone.utc) + timedelta(seconds=lifetime_s)
         db.add_hit(hit.hit_id, b, mode, hit_type_id=hit.hit_type_id or hit_type_id,

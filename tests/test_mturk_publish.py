@@ -12,7 +12,7 @@ from mturk.db import StudyDB
 from mturk.market import MarketError
 from mturk.market.memory import InMemoryMarket
 
-URL = "https://study.example.org/hit?batch_id={batch_id}"
+URL = "https://study.example.org/hit"
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -39,7 +39,7 @@ def db(tmp_path):
 
 
 def cfg(**kw):
-    base = dict(external_url=URL, quiz_base_url="https://img.example.org/study/",
+    base = dict(external_url=URL, image_base_url="https://img.example.org/study/",
                 quiz_items=2, assignments=3, reward="0.50")
     return P.PublishConfig(**{**base, **kw})
 
@@ -60,8 +60,8 @@ def test_publish_creates_one_hit_per_batch_and_records_ids(db):
         live = m.get_hit(h["hit_id"])
         assert live.hit_type_id == h["hit_type_id"] and live.max_assignments == 3
         assert h["unique_request_token"] == P.hit_token("local", h["batch_id"], 1)
-        assert h["url"] == URL.format(batch_id=h["batch_id"])
-        assert f"batch_id={h['batch_id']}" in m.s["hits"][h["hit_id"]]["question"]
+        assert h["url"] == URL
+        assert f"<ExternalURL>{URL}</ExternalURL>" in m.s["hits"][h["hit_id"]]["question"]
     assert db.get_qualification_type("plic-2afc-quiz-v1", "local")
     assert db.get_qualification_type("plic-soft-block-v1", "local")
 
@@ -121,10 +121,15 @@ def test_requirements_and_masters_ids_per_mode():
 
 
 def test_quiz_comes_from_sentinels_with_the_right_answer(db):
+    from mturk.page import image_token
+
     items = P.quiz_items_from_trials(db, 10)
     assert [it.question_id for it in items] == ["t03", "t13", "t23"]
     for it in items:  # expected "a", shown left when left == "a" (i = 3 is odd -> left "a")
-        assert it.correct == "left" and it.left.endswith("a.png")
+        t = db.trial(it.question_id)
+        assert it.correct == "left" and it.left == image_token(t["a_id"]) + ".png"
+        assert it.ref == image_token(t["ref_id"]) + ".png"
+        assert t["a_codec"] not in it.left  # names reveal nothing
 
 
 def test_tokens_are_stable_short_and_distinct():
@@ -163,17 +168,28 @@ def test_bad_url_fails_before_anything_is_created(db):
     with pytest.raises(ValueError):
         P.publish(cfg(external_url="http://insecure.example.org/{batch_id}"), m, db, "local")
     with pytest.raises(ValueError):
-        P.publish(cfg(external_url="https://x.example.org/hit"), m, db, "local")
+        P.publish(cfg(external_url=""), m, db, "local")
+    with pytest.raises(ValueError):
+        P.publish(cfg(question="html", image_base_url=""), m, db, "local")
     assert list(m.list_hits()) == [] and m.s["qual_types"] == {}
 
 
-def test_html_question(db, tmp_path):
-    page = tmp_path / "hit.html"
-    page.write_text("<!DOCTYPE html><html><body>batch {{batch_id}}</body></html>")
+def test_html_question_is_the_study_page_with_its_images(db):
+    import xml.etree.ElementTree as ET
+
+    from mturk.page import image_token
+    from mturk.questions import NS_HTML_QUESTION
+
     m = InMemoryMarket()
-    P.publish(cfg(question="html", html_file=str(page)), m, db, "local", out=lambda s: None)
-    qs = [h["question"] for h in m.s["hits"].values()]
-    assert all("HTMLQuestion" in q for q in qs) and any("batch b1" in q for q in qs)
+    P.publish(cfg(question="html"), m, db, "local", out=lambda s: None)
+    for h in db.list_hits():
+        xml = m.s["hits"][h["hit_id"]]["question"]
+        html = ET.fromstring(xml).find(f"{{{NS_HTML_QUESTION}}}HTMLContent").text
+        assert html.lstrip().upper().startswith("<!DOCTYPE")
+        assert "workersandbox.mturk.com/mturk/externalSubmit" in html
+        t = db.batch_trials(h["batch_id"])[0]
+        assert f"https://img.example.org/study/{image_token(t['ref_id'])}.png" in html
+        assert t["a_codec"] not in html
 
 
 # -- the boto3 path under Stubber: publish, crash, republish --------------------------------------
@@ -202,7 +218,7 @@ def test_boto_publish_crash_republish(db, monkeypatch):
     from botocore.stub import ANY
 
     market, stub = _boto_market()
-    c = cfg(quiz_base_url="", batches=["b0", "b1"])
+    c = cfg(quiz=False, batches=["b0", "b1"])
     stub.add_response("get_account_balance", {"AvailableBalance": "100.00"}, {})
     stub.add_response("list_qualification_types", {"NumResults": 0, "QualificationTypes": []},
                       {"Query": "plic-soft-block-v1", "MustBeRequestable": False,
