@@ -1,0 +1,255 @@
+"""Judgments to labels: ``python -m mturk.aggregate [--db DB] [--trials CSV] [--out DIR]``.
+
+Worker filtering (the rule, applied in this order):
+
+1. Only judgments of assignments that are ``submitted`` or ``approved`` count; ``rejected`` and
+   ``abandoned`` ones are dropped, and so is every judgment of a worker marked blocked.
+2. A worker's sentinel accuracy is the share of their sentinel trials answered with the expected
+   side (over all their assignments). A worker is kept when they answered at least
+   ``min_sentinels`` sentinels (default 2) and their accuracy is at least ``min_accuracy``
+   (default 0.8). Workers with fewer sentinels are dropped as unverified (``--min-sentinels 0``
+   keeps them). All of a dropped worker's judgments go.
+
+Outputs in ``--out`` (default ``runs/study``):
+
+- ``labels.csv`` (``mturk.schema.LABELS_COLUMNS``): one row per test trial with at least one kept
+  judgment; ``p_b`` = share of kept judgments choosing B, ``n`` = their number. Sentinels are not
+  labels.
+- ``workers.csv``: per worker, sentinel answers, accuracy, kept or why not (also written to the
+  database's worker scores).
+- ``ranking.csv`` and ``ranking.png``: per ``target_bpp``, codecs ranked by a Bradley-Terry model
+  fitted to the kept test judgments (MM algorithm, Hunter 2004, with half a virtual win each way
+  per compared pair so unbeaten codecs stay finite), reported as log-strength and as an Elo-like
+  score ``1500 + 400 log10(strength / geometric mean)``, as CLIC's human evaluation does.
+- ``aggregate.json``: counts, the filtering rule, inter-rater agreement (mean pairwise agreement
+  over trials with n >= 2 and Fleiss' kappa for varying n), and ``simulated`` (true when any kept
+  judgment came from ``mturk.simulate``; the plot title says so too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from codec.fsio import atomic_write_text
+from codec.paths import runs_dir
+from codec.tables import rel_path, resolve_path, write_table
+
+from .cli import add_config_args, config_from_args
+from .db import StudyDB
+from .schema import LABELS_COLUMNS, LABELS_ID
+
+COUNTED_STATUSES = ("submitted", "approved")
+
+
+@dataclass
+class FilterRule:
+    min_sentinels: int = field(default=2, metadata={
+        "help": "sentinel answers a worker needs to be kept"})
+    min_accuracy: float = field(default=0.8, metadata={
+        "help": "sentinel accuracy a worker needs to be kept"})
+
+
+def filter_workers(df: pd.DataFrame, rule: FilterRule) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept judgments, per-worker table). ``df`` is ``StudyDB.judgments_frame()``."""
+    counted = df[df.assignment_status.isin(COUNTED_STATUSES)]
+    workers = []
+    for wid, g in df.groupby("worker_id", sort=True):
+        gc = counted[counted.worker_id == wid]
+        s = gc[gc.kind == "sentinel"]
+        correct = int((s.choice == s.expected).sum())
+        acc = correct / len(s) if len(s) else math.nan
+        blocked = bool(g.blocked.astype(int).max())
+        if blocked:
+            why = "blocked"
+        elif gc.empty:
+            why = "no counted assignments"
+        elif len(s) < rule.min_sentinels:
+            why = f"fewer than {rule.min_sentinels} sentinels"
+        elif acc < rule.min_accuracy:
+            why = f"sentinel accuracy below {rule.min_accuracy}"
+        else:
+            why = ""
+        workers.append(dict(worker_id=wid, sentinels=len(s), sentinel_correct=correct,
+                            sentinel_accuracy=acc, judgments=len(gc), kept=why == "",
+                            reason=why))
+    wdf = pd.DataFrame(workers, columns=["worker_id", "sentinels", "sentinel_correct",
+                                         "sentinel_accuracy", "judgments", "kept", "reason"])
+    keep = set(wdf.loc[wdf.kept, "worker_id"])
+    return counted[counted.worker_id.isin(keep)], wdf
+
+
+def make_labels(kept: pd.DataFrame) -> pd.DataFrame:
+    t = kept[kept.kind == "test"]
+    first = t.groupby("trial_id", sort=True).first()
+    out = first[["ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path", "a_codec", "b_codec",
+                 "a_bpp", "b_bpp"]].copy()
+    out["p_b"] = t.assign(isb=(t.choice == "b").astype(float)).groupby("trial_id").isb.mean()
+    out["n"] = t.groupby("trial_id").size()
+    return out.reset_index()[LABELS_COLUMNS]
+
+
+def agreement(kept: pd.DataFrame) -> dict:
+    """Mean pairwise agreement and Fleiss' kappa over test trials with n >= 2."""
+    t = kept[kept.kind == "test"]
+    g = t.assign(isb=(t.choice == "b").astype(int)).groupby("trial_id").isb.agg(["sum", "count"])
+    g = g[g["count"] >= 2]
+    if g.empty:
+        return dict(trials=0, pairwise_agreement=None, fleiss_kappa=None)
+    kb, n = g["sum"].to_numpy(float), g["count"].to_numpy(float)
+    ka = n - kb
+    per_item = (kb * (kb - 1) + ka * (ka - 1)) / (n * (n - 1))
+    p_bar = float(per_item.mean())
+    p = kb.sum() / n.sum()
+    p_e = p * p + (1 - p) * (1 - p)
+    kappa = (p_bar - p_e) / (1 - p_e) if p_e < 1 else None
+    return dict(trials=int(len(g)), pairwise_agreement=p_bar,
+                fleiss_kappa=None if kappa is None else float(kappa))
+
+
+def bradley_terry(wins: dict[tuple[str, str], float], iters: int = 10_000,
+                  tol: float = 1e-10, prior: float = 0.5) -> dict[str, float]:
+    """Log-strengths (mean zero) from ``wins[(winner, loser)]`` counts (MM algorithm)."""
+    players = sorted({p for pair in wins for p in pair})
+    ix = {p: i for i, p in enumerate(players)}
+    k = len(players)
+    w = np.zeros((k, k))
+    for (i, j), c in wins.items():
+        w[ix[i], ix[j]] += c
+    pairs = (w + w.T) > 0
+    w = w + prior * pairs                    # half a virtual win each way per compared pair
+    n = w + w.T
+    p = np.ones(k)
+    for _ in range(iters):
+        denom = (n / (p[:, None] + p[None, :])).sum(axis=1)
+        new = w.sum(axis=1) / denom
+        new = new / np.exp(np.log(new).mean())
+        if np.max(np.abs(new - p)) < tol:
+            p = new
+            break
+        p = new
+    logp = np.log(p)
+    return {pl: float(logp[ix[pl]] - logp.mean()) for pl in players}
+
+
+def ranking(kept: pd.DataFrame) -> pd.DataFrame:
+    t = kept[(kept.kind == "test") & (kept.a_codec != kept.b_codec)]
+    rows = []
+    for target, g in t.groupby("target_bpp", sort=True):
+        wins: dict[tuple[str, str], float] = {}
+        won: dict[str, int] = {}
+        played: dict[str, int] = {}
+        for r in g.itertuples():
+            win, lose = (r.b_codec, r.a_codec) if r.choice == "b" else (r.a_codec, r.b_codec)
+            wins[win, lose] = wins.get((win, lose), 0) + 1
+            won[win] = won.get(win, 0) + 1
+            for c in (win, lose):
+                played[c] = played.get(c, 0) + 1
+        bt = bradley_terry(wins)
+        bpps: dict[str, list[float]] = {}
+        for side in ("a", "b"):
+            for c, v in zip(g[f"{side}_codec"], g[f"{side}_bpp"]):
+                if v not in ("", None):
+                    bpps.setdefault(c, []).append(float(v))
+        order = sorted(bt, key=lambda c: -bt[c])
+        for rank, c in enumerate(order, 1):
+            rows.append(dict(target_bpp=target, rank=rank, codec=c, bt_log_strength=bt[c],
+                             elo=1500 + 400 * bt[c] / math.log(10), wins=won.get(c, 0),
+                             comparisons=played[c],
+                             mean_bpp=float(np.mean(bpps[c])) if c in bpps else math.nan))
+    return pd.DataFrame(rows, columns=["target_bpp", "rank", "codec", "bt_log_strength", "elo",
+                                       "wins", "comparisons", "mean_bpp"])
+
+
+def plot_ranking(rank: pd.DataFrame, path: Path, simulated: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for codec, g in rank.groupby("codec"):
+        g = g.assign(x=g.target_bpp.astype(float)).sort_values("x")
+        ax.plot(g.x, g.elo, marker="o", label=codec)
+    ax.set_xlabel("target bpp")
+    ax.set_ylabel("Elo (Bradley-Terry)")
+    ax.set_title("Human preference ranking" + (" — SIMULATED judgments" if simulated else ""))
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def aggregate(db_path, trials_csv, out_dir, rule: FilterRule | None = None,
+              write_scores: bool = True) -> dict:
+    """Write labels.csv, workers.csv, ranking.csv/png and aggregate.json; returns the summary."""
+    rule = rule or FilterRule()
+    db = StudyDB(db_path)
+    df = db.judgments_frame()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kept, workers = filter_workers(df, rule)
+    labels = make_labels(kept)
+    labels_csv = out / "labels.csv"
+    for col in ("ref_path", "a_path", "b_path"):
+        labels[col] = [rel_path(resolve_path(p, trials_csv), labels_csv) for p in labels[col]]
+    write_table(labels_csv, labels.to_dict("records"), LABELS_COLUMNS, LABELS_ID)
+    write_table(out / "workers.csv", workers.to_dict("records"), list(workers.columns),
+                "worker_id")
+    if write_scores:
+        for w in workers.itertuples():
+            db.set_worker_score(w.worker_id, w.sentinel_correct, w.sentinels)
+    rank = ranking(kept)
+    write_table(out / "ranking.csv", rank.to_dict("records"), list(rank.columns))
+    simulated = bool(len(kept)) and bool(kept.simulated.astype(int).any())
+    if not rank.empty:
+        plot_ranking(rank, out / "ranking.png", simulated)
+    summary = dict(
+        simulated=simulated, rule=asdict(rule), judgments=int(len(df)),
+        kept_judgments=int(len(kept)), workers=int(len(workers)),
+        kept_workers=int(workers.kept.sum()) if len(workers) else 0,
+        labels=int(len(labels)), agreement=agreement(kept),
+        sentinel_accuracy_kept=(float((kept[kept.kind == "sentinel"].choice ==
+                                       kept[kept.kind == "sentinel"].expected).mean())
+                                if (kept.kind == "sentinel").any() else None))
+    atomic_write_text(out / "aggregate.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mturk.aggregate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    study = runs_dir() / "study"
+    p.add_argument("--db", default=str(study / "judgments.sqlite"), help="%(default)s")
+    p.add_argument("--trials", default=str(study / "trials.csv"),
+                   help="trials.csv the paths in the database are relative to (%(default)s)")
+    p.add_argument("--out", default=str(study), help="output folder (%(default)s)")
+    p.add_argument("--no-write-scores", action="store_true",
+                   help="do not store sentinel scores in the database")
+    add_config_args(p, FilterRule)
+    args = p.parse_args(argv)
+    if not Path(args.db).is_file():
+        print(f"mturk.aggregate: error: no database at {args.db}", file=sys.stderr)
+        return 2
+    s = aggregate(args.db, args.trials, args.out, config_from_args(FilterRule, args),
+                  write_scores=not args.no_write_scores)
+    tag = "SIMULATED " if s["simulated"] else ""
+    print(f"{tag}labels: {s['labels']} trials from {s['kept_judgments']}/{s['judgments']} "
+          f"judgments, {s['kept_workers']}/{s['workers']} workers kept; agreement "
+          f"{s['agreement']['pairwise_agreement']}, kappa {s['agreement']['fleiss_kappa']}; "
+          f"{args.out}/labels.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
