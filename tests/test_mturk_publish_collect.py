@@ -191,3 +191,67 @@ def test_cli_collect_with_memory_backend(tmp_path, capsys):
     assert C.main(base) == 0
     assert "approved 1" in capsys.readouterr().out
     assert C.main(base + ["--live"]) == 2
+
+
+# -- the boto3 path under Stubber ------------------------------------------------------------------
+
+def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
+    pytest.importorskip("botocore")
+    from datetime import datetime, timezone
+
+    from botocore.stub import Stubber
+
+    from mturk import questions as Q
+    from mturk.market import Backoff
+    from mturk.market.boto import Boto3Market
+    from tests.test_mturk_market import boto_client
+
+    db = StudyDB(tmp_path / "s.sqlite")
+    db.load_trials(trial_rows(n_batches=1))
+    hid, good, bad = "H" * 30, "A" * 29 + "1", "A" * 29 + "2"
+    db.add_hit(hid, "b0", "sandbox", reward="0.50", max_assignments=2)
+    db.set_qualification_type("plic-soft-block-v1", "sandbox", "B" * 30)
+    client = boto_client()
+    stub = Stubber(client)
+    stub.activate()
+    market = Boto3Market(client, backoff=Backoff(sleep=lambda s: None))
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def asg(aid, worker, status, good_answers):
+        fields = page_answers(db, "b0", good=good_answers)
+        return {"AssignmentId": aid, "WorkerId": worker, "HITId": hid,
+                "AssignmentStatus": status, "Answer": Q.answers_xml(fields), "SubmitTime": now}
+
+    listing = {"HITId": hid, "AssignmentStatuses": ["Submitted", "Approved", "Rejected"],
+               "MaxResults": 100}
+    stub.add_response("list_assignments_for_hit",
+                      {"NumResults": 2, "Assignments": [asg(good, "W1", "Submitted", True),
+                                                        asg(bad, "W2", "Submitted", False)]},
+                      listing)
+    stub.add_response("approve_assignment", {},
+                      {"AssignmentId": good, "RequesterFeedback": C.THANKS})
+    stub.add_client_error("reject_assignment", "ThrottlingException", "Rate exceeded")
+    stub.add_response("reject_assignment", {},
+                      {"AssignmentId": bad, "RequesterFeedback": C.decide(0, 1, 0.5)[1]})
+    stub.add_response("associate_qualification_with_worker", {},
+                      {"QualificationTypeId": "B" * 30, "WorkerId": "W2", "IntegerValue": 1,
+                       "SendNotification": False})
+    stub.add_response("list_bonus_payments", {"NumResults": 0, "BonusPayments": []},
+                      {"AssignmentId": good, "MaxResults": 100})
+    stub.add_response("send_bonus", {},
+                      {"WorkerId": "W1", "AssignmentId": good, "BonusAmount": "0.10",
+                       "Reason": "Bonus for accurate comparisons",
+                       "UniqueRequestToken": C.bonus_token(good)})
+    rep = C.collect(C.CollectConfig(bonus="0.10", block_after=1), market, db, "sandbox", **QUIET)
+    stub.assert_no_pending_responses()
+    assert rep.approved == [good] and rep.rejected == [bad] and rep.blocked == ["W2"]
+    assert rep.bonuses_paid == [good] and len(db.judgments()) == 8
+
+    # the second run: MTurk reports the reviews; nothing is approved, blocked or paid again
+    stub.add_response("list_assignments_for_hit",
+                      {"NumResults": 2, "Assignments": [asg(good, "W1", "Approved", True),
+                                                        asg(bad, "W2", "Rejected", False)]},
+                      listing)
+    rep = C.collect(C.CollectConfig(bonus="0.10", block_after=1), market, db, "sandbox", **QUIET)
+    stub.assert_no_pending_responses()
+    assert rep.approved == rep.rejected == rep.blocked == rep.bonuses_paid == []
