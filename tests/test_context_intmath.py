@@ -76,3 +76,29 @@ def test_overflow_is_refused_at_conversion():
         layer.weight.fill_(2.0**40)
     with pytest.raises(FixedPointError):
         linear_to_fixed(layer)
+
+
+def test_integer_hyper_decoder_is_exact_across_threads_and_dtypes():
+    from codec.context.intnet import ExactSequential
+    from codec.models import build
+
+    torch.manual_seed(0)
+    hs = build("hific", "small").h_s[0]
+    z = torch.round(torch.randn(1, 12, 6, 8) * 3)
+    exact = ExactSequential(*hs).eval()
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = exact(z)
+        torch.set_num_threads(2)
+        two = exact(z)
+    finally:
+        torch.set_num_threads(n)
+    dbl = ExactSequential(*hs).eval().double()(z.double())
+    assert torch.equal(one, two) and torch.equal(one.double(), dbl)
+    assert torch.equal(to_fixed(one, ACT_BITS), exact.forward_fixed(to_fixed(z, ACT_BITS)))
+    with torch.no_grad():
+        ref = hs(z)
+    assert float((one - ref).abs().max()) < 0.02  # fixed point stays close to the float net
+    exact.train()
+    assert torch.equal(exact(z), hs(z))  # training runs the float layers

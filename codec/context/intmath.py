@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACT_BITS = 12                 # fractional bits of activations
-WEIGHT_BITS = 12              # fractional bits of weights and PReLU slopes
-ACT_LIMIT = 2**27 - 1         # activations are clamped to +-(2**15 in real units)
+ACT_BITS = 16                 # fractional bits of activations
+WEIGHT_BITS = 16              # fractional bits of weights and PReLU slopes
+ACT_LIMIT = 2**30 - 1         # activations are clamped to +-(2**14 in real units)
 INT64_SAFE = 2**62            # accumulators stay below this (headroom for the bias add)
 
 
@@ -110,9 +110,10 @@ def int_channel_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     return clamp_act(out)
 
 
-def check_no_overflow(w_fx: torch.Tensor, b_fx: torch.Tensor, what: str) -> None:
-    """Fail at conversion if some accumulator sum(|w|) * ACT_LIMIT + |b| could reach 2**62."""
-    worst = int(w_fx.abs().reshape(w_fx.shape[0], -1).sum(1).max()) * ACT_LIMIT
+def check_no_overflow(w_fx: torch.Tensor, b_fx: torch.Tensor, what: str,
+                      input_limit: int = ACT_LIMIT) -> None:
+    """Fail at conversion if some accumulator sum(|w|) * input_limit + |b| could reach 2**62."""
+    worst = int(w_fx.abs().reshape(w_fx.shape[0], -1).sum(1).max()) * input_limit
     worst += int(b_fx.abs().max()) if b_fx.numel() else 0
     if worst >= INT64_SAFE:
         raise FixedPointError(f"{what}: accumulator bound {worst:.3e} exceeds 2**62")
