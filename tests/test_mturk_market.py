@@ -332,6 +332,27 @@ def test_transient_error_on_create_hit_retries_with_the_same_token():
     h.done()
 
 
+def test_server_errors_are_transient():
+    h = BotoHarness()
+    h.stub.add_client_error("get_hit", service_error_code="InternalServerError",
+                            service_message="oops", http_status_code=503)
+    h.expect("get_hit", hit_resp(HID, TID), {"HITId": HID})
+    assert h.market.get_hit(HID).hit_id == HID and len(h.sleeps) == 1
+    h.done()
+
+
+def test_make_client_always_names_the_endpoint(monkeypatch):
+    from mturk.market.boto import LIVE_ENDPOINT, make_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+    sandbox, live = make_client(sandbox=True), make_client(sandbox=False)
+    assert sandbox.meta.endpoint_url == SANDBOX_ENDPOINT
+    assert live.meta.endpoint_url == LIVE_ENDPOINT
+    assert sandbox.meta.region_name == live.meta.region_name == "us-east-1"
+    assert Boto3Market(sandbox).mode == "sandbox" and Boto3Market(live).mode == "live"
+
+
 def test_mode_follows_the_endpoint():
     assert Boto3Market(boto_client()).mode == "sandbox"
     assert Boto3Market(boto_client(), mode="live").mode == "live"

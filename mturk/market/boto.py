@@ -36,8 +36,8 @@ LIVE_ENDPOINT = "https://mturk-requester.us-east-1.amazonaws.com"
 REGION = "us-east-1"
 
 _TRANSIENT_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException",
-                    "RequestLimitExceeded", "ServiceUnavailable", "ServiceFault", "InternalError",
-                    "InternalFailure"}
+                    "RequestThrottled", "RequestThrottledException", "RequestLimitExceeded",
+                    "ServiceUnavailable", "ServiceFault", "InternalError", "InternalFailure"}
 # MTurk ids: 30 upper-case letters and digits (HIT, assignment, HIT type, qualification type).
 _ID = re.compile(r"\b[0-9A-Z]{30}\b")
 
@@ -73,7 +73,8 @@ def translate(exc: Exception, operation: str) -> Exception:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code, msg = err.get("Code", ""), err.get("Message", str(exc))
-        if code in _TRANSIENT_CODES or _is_throttle_message(msg):
+        http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+        if code in _TRANSIENT_CODES or _is_throttle_message(msg) or http >= 500:
             return TransientMarketError(msg, code, operation)
         if "does not exist" in msg.lower() or "not found" in msg.lower():
             return NotFoundError(msg, code, operation)
