@@ -107,7 +107,9 @@
       return;
     }
     $("answers-field").value = JSON.stringify(payload());
-    $("submit-form").submit();              // to {turkSubmitTo}/mturk/externalSubmit
+    // to {turkSubmitTo}/mturk/externalSubmit; the prototype call because the button's id
+    // "submit" shadows form.submit
+    HTMLFormElement.prototype.submit.call($("submit-form"));
   }
   $("submit-form").addEventListener("submit", function (e) {
     e.preventDefault();

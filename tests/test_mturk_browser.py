@@ -1,0 +1,143 @@
+"""The HIT page in headless Chromium (Debian's, driven by Playwright; never a download)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+from mturk.app import AppConfig, create_app
+from mturk.synth import make_toy_index
+from mturk.trials import TrialsConfig, build
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SANDBOX = "https://workersandbox.mturk.com"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def trials_csv(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bstudy")
+    index = make_toy_index(d / "dist", n_refs=2, size=32, qualities=(5, 50, 90))
+    return build(index, d / "study", TrialsConfig(batch_size=4, sentinel_share=0.25))[0]
+
+
+@pytest.fixture
+def server(trials_csv, tmp_path):
+    from werkzeug.serving import make_server
+
+    def start(local: bool):
+        app = create_app(AppConfig(trials=str(trials_csv), db=str(tmp_path / "j.sqlite"),
+                                   local=local))
+        srv = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        started.append(srv)
+        return f"http://127.0.0.1:{srv.server_port}", app.extensions["plic_db"]
+
+    started: list = []
+    yield start
+    for s in started:
+        s.shutdown()
+
+
+def _progress(page) -> str:
+    return page.locator("#progress").inner_text()
+
+
+def test_local_click_keyboard_guard_and_rows(browser, server):
+    base, db = server(local=True)
+    page = browser.new_page()
+    page.goto(f"{base}/local/start?workerId=P1")
+    n = len(db.batch_trials(db.list_hits(mode="local")[0]["batch_id"]))
+    assert page.locator("#submit").is_disabled()
+    assert f"0 of {n} answered" in _progress(page)
+    assert page.locator("#ref-img").evaluate("i => i.naturalWidth") == 32   # images load
+    sides = []
+    page.click("#left")                                   # click
+    sides.append("left")
+    page.keyboard.press("2")                              # keyboard: 2 = right
+    sides.append("right")
+    page.keyboard.press("ArrowLeft")
+    sides.append("left")
+    assert page.locator("#submit").is_disabled()          # guard: one left
+    page.keyboard.press("z")
+    assert page.locator("#zoom").get_attribute("aria-pressed") == "true"
+    page.keyboard.press("f")
+    assert "flickering" in page.locator("#trial").get_attribute("class")
+    page.keyboard.press("f")
+    page.keyboard.press("ArrowRight")
+    sides.append("right")
+    assert f"{n} of {n} answered" in _progress(page)
+    assert page.locator("#submit").is_enabled()
+    page.click("#submit")
+    page.wait_for_selector("#done", state="visible")
+    a = db.list_assignments(status="submitted")
+    assert len(a) == 1 and a[0]["worker_id"] == "P1"
+    rows = db.judgments(a[0]["assignment_id"])
+    trials = db.batch_trials(db.get_hit(a[0]["hit_id"])["batch_id"])
+    assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in trials]
+    for r, t, side in zip(rows, trials, sides):
+        expect = t["left"] if side == "left" else ("b" if t["left"] == "a" else "a")
+        assert r["choice"] == expect and r["rt_ms"] >= 0
+
+
+def test_preview_mode_cannot_answer_or_submit(browser, server):
+    base, db = server(local=False)
+    db.add_hit("HITP", db.batch_ids()[0], "sandbox")
+    page = browser.new_page()
+    page.goto(f"{base}/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=HITP")
+    assert page.locator("#preview-banner").is_visible()
+    for _ in range(6):
+        page.keyboard.press("1")
+    page.click("#left")
+    assert "0 of" in _progress(page).split("\u2014")[1]
+    assert page.locator("#submit").is_disabled()
+    assert db.counts()["assignments"] == 0 and db.counts()["judgments"] == 0
+
+
+def test_hit_mode_posts_to_mturk_and_records(browser, server):
+    base, db = server(local=False)
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox")
+    posted = []
+
+    def mturk(route):
+        posted.append((route.request.url, route.request.post_data))
+        route.fulfill(status=200, body="ok from fake MTurk")
+
+    page = browser.new_page()
+    page.route(f"{SANDBOX}/**", mturk)
+    page.goto(f"{base}/task?assignmentId=ASG1&hitId=HIT1&workerId=WRK1&turkSubmitTo={SANDBOX}")
+    form = page.locator("#submit-form")
+    assert form.get_attribute("action") == f"{SANDBOX}/mturk/externalSubmit"
+    assert form.get_attribute("method") == "POST"
+    n = len(db.batch_trials(db.batch_ids()[0]))
+    for _ in range(n):
+        page.keyboard.press("1")
+    with page.expect_navigation():
+        page.click("#submit")
+    assert len(posted) == 1 and posted[0][0] == f"{SANDBOX}/mturk/externalSubmit"
+    fields = parse_qs(posted[0][1])
+    assert fields["assignmentId"] == ["ASG1"]
+    answers = json.loads(fields["answers"][0])
+    assert answers["assignment_id"] == "ASG1" and len(answers["answers"]) == n
+    assert {a["side"] for a in answers["answers"]} == {"left"}
+    rows = db.judgments("ASG1")                     # the server recorded the same answers
+    assert len(rows) == n and all(r["choice"] == r["shown_left"] for r in rows)
+    assert db.get_assignment("ASG1")["status"] == "submitted"
