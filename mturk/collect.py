@@ -9,8 +9,9 @@ marketplace and:
    the same answers again change nothing; different answers are reported as a conflict and the
    server's record is kept);
 3. reviews each Submitted assignment by **the rule**: with ``s`` sentinel trials (obvious answers)
-   of which ``c`` are right, reject when ``s > 0`` and ``c / s < --reject-below`` (default 0.5),
-   with feedback saying how many checks failed; otherwise approve with a thank-you. An assignment
+   of which ``c`` are right, reject when ``c / s < --reject-below`` (default 0.5) and at least
+   ``--reject-min-wrong`` (default 2) are wrong, with feedback saying how many checks failed;
+   otherwise approve with a thank-you. One slip is never a rejection. An assignment
    whose answers cannot be read is left for a person (MTurk approves it after the auto-approval
    delay): we never reject for our own parsing failure;
 4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and soft-blocks
@@ -59,6 +60,7 @@ class CollectConfig:
 
     batches: list = opt([], "only the HITs of these batches (default: all)")
     reject_below: float = opt(0.5, "reject when the fraction of sentinels right is below this")
+    reject_min_wrong: int = opt(2, "...and at least this many sentinels are wrong")
     block_after: int = opt(2, "soft-block a worker after this many rejected assignments")
     block_below: float = opt(0.6, "soft-block when a worker's sentinel accuracy is below this...")
     block_min_sentinels: int = opt(8, "...over at least this many sentinels")
@@ -118,9 +120,10 @@ def sentinel_score(rows: list[dict], trials_by_id: dict) -> tuple[int, int]:
     return right, total
 
 
-def decide(right: int, total: int, reject_below: float) -> tuple[str, str]:
+def decide(right: int, total: int, reject_below: float,
+           min_wrong: int = 2) -> tuple[str, str]:
     """The review rule: (Approved or Rejected, feedback)."""
-    if total and right / total < reject_below:
+    if total and right / total < reject_below and total - right >= min_wrong:
         return REJECTED, (f"{total - right} of {total} check comparisons, which have a clear "
                           "answer, were answered wrongly, so we cannot use this work.")
     return APPROVED, THANKS
@@ -176,7 +179,7 @@ def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> No
     if not cfg.review:
         return
     right, total = sentinel_score(rows, trials)
-    verdict, feedback = decide(right, total, cfg.reject_below)
+    verdict, feedback = decide(right, total, cfg.reject_below, cfg.reject_min_wrong)
     if cfg.dry_run:
         out(f"  {a.assignment_id}: would {verdict.lower()[:-1]} ({right}/{total} sentinels)")
         return

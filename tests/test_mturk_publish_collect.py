@@ -42,6 +42,7 @@ def page_answers(db, batch, good=True, hit_id="x", aid="y", wid="z"):
 
 
 def run(db, m, **kw):
+    kw.setdefault("reject_min_wrong", 1)  # these batches hold one sentinel each
     return C.collect(C.CollectConfig(**kw), m, db, "local", **QUIET)
 
 
@@ -178,6 +179,17 @@ def test_the_rule():
     assert C.decide(1, 2, 0.5)[0] == "Approved"
     assert C.decide(1, 3, 0.5)[0] == "Rejected"
     assert "2 of 3" in C.decide(1, 3, 0.5)[1]
+    assert C.decide(0, 1, 0.5)[0] == "Approved"  # one slip is not spam (min_wrong 2)
+    assert C.decide(0, 1, 0.5, min_wrong=1)[0] == "Rejected"
+    assert C.decide(8, 10, 0.5)[0] == "Approved"
+    assert C.decide(2, 10, 0.5)[0] == "Rejected"
+
+
+def test_one_wrong_sentinel_is_approved_by_default(study):
+    db, m, hits = study
+    aid = m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    rep = C.collect(C.CollectConfig(), m, db, "local", **QUIET)
+    assert rep.approved == [aid] and db.get_worker("W2")["sentinel_score"] == 0.0
 
 
 def test_cli_collect_with_memory_backend(tmp_path, capsys):
@@ -232,7 +244,7 @@ def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
                       {"AssignmentId": good, "RequesterFeedback": C.THANKS})
     stub.add_client_error("reject_assignment", "ThrottlingException", "Rate exceeded")
     stub.add_response("reject_assignment", {},
-                      {"AssignmentId": bad, "RequesterFeedback": C.decide(0, 1, 0.5)[1]})
+                      {"AssignmentId": bad, "RequesterFeedback": C.decide(0, 1, 0.5, 1)[1]})
     stub.add_response("associate_qualification_with_worker", {},
                       {"QualificationTypeId": "B" * 30, "WorkerId": "W2", "IntegerValue": 1,
                        "SendNotification": False})
@@ -242,7 +254,8 @@ def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
                       {"WorkerId": "W1", "AssignmentId": good, "BonusAmount": "0.10",
                        "Reason": "Bonus for accurate comparisons",
                        "UniqueRequestToken": C.bonus_token(good)})
-    rep = C.collect(C.CollectConfig(bonus="0.10", block_after=1), market, db, "sandbox", **QUIET)
+    cfg = C.CollectConfig(bonus="0.10", block_after=1, reject_min_wrong=1)
+    rep = C.collect(cfg, market, db, "sandbox", **QUIET)
     stub.assert_no_pending_responses()
     assert rep.approved == [good] and rep.rejected == [bad] and rep.blocked == ["W2"]
     assert rep.bonuses_paid == [good] and len(db.judgments()) == 8
@@ -252,6 +265,6 @@ def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
                       {"NumResults": 2, "Assignments": [asg(good, "W1", "Approved", True),
                                                         asg(bad, "W2", "Rejected", False)]},
                       listing)
-    rep = C.collect(C.CollectConfig(bonus="0.10", block_after=1), market, db, "sandbox", **QUIET)
+    rep = C.collect(cfg, market, db, "sandbox", **QUIET)
     stub.assert_no_pending_responses()
     assert rep.approved == rep.rejected == rep.blocked == rep.bonuses_paid == []

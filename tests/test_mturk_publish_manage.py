@@ -32,7 +32,7 @@ def test_status_cost_so_far(study):
     db, m, hits = study
     m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
     m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
-    C.collect(C.CollectConfig(bonus="0.20"), m, db, "local", **QUIET)
+    C.collect(C.CollectConfig(bonus="0.20", reject_min_wrong=1), m, db, "local", **QUIET)
     lines = []
     money = M.status(m, db, "local", out=lines.append, refresh=True)
     # one approved ($0.50 + $0.10 fee) and one bonus ($0.20 + $0.04 fee)
