@@ -155,3 +155,27 @@ def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
     # the same assignment id opened by another worker is refused
     assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W2").status_code == 409
     assert db.counts()["assignments"] == 1
+
+
+def test_html_question_rendering(trials_csv):
+    from codec.tables import read_table
+    from mturk.page import parse_answers, render_html_question
+    from mturk.schema import TRIALS_COLUMNS
+
+    df = read_table(trials_csv, TRIALS_COLUMNS)
+    batch = df[df.batch_id == df.batch_id.iloc[0]].to_dict("records")
+    html = render_html_question(batch, "https://cdn.example.org/study/")
+    assert f'action="{SANDBOX}/mturk/externalSubmit"' in html
+    assert "<script src=" not in html and 'rel="stylesheet"' not in html   # self-contained
+    assert f"https://cdn.example.org/study/{image_token(batch[0]['ref_id'])}.png" in html
+    for t in batch:
+        assert t["a_id"] not in html and t["b_id"] not in html
+    with pytest.raises(ValueError):
+        render_html_question(batch, "http://insecure.example.org")
+    # collect.py's side: the posted answers parse back into database rows
+    by_id = {t["trial_id"]: t for t in batch}
+    payload = dict(assignment_id="A1", hit_id="H1", worker_id="W1",
+                   answers=[dict(trial_id=t["trial_id"], side="right", rt_ms=5) for t in batch])
+    ids, rows = parse_answers(json.dumps(payload), by_id)
+    assert ids == dict(assignment_id="A1", hit_id="H1", worker_id="W1")
+    assert all(r["choice"] != r["shown_left"] for r in rows)

@@ -1,0 +1,67 @@
+"""The simulated crowd against the real server over HTTP, then aggregation of what it wrote."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pandas as pd
+import pytest
+
+from mturk.aggregate import aggregate
+from mturk.app import AppConfig, create_app
+from mturk.simulate import SimConfig, main, run_crowd
+from mturk.synth import make_toy_index
+from mturk.trials import TrialsConfig, build
+
+
+@pytest.fixture
+def live(tmp_path):
+    from werkzeug.serving import make_server
+
+    index = make_toy_index(tmp_path / "dist", n_refs=2, size=32, qualities=(5, 20, 50, 95))
+    trials = build(index, tmp_path / "study", TrialsConfig(batch_size=7, sentinel_share=0.3))[0]
+    app = create_app(AppConfig(trials=str(trials), db=str(tmp_path / "j.sqlite"), local=True))
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}", trials, app.extensions["plic_db"], tmp_path
+    srv.shutdown()
+
+
+def test_crowd_over_http_then_labels(live):
+    url, trials, db, tmp = live
+    s = run_crowd(SimConfig(url=url, trials=str(trials), workers=30, oracle="psnr",
+                            random_share=0.2, concurrency=4, seed=1))
+    assert s["simulated"] is True and s["failures"] == [] and s["submissions"] == 30
+    assert db.counts()["assignments"] == 30
+    expected = sum(len(db.batch_trials(db.get_hit(a["hit_id"])["batch_id"]))
+                   for a in db.list_assignments())
+    assert db.counts()["judgments"] == s["judgments"] == expected
+    # local claims spread the crowd evenly over the batches
+    per_batch = pd.Series([a["hit_id"] for a in db.list_assignments()]).value_counts()
+    assert per_batch.max() - per_batch.min() <= 1
+    assert all(a["simulated"] == 1 for a in db.list_assignments())
+    out = aggregate(db.path, trials, tmp / "out", write_scores=False)
+    assert out["simulated"] is True
+    w = pd.read_csv(tmp / "out" / "workers.csv").set_index("worker_id")
+    careful = sorted(set(w.index) - set(s["random_worker_ids"]))
+    assert w.loc[careful, "sentinel_accuracy"].mean() > 0.9
+    # the oracle's order shows through: higher JPEG quality preferred at the same target
+    rank = pd.read_csv(tmp / "out" / "ranking.csv")
+    assert rank.codec.iloc[0] == "jpeg-q95" and rank.codec.iloc[-1] == "jpeg-q5"
+    labels = pd.read_csv(tmp / "out" / "labels.csv")
+    q = {c: int(c.split("q")[-1]) for c in rank.codec}
+    b_better = [q[b] > q[a] for a, b in zip(labels.a_codec, labels.b_codec)]
+    agree = ((labels.p_b > 0.5) == pd.Series(b_better)).mean()
+    assert agree >= 0.75                 # most labels side with the oracle
+
+
+def test_cli_marks_output_and_custom_oracle(live):
+    url, trials, db, tmp = live
+    out = tmp / "sim.json"
+    rc = main(["--url", url, "--trials", str(trials), "--workers", "3", "--oracle",
+               "codec.quality:mse", "--lower-is-closer", "--out", str(out)])
+    assert rc == 0
+    s = json.loads(out.read_text())
+    assert s["simulated"] is True and s["submissions"] == 3
+    assert main(["--url", url, "--trials", str(trials), "--oracle", "nope"]) == 2
