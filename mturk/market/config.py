@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
                                 help=f"{help_} (default: {' '.join(map(str, default)) or 'all'})",
                                 **meta)
         else:
+            shown = "" if default == "" or "default" in help_ else f" (default: {default})"
             parser.add_argument(flag, dest=f.name, type=typ, default=default,
-                                help=f"{help_} (default: {default})", **meta)
+                                help=help_ + shown, **meta)
 
 
 def from_args(cls, args: argparse.Namespace):
