@@ -400,5 +400,5 @@ def test_memory_approval_and_bonus_spend_the_balance():
     m.approve_assignment(aid)
     m.send_bonus("W1", aid, "1.00", "r", "b")
     m.send_bonus("W1", aid, "1.00", "r", "b")
-    assert m.get_account_balance() == Decimal("3.50")
+    assert m.get_account_balance() == Decimal("5.00") - Decimal("0.60") - Decimal("1.20")
     assert len(m.bonuses()) == 1

@@ -40,7 +40,7 @@ def test_status_cost_so_far(study):
     # b1, b2 fully open (2 x $0.60 each); b0 is full
     assert money["committed"] == Decimal("2.40")
     assert any(hits["b0"] in line and " 1 " in line for line in lines)
-    assert m.get_account_balance() == Decimal("10000.00") - Decimal("0.50") - Decimal("0.20")
+    assert m.get_account_balance() == Decimal("10000.00") - money["spent"]
 
 
 def test_extend_adds_assignments_once_and_time(study):

@@ -1,6 +1,7 @@
 """An in-memory marketplace with MTurk's rules: for tests, local lab studies and the demo.
 
-It keeps the behaviour the study code relies on: one HIT per request token, HIT types keyed by
+Approvals and bonuses are charged with MTurk's fee (``mturk.cost``). It keeps the behaviour the
+study code relies on: one HIT per request token, HIT types keyed by
 their properties, assignments that move Submitted -> Approved/Rejected once, one bonus per token,
 HITs that can only be deleted when expired or fully reviewed, qualification names that are unique.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from codec.fsio import atomic_write_text
 
+from ..cost import assignment_fee, bonus_fee
 from ..questions import answers_xml
 from .base import (
     APPROVED,
@@ -238,9 +240,10 @@ class InMemoryMarket(Market):
                                   "RequestError")
             a["status"], a["feedback"] = to, feedback or ""
             if to == APPROVED:
-                reward = dollars(self.s["hit_types"][self.s["hits"][a["hit_id"]]["hit_type_id"]]
-                                 ["reward"])
-                self.s["balance"] = str(dollars(self.s["balance"]) - reward)
+                hit = self.s["hits"][a["hit_id"]]
+                reward = dollars(self.s["hit_types"][hit["hit_type_id"]]["reward"])
+                charge = reward + assignment_fee(reward, hit["max_assignments"])
+                self.s["balance"] = str(dollars(self.s["balance"]) - charge)
             self._save()
 
     def approve_assignment(self, assignment_id, feedback=""):
@@ -259,7 +262,8 @@ class InMemoryMarket(Market):
             self.s["bonuses"][unique_request_token] = {
                 "worker_id": worker_id, "assignment_id": assignment_id,
                 "amount": str(dollars(amount)), "reason": reason}
-            self.s["balance"] = str(dollars(self.s["balance"]) - dollars(amount))
+            charge = dollars(amount) + bonus_fee(amount)
+            self.s["balance"] = str(dollars(self.s["balance"]) - charge)
             self._save()
             return True
 
