@@ -353,6 +353,23 @@ def test_make_client_always_names_the_endpoint(monkeypatch):
     assert Boto3Market(sandbox).mode == "sandbox" and Boto3Market(live).mode == "live"
 
 
+def test_missing_credentials_is_a_clear_error_and_not_retried(monkeypatch, tmp_path):
+    from mturk.market.boto import make_client
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    sleeps = []
+    m = Boto3Market(make_client(sandbox=True), backoff=Backoff(sleep=sleeps.append))
+    with pytest.raises(MarketError, match="credentials") as e:
+        m.get_account_balance()
+    assert not isinstance(e.value, TransientMarketError) and sleeps == []
+
+
 def test_mode_follows_the_endpoint():
     assert Boto3Market(boto_client()).mode == "sandbox"
     assert Boto3Market(boto_client(), mode="live").mode == "live"

@@ -68,7 +68,13 @@ def _is_duplicate_message(msg: str) -> bool:
 
 def translate(exc: Exception, operation: str) -> Exception:
     """A botocore exception as a :class:`MarketError` (other exceptions pass through)."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
 
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
@@ -79,6 +85,9 @@ def translate(exc: Exception, operation: str) -> Exception:
         if "does not exist" in msg.lower() or "not found" in msg.lower():
             return NotFoundError(msg, code, operation)
         return MarketError(msg, code, operation)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return MarketError("no usable AWS credentials in the usual chain (environment, "
+                           "~/.aws, --profile, instance role)", type(exc).__name__, operation)
     if isinstance(exc, (ConnectionError, HTTPClientError)):
         return TransientMarketError(str(exc), type(exc).__name__, operation)
     return exc
