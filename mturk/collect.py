@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .db import ConflictError, DBError
-from .market import APPROVED, REJECTED, SUBMITTED, Assignment, Market, MarketError
+from .market import (
+    APPROVED,
+    REJECTED,
+    SUBMITTED,
+    Assignment,
+    Market,
+    MarketError,
+    NotFoundError,
+)
 from .market.config import (
     add_arguments,
     add_market_arguments,
@@ -142,7 +150,13 @@ def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Rep
         if h["batch_id"] not in trial_cache:
             trial_cache[h["batch_id"]] = {t["trial_id"]: t for t in db.batch_trials(h["batch_id"])}
         trials = trial_cache[h["batch_id"]]
-        for a in market.list_assignments(h["hit_id"]):
+        try:
+            assignments = list(market.list_assignments(h["hit_id"]))
+        except NotFoundError:
+            # e.g. a lab study's "local-<batch>" HIT: its answers are already in the database
+            out(f"  {h['hit_id']}: not on this marketplace; skipped")
+            continue
+        for a in assignments:
             rep.assignments += 1
             touched_workers.add(a.worker_id)
             _collect_one(cfg, market, db, a, trials, rep, out)

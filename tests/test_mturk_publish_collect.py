@@ -166,6 +166,15 @@ def test_crash_between_review_and_record_is_completed_by_the_next_run(study, mon
     assert db.get_assignment(aid)["status"] == "approved"
 
 
+def test_hits_unknown_to_the_market_are_skipped(study):
+    db, m, hits = study
+    claimed = db.claim_local_assignment("P1")  # a lab participant, through the study server
+    assert claimed and claimed["hit_id"].startswith("local-")
+    aid = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0"))
+    rep = run(db, m)
+    assert rep.approved == [aid]
+
+
 def test_dry_run_reviews_nothing(study):
     db, m, hits = study
     m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
