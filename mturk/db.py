@@ -28,7 +28,8 @@ string in USD such as ``"0.50"``, as MTurk writes it)::
     db.update_hit(hit_id, *, max_assignments=None, expires_at=None, status=None) -> None
     # assignments (status: accepted | submitted | approved | rejected | abandoned)
     db.accept_assignment(assignment_id, hit_id, worker_id) -> dict   # idempotent
-    db.claim_local_assignment(worker_id, max_per_batch=None) -> dict | None
+    db.claim_local_assignment(worker_id, max_per_batch=None, stale_after_s=3600)
+        -> dict | None                        # local studies: next batch for a participant
     db.record_submission(assignment_id, hit_id, worker_id, answers, *, simulated=False,
                          require_accepted=True, submitted_at=None) -> SubmitResult
         # answers: [{"trial_id", "choice": "a"|"b", "shown_left": "a"|"b", "rt_ms"}]; a repeat
@@ -419,22 +420,28 @@ class StudyDB:
                       (assignment_id, hit_id, worker_id, utcnow()))
         return self.get_assignment(assignment_id)
 
-    def claim_local_assignment(self, worker_id: str,
-                               max_per_batch: int | None = None) -> dict | None:
+    def claim_local_assignment(self, worker_id: str, max_per_batch: int | None = None,
+                               stale_after_s: float = 3600.0) -> dict | None:
         """Give a local participant the batch with fewest assignments they have not done yet.
 
         Creates the batch's local HIT (``local-<batch_id>``) and an accepted assignment; returns
-        the assignment, or None when every batch is done by this worker or full.
+        the assignment, or None when every batch is done by this worker or full. An assignment
+        accepted more than ``stale_after_s`` ago and never submitted no longer holds a place.
         """
         import uuid
+        from datetime import timedelta
 
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=stale_after_s)).isoformat(
+            timespec="milliseconds")
         with self._tx() as c:
             rows = c.execute(
                 "SELECT b.batch_id, COUNT(a.assignment_id) AS n, "
                 "SUM(CASE WHEN a.worker_id=? THEN 1 ELSE 0 END) AS mine FROM batches b "
                 "LEFT JOIN hits h ON h.batch_id=b.batch_id AND h.mode='local' "
                 "LEFT JOIN assignments a ON a.hit_id=h.hit_id AND a.status!='abandoned' "
-                "GROUP BY b.batch_id ORDER BY n, b.batch_id", (worker_id,)).fetchall()
+                "AND (a.status!='accepted' OR a.accepted_at>=? OR a.worker_id=?) "
+                "GROUP BY b.batch_id ORDER BY n, b.batch_id",
+                (worker_id, cutoff, worker_id)).fetchall()
             pick = next((r["batch_id"] for r in rows if not r["mine"]
                          and (max_per_batch is None or r["n"] < max_per_batch)), None)
             if pick is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -137,6 +138,15 @@ def test_local_claims_spread_over_batches(db):
     assert a3["hit_id"] != a1["hit_id"]
     assert db.claim_local_assignment("P1") is None          # P1 has every batch
     assert db.get_hit("local-b0")["mode"] == "local"
+
+
+def test_local_claims_respect_capacity_and_expire(db):
+    assert db.claim_local_assignment("P1", max_per_batch=1) is not None
+    assert db.claim_local_assignment("P2", max_per_batch=1) is not None
+    assert db.claim_local_assignment("P3", max_per_batch=1) is None      # both batches full
+    # P1 and P2 walked away without submitting: after the timeout their places free up
+    time.sleep(0.01)                                # timestamps have millisecond resolution
+    assert db.claim_local_assignment("P3", max_per_batch=1, stale_after_s=0) is not None
 
 
 def test_concurrent_submissions_exactly_once(tmp_path):
