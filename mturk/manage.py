@@ -38,7 +38,8 @@ _TOKEN = re.compile(rf"^{TOKEN_PREFIX}-(sandbox|live|local)-r(\d+)-(.+)$")
 
 
 def _select(db, mode: str, hit_ids, batches) -> list[dict]:
-    hits = db.list_hits(mode=mode)
+    # a lab study's "local-<batch>" HITs (question "local") live only in the database
+    hits = [h for h in db.list_hits(mode=mode) if h["question"] != "local"]
     if hit_ids:
         hits = [h for h in hits if h["hit_id"] in hit_ids]
     if batches:
@@ -73,7 +74,7 @@ def status(market: Market | None, db, mode: str, out=print, refresh: bool = Fals
     hits = db.list_hits(mode=mode)
     out(f"{'batch':<12} {'HIT':<32} {'state':<12} {'max':>4} {'subm':>5} {'appr':>5} {'rej':>4}")
     for h in hits:
-        if refresh and market is not None:
+        if refresh and market is not None and h["question"] != "local":
             try:
                 live = market.get_hit(h["hit_id"])
                 db.update_hit(h["hit_id"], status=live.status.lower(),
@@ -139,7 +140,7 @@ def cleanup(market: Market, db, mode: str, delete_done: bool = False, dry_run: b
             continue
         _retire(market, hit.hit_id, hit.status, done, out)
     if delete_done:
-        for h in db.list_hits(mode=mode):
+        for h in _select(db, mode, (), ()):
             if h["status"] == "disposed":
                 continue
             pending = [a for a in db.list_assignments(hit_id=h["hit_id"])

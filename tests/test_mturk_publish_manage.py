@@ -45,6 +45,8 @@ def test_status_cost_so_far(study):
 
 def test_extend_adds_assignments_once_and_time(study):
     db, m, hits = study
+    db.claim_local_assignment("P1")  # a lab HIT in the same database is left alone
+    assert [h["hit_id"] for h in M._select(db, "local", (), ())] == list(hits.values())
     M.extend(m, db, [db.get_hit(hits["b0"])], add=2, hours=24, **QUIET)
     assert m.get_hit(hits["b0"]).max_assignments == 4
     assert db.get_hit(hits["b0"])["max_assignments"] == 4
