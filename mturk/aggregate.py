@@ -20,7 +20,8 @@ Outputs in ``--out`` (default ``runs/study``):
 - ``ranking.csv`` and ``ranking.png``: per ``target_bpp``, codecs ranked by a Bradley-Terry model
   fitted to the kept test judgments (MM algorithm, Hunter 2004, with half a virtual win each way
   per compared pair so unbeaten codecs stay finite), reported as log-strength and as an Elo-like
-  score ``1500 + 400 log10(strength / geometric mean)``, as CLIC's human evaluation does.
+  score ``1500 + 400 log10(strength / geometric mean)``, as CLIC's human evaluation does, with a
+  bootstrap 95% interval (``elo_lo``, ``elo_hi``; judgments resampled 200 times).
 - ``aggregate.json``: counts, the filtering rule, inter-rater agreement (mean pairwise agreement
   over trials with n >= 2 and Fleiss' kappa for varying n), and ``simulated`` (true when any kept
   judgment came from ``mturk.simulate``; the plot title says so too).
@@ -139,33 +140,47 @@ def bradley_terry(wins: dict[tuple[str, str], float], iters: int = 10_000,
     return {pl: float(logp[ix[pl]] - logp.mean()) for pl in players}
 
 
-def ranking(kept: pd.DataFrame) -> pd.DataFrame:
+def _elo(log_strength: float) -> float:
+    return 1500 + 400 * log_strength / math.log(10)
+
+
+def _fit(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    wins: dict[tuple[str, str], float] = {}
+    for w, l in pairs:
+        wins[w, l] = wins.get((w, l), 0) + 1
+    return bradley_terry(wins)
+
+
+def ranking(kept: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Per target_bpp, codecs by Bradley-Terry strength, with a bootstrap 95% interval of Elo
+    (judgments resampled with replacement ``n_boot`` times)."""
     t = kept[(kept.kind == "test") & (kept.a_codec != kept.b_codec)]
+    rng = np.random.default_rng(seed)
     rows = []
     for target, g in t.groupby("target_bpp", sort=True):
-        wins: dict[tuple[str, str], float] = {}
-        won: dict[str, int] = {}
-        played: dict[str, int] = {}
-        for r in g.itertuples():
-            win, lose = (r.b_codec, r.a_codec) if r.choice == "b" else (r.a_codec, r.b_codec)
-            wins[win, lose] = wins.get((win, lose), 0) + 1
-            won[win] = won.get(win, 0) + 1
-            for c in (win, lose):
-                played[c] = played.get(c, 0) + 1
-        bt = bradley_terry(wins)
+        pairs = [(r.b_codec, r.a_codec) if r.choice == "b" else (r.a_codec, r.b_codec)
+                 for r in g.itertuples()]
+        bt = _fit(pairs)
+        boots: dict[str, list[float]] = {c: [] for c in bt}
+        for _ in range(n_boot):
+            sample = [pairs[i] for i in rng.integers(0, len(pairs), len(pairs))]
+            for c, v in _fit(sample).items():
+                boots[c].append(_elo(v))
+        won = pd.Series([w for w, _ in pairs]).value_counts()
+        played = pd.Series([c for p in pairs for c in p]).value_counts()
         bpps: dict[str, list[float]] = {}
         for side in ("a", "b"):
             for c, v in zip(g[f"{side}_codec"], g[f"{side}_bpp"]):
                 if v not in ("", None):
                     bpps.setdefault(c, []).append(float(v))
-        order = sorted(bt, key=lambda c: -bt[c])
-        for rank, c in enumerate(order, 1):
+        for rank, c in enumerate(sorted(bt, key=lambda c: -bt[c]), 1):
+            lo, hi = (np.percentile(boots[c], [2.5, 97.5]) if boots[c] else (math.nan,) * 2)
             rows.append(dict(target_bpp=target, rank=rank, codec=c, bt_log_strength=bt[c],
-                             elo=1500 + 400 * bt[c] / math.log(10), wins=won.get(c, 0),
-                             comparisons=played[c],
+                             elo=_elo(bt[c]), elo_lo=float(lo), elo_hi=float(hi),
+                             wins=int(won.get(c, 0)), comparisons=int(played[c]),
                              mean_bpp=float(np.mean(bpps[c])) if c in bpps else math.nan))
     return pd.DataFrame(rows, columns=["target_bpp", "rank", "codec", "bt_log_strength", "elo",
-                                       "wins", "comparisons", "mean_bpp"])
+                                       "elo_lo", "elo_hi", "wins", "comparisons", "mean_bpp"])
 
 
 def plot_ranking(rank: pd.DataFrame, path: Path, simulated: bool) -> None:
@@ -177,7 +192,8 @@ def plot_ranking(rank: pd.DataFrame, path: Path, simulated: bool) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for codec, g in rank.groupby("codec"):
         g = g.assign(x=g.target_bpp.astype(float)).sort_values("x")
-        ax.plot(g.x, g.elo, marker="o", label=codec)
+        ax.errorbar(g.x, g.elo, yerr=[g.elo - g.elo_lo, g.elo_hi - g.elo], marker="o",
+                    capsize=3, label=codec)
     ax.set_xlabel("target bpp")
     ax.set_ylabel("Elo (Bradley-Terry)")
     ax.set_title("Human preference ranking" + (" — SIMULATED judgments" if simulated else ""))

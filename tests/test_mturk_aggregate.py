@@ -76,6 +76,9 @@ def test_worker_filter_agreement_and_ranking(result, tmp_path):
     assert s["simulated"] is False
     rank = pd.read_csv(out / "ranking.csv")
     assert list(rank.codec) == ["y", "z", "x"] and list(rank["rank"]) == [1, 2, 3]
+    assert list(rank.wins) == [5, 3, 1] and list(rank.comparisons) == [6, 6, 6]
+    assert (rank.elo_lo <= rank.elo).all() and (rank.elo <= rank.elo_hi).all()
+    assert abs(rank.bt_log_strength.sum()) < 1e-9
     assert (out / "ranking.png").stat().st_size > 1000
     # scores went to the database
     db = StudyDB(tmp_path / "j.sqlite")
