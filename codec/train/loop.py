@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
             opt_disc.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_disc.step()
-            terms["d_loss"] = float(d_loss)
+            terms["d_loss"] = float(d_loss.detach())
 
         done = step + 1
         if dist.main and (done % log_every == 0 or done == stop):

@@ -1,0 +1,265 @@
+"""codec.train: schedules, data, losses, stages, rate control, resume, NaN guard, CLI.
+
+Every training run here is the `tiny` preset on 64 px crops of the built-in samples, on one thread.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from codec.checkpoint import load_checkpoint, load_training_state
+from codec.train.config import TRACKS, TrainConfig, lr_at, rate_weight, stage_at
+from codec.train.data import GlobalBatchSampler, RandomCrops, train_loader, training_records
+from codec.train.discriminator import Discriminator
+from codec.train.loop import TrainingDiverged, train
+from codec.train.losses import clamp_st, discriminator_loss, generator_loss
+from codec.train.rundir import read_metrics
+
+torch.set_num_threads(1)
+
+
+class ToyMetric(nn.Module):
+    """A frozen differentiable d(x, y) -> (N,), standing in for the fitted metric."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
+        self.requires_grad_(False)
+
+    def forward(self, x, y):
+        return (self.conv(x) - self.conv(y)).pow(2).mean((1, 2, 3))
+
+
+def tiny(tmp_path, name="run", **kw) -> TrainConfig:
+    base = dict(model="hific", preset="tiny", steps=8, batch_size=2, crop=64, workers=0,
+                threads=1, val_images=1, val_crop=64, out=str(tmp_path / name), lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def final_weights(out) -> dict:
+    return load_checkpoint(f"{out}/last.pt", kind="codec")["state_dict"]
+
+
+# -- pure pieces ------------------------------------------------------------------------------
+
+def test_lr_schedule_steps_down_at_the_seed_milestones():
+    total = 10_000_000
+    assert lr_at(0, 1e-4, total) == 1e-4
+    assert lr_at(1_999_999, 1e-4, total) == 1e-4
+    assert lr_at(2_000_000, 1e-4, total) == pytest.approx(5e-5)
+    assert lr_at(4_000_000, 1e-4, total) == pytest.approx(2.5e-5)
+    assert lr_at(5_000_000, 1e-4, total) == pytest.approx(1.25e-5)
+    assert lr_at(9_999_999, 1e-4, total) == pytest.approx(6.25e-6)
+    # presets scale it: same fractions of a shorter run
+    assert lr_at(19, 1.0, 100) == 1.0 and lr_at(20, 1.0, 100) == 0.5
+    values = [lr_at(s, 1.0, 100) for s in range(100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_tracks_presets_and_stages():
+    assert sorted(float(t) for t in TRACKS) == [0.075, 0.15, 0.3]
+    lams = [TRACKS[t]["lambda_rate"] for t in ("0.075", "0.15", "0.3")]
+    assert lams == sorted(lams, reverse=True)  # lower target, heavier rate weight
+    c = TrainConfig(preset="tiny", track="0.075").resolved()
+    assert (c.steps, c.target_bpp, c.loss) == (60, 0.075, "full")
+    assert [stage_at(s, c) for s in (0, 5, 6, 29, 30, 59)] == [
+        "mse", "mse", "perceptual", "perceptual", "adversarial", "adversarial"]
+    b = TrainConfig(model="bmshj2018-hyperprior", preset="tiny").resolved()
+    assert b.loss == "mse" and {stage_at(s, b) for s in range(60)} == {"mse"}
+    sw = TrainConfig(preset="tiny", lambda_switching=True).resolved()
+    assert rate_weight(0.5, sw) == sw.lambda_rate and rate_weight(0.01, sw) == 2 ** -4
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_crops_are_a_function_of_the_sample_number():
+    recs = training_records("samples")
+    a, b = RandomCrops(recs, 64, seed=3), RandomCrops(recs, 64, seed=3)
+    ks = [7, 0, 123, 7]
+    xa = [a[k] for k in ks]
+    xb = [b[k] for k in reversed(ks)][::-1]
+    for u, v in zip(xa, xb):
+        assert torch.equal(u, v)
+    assert xa[0].shape == (3, 64, 64) and 0 <= xa[0].min() and xa[0].max() <= 1
+    assert not torch.equal(a[1], a[2])
+    # every image is visited once per epoch
+    n = len(recs)
+    assert sorted(a.image_index(k) for k in range(n, 2 * n)) == list(range(n))
+
+
+def test_two_ranks_share_one_global_batch():
+    one = GlobalBatchSampler(4, start_step=5)
+    r0, r1 = GlobalBatchSampler(4, 5, rank=0, world=2), GlobalBatchSampler(4, 5, rank=1, world=2)
+    take = lambda s, n: [next(it) for it in [iter(s)] for _ in range(n)]  # noqa: E731
+    assert take(one, 4) == take(r0, 2) + take(r1, 2) == [20, 21, 22, 23]
+    with pytest.raises(ValueError):
+        GlobalBatchSampler(3, world=2)
+
+
+def test_loader_batches_do_not_depend_on_workers_or_global_rng():
+    recs = training_records("samples")
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    b0 = next(iter(train_loader(recs, 64, 3, seed=1, start_step=2, workers=0)))
+    assert torch.equal(torch.get_rng_state(), before)
+    b1 = next(iter(train_loader(recs, 64, 3, seed=1, start_step=2, workers=1)))
+    assert b0.shape == (3, 3, 64, 64) and torch.equal(b0, b1)
+
+
+def test_gan_losses_and_straight_through_clamp():
+    real, fake = torch.tensor([3.0]), torch.tensor([-3.0])
+    assert discriminator_loss(real, fake) < discriminator_loss(fake, real)
+    # non-saturating: a confident discriminator still gives the generator a strong gradient
+    t = torch.tensor([-8.0], requires_grad=True)
+    generator_loss(t).backward()
+    assert t.grad.item() < -0.99
+    assert generator_loss(torch.tensor([0.0])).item() == pytest.approx(math.log(2))
+    x = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    y = clamp_st(x)
+    assert y.tolist() == [0.0, 0.5, 1.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_discriminator_is_conditioned_on_the_latent():
+    d = Discriminator(width=4, latent_channels=5)
+    x, y = torch.rand(2, 3, 64, 64), torch.randn(2, 5, 4, 4)
+    out = d(x, y)
+    assert out.shape == (2, 1, 4, 4)
+    assert not torch.allclose(out, d(x, torch.randn(2, 5, 4, 4)))
+    with pytest.raises(ValueError):
+        d(x)
+
+
+# -- training runs ----------------------------------------------------------------------------
+
+def test_a_few_dozen_steps_lower_the_loss(tmp_path):
+    cfg = tiny(tmp_path, model="bmshj2018-hyperprior", steps=40, batch_size=4, lr=3e-3,
+               val_every=40)
+    train(cfg, progress=False)
+    rows = [r for r in read_metrics(cfg.out) if "loss" in r]
+    assert len(rows) == 40
+    first = np.mean([r["loss"] for r in rows[:8]])
+    last = np.mean([r["loss"] for r in rows[-8:]])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_each_stage_updates_what_it_should(tmp_path):
+    # 6 steps: 0-1 rate+MSE, 2-3 +perceptual, 4-5 +adversarial; stop after each stage.
+    kw = dict(steps=6, perceptual_start=1 / 3, adversarial_start=2 / 3, val_every=2)
+    states = []
+    for stop in (2, 4, 6):
+        cfg = tiny(tmp_path, stop_at=stop, resume=stop > 2, **kw)
+        train(cfg, metric=ToyMetric(), progress=False)
+        states.append(load_training_state(tmp_path / "run" / "train_state.pt"))
+    d2, d4, d6 = (s["disc"] for s in states)
+    assert all(torch.equal(d2[k], d4[k]) for k in d2), "discriminator moved before its stage"
+    assert any(not torch.equal(d4[k], d6[k]) for k in d4), "discriminator did not train"
+    for a, b in zip(states, states[1:]):
+        ma, mb = a["model"], b["model"]
+        assert any(not torch.equal(ma[k], mb[k]) for k in ma if k.startswith("g_s"))
+        assert any(not torch.equal(ma[k], mb[k]) for k in ma if k.startswith("top_prior"))
+    rows = {r["step"]: r for r in read_metrics(tmp_path / "run") if "loss" in r}
+    assert [r["stage"] for _, r in sorted(rows.items())] == ["mse"] * 2 + ["perceptual"] * 2 + [
+        "adversarial"] * 2
+    assert [("perceptual" in rows[s], "g_loss" in rows[s], "d_loss" in rows[s])
+            for s in (1, 3, 5)] == [(False, False, False), (True, False, False),
+                                    (True, True, True)]
+
+
+def test_bpp_falls_as_lambda_rises(tmp_path):
+    bpps = []
+    for lam in (1e-4, 100.0):
+        cfg = tiny(tmp_path, name=f"lam{lam}", loss="mse", steps=40, batch_size=4, lr=1e-2,
+                   lr_prior=1e-2, lambda_rate=lam, val_every=40, val_crop=128)
+        res = train(cfg, progress=False)
+        rows = [r for r in read_metrics(cfg.out) if "loss" in r]
+        bpps.append((np.mean([r["bpp"] for r in rows[-10:]]), res["val"]["bpp"]))
+    (train_lo, val_lo), (train_hi, val_hi) = bpps
+    assert train_hi < 0.5 * train_lo, bpps
+    assert val_hi < val_lo, bpps  # real bitstream bpp agrees
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    kw = dict(steps=6, perceptual_start=1 / 3, adversarial_start=1 / 2, val_every=3)
+    train(tiny(tmp_path, name="straight", **kw), metric=ToyMetric(), progress=False)
+    train(tiny(tmp_path, name="cut", stop_at=3, **kw), metric=ToyMetric(), progress=False)
+    # resumed with a loader worker: batches do not depend on the worker count
+    train(tiny(tmp_path, name="cut", resume=True, workers=1, **kw), metric=ToyMetric(),
+          progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = load_training_state(tmp_path / "straight" / "train_state.pt")
+    sb = load_training_state(tmp_path / "cut" / "train_state.pt")
+    assert sa["step"] == sb["step"] == 6
+    assert all(torch.equal(sa["disc"][k], sb["disc"][k]) for k in sa["disc"])
+    # the log has one line per step, none duplicated by the replay
+    steps = [r["step"] for r in read_metrics(tmp_path / "cut") if "loss" in r]
+    assert steps == list(range(1, 7))
+
+
+def test_resume_refuses_a_changed_config_and_a_fresh_start_refuses_a_used_dir(tmp_path):
+    cfg = tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=2, stop_at=1)
+    train(cfg, progress=False)
+    with pytest.raises(FileExistsError):
+        train(cfg, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        train(tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=2, resume=True,
+                   lr=0.5), progress=False)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from codec.models import build
+
+    torch.manual_seed(0)
+    model = build("bmshj2018-factorized", "tiny")
+    forward, calls = model.forward, []
+
+    def poisoned(x, delta=None):
+        out = forward(x, delta)
+        calls.append(1)
+        if len(calls) >= 6:  # from the 6th training step on (one probe-free MSE run)
+            out["x_hat"] = out["x_hat"] * float("nan")
+        return out
+
+    model.forward = poisoned
+    cfg = tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=10, ckpt_every=2,
+               val_every=100)
+    with pytest.raises(TrainingDiverged, match=r"step \d+.*last\.pt \(step 4\)"):
+        train(cfg, model=model, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt", kind="codec")
+    assert ckpt["provenance"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_cli_writes_contract_checkpoints_with_the_track(tmp_path, capsys):
+    from codec import api
+    from codec.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--resume" in capsys.readouterr().out
+    out = tmp_path / "cli"
+    rc = main(["--model", "bmshj2018-factorized", "--preset", "tiny", "--track", "0.3",
+               "--steps", "2", "--crop", "64", "--batch-size", "2", "--workers", "0",
+               "--val-images", "1", "--val-crop", "64", "--out", str(out)])
+    assert rc == 0
+    for name in ("last.pt", "best.pt"):
+        ck = load_checkpoint(out / name, kind="codec")
+        assert ck["model"] == "bmshj2018-factorized"
+        assert ck["config"]["target_bpp"] == 0.3 and ck["provenance"]["target_bpp"] == 0.3
+        assert ck["provenance"]["train_config"]["track"] == "0.3"
+        assert "opt_main" not in ck  # optimiser state lives in the training state only
+    model = api.load(out / "last.pt")
+    img = np.zeros((64, 64, 3), np.uint8)
+    assert api.decompress(api.encode(img, model, bin_width=1.0).data, model).shape == img.shape
+    assert main(["--model", "bmshj2018-factorized", "--preset", "tiny", "--out", str(out),
+                 "--steps", "2"]) == 2  # refuses to overwrite a run without --resume
