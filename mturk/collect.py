@@ -14,8 +14,9 @@ marketplace and:
    otherwise approve with a thank-you. One slip is never a rejection. An assignment
    whose answers cannot be read is left for a person (MTurk approves it after the auto-approval
    delay): we never reject for our own parsing failure;
-4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and soft-blocks
-   repeat spammers: ``--block-after`` rejected assignments, or sentinel accuracy below
+4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and, among the
+   workers whose work this run reviewed, soft-blocks repeat spammers: ``--block-after``
+   rejected assignments, or sentinel accuracy below
    ``--block-below`` over at least ``--block-min-sentinels`` sentinels. A soft block grants the
    block qualification that ``mturk.publish`` requires not to exist; no MTurk block is filed;
 5. pays the optional bonus (``--bonus``) to approved assignments with sentinel accuracy of at least
@@ -89,6 +90,9 @@ class Report:
     conflicts: list = field(default_factory=list)
     blocked: list = field(default_factory=list)
     bonuses_paid: list = field(default_factory=list)
+    #: workers with work reviewed in this run: the only ones whose block status is decided, so a
+    #: lifted block (``mturk.manage unblock``) stays lifted until they fail checks again
+    reviewed_workers: set = field(default_factory=set)
 
     def summary(self) -> str:
         return (f"{self.assignments} assignments, {self.new_judgments} new judgments; "
@@ -189,6 +193,7 @@ def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> No
         current = db.get_assignment(a.assignment_id)
         if current and current["status"] != a.status.lower():
             db.set_assignment_status(a.assignment_id, a.status.lower(), a.feedback or None)
+            rep.reviewed_workers.add(a.worker_id)
         return
     if not cfg.review:
         return
@@ -206,6 +211,7 @@ def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> No
         out(f"  {a.assignment_id}: review failed ({e}); the next run retries")
         return
     db.set_assignment_status(a.assignment_id, verdict.lower(), feedback)
+    rep.reviewed_workers.add(a.worker_id)
     (rep.approved if verdict == APPROVED else rep.rejected).append(a.assignment_id)
 
 
@@ -222,7 +228,7 @@ def _score_and_block(cfg, market, db, mode, workers, rep: Report, out) -> None:
         n_rejected = len(db.list_assignments(worker_id=w, status="rejected"))
         spam = n_rejected >= cfg.block_after or (
             total >= cfg.block_min_sentinels and right / total < cfg.block_below)
-        if not spam or db.is_blocked(w):
+        if not spam or w not in rep.reviewed_workers or db.is_blocked(w):
             continue
         if block_qid is None:
             block_qid = db.get_qualification_type(cfg.block_name, mode)

@@ -1,4 +1,4 @@
-"""Look after published HITs: ``python -m mturk.manage {status,extend,expire,cleanup}``.
+"""Look after published HITs: ``python -m mturk.manage {status,extend,expire,cleanup,unblock}``.
 
 - ``status``: per HIT its batch, state, assignments (submitted / approved / rejected), and the
   money spent so far (approved rewards + MTurk's fee + bonuses paid + their fee) beside the most
@@ -11,6 +11,7 @@
   a batch of this study is adopted into the database; any other is expired and, once nothing is
   left to review, deleted. ``--delete-done`` also deletes the study's finished HITs. HITs made by
   other tools are never touched.
+- ``unblock W...``: lift soft blocks (``mturk.collect`` sets them).
 """
 
 from __future__ import annotations
@@ -175,6 +176,16 @@ def _retire(market: Market, hit_id: str, state: str, done: dict, out) -> bool:
     return True
 
 
+def unblock(market: Market, db, mode: str, workers, block_name: str, out=print) -> None:
+    """Lift soft blocks: take the block qualification away, then clear the database flag."""
+    qid = db.get_qualification_type(block_name, mode)
+    for w in workers:
+        if qid:
+            market.disassociate_qualification(qid, w, "Block lifted")
+        db.unblock_worker(w)
+        out(f"{w}: unblocked")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mturk.manage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--delete-done", action="store_true",
                    help="also delete the study's finished HITs (expired, all work reviewed)")
     c.add_argument("--dry-run", action="store_true", help="report only")
-    for sp in (s, *[sub.choices[n] for n in ("extend", "expire")], c):
+    u = sub.add_parser("unblock", help="lift soft blocks")
+    u.add_argument("workers", nargs="+", help="worker ids")
+    u.add_argument("--block-name", default="plic-soft-block-v1",
+                   help="name of the soft-block qualification")
+    for sp in (s, *[sub.choices[n] for n in ("extend", "expire")], c, u):
         add_market_arguments(sp)
     return p
 
@@ -211,6 +226,9 @@ def main(argv=None) -> int:
             status(market, db, mode, refresh=args.refresh)
             return 0
         market = market_from_args(args, db.path)
+        if args.command == "unblock":
+            unblock(market, db, mode, args.workers, args.block_name)
+            return 0
         if args.command == "cleanup":
             res = cleanup(market, db, mode, args.delete_done, args.dry_run)
             print(", ".join(f"{k} {len(v)}" for k, v in res.items()))

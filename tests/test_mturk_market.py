@@ -249,6 +249,12 @@ def test_conformance(h):
     h.error("get_qualification_score", "RequestError",
             "You requested a Qualification that does not exist.")
     assert m.worker_qualification(qid, "W9") is None
+    h.expect("disassociate_qualification_from_worker", {},
+             {"QualificationTypeId": qid, "WorkerId": "W2", "Reason": "unblocked"})
+    m.disassociate_qualification(qid, "W2", "unblocked")
+    h.error("get_qualification_score", "RequestError",
+            "You requested a Qualification that does not exist.")
+    assert m.worker_qualification(qid, "W2") is None
 
     # -- extend, expire, delete -------------------------------------------------------------------
     h.expect("create_additional_assignments_for_hit", {},

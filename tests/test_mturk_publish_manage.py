@@ -116,3 +116,19 @@ def test_cli(tmp_path, capsys):
     assert "2 HITs (local)" in out and "spent $0.00" in out
     assert M.main(["cleanup"] + base + ["--live"]) == 2
     assert M.main(["extend"] + base) == 2
+
+
+def test_unblock(study):
+    db, m, hits = study
+    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    m.submit_assignment(hits["b1"], "W2", page_answers(db, "b1", good=False))
+    C.collect(C.CollectConfig(reject_min_wrong=1), m, db, "local", **QUIET)
+    qid = db.get_qualification_type("plic-soft-block-v1", "local")
+    assert db.is_blocked("W2") and m.worker_qualification(qid, "W2") == 1
+    M.unblock(m, db, "local", ["W2"], "plic-soft-block-v1", **QUIET)
+    assert not db.is_blocked("W2") and m.worker_qualification(qid, "W2") is None
+    assert C.collect(C.CollectConfig(reject_min_wrong=1), m, db, "local", **QUIET).blocked == []
+    assert not db.is_blocked("W2")  # the lift holds until W2 fails checks again
+    m.submit_assignment(hits["b2"], "W2", page_answers(db, "b2", good=False))
+    assert C.collect(C.CollectConfig(reject_min_wrong=1), m, db, "local",
+                     **QUIET).blocked == ["W2"]

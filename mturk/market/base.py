@@ -163,6 +163,11 @@ class Market(abc.ABC):
                                 value: int = 1, notify: bool = False) -> None: ...
 
     @abc.abstractmethod
+    def disassociate_qualification(self, qualification_type_id: str, worker_id: str,
+                                   reason: str = "") -> None:
+        """Take the qualification away (undoes a soft block); a no-op when not held."""
+
+    @abc.abstractmethod
     def worker_qualification(self, qualification_type_id: str, worker_id: str) -> int | None:
         """The worker's integer value for the qualification, or None when they don't hold it."""
 

@@ -165,6 +165,15 @@ class Boto3Market(Market):
                    QualificationTypeId=qualification_type_id, WorkerId=worker_id,
                    IntegerValue=int(value), SendNotification=bool(notify))
 
+    def disassociate_qualification(self, qualification_type_id, worker_id, reason=""):
+        params = {"QualificationTypeId": qualification_type_id, "WorkerId": worker_id}
+        if reason:
+            params["Reason"] = reason
+        try:
+            self._call("disassociate_qualification_from_worker", **params)
+        except NotFoundError:
+            pass
+
     def worker_qualification(self, qualification_type_id, worker_id) -> int | None:
         try:
             q = self._call("get_qualification_score", QualificationTypeId=qualification_type_id,

@@ -135,6 +135,11 @@ class InMemoryMarket(Market):
             self.s["worker_quals"].setdefault(qualification_type_id, {})[worker_id] = int(value)
             self._save()
 
+    def disassociate_qualification(self, qualification_type_id, worker_id, reason=""):
+        with self._lock:
+            self.s["worker_quals"].get(qualification_type_id, {}).pop(worker_id, None)
+            self._save()
+
     def worker_qualification(self, qualification_type_id, worker_id):
         with self._lock:
             return self.s["worker_quals"].get(qualification_type_id, {}).get(worker_id)
