@@ -4,10 +4,12 @@ One SQLite file (default ``runs/study/judgments.sqlite``) in WAL mode. Every wri
 transaction (``BEGIN IMMEDIATE``), so a process killed at any point leaves either the whole write or
 none of it; an acknowledged write survives ``kill -9``. Callers never write SQL: use ``StudyDB``.
 
-Schema changes are the ordered list ``MIGRATIONS`` (``PRAGMA user_version`` counts how many ran).
-To change the schema, append ``(name, sql)`` to the list; never edit an entry that has shipped.
+Schema changes are the ordered list ``mturk.migrations.MIGRATIONS`` (``PRAGMA user_version``
+counts how many ran). To change the schema, append ``(name, sql)`` to that list; never edit an
+entry that has shipped.
 
-API (all methods of ``StudyDB(path)``; timestamps are UTC ISO-8601 strings; money is a decimal
+API (all methods of ``StudyDB(path)``; workers, qualification types and bonuses live in
+``mturk.db_market``; timestamps are UTC ISO-8601 strings; money is a decimal
 string in USD such as ``"0.50"``, as MTurk writes it)::
 
     db = StudyDB(path)                        # creates/migrates; one connection per thread
@@ -70,6 +72,9 @@ from pathlib import Path
 
 from codec.paths import runs_dir
 
+from .db_market import MarketRecords
+from .migrations import MIGRATIONS
+
 MODES = ("sandbox", "live", "local")
 ASSIGNMENT_STATUSES = ("accepted", "submitted", "approved", "rejected", "abandoned")
 SIDES = ("a", "b")
@@ -98,102 +103,6 @@ class SubmitResult:
     n_judgments: int
 
 
-MIGRATIONS: list[tuple[str, str]] = [
-    ("0001_initial", """
-CREATE TABLE studies (
-    study_id TEXT PRIMARY KEY,
-    trials_csv TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE batches (
-    batch_id TEXT PRIMARY KEY,
-    study_id TEXT NOT NULL REFERENCES studies(study_id),
-    n_trials INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE trials (
-    trial_id TEXT PRIMARY KEY,
-    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
-    position INTEGER NOT NULL,
-    ref_id TEXT NOT NULL, ref_path TEXT NOT NULL,
-    a_id TEXT NOT NULL, a_path TEXT NOT NULL,
-    b_id TEXT NOT NULL, b_path TEXT NOT NULL,
-    a_codec TEXT, b_codec TEXT, a_bpp TEXT, b_bpp TEXT, target_bpp TEXT,
-    left_side TEXT NOT NULL CHECK (left_side IN ('a', 'b')),
-    kind TEXT NOT NULL CHECK (kind IN ('test', 'sentinel')),
-    expected TEXT CHECK (expected IN ('a', 'b', ''))
-);
-CREATE INDEX trials_batch ON trials(batch_id, position);
-CREATE TABLE hits (
-    hit_id TEXT PRIMARY KEY,
-    hit_type_id TEXT,
-    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
-    unique_request_token TEXT UNIQUE,
-    status TEXT NOT NULL,
-    mode TEXT NOT NULL CHECK (mode IN ('sandbox', 'live', 'local')),
-    reward TEXT,
-    max_assignments INTEGER NOT NULL DEFAULT 1,
-    question TEXT,
-    url TEXT,
-    created_at TEXT NOT NULL,
-    expires_at TEXT
-);
-CREATE INDEX hits_batch ON hits(batch_id);
-CREATE TABLE workers (
-    worker_id TEXT PRIMARY KEY,
-    first_seen TEXT NOT NULL,
-    sentinel_correct INTEGER,
-    sentinel_total INTEGER,
-    sentinel_score REAL,
-    blocked INTEGER NOT NULL DEFAULT 0,
-    blocked_reason TEXT,
-    blocked_at TEXT
-);
-CREATE TABLE assignments (
-    assignment_id TEXT PRIMARY KEY,
-    hit_id TEXT NOT NULL REFERENCES hits(hit_id),
-    worker_id TEXT NOT NULL REFERENCES workers(worker_id),
-    status TEXT NOT NULL
-        CHECK (status IN ('accepted', 'submitted', 'approved', 'rejected', 'abandoned')),
-    accepted_at TEXT,
-    submitted_at TEXT,
-    reviewed_at TEXT,
-    feedback TEXT,
-    simulated INTEGER NOT NULL DEFAULT 0,
-    answers_sha TEXT
-);
-CREATE INDEX assignments_hit ON assignments(hit_id);
-CREATE INDEX assignments_worker ON assignments(worker_id);
-CREATE TABLE judgments (
-    judgment_id INTEGER PRIMARY KEY,
-    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
-    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
-    choice TEXT NOT NULL CHECK (choice IN ('a', 'b')),
-    shown_left TEXT NOT NULL CHECK (shown_left IN ('a', 'b')),
-    rt_ms INTEGER,
-    created_at TEXT NOT NULL,
-    UNIQUE (assignment_id, trial_id)
-);
-CREATE TABLE qualification_types (
-    name TEXT NOT NULL,
-    mode TEXT NOT NULL CHECK (mode IN ('sandbox', 'live', 'local')),
-    qualification_type_id TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (name, mode)
-);
-CREATE TABLE bonuses (
-    bonus_id INTEGER PRIMARY KEY,
-    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
-    worker_id TEXT NOT NULL,
-    amount TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    unique_token TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    paid_at TEXT
-);
-"""),
-]
-
 _TRIAL_FIELDS = ("trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
                  "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected")
 
@@ -215,7 +124,7 @@ def _answers_sha(answers: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
 
 
-class StudyDB:
+class StudyDB(MarketRecords):
     """The study database at ``path`` (see the module docstring for the API)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
@@ -567,80 +476,6 @@ class StudyDB:
                "JOIN hits h ON h.hit_id=a.hit_id JOIN trials t ON t.trial_id=j.trial_id "
                "JOIN workers w ON w.worker_id=a.worker_id ORDER BY j.judgment_id")
         return pd.read_sql_query(sql, self._conn())
-
-    # -- workers -----------------------------------------------------------------------------
-    def get_worker(self, worker_id: str) -> dict | None:
-        return self._one("SELECT * FROM workers WHERE worker_id=?", (worker_id,))
-
-    def list_workers(self) -> list[dict]:
-        return self._rows("SELECT * FROM workers ORDER BY worker_id")
-
-    def set_worker_score(self, worker_id: str, correct: int, total: int) -> None:
-        score = correct / total if total else None
-        with self._tx() as c:
-            self._ensure_worker(c, worker_id)
-            c.execute("UPDATE workers SET sentinel_correct=?, sentinel_total=?, sentinel_score=? "
-                      "WHERE worker_id=?", (correct, total, score, worker_id))
-
-    def block_worker(self, worker_id: str, reason: str) -> None:
-        with self._tx() as c:
-            self._ensure_worker(c, worker_id)
-            c.execute("UPDATE workers SET blocked=1, blocked_reason=?, blocked_at=? "
-                      "WHERE worker_id=?", (reason, utcnow(), worker_id))
-
-    def unblock_worker(self, worker_id: str) -> None:
-        with self._tx() as c:
-            c.execute("UPDATE workers SET blocked=0, blocked_reason=NULL, blocked_at=NULL "
-                      "WHERE worker_id=?", (worker_id,))
-
-    def is_blocked(self, worker_id: str) -> bool:
-        w = self.get_worker(worker_id)
-        return bool(w and w["blocked"])
-
-    # -- qualification types -----------------------------------------------------------------
-    def set_qualification_type(self, name: str, mode: str, qualification_type_id: str) -> None:
-        if mode not in MODES:
-            raise DBError(f"mode must be one of {MODES}")
-        with self._tx() as c:
-            c.execute("INSERT INTO qualification_types VALUES (?,?,?,?) ON CONFLICT(name, mode) "
-                      "DO UPDATE SET qualification_type_id=excluded.qualification_type_id",
-                      (name, mode, qualification_type_id, utcnow()))
-
-    def get_qualification_type(self, name: str, mode: str) -> str | None:
-        r = self._one("SELECT qualification_type_id FROM qualification_types "
-                      "WHERE name=? AND mode=?", (name, mode))
-        return r["qualification_type_id"] if r else None
-
-    # -- bonuses -----------------------------------------------------------------------------
-    def add_bonus(self, assignment_id: str, worker_id: str, amount, reason: str,
-                  unique_token: str) -> dict:
-        amount = _money(amount)
-        with self._tx() as c:
-            old = c.execute("SELECT * FROM bonuses WHERE unique_token=?",
-                            (unique_token,)).fetchone()
-            if old is not None:
-                if (old["assignment_id"], old["worker_id"], old["amount"]) != \
-                        (assignment_id, worker_id, amount):
-                    raise ConflictError(f"bonus token {unique_token!r} used for another bonus")
-                return dict(old)
-            if c.execute("SELECT 1 FROM assignments WHERE assignment_id=?",
-                         (assignment_id,)).fetchone() is None:
-                raise DBError(f"unknown assignment {assignment_id!r}")
-            c.execute("INSERT INTO bonuses (assignment_id, worker_id, amount, reason, "
-                      "unique_token, created_at) VALUES (?,?,?,?,?,?)",
-                      (assignment_id, worker_id, amount, reason, unique_token, utcnow()))
-        return self._one("SELECT * FROM bonuses WHERE unique_token=?", (unique_token,))
-
-    def mark_bonus_paid(self, unique_token: str, paid_at: str | None = None) -> None:
-        with self._tx() as c:
-            n = c.execute("UPDATE bonuses SET paid_at=COALESCE(paid_at, ?) WHERE unique_token=?",
-                          (paid_at or utcnow(), unique_token)).rowcount
-            if n != 1:
-                raise DBError(f"unknown bonus token {unique_token!r}")
-
-    def list_bonuses(self, unpaid_only: bool = False) -> list[dict]:
-        sql = "SELECT * FROM bonuses" + (" WHERE paid_at IS NULL" if unpaid_only else "")
-        return self._rows(sql + " ORDER BY bonus_id")
 
     def counts(self) -> dict[str, int]:
         tables = ("studies", "batches", "trials", "hits", "workers", "assignments", "judgments",

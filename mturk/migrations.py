@@ -1,0 +1,104 @@
+"""The study database's schema, as an ordered list of migrations (see ``mturk.db``).
+
+``PRAGMA user_version`` counts how many have run. To change the schema, append a new
+``(name, sql)`` entry; never edit or reorder one that has shipped. Statements are separated by
+``;`` (no ``;`` inside string literals).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_initial", """
+CREATE TABLE studies (
+    study_id TEXT PRIMARY KEY,
+    trials_csv TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    study_id TEXT NOT NULL REFERENCES studies(study_id),
+    n_trials INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE trials (
+    trial_id TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    position INTEGER NOT NULL,
+    ref_id TEXT NOT NULL, ref_path TEXT NOT NULL,
+    a_id TEXT NOT NULL, a_path TEXT NOT NULL,
+    b_id TEXT NOT NULL, b_path TEXT NOT NULL,
+    a_codec TEXT, b_codec TEXT, a_bpp TEXT, b_bpp TEXT, target_bpp TEXT,
+    left_side TEXT NOT NULL CHECK (left_side IN ('a', 'b')),
+    kind TEXT NOT NULL CHECK (kind IN ('test', 'sentinel')),
+    expected TEXT CHECK (expected IN ('a', 'b', ''))
+);
+CREATE INDEX trials_batch ON trials(batch_id, position);
+CREATE TABLE hits (
+    hit_id TEXT PRIMARY KEY,
+    hit_type_id TEXT,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    unique_request_token TEXT UNIQUE,
+    status TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('sandbox', 'live', 'local')),
+    reward TEXT,
+    max_assignments INTEGER NOT NULL DEFAULT 1,
+    question TEXT,
+    url TEXT,
+    created_at TEXT NOT NULL,
+    expires_at TEXT
+);
+CREATE INDEX hits_batch ON hits(batch_id);
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL,
+    sentinel_correct INTEGER,
+    sentinel_total INTEGER,
+    sentinel_score REAL,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    blocked_reason TEXT,
+    blocked_at TEXT
+);
+CREATE TABLE assignments (
+    assignment_id TEXT PRIMARY KEY,
+    hit_id TEXT NOT NULL REFERENCES hits(hit_id),
+    worker_id TEXT NOT NULL REFERENCES workers(worker_id),
+    status TEXT NOT NULL
+        CHECK (status IN ('accepted', 'submitted', 'approved', 'rejected', 'abandoned')),
+    accepted_at TEXT,
+    submitted_at TEXT,
+    reviewed_at TEXT,
+    feedback TEXT,
+    simulated INTEGER NOT NULL DEFAULT 0,
+    answers_sha TEXT
+);
+CREATE INDEX assignments_hit ON assignments(hit_id);
+CREATE INDEX assignments_worker ON assignments(worker_id);
+CREATE TABLE judgments (
+    judgment_id INTEGER PRIMARY KEY,
+    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    choice TEXT NOT NULL CHECK (choice IN ('a', 'b')),
+    shown_left TEXT NOT NULL CHECK (shown_left IN ('a', 'b')),
+    rt_ms INTEGER,
+    created_at TEXT NOT NULL,
+    UNIQUE (assignment_id, trial_id)
+);
+CREATE TABLE qualification_types (
+    name TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('sandbox', 'live', 'local')),
+    qualification_type_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (name, mode)
+);
+CREATE TABLE bonuses (
+    bonus_id INTEGER PRIMARY KEY,
+    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+    worker_id TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    unique_token TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    paid_at TEXT
+);
+"""),
+]
