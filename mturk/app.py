@@ -107,6 +107,8 @@ def create_app(cfg: AppConfig) -> Flask:
             return hit, aid, "", True
         if not ID_RE.match(wid):
             abort(400, "workerId must be an id")
+        if db.is_blocked(wid):
+            abort(403, "this worker may not take part in this study")
         try:
             db.accept_assignment(aid, hid, wid)
         except ConflictError:
@@ -177,6 +179,8 @@ def create_app(cfg: AppConfig) -> Flask:
             abort(404)
         if not ID_RE.match(worker_id):
             abort(400, "workerId must be an id")
+        if db.is_blocked(worker_id):
+            abort(403, "this worker may not take part in this study")
         return db.claim_local_assignment(worker_id, cfg.max_per_batch or None)
 
     @app.get("/local/start")

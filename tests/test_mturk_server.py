@@ -179,3 +179,14 @@ def test_html_question_rendering(trials_csv):
     ids, rows = parse_answers(json.dumps(payload), by_id)
     assert ids == dict(assignment_id="A1", hit_id="H1", worker_id="W1")
     assert all(r["choice"] != r["shown_left"] for r in rows)
+
+
+def test_blocked_workers_are_turned_away(trials_csv, tmp_path):
+    _, db, c = _app(trials_csv, tmp_path)
+    db.block_worker("BAD1", "failed sentinels")
+    assert c.post("/api/local/claim", json={"worker_id": "BAD1"}).status_code == 403
+    assert c.get("/local/start?workerId=BAD1").status_code == 403
+    a, _ = _claim(c, "OK1")
+    q = f"assignmentId={a['assignment_id']}&hitId={a['hit_id']}&workerId=BAD1"
+    assert c.get(f"/task?{q}").status_code == 403
+    assert db.counts()["assignments"] == 1
