@@ -1,0 +1,161 @@
+"""``python -m codec.evaluate``: the evaluation report (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  python -m codec.evaluate --model runs/train/hific-0.15/best.pt --data kodak
+  python -m codec.evaluate --model a.pt --model b.pt --target-bpp 0.15,0.3 \\
+      --classic jpeg,hevc-bpgcfg
+  python -m codec.evaluate --classic jpeg,webp,hevc-bpgcfg --data kodak      (classic codecs only)
+
+outputs (in --out): results.csv (per image), summary.csv and results.json (per method and
+target), table.md (Table 1), bd_rate.md, rd_psnr.png, rd_ms_ssim.png, rd_lpips.png, crops/ and
+report.html. A rerun reuses every cached encode, metric value and Inception feature.
+"""
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from e
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"bpp values must be positive: {text!r}")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from codec.datasets import add_data_args
+
+    p = argparse.ArgumentParser(
+        prog="python -m codec.evaluate", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate learned codec checkpoints and classic codecs at matched real "
+                    "bitrates: bpp from the files, PSNR, MS-SSIM, LPIPS-Alex/VGG/Squeeze, the "
+                    "fitted metric, FID/KID on 256x256 patches; tables, RD plots, BD-rates and "
+                    "an HTML report.")
+    p.add_argument("--model", action="append", default=[], metavar="CKPT",
+                   help="codec checkpoint (repeatable); evaluated at its track's target_bpp "
+                        "(recorded in the checkpoint) unless --target-bpp is given")
+    p.add_argument("--label", action="append", default=[],
+                   help="display name per --model, in order (default: ours-<model>-<track>)")
+    add_data_args(p)
+    p.add_argument("--target-bpp", type=_floats, default=None,
+                   help="comma-separated targets for every --model (default: each checkpoint's)")
+    p.add_argument("--classic", default="jpeg,webp,hevc-bpgcfg",
+                   help="comma-separated classic codecs from the distortions backends, or "
+                        "'none' (default: jpeg,webp,hevc-bpgcfg; also avif, jxl, jpeg444, bpg)")
+    p.add_argument("--classic-targets", type=_floats, default=(0.075, 0.15, 0.3, 0.6),
+                   help="targets for the classic codecs' curves; our targets are always added "
+                        "(default: 0.075,0.15,0.3,0.6)")
+    p.add_argument("--metric", default=None,
+                   help="fitted metric checkpoint (runs/metric.pt) to report beside LPIPS")
+    p.add_argument("--lpips", default="alex,vgg,squeeze",
+                   help="official LPIPS networks to report, or 'none' (default: all three)")
+    p.add_argument("--no-fid", action="store_true", help="skip FID/KID (the slowest part on CPU)")
+    p.add_argument("--fid-plain-grid", action="store_true",
+                   help="FID patches on the plain 256 grid only (default adds HiFiC's grid "
+                        "shifted by 128 px)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/eval/<data>)")
+    p.add_argument("--dist-cache", default=None,
+                   help="distortions output folder reused for the classic codecs (default: "
+                        "runs/distortions, the cache `python -m distortions` fills)")
+    p.add_argument("--crop-images", type=int, default=2,
+                   help="images shown as side-by-side crops in the HTML (default 2)")
+    p.add_argument("--simulated", default="",
+                   help="text of a SIMULATED banner for every output (the demo sets it)")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes for the classic codecs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return () if text.strip().lower() in ("", "none") else tuple(
+        v.strip() for v in text.split(",") if v.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from codec.checkpoint import CheckpointError, git_commit
+    from codec.datasets import DataError, records_from_args
+    from codec.paths import runs_dir
+
+    from .encode import track_from_checkpoint
+    from .run import EvalConfig, evaluate
+    from .write import write_all
+
+    if args.label and len(args.label) != len(args.model):
+        print("error: give one --label per --model", file=sys.stderr)
+        return 2
+    try:
+        records = records_from_args(args)
+        tracks = [track_from_checkpoint(m, args.label[i] if args.label else None, args.target_bpp)
+                  for i, m in enumerate(args.model)]
+    except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    classic = _names(args.classic)
+    if not tracks and not classic:
+        print("error: nothing to evaluate: give --model and/or --classic", file=sys.stderr)
+        return 2
+    targets = sorted({*args.classic_targets, *(t for tr in tracks for t in tr.targets)})
+    data_name = Path(args.data).stem
+    out = Path(args.out or runs_dir() / "eval" / data_name)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = EvalConfig(out=out, tracks=tracks, classic=classic, classic_targets=tuple(targets),
+                     dist_out=Path(args.dist_cache or runs_dir() / "distortions"),
+                     lpips=_names(args.lpips), metric=args.metric, fid=not args.no_fid,
+                     fid_shifted=not args.fid_plain_grid, jobs=args.jobs,
+                     progress=not args.no_progress)
+    print(f"evaluating {len(tracks)} model(s) and {len(classic)} classic codec(s) on "
+          f"{len(records)} images of {data_name}", file=sys.stderr)
+    rows, summary, info = evaluate(records, cfg)
+    simulated = args.simulated or _simulated(args.metric, tracks)
+    meta = {"data": data_name, "n_images": len(records),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python -m codec.evaluate " + shlex.join(argv if argv is not None
+                                                                else sys.argv[1:]),
+            "git_commit": git_commit(), "simulated": simulated,
+            "tracks": [{"label": t.label, "checkpoint": str(t.checkpoint), "sha256": t.sha256,
+                        "targets": list(t.targets)} for t in tracks],
+            "classic": list(classic), "targets": targets, "metric": args.metric,
+            "metric_names": info["metric_names"], "notes": info["notes"],
+            "fid_grid": "plain" if args.fid_plain_grid else "plain+shifted"}
+    report = write_all(out, rows, summary, records, meta, anchors=data_name == "kodak",
+                       crop_images=args.crop_images)
+    for n in info["notes"]:
+        print(f"note: {n}", file=sys.stderr)
+    print((out / "table.md").read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def _simulated(metric: str | None, tracks) -> str:
+    """A banner when the metric or a checkpoint says its labels came from a simulated crowd."""
+    import torch
+
+    for path in [metric, *(t.checkpoint for t in tracks)]:
+        if not path:
+            continue
+        prov = torch.load(path, map_location="cpu", weights_only=True).get("provenance") or {}
+        if _says_simulated(prov):
+            return (f"{path} was made from SIMULATED crowd judgments (a simulated crowd, not "
+                    f"people): these numbers show the pipeline works, not what people prefer.")
+    return ""
+
+
+def _says_simulated(obj) -> bool:
+    """True where any key named like 'simulated' holds a true value (nested dicts/lists)."""
+    if isinstance(obj, dict):
+        return any(("simulated" in str(k).lower() and bool(v) and v not in ("false", "0"))
+                   or _says_simulated(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return any(_says_simulated(v) for v in obj)
+    return False

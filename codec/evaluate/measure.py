@@ -1,0 +1,100 @@
+"""Per-image quality of one decoded image against its reference, cached by content.
+
+PSNR and MS-SSIM come from ``codec.quality`` (their one home); LPIPS from
+``perceptual_metric.official`` (v0.1 linear layers on offline ImageNet trunks; the Squeeze trunk
+may be the Keras SqueezeNet, named ``lpips-squeeze-keras``) and the fitted metric from
+``perceptual_metric.load``. Values are cached as JSON keyed by (reference sha256, decoded sha256,
+metric names), so a rerun measures nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from codec.fsio import atomic_write_text
+from codec.quality import ms_ssim, ms_ssim_scales, psnr
+
+LPIPS_NETS = ("alex", "vgg", "squeeze")
+LPIPS_COLUMNS = {"alex": "lpips_alex", "vgg": "lpips_vgg", "squeeze": "lpips_squeeze"}
+FITTED_COLUMN = "metric_fitted"
+
+
+def to_tensor(image: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+
+
+class Measurer:
+    """Callable ``(ref, dec, ref_sha, dec_sha) -> dict`` of every quality column.
+
+    ``names`` maps each column to the metric's own name (``lpips-squeeze-keras`` and so on);
+    ``unavailable`` maps a column to why it is empty (weights missing: the message says the fix).
+    """
+
+    def __init__(self, nets=LPIPS_NETS, fitted: str | None = None,
+                 cache_dir: str | Path | None = None):
+        self.metrics: dict = {}
+        self.names: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}
+        if nets:
+            import perceptual_metric
+
+            for net in nets:
+                col = LPIPS_COLUMNS[net]
+                try:
+                    m = perceptual_metric.official(net, download=False)
+                except Exception as e:  # noqa: BLE001 - a missing trunk empties one column
+                    self.unavailable[col] = f"{type(e).__name__}: {e}"
+                    continue
+                self.metrics[col], self.names[col] = m, getattr(m, "name", f"lpips-{net}")
+        if fitted:
+            import perceptual_metric
+
+            m = perceptual_metric.load(fitted)
+            self.metrics[FITTED_COLUMN], self.names[FITTED_COLUMN] = m, m.name
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._tag = hashlib.sha256(json.dumps(self.names, sort_keys=True).encode()
+                                   + (Path(fitted).read_bytes() if fitted else b"")).hexdigest()
+
+    @property
+    def columns(self) -> list[str]:
+        return [*LPIPS_COLUMNS.values(), FITTED_COLUMN]
+
+    def _cache_path(self, ref_sha: str, dec_sha: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256(f"{ref_sha}:{dec_sha}:{self._tag}".encode()).hexdigest()
+        return self.cache_dir / key[:2] / f"{key}.json"
+
+    def __call__(self, ref: np.ndarray, dec: np.ndarray, ref_sha: str = "",
+                 dec_sha: str = "") -> dict:
+        path = self._cache_path(ref_sha, dec_sha) if ref_sha and dec_sha else None
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())
+        out = measure_pair(ref, dec, self.metrics)
+        for col in self.columns:
+            out.setdefault(col, None)
+        if path is not None:
+            atomic_write_text(path, json.dumps(out))
+        return out
+
+
+def measure_pair(ref: np.ndarray, dec: np.ndarray, metrics: dict | None = None) -> dict:
+    """PSNR, MS-SSIM (with its scale count) and each ``metrics`` column for one pair."""
+    import torch
+
+    p = psnr(ref, dec)
+    out = {"psnr": p if math.isfinite(p) else None,
+           "ms_ssim": ms_ssim(ref, dec), "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}
+    if metrics:
+        x, y = to_tensor(ref), to_tensor(dec)
+        with torch.inference_mode():
+            for col, m in metrics.items():
+                out[col] = float(m(x, y).reshape(-1)[0])
+    return out

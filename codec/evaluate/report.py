@@ -1,0 +1,153 @@
+"""Outputs of an evaluation: results.csv, summary.csv, results.json, table.md, BD-rates, HTML."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from codec.fsio import atomic_write_text
+from codec.tables import rel_path, write_table
+
+RESULT_COLUMNS = [
+    "row_id", "method", "kind", "codec", "checkpoint", "target_bpp", "image_id", "status",
+    "bpp", "est_bpp", "param", "psnr", "ms_ssim", "ms_ssim_scales", "lpips_alex", "lpips_vgg",
+    "lpips_squeeze", "metric_fitted", "encode_s", "decode_s", "bitstream_path", "decoded_path",
+    "ref_path", "error"]
+SUMMARY_COLUMNS = [
+    "method", "kind", "codec", "target_bpp", "n_images", "n_set", "bpp", "est_bpp", "psnr",
+    "ms_ssim", "ms_ssim_scales", "fid", "fid_patches", "kid", "kid_std", "lpips_alex",
+    "lpips_vgg", "lpips_squeeze", "metric_fitted"]
+HEVC = "hevc-bpgcfg"
+BPG_ANCHOR = "bpg_444_x265_ycbcr"
+
+
+def write_results(out: Path, rows: list[dict], summary: list[dict]) -> None:
+    table = out / "results.csv"
+    recs = []
+    for r in rows:
+        rec = {c: r.get(c) for c in RESULT_COLUMNS}
+        rec["row_id"] = f"{r['method']}|{r['target_bpp']:g}|{r['image_id']}"
+        for c in ("bitstream_path", "decoded_path", "ref_path", "checkpoint"):
+            if rec[c]:
+                rec[c] = rel_path(rec[c], table)
+        recs.append(rec)
+    write_table(table, recs, RESULT_COLUMNS, id_column="row_id")
+    write_table(out / "summary.csv", [{c: s.get(c) for c in SUMMARY_COLUMNS} for s in summary],
+                SUMMARY_COLUMNS)
+
+
+def _curve(summary, method, col):
+    pts = sorted((s["bpp"], s[col]) for s in summary
+                 if s["method"] == method and s["bpp"] and s[col] is not None
+                 and s["n_images"] == s["n_set"])
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def bd_rates(summary: list[dict], anchors: bool) -> list[dict]:
+    """BD-rate (%) of every method with 2+ complete points against this run's HEVC curve and,
+    on Kodak, against the published BPG curve; negative = fewer bits at equal quality."""
+    from codec import rd
+
+    refs = {}
+    if any(s["method"] == HEVC for s in summary):
+        refs[f"{HEVC} (this run)"] = {c: _curve(summary, HEVC, c) for c in ("psnr", "ms_ssim")}
+    if anchors and rd.anchors_dir() is not None:
+        a = rd.load_anchor(BPG_ANCHOR)
+        refs[f"{a.name} (published)"] = {"psnr": (a.bpp, a.psnr), "ms_ssim": (a.bpp, a.ms_ssim)}
+    out = []
+    for method in dict.fromkeys(s["method"] for s in summary):
+        for ref_name, ref in refs.items():
+            if method == HEVC and "this run" in ref_name:
+                continue
+            rec = {"method": method, "anchor": ref_name}
+            for col in ("psnr", "ms_ssim"):
+                rate, q = _curve(summary, method, col)
+                ra, qa = ref[col]
+                val = None
+                if len(rate) >= 2 and len(ra) >= 2:
+                    try:
+                        v = rd.bd_rate(ra, qa, rate, q)
+                        val = None if math.isnan(v) else v
+                    except ValueError:
+                        val = None
+                rec[f"bd_rate_{col}"] = val
+            out.append(rec)
+    return out
+
+
+def _f(v, fmt):
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -> str:
+    """HiFiC Table-1 layout: one block per target; rows are codecs and our tracks."""
+    sq = names.get("lpips_squeeze", "lpips-squeeze")
+    fitted = names.get("metric_fitted")
+    head = ["method", "target", "bpp", "PSNR", "MS-SSIM", "FID (patches)", "KID x1e3",
+            "LPIPS-Alex", "LPIPS-VGG", sq.replace("lpips", "LPIPS")]
+    if fitted:
+        head.append(f"fitted ({fitted})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for target in sorted({s["target_bpp"] for s in summary}):
+        for s in [s for s in summary if s["target_bpp"] == target]:
+            short = "" if s["n_images"] == s["n_set"] else f" ({s['n_images']}/{s['n_set']} img)"
+            name = f"**{s['method']}**" if s["kind"] == "ours" else s["method"]
+            fid_cell = ("–" if s["fid"] is None else f"{s['fid']:.1f} ({s['fid_patches']})")
+            kid = ("–" if s["kid"] is None else f"{1e3 * s['kid']:.1f} ± {1e3 * s['kid_std']:.1f}")
+            cells = [name + short, f"{target:g}", _f(s["bpp"], ".3f"), _f(s["psnr"], ".2f"),
+                     _f(s["ms_ssim"], ".4f"), fid_cell, kid, _f(s["lpips_alex"], ".4f"),
+                     _f(s["lpips_vgg"], ".4f"), _f(s["lpips_squeeze"], ".4f")]
+            if fitted:
+                cells.append(_f(s["metric_fitted"], ".4f"))
+            lines.append("| " + " | ".join(cells) + " |")
+    notes = ["", "bpp: measured on the files (8 x bytes / pixels), mean over images; every file "
+             "is at or under its target. PSNR: mean of per-image RGB PSNRs. FID/KID on 256x256 "
+             "patches (count in brackets): small counts bias FID upward, so compare FIDs only "
+             "at equal counts; KID (unbiased) beside it."]
+    if simulated_note:
+        notes.append(simulated_note)
+    return "\n".join(lines + notes) + "\n"
+
+
+def bd_markdown(bd: list[dict]) -> str:
+    if not bd:
+        return "No BD-rates: a curve needs 2+ points at complete coverage (all images).\n"
+    lines = ["| method | anchor | BD-rate PSNR | BD-rate MS-SSIM |", "|---|---|---|---|"]
+    for r in bd:
+        lines.append(f"| {r['method']} | {r['anchor']} | {_f(r['bd_rate_psnr'], '+.1f')}% | "
+                     f"{_f(r['bd_rate_ms_ssim'], '+.1f')}% |")
+    return "\n".join(lines) + "\n"
+
+
+def clic_tables(clic_dir: Path | None, top: int = 5) -> list[dict]:
+    """The CLIC 2021 image-track leaderboards (top ``top`` by PSNR), for reference only."""
+    if clic_dir is None or not clic_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(clic_dir.glob("clic2021_image-*_test_leaderboard.csv")):
+        with p.open(newline="") as f:
+            recs = list(csv.DictReader(f))
+        recs.sort(key=lambda r: -float(r.get("PSNR") or 0))
+        track = p.stem.split("_")[1].replace("image-", "0.")
+        out.append({"track": f"{float(track[2:]) / 1000:g} bpp" if track[2:].isdigit() else track,
+                    "file": p.name, "rows": recs[:top], "n_teams": len(recs)})
+    return out
+
+
+def write_json(out: Path, rows, summary, bd, meta) -> None:
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    doc = {"meta": meta, "summary": [{k: clean(v) for k, v in s.items()} for s in summary],
+           "bd_rate": bd,
+           "per_image": [{k: clean(r.get(k)) for k in RESULT_COLUMNS if k != "row_id"}
+                         for r in rows]}
+    atomic_write_text(out / "results.json", json.dumps(doc, indent=1, default=str))

@@ -1,0 +1,162 @@
+"""The evaluation run: encode everything, measure every pair, FID/KID per (method, target).
+
+``evaluate(records, cfg)`` returns ``(rows, summary, notes)`` and writes nothing but caches;
+``codec.evaluate.report`` writes the tables, plots and HTML.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codec.image_io import read_image
+
+from .encode import STATUS_OK, Track, encode_classic, encode_track
+from .measure import LPIPS_NETS, Measurer
+
+QUALITY_COLUMNS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze",
+                   "metric_fitted"]
+
+
+@dataclass
+class EvalConfig:
+    out: Path
+    tracks: list[Track] = field(default_factory=list)
+    classic: tuple[str, ...] = ()
+    classic_targets: tuple[float, ...] = ()
+    dist_out: Path | None = None  # distortions cache; default OUT/distortions
+    lpips: tuple[str, ...] = LPIPS_NETS
+    metric: str | None = None
+    fid: bool = True
+    fid_shifted: bool = True
+    jobs: int = 0
+    progress: bool = True
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or total == 0,
+                file=sys.stderr)
+
+
+def _fid_features(images, cache: Path, shas, shifted: bool) -> np.ndarray:
+    """Inception features of each image's patches, cached per image sha256."""
+    from codec import fid
+
+    feats = []
+    for im, sha in zip(images, shas):
+        p = cache / "fid" / f"{sha}{'' if shifted else '-plain'}.npy"
+        if p.is_file():
+            feats.append(np.load(p))
+            continue
+        f = fid.features([im], shifted=shifted)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp.npy")
+        np.save(tmp, f)
+        tmp.replace(p)
+        feats.append(f)
+    return np.concatenate(feats, 0)
+
+
+def evaluate(records, cfg: EvalConfig):
+    out = Path(cfg.out)
+    cache = out / "cache"
+    notes: list[str] = []
+    rows: list[dict] = []
+    n_ours = sum(len(t.targets) for t in cfg.tracks) * len(records)
+    bar = _bar(n_ours, "ours: encode+decode", cfg.progress)
+    for t in cfg.tracks:
+        rows += encode_track(t, records, cache, progress=bar)
+    bar.close()
+    if cfg.classic:
+        crow, errors = encode_classic(cfg.classic, records, cfg.classic_targets,
+                                      Path(cfg.dist_out or out / "distortions"), jobs=cfg.jobs,
+                                      progress=cfg.progress)
+        rows += crow
+        notes += [f"{where}: {msg}" for where, msg in errors]
+
+    meas = Measurer(cfg.lpips, cfg.metric, cache / "metrics")
+    notes += [f"{col} empty: {why}" for col, why in meas.unavailable.items()]
+    refs = {r.id: r for r in records}
+    ref_images: dict[str, np.ndarray] = {}
+
+    def ref_image(image_id):
+        if image_id not in ref_images:
+            ref_images[image_id] = read_image(refs[image_id].path)
+        return ref_images[image_id]
+
+    ok = [r for r in rows if r["status"] == STATUS_OK]
+    bar = _bar(len(ok), "measure", cfg.progress)
+    for r in ok:
+        dec = read_image(r["decoded_path"])
+        r.update(meas(ref_image(r["image_id"]), dec, r["ref_sha256"], r["sha256"]))
+        bar.update(1)
+    bar.close()
+    summary = summarise(rows, records)
+    if cfg.fid:
+        _add_fid(summary, rows, records, ref_image, cache, cfg, notes)
+    return rows, summary, {"notes": notes, "metric_names": meas.names,
+                           "unavailable": meas.unavailable}
+
+
+def _mean(vals):
+    vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarise(rows: list[dict], records) -> list[dict]:
+    """One row per (method, target): means over the images coded at or under the target.
+
+    ``n_images`` says how many of the set made it (a codec that cannot reach a target on some
+    images is averaged over fewer, and the table marks it).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["target_bpp"]), []).append(r)
+    out = []
+    for (method, target), rs in groups.items():
+        ok = [r for r in rs if r["status"] == STATUS_OK]
+        s = {"method": method, "kind": rs[0]["kind"], "codec": rs[0]["codec"],
+             "target_bpp": target, "n_images": len(ok), "n_set": len(records),
+             "bpp": _mean(r["bpp"] for r in ok),
+             "est_bpp": _mean(r.get("est_bpp") for r in ok)}
+        for col in QUALITY_COLUMNS:
+            s[col] = _mean(r.get(col) for r in ok)
+        s["ms_ssim_scales"] = min((r["ms_ssim_scales"] for r in ok if "ms_ssim_scales" in r),
+                                  default=None)
+        s.update(fid=None, kid=None, kid_std=None, fid_patches=None)
+        out.append(s)
+    out.sort(key=lambda s: (s["kind"] != "classic", s["method"], s["target_bpp"]))
+    return out
+
+
+def _add_fid(summary, rows, records, ref_image, cache, cfg, notes):
+    from codec import fid
+
+    try:
+        fid.inception_path()
+    except fid.FIDUnavailable as e:
+        notes.append(f"FID/KID not computed: {e}")
+        return
+    groups = [s for s in summary if s["n_images"] >= 1]
+    bar = _bar(len(groups), "FID/KID", cfg.progress)
+    for s in groups:
+        ok = [r for r in rows if r["method"] == s["method"] and r["target_bpp"] == s["target_bpp"]
+              and r["status"] == STATUS_OK]
+        # reference patches of exactly the images this method coded: equal counts per side
+        f_ref = _fid_features([ref_image(r["image_id"]) for r in ok], cache,
+                              [r["ref_sha256"] for r in ok], cfg.fid_shifted)
+        f_dec = _fid_features([read_image(r["decoded_path"]) for r in ok], cache,
+                              [r["sha256"] for r in ok], cfg.fid_shifted)
+        if len(f_ref) < 2:
+            notes.append(f"{s['method']} @ {s['target_bpp']}: fewer than 2 patches, no FID")
+        else:
+            res = fid.fid_kid_features(f_ref, f_dec)
+            s.update(fid=res.fid, kid=res.kid, kid_std=res.kid_std, fid_patches=res.n_patches)
+        bar.update(1)
+    bar.close()
