@@ -18,16 +18,19 @@ from .base import Backend, BackendError, BackendUnavailable, ParamSpec
 
 
 class LearnedBackend(Backend):
-    """A trained checkpoint (``codec.checkpoint`` format) coded with ``codec.api``."""
+    """A trained checkpoint (``codec.checkpoint`` format) coded with ``codec.api``.
+
+    The bin width is searched over codec.api's own rate-control range (2^-4 .. 2^8) to 1%.
+    """
 
     ext = "plic"
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu",
-                 delta_range: tuple[float, float] = (0.25, 64.0)):
+                 delta_range: tuple[float, float] = (2.0**-4, 2.0**8)):
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.param = ParamSpec("bin_width", delta_range[0], delta_range[1],
-                               more_bits_when="lower", integer=False, rel_tol=0.002)
+                               more_bits_when="lower", integer=False, rel_tol=0.01)
         self._model = None
         self._sha = None
         self.name = "learned"
