@@ -98,6 +98,20 @@ def _exact_mode():
             torch.backends.cuda.matmul.allow_tf32 = old
 
 
+@contextlib.contextmanager
+def _param_path():
+    """The entropy-parameter path runs single-threaded: CPU kernels split their sums by thread
+    count, so float parameters repeat bit for bit only at a fixed count (measured: 1 vs 2
+    threads moves discretised means of the small model). The transforms g_a/g_s keep all
+    threads; this path (hyper decoders, heads) is the cheap part."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -147,26 +161,28 @@ class _Encoder:
         self.hyper: list[StageCode] = []
         above = None
         top = len(self.latents) - 1
-        for i in range(top, 0, -1):
-            v = self.latents[i]
-            means, scales = (model.top_params(v.shape) if i == top
-                             else model.stage_params(i, above))
-            code = encode_stage(v, means, scales, 1.0, self.escapes)
-            self.hyper.append(code)
-            above = code.v_hat.to(v.device)
-        self.features = model.h_s[0](above) if top > 0 else None
+        with _param_path():
+            for i in range(top, 0, -1):
+                v = self.latents[i]
+                means, scales = (model.top_params(v.shape) if i == top
+                                 else model.stage_params(i, above))
+                code = encode_stage(v, means, scales, 1.0, self.escapes)
+                self.hyper.append(code)
+                above = code.v_hat.to(v.device)
+            self.features = model.h_s[0](above) if top > 0 else None
 
     def code(self, delta: float) -> EncodeResult:
         t0 = time.perf_counter()
         model, y = self.model, self.latents[0]
         esc = EscapeWriter()
         esc.buf = bytearray(self.escapes.buf)
-        if self.features is None:
-            means, scales = model.top_params(y.shape)
-            y_code = encode_stage(y, means, scales, delta, esc)
-        else:
-            coder = latent_coder(model.config.get("coding_order", "parallel"))
-            y_code = coder.encode(model, y, self.features, delta, esc)
+        with _param_path():
+            if self.features is None:
+                means, scales = model.top_params(y.shape)
+                y_code = encode_stage(y, means, scales, delta, esc)
+            else:
+                coder = latent_coder(model.config.get("coding_order", "parallel"))
+                y_code = coder.encode(model, y, self.features, delta, esc)
         header = bs.Header(model.name, bs.model_hash(model), self.h, self.w, delta,
                            _coding_order(model))
         sections = [c.data for c in self.hyper] + [y_code.data, bytes(esc.buf)]
@@ -247,7 +263,8 @@ def decode(data: bytes, model) -> DecodeResult:
                                 f"{model.name!r} needs {len(shapes) + 1}")
     try:
         with _exact_mode():
-            codes = _decode_stages(model, header, sections, shapes, orders)
+            with _param_path():
+                codes = _decode_stages(model, header, sections, shapes, orders)
             x_hat = model.g_s(codes[-1].v_hat.to(_device(model)))
     except (CodingError, RuntimeError, ValueError) as e:
         if isinstance(e, bs.BitstreamError):

@@ -1,0 +1,134 @@
+"""Benchmark of the codec core: compress / decompress time of one Kodak image per preset.
+
+    python -m codec.bench [--presets tiny,small,paper] [--image kodim03] [--repeat 3]
+
+Untrained (random) weights at a fixed seed: the times are those of the real transforms and the
+real entropy coder, the bpp is that of noise. When ``compressai`` is importable (the ``bench``
+extra) its ``bmshj2018-hyperprior`` (quality 3, random weights, ``update(force=True)``) runs in
+the same process on the same image, so the two columns are comparable. Writes
+runs/bench/codec.md and runs/bench/codec.json. Times are wall clock on a possibly shared CPU; the
+load average at the start is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from . import api, models
+from .datasets import resolve_data
+from .fsio import atomic_write_text
+from .image_io import read_image
+from .paths import runs_dir
+
+
+def _median_time(fn, repeat: int):
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench_plic(image: np.ndarray, name: str, preset: str, repeat: int) -> dict:
+    torch.manual_seed(0)
+    model = models.build(name, preset).eval()
+    api.encode(image[:64, :64], model)  # warm-up: allocator, probe, hash
+    t_enc, res = _median_time(lambda: api.encode(image, model, bin_width=1.0), repeat)
+    t_dec, out = _median_time(lambda: api.decompress(res.data, model), repeat)
+    assert out.shape == image.shape
+    mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20
+    return {"codec": f"plic {name}", "preset": preset, "weights_MiB": round(mb, 2),
+            "bytes": len(res.data), "bpp": round(res.bpp, 4), "compress_s": round(t_enc, 3),
+            "decompress_s": round(t_dec, 3)}
+
+
+def bench_compressai(image: np.ndarray, repeat: int) -> dict | None:
+    try:
+        from compressai.zoo import bmshj2018_hyperprior
+    except Exception:  # not installed, or its optional deps are missing
+        return None
+    torch.manual_seed(0)
+    net = bmshj2018_hyperprior(quality=3, pretrained=False).eval()
+    net.update(force=True)
+    h, w = image.shape[:2]
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    hp, wp = -(-h // 64) * 64, -(-w // 64) * 64
+    x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+    with torch.no_grad():
+        warm = net.compress(x[..., :64, :64])  # warm-up, as for plic
+        net.decompress(warm["strings"], warm["shape"])
+        t_enc, enc = _median_time(lambda: net.compress(x), repeat)
+        t_dec, _ = _median_time(lambda: net.decompress(enc["strings"], enc["shape"]), repeat)
+    n = sum(len(s[0]) for s in enc["strings"])
+    return {"codec": "compressai bmshj2018-hyperprior", "preset": "quality 3",
+            "weights_MiB": round(sum(p.numel() * 4 for p in net.parameters()) / 2**20, 2),
+            "bytes": n, "bpp": round(8 * n / (h * w), 4), "compress_s": round(t_enc, 3),
+            "decompress_s": round(t_dec, 3)}
+
+
+def to_markdown(meta: dict, rows: list[dict]) -> str:
+    cols = ["codec", "preset", "weights_MiB", "bytes", "bpp", "compress_s", "decompress_s"]
+    lines = ["# codec.bench", "",
+             f"Image {meta['image']} ({meta['size']}), untrained weights (seed 0), median of "
+             f"{meta['repeat']}; {meta['threads']} torch threads, load average "
+             f"{meta['loadavg']} at start, {meta['machine']}.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    if not any(r["codec"].startswith("compressai") for r in rows):
+        lines += ["", "CompressAI not importable: `pip install 'plic[bench]'` to compare."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codec.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="tiny,small,paper", help="comma-separated presets")
+    p.add_argument("--models", default="hific", help="comma-separated registry names")
+    p.add_argument("--image", default="kodim03", help="id in the sample set (Kodak images)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: steadiest on a shared CPU; 0: torch default)")
+    p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"codec.bench: ignoring {unknown}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recs = {r.id: r for r in resolve_data("samples")}
+    if args.image not in recs:
+        p.error(f"--image {args.image!r} not in the sample set ({', '.join(recs)})")
+    image = read_image(recs[args.image].path)
+    meta = {"image": args.image, "size": f"{image.shape[1]}x{image.shape[0]}",
+            "repeat": args.repeat, "threads": torch.get_num_threads(),
+            "loadavg": round(os.getloadavg()[0], 2), "machine": platform.processor() or
+            platform.machine(), "torch": str(torch.__version__)}
+    rows = []
+    for name in args.models.split(","):
+        for preset in args.presets.split(","):
+            row = bench_plic(image, name, preset, args.repeat)
+            print(row, flush=True)
+            rows.append(row)
+    ref = bench_compressai(image, args.repeat)
+    if ref is not None:
+        print(ref, flush=True)
+        rows.append(ref)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_text(os.path.join(args.out, "codec.json"),
+                      json.dumps({"meta": meta, "rows": rows}, indent=2))
+    md = to_markdown(meta, rows)
+    atomic_write_text(os.path.join(args.out, "codec.md"), md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
