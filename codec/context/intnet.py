@@ -1,11 +1,11 @@
 """Integer-exact evaluation of a hyper decoder (``h_s``): the parameter path's other half.
 
-``integer_program(seq)`` converts an ``nn.Sequential`` of Conv2d, GDN/IGDN, ChannelNorm,
-Upsample2x (bilinear), ReLU and PReLU into fixed-point operations (``codec.context.intmath``
-conventions) on int64 tensors (N, C, H, W) at ACT_BITS. ``ExactSequential`` is an
-``nn.Sequential`` (same state_dict keys) that runs in float while training and through the
-integer program in eval mode, so the hyper features reaching the context model are the same
-integers on every machine.
+``integer_program(seq)`` converts an ``nn.Sequential`` of Conv2d, ConvTranspose2d, GDN/IGDN,
+ChannelNorm, Upsample2x (bilinear), ReLU and PReLU into fixed-point operations
+(``codec.context.intmath`` conventions) on int64 tensors (N, C, H, W) at ACT_BITS.
+``ExactSequential`` is an ``nn.Sequential`` (same state_dict keys) that runs in float while
+training and through the integer program in eval mode, so the hyper features reaching the
+context model are the same integers on every machine.
 
 Integer-friendly forms used here:
 
@@ -77,6 +77,29 @@ class IntConv:
                                       WEIGHT_BITS))
 
 
+class IntConvTranspose:
+    """Transposed convolution, exact: float64 under the same bound (per output, the weights
+    that can meet it are w[:, o] of every input channel and tap), else an error."""
+
+    def __init__(self, conv: nn.ConvTranspose2d):
+        if conv.groups != 1 or conv.dilation != (1, 1):
+            raise NotImplementedError("grouped or dilated convolutions in the parameter path")
+        self.conv = conv
+        self.w = to_fixed(conv.weight.detach(), WEIGHT_BITS)          # (in, out, kh, kw)
+        b = conv.bias.detach() if conv.bias is not None else torch.zeros(self.w.shape[1])
+        self.b = to_fixed(b, ACT_BITS + WEIGHT_BITS).reshape(1, -1, 1, 1)
+        self.col_sum = int(self.w.abs().sum((0, 2, 3)).max())
+
+    def __call__(self, x):
+        if int(x.abs().max()) * self.col_sum >= EXACT_F64:
+            raise FixedPointError("transposed convolution outside the exact float64 range")
+        c = self.conv
+        with torch.backends.cudnn.flags(enabled=False):
+            acc = F.conv_transpose2d(x.double(), self.w.double(), None, c.stride, c.padding,
+                                     c.output_padding)
+        return clamp_act(rshift_round(acc.to(torch.int64) + self.b, WEIGHT_BITS))
+
+
 class IntGDN:
     """y = x / sqrt(beta + gamma x^2) (IGDN: times); needs ACT_BITS == WEIGHT_BITS so that
     beta + gamma . x^2 lands at 2 * ACT_BITS and its integer square root at ACT_BITS."""
@@ -129,6 +152,8 @@ def _convert(mod: nn.Module):
 
     if isinstance(mod, nn.Conv2d):
         return IntConv(mod)
+    if isinstance(mod, nn.ConvTranspose2d):
+        return IntConvTranspose(mod)
     if isinstance(mod, GDN):
         return IntGDN(mod)
     if isinstance(mod, ChannelNorm):

@@ -161,12 +161,16 @@ class ParamGrid:
                    e.SCALE_LEVELS)
 
 
-def delta_fixed(delta: float) -> int:
-    """The bin width at ACT_BITS; must be exactly representable so y_hat stays on the grid."""
-    d = float(delta) * 2**ACT_BITS
-    if d != round(d) or d <= 0:
-        raise ValueError(f"delta={delta!r} is not a positive multiple of 2**-{ACT_BITS}")
-    return int(d)
+def delta_times(k: torch.Tensor, delta: float) -> torch.Tensor:
+    """k * delta at ACT_BITS with integer arithmetic: delta = num / 2**shift exactly (any
+    float is such a ratio; the bitstream stores a float32, so num < 2**24), rounded half up."""
+    num, den = float(delta).as_integer_ratio()
+    if delta <= 0 or num >= 2**31:
+        raise ValueError(f"delta={delta!r} must be positive with a mantissa below 2**31")
+    shift = den.bit_length() - 1
+    if shift <= ACT_BITS:
+        return (k * num) << (ACT_BITS - shift)
+    return rshift_round(k * num, shift - ACT_BITS)
 
 
 def discretize_fixed(means_fx: torch.Tensor, log_scales_fx: torch.Tensor, grid: ParamGrid,

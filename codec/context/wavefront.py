@@ -27,7 +27,7 @@ from .step import (
     ParamGrid,
     StepWeights,
     context_step,
-    delta_fixed,
+    delta_times,
     discretize_fixed,
     discretize_float,
     pad_latent,
@@ -78,7 +78,6 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
     y_pad = pad_latent(torch.zeros((c, h, w), dtype=dtype, device=psi.device), sw.kernel)
     k_all = torch.zeros((c, h, w), dtype=torch.int64, device=psi.device)
     idx_all = torch.zeros_like(k_all)
-    d_fx = delta_fixed(delta) if integer else None
     for t, (rows, cols) in enumerate(schedule):
         rows, cols = rows.to(psi.device), cols.to(psi.device)
         means, log_scales = context_step(sw, y_pad, psi, rows, cols)
@@ -88,7 +87,7 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
             m, idx = discretize_float(means, log_scales, grid, delta)
         k = symbols(t, rows, cols, m, idx)
         if integer:
-            v = (m << (ACT_BITS - grid.mean_bits)) + k * d_fx
+            v = (m << (ACT_BITS - grid.mean_bits)) + delta_times(k, delta)
         else:
             v = m.double() / 2**grid.mean_bits + k.double() * delta
         y_pad[:, rows + r, cols + r] = v.t()

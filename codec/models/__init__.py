@@ -17,7 +17,8 @@ from torch import nn
 
 _REGISTRY: dict[str, type] = {}
 # modules that register models when imported; a missing optional one is skipped
-_BUILTIN_MODULES = ("codec.models.hific", "codec.models.bmshj2018", "codec.models.mbt2018")
+_BUILTIN_MODULES = ("codec.models.hific", "codec.models.bmshj2018", "codec.models.mbt2018",
+                    "codec.context.models")
 _loaded = False
 
 

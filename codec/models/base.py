@@ -70,6 +70,11 @@ class LatentModel(nn.Module):
         decoded latents) is unused here; a context model's override combines the two."""
         return self.heads[0](features)
 
+    def latent_context_input(self, y: torch.Tensor, delta: torch.Tensor, mode: str):
+        """The quantised latent a context model sees in the training forward (then also the one
+        the likelihood is taken at); None without a context model (``codec.context.models``)."""
+        return None
+
     def top_params(self, shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, scales) of the top stage: the fixed per-channel prior, broadcast to ``shape``."""
         return self.top_prior(torch.zeros(shape))
@@ -105,14 +110,15 @@ class LatentModel(nn.Module):
         above = None
         for i in reversed(range(len(latents))):
             v = latents[i]
+            d = d_y if i == 0 else ones
+            y_ctx = self.latent_context_input(v, d, mode) if i == 0 else None
             if i == len(latents) - 1:
                 means, scales = self.top_prior(v)
             elif i == 0:
-                means, scales = self.latent_params(self.h_s[0](above))
+                means, scales = self.latent_params(self.h_s[0](above), y_hat=y_ctx)
             else:
                 means, scales = self.heads[i](self.h_s[i](above))
-            d = d_y if i == 0 else ones
-            v_hat = quantize(v, means, d, mode, self.training)
+            v_hat = quantize(v, means, d, mode, self.training) if y_ctx is None else y_ctx
             lik = laplace_likelihood(v_hat, means, scales, d)
             name = self.stages[i]
             likelihoods[name] = lik

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..context.latent import ContextLatentMixin
 from ..entropy import PerChannelLaplace
 from ..layers import GDN, IGDN, ChannelNorm, ResidualBlock, Upsample2x, conv
 from . import register
@@ -40,6 +41,8 @@ class HificConfig:
     delta_range: list = field(default_factory=lambda: [0.5, 2.0])
     coding_order: str = "parallel"
     target_bpp: float | None = None   # the rate track a trained model was made for, if any
+    context: bool = False         # PixelCNN++-lite context model (codec.context); needs
+    context_kernel: int = 5       # coding_order "wavefront"
 
 
 def hyper_analysis(cin: int, width: int, cout: int) -> nn.Sequential:
@@ -56,13 +59,14 @@ def hyper_synthesis(cin: int, width: int) -> nn.Sequential:
 
 
 @register("hific")
-class Hific(LatentModel):
+class Hific(ContextLatentMixin, LatentModel):
     stages = ("y", "z", "w")
     stride = 64
     presets = {
         "paper": HificConfig(preset="paper", channels=384, decoder_channels=384,
-                             hyper_channels=192, z_channels=24, w_channels=24),
-        "small": HificConfig(),
+                             hyper_channels=192, z_channels=24, w_channels=24,
+                             context=True, coding_order="wavefront"),
+        "small": HificConfig(context=True, coding_order="wavefront"),
         "tiny": HificConfig(preset="tiny", channels=16, decoder_channels=16, res_blocks=1,
                             latent_channels=4, hyper_channels=16, z_channels=4, w_channels=4,
                             kernel=3),
@@ -86,3 +90,7 @@ class Hific(LatentModel):
                                   hyper_synthesis(config.w_channels, hc)])
         self.heads = nn.ModuleList([LaplaceHead(hc, lat), LaplaceHead(hc, config.z_channels)])
         self.top_prior = PerChannelLaplace(config.w_channels)
+        if config.context:
+            self.attach_context(lat, hc, config.context_kernel)
+        elif config.coding_order == "wavefront":
+            raise ValueError("coding_order 'wavefront' needs context=True")
