@@ -100,6 +100,8 @@ def test_context_is_switchable():
     assert build("hific", "paper").config["context"] is True
     off = build("hific", "small", context=False, coding_order="parallel")
     assert not off.has_context
+    old = build("hific", "small", coding_order="parallel")  # a config from before the context
+    assert not old.has_context and old.config["context"] is False
     with pytest.raises(ValueError):
         build("hific", "tiny", coding_order="wavefront")
     with pytest.raises(ValueError):

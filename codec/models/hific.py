@@ -15,6 +15,7 @@ features ``h_s[0](z_hat)`` by overriding ``latent_params``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -41,8 +42,8 @@ class HificConfig:
     delta_range: list = field(default_factory=lambda: [0.5, 2.0])
     coding_order: str = "parallel"
     target_bpp: float | None = None   # the rate track a trained model was made for, if any
-    context: bool = False         # PixelCNN++-lite context model (codec.context); needs
-    context_kernel: int = 5       # coding_order "wavefront"
+    context: bool = False         # PixelCNN++-lite context model (codec.context), coded with
+    context_kernel: int = 5       # coding_order "wavefront" ("parallel" switches it off)
 
 
 def hyper_analysis(cin: int, width: int, cout: int) -> nn.Sequential:
@@ -73,6 +74,8 @@ class Hific(ContextLatentMixin, LatentModel):
     }
 
     def __init__(self, config: HificConfig):
+        if config.context and config.coding_order == "parallel":  # e.g. a pre-context config
+            config = dataclasses.replace(config, context=False)
         super().__init__(config)
         c, k, lat = config.channels, config.kernel, config.latent_channels
         d = config.decoder_channels
