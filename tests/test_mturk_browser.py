@@ -79,9 +79,20 @@ def test_local_click_keyboard_guard_and_rows(browser, server):
     assert page.locator("#submit").is_disabled()          # guard: one left
     page.keyboard.press("z")
     assert page.locator("#zoom").get_attribute("aria-pressed") == "true"
+    box = page.locator("#left .frame").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.75)
+    origins = page.evaluate("['left-img','ref-img','right-img'].map("
+                            "i => document.getElementById(i).style.transformOrigin)")
+    x, y = (float(v.rstrip("%")) for v in origins[0].split())
+    assert len(set(origins)) == 1 and abs(x - 25) < 2 and abs(y - 75) < 2   # all crops move
     page.keyboard.press("f")
     assert "flickering" in page.locator("#trial").get_attribute("class")
+    # flicker: the candidates show the reference in turn, then come back
+    page.wait_for_function("document.getElementById('left-img').src === "
+                           "document.getElementById('ref-img').src")
     page.keyboard.press("f")
+    assert page.evaluate("document.getElementById('left-img').src !== "
+                         "document.getElementById('ref-img').src")
     page.keyboard.press("ArrowRight")
     sides.append("right")
     assert f"{n} of {n} answered" in _progress(page)

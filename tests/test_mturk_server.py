@@ -151,6 +151,10 @@ def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
     assert c.get("/task?assignmentId=A1&hitId=NOPE&workerId=W1").status_code == 404
     assert c.get("/task?assignmentId=<b>&hitId=NOPE&workerId=W1").status_code == 400
     db.add_hit("HIT1", db.batch_ids()[0], "sandbox")
+    r = c.get("/task?assignmentId=A1&hitId=HIT1&workerId=%3Cscript%3Ealert(1)%3C/script%3E"
+              f"&turkSubmitTo={SANDBOX}")
+    assert r.status_code == 400 and b"<script>alert" not in r.data
+    assert c.post("/api/local/claim", json={"worker_id": "<script>"}).status_code == 404
     assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W1").status_code == 200
     # the same assignment id opened by another worker is refused
     assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W2").status_code == 409
