@@ -1,0 +1,165 @@
+"""``python -m distortions.bench``: wall time and images/s of a distortions run, and the HEVC
+curve's BD-rate against the published BPG anchor.
+
+Default: the 24 Kodak images x every classic codec x the 4 default targets, from a cold output
+folder (``runs/bench/distortions-work``), written to ``runs/bench/distortions.md`` and ``.json``.
+The machine's load average is recorded with the timing: on a shared CPU the wall time says as
+much about the neighbours as about the code.
+
+The HEVC curve is the rate-targeted one the index holds: for each target, the mean bpp and the
+mean per-image PSNR / MS-SSIM over the images that reached every target (the anchors' averaging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from codec.datasets import DataError, add_data_args, records_from_args
+from codec.paths import runs_dir
+from codec.tables import read_table
+
+from .backends import ALL_CODECS, CLASSIC_CODECS, BackendOptions
+from .run import DEFAULT_TARGETS, RunConfig, run
+from .schema import INDEX_COLUMNS, INDEX_ID
+
+ANCHOR = "bpg_444_x265_ycbcr"
+
+
+def hevc_curve(index_path: Path, codec: str = "hevc-bpgcfg") -> dict | None:
+    """Mean (bpp, PSNR, MS-SSIM) per target over images that reached every target."""
+    df = read_table(index_path, INDEX_COLUMNS, INDEX_ID)
+    df = df[df["codec"] == codec]
+    if df.empty:
+        return None
+    for c in ("target_bpp", "bpp", "psnr", "ms_ssim"):
+        df[c] = df[c].astype(float)
+    targets = sorted(df["target_bpp"].unique())
+    per_ref = df.groupby("ref_id")["target_bpp"].nunique()
+    full = per_ref[per_ref == len(targets)].index
+    df = df[df["ref_id"].isin(full)]
+    g = df.groupby("target_bpp")
+    return {"codec": codec, "images": int(len(full)), "targets": targets,
+            "bpp": list(g["bpp"].mean()), "psnr": list(g["psnr"].mean()),
+            "ms_ssim": list(g["ms_ssim"].mean())}
+
+
+def bd_against_anchor(curve: dict, anchor: str = ANCHOR) -> dict:
+    from codec.rd import bd_quality, bd_rate, load_anchor
+
+    try:
+        a = load_anchor(anchor)
+    except FileNotFoundError as e:
+        return {"anchor": anchor, "error": str(e)}
+    out = {"anchor": anchor,
+           "bd_rate_psnr_pct": bd_rate(a.bpp, a.psnr, curve["bpp"], curve["psnr"]),
+           "bd_psnr_db": bd_quality(a.bpp, a.psnr, curve["bpp"], curve["psnr"])}
+    if a.ms_ssim:
+        out["bd_rate_msssim_pct"] = bd_rate(a.bpp, a.ms_ssim, curve["bpp"], curve["ms_ssim"])
+    return out
+
+
+def _md(res: dict) -> str:
+    t = res["timing"]
+    crop = f", crop {res['crop']}" if res["crop"] else ""
+    lines = [
+        "# distortions benchmark", "",
+        f"command: `{res['command']}`", "",
+        f"- images: {t['images']} ({res['data']}{crop}), codecs: {', '.join(res['codecs'])}, "
+        f"targets: {', '.join(map(str, res['targets']))}",
+        f"- wall time: {t['wall_s']:.1f} s, {t['images_per_s']:.4f} images/s, "
+        f"{t['encodes']} encodes, {t['rows']} index rows, {t['unreachable']} unreachable",
+        f"- machine: {res['machine']['cpus']} CPUs, {res['jobs']} workers, load average "
+        f"before/after {res['machine']['load_before']} / {res['machine']['load_after']} "
+        f"(shared CPU: other work was running)", ""]
+    c, bd = res.get("hevc_curve"), res.get("bd")
+    if c:
+        lines += [f"## hevc-bpgcfg curve ({c['images']} images reaching every target)", "",
+                  "| target bpp | mean bpp | mean PSNR (dB) | mean MS-SSIM |", "|---|---|---|---|"]
+        lines += [f"| {t} | {b:.4f} | {p:.3f} | {m:.4f} |"
+                  for t, b, p, m in zip(c["targets"], c["bpp"], c["psnr"], c["ms_ssim"])]
+        lines.append("")
+    if bd:
+        if "error" in bd:
+            lines.append(f"BD-rate: anchor missing ({bd['error']})")
+        else:
+            lines.append(f"BD-rate vs `{bd['anchor']}`: {bd['bd_rate_psnr_pct']:+.2f}% (PSNR), "
+                         f"{bd.get('bd_rate_msssim_pct', math.nan):+.2f}% (MS-SSIM); "
+                         f"BD-PSNR {bd['bd_psnr_db']:+.3f} dB")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m distortions.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p, default="kodak")
+    p.add_argument("--codecs", default=",".join(CLASSIC_CODECS),
+                   help=f"comma-separated codecs (default: {','.join(CLASSIC_CODECS)}; "
+                        f"known: {','.join(ALL_CODECS)})")
+    p.add_argument("--targets", default=",".join(map(str, DEFAULT_TARGETS)))
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--crop", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=0, help="workers (default: all cores)")
+    p.add_argument("--x265-preset", default="slow")
+    p.add_argument("--work", default=None,
+                   help="output folder of the run (default runs/bench/distortions-work)")
+    p.add_argument("--keep", action="store_true",
+                   help="reuse the work folder (resume) instead of starting cold")
+    p.add_argument("--name", default="distortions", help="report name under runs/bench/")
+    args = p.parse_args(argv)
+    try:
+        records = records_from_args(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.limit:
+        records = records[:args.limit]
+    bench_dir = runs_dir() / "bench"
+    work = Path(args.work) if args.work else bench_dir / "distortions-work"
+    if work.exists() and not args.keep:
+        shutil.rmtree(work)
+    codecs = tuple(c for c in args.codecs.split(",") if c)
+    targets = tuple(float(t) for t in args.targets.split(","))
+    jobs = args.jobs or os.cpu_count() or 1
+    cfg = RunConfig(out=str(work), codecs=codecs, targets=targets, crop=args.crop, jobs=jobs,
+                    backend=BackendOptions(x265_preset=args.x265_preset))
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    t0 = time.perf_counter()
+    report = run(records, cfg)
+    wall = time.perf_counter() - t0
+    res = {
+        "command": "python -m distortions.bench " + " ".join(argv if argv is not None
+                                                              else sys.argv[1:]),
+        "data": args.data, "crop": args.crop, "codecs": list(codecs), "targets": list(targets),
+        "jobs": jobs, "x265_preset": args.x265_preset,
+        "timing": {"images": len(records), "wall_s": wall,
+                   "images_per_s": len(records) / wall if wall else math.nan,
+                   "encodes": report.encodes, "rows": report.new_rows + report.reused_rows,
+                   "unreachable": report.unreachable, "errors": len(report.errors)},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_before": load_before,
+                    "load_after": [round(v, 2) for v in os.getloadavg()]},
+    }
+    curve = hevc_curve(work / "index.csv") if (work / "index.csv").is_file() else None
+    if curve:
+        res["hevc_curve"] = curve
+        if curve["images"] and len(curve["bpp"]) >= 2:
+            res["bd"] = bd_against_anchor(curve)
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    (bench_dir / f"{args.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (bench_dir / f"{args.name}.md").write_text(_md(res))
+    print(_md(res))
+    for where, msg in report.errors:
+        print(f"error: {where}: {msg}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
