@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -81,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{res['steps_per_s']:.3f} steps/s  {res['images_per_s']:.2f} img/s", flush=True)
         results.append(res)
     host = {"python": sys.version.split()[0], "torch": str(torch.__version__),
-            "machine": platform.machine(), "cpu_count": __import__("os").cpu_count(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else ""}
     out = Path(a.out)
     atomic_write_text(out / "train.json", json.dumps({"host": host, "results": results},
                                                      indent=2) + "\n")
     lines = ["# Training speed (`python -m codec.train_bench`)", "",
              f"Host: {host['machine']}, {host['cpu_count']} CPUs, torch {host['torch']}"
-             + (f", GPU {host['gpu']}" if host["gpu"] else ", no GPU") + f"; {a.threads} thread(s).",
+             + (f", GPU {host['gpu']}" if host["gpu"] else ", no GPU")
+             + f"; {a.threads} thread(s).",
              "All loss stages on (MSE + perceptual + GAN for the seed; MSE for baselines); "
              f"{a.warmup} warm-up steps, then {a.steps} timed; data loading included.", "",
              "| model | preset | loss | batch x crop | steps/s | images/s |",
