@@ -116,33 +116,35 @@ def test_same_bitstream_after_save_and_reload(tmp_path, crop):
     assert np.array_equal(api.decompress(a, m2), api.decompress(a, m))
 
 
-@pytest.mark.parametrize("name,preset", [("hific", "tiny"), ("bmshj2018-hyperprior", "small")])
-def test_encode_in_one_process_decode_in_another(tmp_path, sample_images, name, preset):
+def test_encode_in_one_process_decode_in_another(tmp_path, sample_images):
     """Encoder process with 2 threads, decoder with 1: the float parameter path differs
     between thread counts, so this holds only because the coder pins that path to one."""
-    torch.manual_seed(0)
-    m = models.build(name, preset).eval()
     crop = np.ascontiguousarray(next(iter(sample_images.values()))[:128, :192])
-    ckpt = api.save(m, tmp_path / "m.pt")
     np.save(tmp_path / "crop.npy", crop)
+    cases = {}
+    for name, preset in [("hific", "tiny"), ("bmshj2018-hyperprior", "small")]:
+        torch.manual_seed(0)
+        m = models.build(name, preset).eval()
+        cases[name] = (m, str(api.save(m, tmp_path / f"{name}.pt")))
     script = textwrap.dedent(f"""
         import numpy as np, torch
         torch.set_num_threads(2)
         from codec import api
-        m = api.load({str(ckpt)!r})
         img = np.load({str(tmp_path / 'crop.npy')!r})
-        data = api.compress(img, m, bin_width=0.5)
-        open({str(tmp_path / 'x.plic')!r}, 'wb').write(data)
-        np.save({str(tmp_path / 'enc_side.npy')!r}, api.decompress(data, m))
+        for name in {list(cases)!r}:
+            m = api.load({str(tmp_path)!r} + f"/{{name}}.pt")
+            data = api.compress(img, m, bin_width=0.5)
+            open({str(tmp_path)!r} + f"/{{name}}.plic", "wb").write(data)
+            np.save({str(tmp_path)!r} + f"/{{name}}.npy", api.decompress(data, m))
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
-    data = (tmp_path / "x.plic").read_bytes()
-    # this process: reloaded weights, one thread
     old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = api.decode(data, api.load(ckpt))
-    finally:
-        torch.set_num_threads(old)
-    assert np.array_equal(out.image, np.load(tmp_path / "enc_side.npy"))
-    assert out.est_bits == api.encode(crop, m, bin_width=0.5).est_bits
+    for name, (m, ckpt) in cases.items():
+        data = (tmp_path / f"{name}.plic").read_bytes()
+        torch.set_num_threads(1)  # this process: reloaded weights, one thread
+        try:
+            out = api.decode(data, api.load(ckpt))
+        finally:
+            torch.set_num_threads(old)
+        assert np.array_equal(out.image, np.load(tmp_path / f"{name}.npy"))
+        assert out.est_bits == api.encode(crop, m, bin_width=0.5).est_bits
