@@ -1,6 +1,7 @@
 """Per-image quality of one decoded image against its reference, cached by content.
 
-PSNR and MS-SSIM come from ``codec.quality`` (their one home); LPIPS from
+PSNR and MS-SSIM come from ``codec.quality`` (their one home; MS-SSIM through ``ms_ssim_torch``
+in float32); LPIPS from
 ``perceptual_metric.official`` (v0.1 linear layers on offline ImageNet trunks; the Squeeze trunk
 may be the Keras SqueezeNet, named ``lpips-squeeze-keras``) and the fitted metric from
 ``perceptual_metric.load``. Values are cached as JSON keyed by (reference sha256, decoded sha256,
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.fsio import atomic_write_text
-from codec.quality import ms_ssim, ms_ssim_scales, psnr
+from codec.quality import ms_ssim_scales, ms_ssim_torch, psnr
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 LPIPS_COLUMNS = {"alex": "lpips_alex", "vgg": "lpips_vgg", "squeeze": "lpips_squeeze"}
@@ -90,10 +91,13 @@ def measure_pair(ref: np.ndarray, dec: np.ndarray, metrics: dict | None = None) 
     import torch
 
     p = psnr(ref, dec)
-    out = {"psnr": p if math.isfinite(p) else None,
-           "ms_ssim": ms_ssim(ref, dec), "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}
+    x, y = to_tensor(ref), to_tensor(dec)
+    with torch.inference_mode():
+        # float32 on [0, 255]: 5x faster than codec.quality.ms_ssim's float64, same to ~1e-7
+        m = float(ms_ssim_torch(x * 255.0, y * 255.0, data_range=255.0)[0])
+    out = {"psnr": p if math.isfinite(p) else None, "ms_ssim": m,
+           "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}
     if metrics:
-        x, y = to_tensor(ref), to_tensor(dec)
         with torch.inference_mode():
             for col, m in metrics.items():
                 out[col] = float(m(x, y).reshape(-1)[0])
