@@ -1,0 +1,170 @@
+"""Benchmark of the context model: wavefront vs serial latent decoding, and what the integer
+conversion costs in rate.
+
+    python -m codec.context.bench [--presets small,paper] [--image kodim03] [--rate-images 2]
+                                  [--no-serial]
+
+For each preset of ``hific`` (random weights at a fixed seed, so the bpp is that of noise but
+the times are those of the real networks and coder): the integer hyper decoder ``h_s[0]``, the
+latent-decoding stage (every context step plus entropy decoding) with the wavefront schedule and
+with the serial reference (one position per step, same stream), and the step counts. The rate
+cost compares, on the same latents, the likelihood estimate of the integer step with that of its
+float64 twin (same coder grids, only the arithmetic differs). Writes runs/bench/context.md and
+.json; times are wall clock on a possibly shared CPU, the load average is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import models
+from ..coding import EscapeReader, EscapeWriter
+from ..datasets import resolve_data
+from ..entropy import estimate_bits
+from ..fsio import atomic_write_text
+from ..image_io import center_crop, read_image
+from ..paths import runs_dir
+from .intmath import ACT_BITS, to_fixed
+from .latent import WavefrontLatentCoder
+from .step import ParamGrid, step_weights
+from .wavefront import (
+    ordered_symbols,
+    quantizer_source,
+    run_schedule,
+    serial_schedule,
+    wavefront_schedule,
+)
+
+
+def _image(image_id: str, crop: int | None = None):
+    recs = {r.id: r for r in resolve_data("samples")}
+    if image_id not in recs:
+        raise SystemExit(f"no image {image_id!r} in the sample set ({', '.join(sorted(recs))})")
+    img = read_image(recs[image_id].path)
+    if crop:
+        img = center_crop(img, crop)
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0, recs
+
+
+def _latent_inputs(model, x, exact: bool = True):
+    """(y, hyper features, seconds) with z_hat = round(z) (timing does not depend on z's coder);
+    ``exact=False``: the float64 hyper decoder instead of the integer one."""
+    with torch.no_grad():
+        lat = model.analysis(x)
+        z_hat = torch.round(lat[1])
+        t0 = time.perf_counter()
+        if exact:
+            feats = model.h_s[0](z_hat)
+        else:
+            feats = torch.nn.Sequential.forward(copy.deepcopy(model.h_s[0]).double(),
+                                                z_hat.double())
+        return lat[0], feats, time.perf_counter() - t0
+
+
+def _model(preset: str):
+    torch.manual_seed(0)
+    return models.build("hific", preset, context=True, coding_order="wavefront").eval()
+
+
+def bench_decode(preset: str, x, serial: bool) -> dict:
+    model = _model(preset)
+    y, feats, t_hyper = _latent_inputs(model, x)
+    esc = EscapeWriter()
+    t0 = time.perf_counter()
+    code = WavefrontLatentCoder().encode(model, y, feats, 1.0, esc)
+    t_enc = time.perf_counter() - t0
+    _, c, h, w = y.shape
+    row = {"preset": preset, "latent": f"{c}x{h}x{w}", "hyper_decoder_int_s": round(t_hyper, 3),
+           "encode_s": round(t_enc, 3), "latent_bytes": len(code.data)}
+    kinds = [("wavefront", False)] + ([("serial", True)] if serial else [])
+    for kind, is_serial in kinds:
+        sched = (serial_schedule if is_serial else wavefront_schedule)(h, w, 5)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = WavefrontLatentCoder(serial=is_serial).decode(model, code.data, feats, y.shape, 1.0,
+                                                            EscapeReader(bytes(esc.buf)))
+        row[f"{kind}_steps"] = len(sched)
+        row[f"{kind}_decode_s"] = round(time.perf_counter() - t0, 3)
+        row[f"{kind}_decode_cpu_s"] = round(time.process_time() - c0, 3)
+        if not torch.equal(out.v_hat, code.v_hat):
+            raise AssertionError(f"{kind} decode differs from the encoder's latents")
+    if serial:
+        row["speedup"] = round(row["serial_decode_s"] / row["wavefront_decode_s"], 1)
+    return row
+
+
+def rate_cost(preset: str, xs: dict) -> list[dict]:
+    """Integer path (hyper decoder + context step) vs its float64 twin on the same model and
+    latents: likelihood estimates in bits with the same coder grids."""
+    model = _model(preset)
+    grid = ParamGrid.from_entropy()
+    rows = []
+    for image_id, x in xs.items():
+        y, feats, _ = _latent_inputs(model, x)
+        _, feats_float, _ = _latent_inputs(model, x, exact=False)
+        shape = tuple(y.shape[1:])
+        sched = wavefront_schedule(shape[1], shape[2], 5)
+        bits = {}
+        for kind, integer in (("int", True), ("float", False)):
+            sw = step_weights(model.context, integer=integer)
+            psi = to_fixed(feats[0], ACT_BITS) if integer else feats_float[0]
+            _, k, idx = run_schedule(sw, grid, psi, shape, 1.0, sched,
+                                     quantizer_source(y[0], grid, 1.0))
+            bits[kind] = estimate_bits(*ordered_symbols(k, idx, sched))
+        rows.append({"preset": preset, "image": image_id, "int_bits": round(bits["int"], 1),
+                     "float_bits": round(bits["float"], 1),
+                     "cost_percent": round(100 * (bits["int"] / bits["float"] - 1), 4)})
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m codec.context.bench", description=__doc__)
+    ap.add_argument("--presets", default="small,paper")
+    ap.add_argument("--image", default="kodim03")
+    ap.add_argument("--rate-images", type=int, default=2)
+    ap.add_argument("--no-serial", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--crop", type=int, default=None, help="centre crop (pixels) for quick runs")
+    ap.add_argument("--rate-preset", default="small")
+    ap.add_argument("--out", default=None, help="folder for context.md/.json (runs/bench)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
+    x, recs = _image(args.image, args.crop)
+    decode_rows = [bench_decode(p, x, not args.no_serial) for p in args.presets.split(",")]
+    rate_ids = sorted(recs)[:args.rate_images]
+    rate_rows = rate_cost(args.rate_preset, {i: _image(i, args.crop)[0] for i in rate_ids})
+    report = {"load_average_1min": load, "threads": args.threads, "image": args.image,
+              "model": "hific, random weights (seed 0)", "decode": decode_rows,
+              "rate_cost": rate_rows}
+    cmd = " ".join(["python -m codec.context.bench"] + list(sys.argv[1:] if argv is None else argv))
+    md = (f"# Context model benchmark\n\n`{cmd}` — image {args.image}"
+          f"{f' (centre {args.crop} px)' if args.crop else ''}, "
+          f"hific with random weights (seed 0), {args.threads} thread(s), load average "
+          f"{load:.1f} at the start (shared CPU).\n\n## Latent decoding: wavefront vs serial\n\n"
+          f"{_table(decode_rows)}\n\n## Rate cost of the integer conversion ("
+          f"{args.rate_preset} preset, untrained)\n\n{_table(rate_rows)}\n")
+    out = Path(args.out) if args.out else runs_dir() / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "context.md", md)
+    atomic_write_text(out / "context.json", json.dumps(report, indent=2))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
