@@ -107,7 +107,7 @@ def decode_symbols(data: bytes, scale_idx: torch.Tensor, escapes: EscapeReader) 
     esc = np.abs(k) > ESCAPE_AT
     if np.any(esc):
         k[esc] = np.sign(k[esc]) * (ESCAPE_AT + 1 + escapes.read(int(esc.sum())))
-    return torch.from_numpy(k).reshape(scale_idx.shape)
+    return torch.from_numpy(k).reshape(scale_idx.shape).to(scale_idx.device)
 
 
 # ---- one stage ---------------------------------------------------------------------------------

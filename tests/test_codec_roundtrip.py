@@ -148,3 +148,14 @@ def test_encode_in_one_process_decode_in_another(tmp_path, sample_images):
             torch.set_num_threads(old)
         assert np.array_equal(out.image, np.load(tmp_path / f"{name}.npy"))
         assert out.est_bits == api.encode(crop, m, bin_width=0.5).est_bits
+
+
+@pytest.mark.gpu
+def test_roundtrip_on_cuda(crop):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    m = tiny("hific").cuda()
+    res = api.encode(crop, m, bin_width=0.5)
+    out = api.decode(res.data, m)
+    assert out.image.shape == crop.shape and out.est_bits == res.est_bits
+    assert np.array_equal(out.image, api.decompress(res.data, m))
