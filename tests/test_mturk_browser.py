@@ -88,11 +88,23 @@ def test_local_click_keyboard_guard_and_rows(browser, server):
     page.keyboard.press("f")
     assert "flickering" in page.locator("#trial").get_attribute("class")
     # flicker: the candidates show the reference in turn, then come back
-    page.wait_for_function("document.getElementById('left-img').src === "
-                           "document.getElementById('ref-img').src")
+    both_ref = ("() => ['left-img', 'right-img'].every(i => document.getElementById(i).src "
+                "=== document.getElementById('ref-img').src)")
+    seen = False
+    for _ in range(100):         # bounded poll (wait_for_function string-evals; CSP forbids it)
+        seen = page.evaluate(both_ref)
+        if seen:
+            break
+        page.wait_for_timeout(50)
+    assert seen
     page.keyboard.press("f")
-    assert page.evaluate("document.getElementById('left-img').src !== "
-                         "document.getElementById('ref-img').src")
+    assert page.evaluate("""() => {
+        const task = JSON.parse(document.getElementById('task-data').textContent);
+        const t = task.trials[Number(document.getElementById('trial').dataset.index)];
+        const abs = u => new URL(u, location.href).href;
+        return document.getElementById('left-img').src === abs(t.left) &&
+               document.getElementById('right-img').src === abs(t.right);
+    }""")
     page.keyboard.press("ArrowRight")
     sides.append("right")
     assert f"{n} of {n} answered" in _progress(page)
