@@ -164,3 +164,33 @@ def test_hit_mode_posts_to_mturk_and_records(browser, server):
     rows = db.judgments("ASG1")                     # the server recorded the same answers
     assert len(rows) == n and all(r["choice"] == r["shown_left"] for r in rows)
     assert db.get_assignment("ASG1")["status"] == "submitted"
+
+
+@pytest.mark.parametrize("parent, allowed", [
+    ("https://workersandbox.mturk.com/projects/x/tasks", True),
+    ("https://evil.example.org/phish", False),
+])
+def test_framing_only_by_mturk(browser, server, parent, allowed):
+    base, db = server(local=False)
+    db.add_hit("HITF", db.batch_ids()[0], "sandbox")
+    # The study server as a public https host (as behind its TLS proxy), proxied to loopback,
+    # so the browser applies the real response headers without mixed-content rules in the way.
+    public = "https://study.example.org"
+    src = f"{public}/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=HITF"
+    page = browser.new_page()
+    page.route(f"{public}/**", lambda route: route.fulfill(
+        response=route.fetch(url=route.request.url.replace(public, base))))
+    page.route(parent, lambda route: route.fulfill(
+        status=200, content_type="text/html",
+        body=f'<html><body><iframe id="f" src="{src}" width="900" height="600"></iframe>'))
+    page.goto(parent)
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(300)
+    frame = next((f for f in page.frames if f.url.startswith(public)), None)
+    loaded = False
+    if frame is not None:
+        try:
+            loaded = frame.evaluate("() => !!document.getElementById('task-data')")
+        except Exception:        # a blocked frame has no document of ours
+            loaded = False
+    assert loaded is allowed
