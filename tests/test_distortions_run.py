@@ -1,5 +1,6 @@
 """The driver: index schema, one row per (image, codec, param), idempotence, resume, bad input."""
 
+import json
 import os
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def test_index_schema_and_files(first_run, records):
     x, y = int(r0["crop_x"]), int(r0["crop_y"])
     ref = read_image(resolve_path(r0["ref_path"], index))
     assert (ref == src[y:y + CROP, x:x + CROP]).all()
-    assert (out / "meta.json").is_file()
+    meta = json.loads((out / "meta.json").read_text())
+    assert {i["id"]: i["sha256"] for i in meta["inputs"]} == {r.id: r.sha256 for r in records}
+    assert meta["config"]["crop"] == CROP and set(meta["codec_versions"]) == {"jpeg", "webp"}
+    assert set(df["codec_version"]) == set(meta["codec_versions"].values())
 
 
 def test_one_row_per_distinct_param(first_run):
