@@ -15,10 +15,15 @@
 - ``GET /health``.
 
 Every response carries a CSP whose ``frame-ancestors`` allows MTurk's worker sites only.
+
+``python -m mturk.serve`` runs it on werkzeug's threaded server. Any WSGI server works too:
+``app_from_env`` builds the app from ``PLIC_STUDY_TRIALS``, ``PLIC_STUDY_DB`` and
+``PLIC_STUDY_LOCAL=1``, e.g. ``waitress-serve --call mturk.app:app_from_env``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -215,3 +220,10 @@ def create_app(cfg: AppConfig) -> Flask:
         return fail(413, "request too large")
 
     return app
+
+
+def app_from_env() -> Flask:
+    """The app for an external WSGI server, configured by environment variables."""
+    return create_app(AppConfig(trials=os.environ["PLIC_STUDY_TRIALS"],
+                                db=os.environ["PLIC_STUDY_DB"],
+                                local=os.environ.get("PLIC_STUDY_LOCAL") == "1"))
