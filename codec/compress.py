@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     h, w = image.shape[:2]
     print(f"{args.out}: {len(res.data)} bytes, {res.bpp:.4f} bpp "
           f"(estimate {res.est_bits / (h * w):.4f} bpp), bin width {res.bin_width:.6g}, "
-          f"{h}x{w}, {res.seconds:.2f} s")
+          f"{w}x{h} px, {res.seconds:.2f} s")
     return 0
 
 

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         return 2
     atomic_write_bytes(args.out, png_bytes(res.image))
     h, w = res.image.shape[:2]
-    print(f"{args.out}: {h}x{w} from {len(data)} bytes, {res.bpp:.4f} bpp "
+    print(f"{args.out}: {w}x{h} px from {len(data)} bytes, {res.bpp:.4f} bpp "
           f"(estimate {res.est_bits / (h * w):.4f} bpp), model {args.model}, "
           f"{res.seconds:.2f} s")
     return 0

@@ -20,4 +20,10 @@ recs = records_from_args(ap.parse_args(sys.argv[1:]))
 print(f"{len(recs)} images verified: " + ", ".join(r.id for r in recs))
 PYEOF
 
+say "codec: an untrained tiny model, one sample image to a real bitstream and back"
+$PY -m codec.init --preset tiny --out "$OUT/codec/tiny.pt"
+$PY -m codec.compress data_manifests/samples/kodim03.png "$OUT/codec/kodim03.plic" \
+  --model "$OUT/codec/tiny.pt" --target-bpp 0.5
+$PY -m codec.decompress "$OUT/codec/kodim03.plic" "$OUT/codec/kodim03.png"
+
 printf '\ndemo finished in %ss; outputs in %s\n' "$(( $(date +%s) - start ))" "$OUT"
