@@ -1,0 +1,133 @@
+"""Compiled kernels of the integer context step (``csrc/``), with the PyTorch reference as twin.
+
+``context_step(sw, y_hat_pad, psi, rows, cols)`` has the signature of
+``codec.context.step.context_step`` and gives the same int64 results bit for bit: the C++ kernel
+for integer weights on CPU tensors, the CUDA kernel on CUDA tensors, the reference otherwise
+(float weights, ``PLIC_KERNELS=0``, or a build that failed or is missing: then ONE warning per
+kernel and process, and the reference from then on).
+
+The extensions are JIT-built with ``torch.utils.cpp_extension.load`` into a cache folder,
+``$PLIC_BUILD`` or ``build/kernels`` at the repository root, named after a hash of the sources
+and the torch version, so a test run reuses the build and an edited source rebuilds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from .context.intmath import ACT_LIMIT, WEIGHT_BITS
+from .context.step import StepWeights
+from .context.step import context_step as reference_step
+
+ROOT = Path(__file__).resolve().parents[1]
+CSRC = ROOT / "csrc"
+_COMMON = ["context_step.h", "context_step_host.h"]
+SOURCES = {"cpu": ["context_step_cpu.cpp"], "cuda": ["context_step_cuda.cu"]}
+
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}      # kind -> extension module, or None after a failure
+_errors: dict[str, str] = {}
+
+
+class KernelWarning(RuntimeWarning):
+    """A compiled kernel is unavailable; the PyTorch reference is used instead."""
+
+
+def enabled() -> bool:
+    return os.environ.get("PLIC_KERNELS", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def build_dir() -> Path:
+    return Path(os.environ.get("PLIC_BUILD") or ROOT / "build") / "kernels"
+
+
+def _source_hash(kind: str) -> str:
+    h = hashlib.sha256(torch.__version__.encode())
+    for name in _COMMON + SOURCES[kind]:
+        h.update(name.encode() + b"\0" + (CSRC / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _build(kind: str, verbose: bool = False):
+    from torch.utils import cpp_extension
+
+    name = f"plic_ctx_{kind}_{_source_hash(kind)}"
+    folder = build_dir() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    srcs = [str(CSRC / s) for s in SOURCES[kind]]
+    flags = ["-O3"]
+    if kind == "cpu":
+        return cpp_extension.load(name, srcs, extra_cflags=flags,
+                                  build_directory=str(folder), verbose=verbose)
+    return cpp_extension.load(name, srcs, extra_cflags=flags, extra_cuda_cflags=["-O3"],
+                              build_directory=str(folder), verbose=verbose)
+
+
+def load(kind: str = "cpu", verbose: bool = False):
+    """The built extension for ``kind`` ('cpu' or 'cuda'), building it on first use (or
+    reusing the cache), or None: silently when ``PLIC_KERNELS=0``; after a failed build with
+    one ``KernelWarning``, and the build is not retried in this process."""
+    if not enabled():
+        return None
+    with _lock:
+        if kind in _loaded:
+            return _loaded[kind]
+        try:
+            mod = _build(kind, verbose)
+        except Exception as e:  # compiler missing, nvcc missing, compile error, bad cache
+            _errors[kind] = f"{type(e).__name__}: {e}"
+            mod = None
+            warnings.warn(f"plic: the {kind} context-step kernel is unavailable, using the "
+                          f"PyTorch reference ({_errors[kind].splitlines()[0][:300]})",
+                          KernelWarning, stacklevel=3)
+        _loaded[kind] = mod
+        return mod
+
+
+def error(kind: str) -> str | None:
+    """Why ``kind``'s build failed in this process (None: not tried, or it worked)."""
+    return _errors.get(kind)
+
+
+def reset() -> None:
+    """Forget loaded/failed builds (tests)."""
+    with _lock:
+        _loaded.clear()
+        _errors.clear()
+
+
+def backend(sw: StepWeights, device: torch.device | str) -> str:
+    """Which implementation ``context_step`` uses for these weights on this device:
+    'cpu' or 'cuda' (compiled) or 'reference'."""
+    if not sw.integer:
+        return "reference"
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    if torch.device(device).type not in ("cpu", "cuda"):
+        return "reference"
+    return kind if load(kind) is not None else "reference"
+
+
+def compiled_step(mod, sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tensor,
+                  rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call a built extension directly (no fallback): (means, log_scales), each (P, C)."""
+    c = lambda t: t.contiguous()  # noqa: E731
+    means, log_scales = mod.context_step(
+        c(y_hat_pad), c(psi), c(rows), c(cols), c(sw.offsets), sw.kernel, sw.channels,
+        sw.n_blocks, [c(w) for w, _ in sw.layers], [c(b) for _, b in sw.layers],
+        [c(s) for s in sw.slopes], WEIGHT_BITS, ACT_LIMIT)
+    return means, log_scales
+
+
+def context_step(sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tensor,
+                 rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``codec.context.step.context_step``, on the fastest available implementation."""
+    kind = backend(sw, y_hat_pad.device)
+    if kind == "reference":
+        return reference_step(sw, y_hat_pad, psi, rows, cols)
+    return compiled_step(_loaded[kind], sw, y_hat_pad, psi, rows, cols)
