@@ -153,3 +153,20 @@ def test_encode_in_one_process_decode_in_another(tmp_path):
                            cwd=REPO, timeout=300)
         assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "same"
+
+
+def test_hyper_stage_parameters_are_exact_and_on_the_coder_grid():
+    from codec.entropy import SCALE_TABLE, discretize
+
+    m = _model("hific")
+    w_hat = torch.round(torch.randn(1, 4, 1, 1) * 3)
+    torch.set_num_threads(2)
+    means, scales = m.stage_params(1, w_hat)
+    torch.set_num_threads(1)
+    m64 = copy.deepcopy(m).double()
+    means64, scales64 = m64.stage_params(1, w_hat.double())
+    means_q, idx = discretize(means, scales, 1.0)
+    means_q64, idx64 = discretize(means64, scales64, 1.0)
+    assert torch.equal(means_q, means.double())  # already on the mean grid
+    assert torch.equal(means_q, means_q64) and torch.equal(idx, idx64)
+    assert torch.equal(torch.from_numpy(SCALE_TABLE)[idx].float(), scales)  # table entries

@@ -1,7 +1,9 @@
 """The context model (issue 5): PixelCNN++-lite over the latent, wavefront (parallel)
-autoregressive coding, and integer-exact entropy parameters.
+autoregressive coding, and integer-exact entropy parameters. See docs/CONTEXT.md.
 
-Modules: ``intmath`` (fixed-point layers), ``masked`` (the float model that is trained),
-``step`` (THE step function and parameter discretisation), ``wavefront`` (schedules, the shared
-coding loop, the stream decoder).
+Modules: ``intmath`` (fixed-point arithmetic), ``intnet`` (integer-exact hyper decoder),
+``masked`` (the float model that is trained), ``step`` (THE step function and the integer
+discretisation of its output), ``wavefront`` (schedules, the coding loop shared by encoder and
+decoders, the stream decoder), ``latent`` (the model mixin and the ``wavefront`` latent coder),
+``models`` (mbt2018), ``bench`` (``python -m codec.context.bench``).
 """

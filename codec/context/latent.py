@@ -1,9 +1,10 @@
 """The context model inside a codec model, and the wavefront latent coder.
 
 ``ContextLatentMixin`` (put it before ``LatentModel`` in the bases) adds ``self.context`` and
-makes ``h_s[0]`` an ``ExactSequential``; ``latent_params(features, y_hat)`` then returns the
-context model's (means, scales). ``WavefrontLatentCoder`` is the ``codec.coding.LatentCoder``
-registered as coding order ``wavefront``: it converts the context model to fixed point, reads
+makes the hyper decoders ``ExactSequential`` and the hyper heads ``ExactLaplaceHead``;
+``latent_params(features, y_hat)`` then returns the context model's (means, scales).
+``WavefrontLatentCoder`` is the ``codec.coding.LatentCoder`` registered as coding order
+``wavefront``: it converts the context model to fixed point, reads
 the hyper features as the integers they are, and runs ``codec.context.wavefront.run_schedule``.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 import torch
 
 from ..coding import CodingError, StageCode, encode_symbols, register_latent_coder
-from ..entropy import estimate_bits
+from ..entropy import SCALE_TABLE, estimate_bits
+from ..models.base import LaplaceHead
 from .intmath import ACT_BITS, from_fixed, to_fixed
-from .intnet import ExactSequential
+from .intnet import ExactSequential, IntConv
 from .masked import ContextModel
-from .step import ParamGrid, step_weights
+from .step import ParamGrid, discretize_fixed, step_weights
 from .wavefront import (
     StreamSource,
     ordered_symbols,
@@ -41,8 +43,13 @@ class ContextLatentMixin:
 
     def attach_context(self, channels: int, hyper_channels: int, kernel: int = 5,
                        ctx_channels: int | None = None, hidden: int | None = None) -> None:
+        """Add the context model and make the whole parameter path integer-exact in eval mode:
+        every hyper decoder an ``ExactSequential``, every hyper stage's head exact."""
         self.context = ContextModel(channels, hyper_channels, ctx_channels, hidden, kernel)
-        self.h_s[0] = ExactSequential(*self.h_s[0])
+        for i in range(len(self.h_s)):
+            self.h_s[i] = ExactSequential(*self.h_s[i])
+        for i in range(1, len(self.heads)):
+            self.heads[i] = ExactLaplaceHead.from_head(self.heads[i])
 
     def latent_params(self, features: torch.Tensor, y_hat: torch.Tensor | None = None):
         if not self.has_context:
@@ -61,6 +68,36 @@ class ContextLatentMixin:
         if self.training and mode == "noise":
             return y + delta * (torch.rand_like(y) - 0.5)
         return delta * _round_ste(y / delta)
+
+
+class ExactLaplaceHead(LaplaceHead):
+    """A hyper stage's head (unit bins) whose eval output is already discretised by integer
+    arithmetic: means on the 1/64 grid and scales equal to ``SCALE_TABLE`` entries, so the
+    core's float ``discretize`` maps them back to the same indices on any machine (a table
+    entry's log is within 1e-6 steps of its index, far from a rounding boundary)."""
+
+    @classmethod
+    def from_head(cls, head: LaplaceHead) -> ExactLaplaceHead:
+        new = cls(head.proj.in_channels, head.channels, head.predict_means)
+        new.load_state_dict(head.state_dict())
+        return new
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training:
+            return super().forward(feats)
+        x_fx = to_fixed(feats, ACT_BITS)
+        if not torch.equal(from_fixed(x_fx, ACT_BITS).to(feats.dtype), feats):
+            raise CodingError("hyper features are not integer-exact (ExactSequential needed)")
+        out = IntConv(self.proj)(x_fx)
+        if self.predict_means:
+            means_fx, log_scales_fx = out.chunk(2, dim=1)
+        else:
+            means_fx, log_scales_fx = torch.zeros_like(out), out
+        grid = ParamGrid.from_entropy()
+        m, idx = discretize_fixed(means_fx, log_scales_fx, grid, 1.0)
+        means = m.double() / 2**grid.mean_bits
+        scales = torch.from_numpy(SCALE_TABLE)[idx.cpu()].to(feats.device)
+        return means.to(feats.dtype), scales.to(feats.dtype)
 
 
 def _fixed_features(features: torch.Tensor) -> torch.Tensor:
