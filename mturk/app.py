@@ -89,6 +89,12 @@ def create_app(cfg: AppConfig) -> Flask:
     def img_url(token: str) -> str:
         return f"/img/{token}.png"
 
+    @app.teardown_request
+    def close_db(_exc):
+        # werkzeug's threaded server runs each request in a fresh thread: close that thread's
+        # connection now instead of leaving it (and its file handles) to the garbage collector
+        db.close()
+
     @app.after_request
     def headers(resp):
         resp.headers["Content-Security-Policy"] = _csp()
