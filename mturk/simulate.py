@@ -2,7 +2,7 @@
 
 Each simulated worker claims a batch (``POST /api/local/claim``), fetches the task the page would
 show (``GET /api/task``), answers every trial and submits (``POST /api/submit``), exactly as the
-browser page does. Answers come from an oracle plus noise:
+browser page does (the server must run with ``--local``). Answers come from an oracle plus noise:
 
 - the oracle scores each candidate against the reference: ``ms_ssim``, ``psnr`` or ``mse`` from
   ``codec.quality``, or any ``module:function`` taking ``(ref, img)`` uint8 RGB arrays, named at run
