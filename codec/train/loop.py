@@ -228,6 +228,9 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
             logits = net_disc(torch.cat([x, x_hat.detach()]), torch.cat([y, y]))
             real, fake = logits.chunk(2)
             d_loss = discriminator_loss(real, fake)
+            if not distributed.all_true(bool(torch.isfinite(d_loss)), dist, device):
+                raise TrainingDiverged(f"non-finite discriminator loss at step {step}; stopped "
+                                       f"without saving (last good checkpoint: step {last_good})")
             opt_disc.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_disc.step()
