@@ -1,0 +1,86 @@
+"""CUDA context-step kernel (issue 6): the sources compile here (slow: about 3.5 min of nvcc on
+the 2-core dev box), and on a GPU the kernel equals the PyTorch reference exactly and a stream
+encoded on the GPU decodes on the CPU (C++ kernel) to identical latents (marked gpu)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import codec.context.wavefront as wavefront
+from codec import kernels
+from codec.coding import EscapeReader, EscapeWriter, encode_symbols
+from codec.context.intmath import ACT_BITS, to_fixed
+from codec.context.step import context_step, step_weights
+from codec.context.wavefront import (
+    StreamSource,
+    ordered_symbols,
+    quantizer_source,
+    run_schedule,
+    wavefront_schedule,
+)
+from tests.test_kernels import GRID, SHAPES, _assert_same, _latents, _model, _position_sets
+
+CUDA_HOME = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.slow
+def test_cuda_sources_compile():
+    if not Path(CUDA_HOME, "bin", "nvcc").exists() and shutil.which("nvcc") is None:
+        pytest.skip(f"no nvcc under {CUDA_HOME}")
+    env = {**os.environ, "CUDA_HOME": CUDA_HOME, "PLIC_KERNELS": "1",
+           "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0")}
+    code = ("import warnings, codec.kernels as k; warnings.simplefilter('error', k.KernelWarning);"
+            "m = k.load('cuda'); print(m.__file__, callable(m.context_step))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=1200, env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    assert out.stdout.strip().endswith("True")
+
+
+@pytest.fixture(scope="module")
+def cuda_ext():
+    mod = kernels.load("cuda")
+    assert mod is not None, kernels.error("cuda")
+    return mod
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("c,ch,h,w,kernel,blocks", SHAPES + [(192, 384, 6, 9, 5, 1)])
+def test_cuda_kernel_equals_reference(cuda_ext, c, ch, h, w, kernel, blocks):
+    sw = step_weights(_model(c, ch, kernel, blocks, seed=h * w + c))
+    y_pad, psi = _latents(c, ch, h, w, kernel, seed=blocks)
+    sw_d, y_d, psi_d = sw.to("cuda"), y_pad.cuda(), psi.cuda()
+    for rows, cols in _position_sets(h, w, kernel):
+        got = kernels.compiled_step(cuda_ext, sw_d, y_d, psi_d, rows.cuda(), cols.cuda())
+        _assert_same([t.cpu() for t in got], context_step(sw, y_pad, psi, rows, cols))
+    assert kernels.backend(sw_d, "cuda") == "cuda"
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_encode_cpu_decode_identical_latents(cuda_ext, monkeypatch):
+    c, ch, h, w, kernel, delta = 6, 8, 9, 13, 5, 1.0
+    sw = step_weights(_model(c, ch, kernel, 1, seed=11))
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(c, h, w, generator=g) * 3.0
+    psi = to_fixed(torch.randn(ch, h, w, generator=g), ACT_BITS)
+    sched = wavefront_schedule(h, w, kernel)
+    monkeypatch.setattr(wavefront, "context_step", kernels.context_step)
+    y_enc, k, idx = run_schedule(sw.to("cuda"), GRID, psi.cuda(), (c, h, w), delta, sched,
+                                 quantizer_source(y.cuda(), GRID, delta))
+    ks, ids = ordered_symbols(k.cpu(), idx.cpu(), sched)
+    esc = EscapeWriter()
+    data = encode_symbols(ks, ids, esc)
+    src = StreamSource(data, EscapeReader(bytes(esc.buf)))
+    y_dec, _, _ = run_schedule(sw, GRID, psi, (c, h, w), delta, sched, src)
+    src.finish()
+    assert torch.equal(y_dec, y_enc.cpu())
