@@ -139,3 +139,14 @@ def test_forged_header_fields(setup):
                                         struct.pack("<f", float("nan")), 1))
     with pytest.raises(BitstreamError, match="bin width"):
         api.decompress(nan_delta, m)
+
+
+def test_weights_hash_follows_in_place_updates():
+    torch.manual_seed(0)
+    m = models.build("bmshj2018-factorized", "tiny")
+    h0 = bitstream.model_hash(m)
+    assert bitstream.model_hash(m) == h0 == bitstream.weights_hash(m.state_dict())
+    with torch.no_grad():
+        next(m.parameters()).add_(1e-3)  # what an optimiser step does
+    assert bitstream.model_hash(m) != h0
+    assert bitstream.model_hash(m) == bitstream.weights_hash(m.state_dict())
