@@ -214,6 +214,15 @@ def test_resume_refuses_a_changed_config_and_a_fresh_start_refuses_a_used_dir(tm
     with pytest.raises(ValueError, match="lr"):
         train(tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=2, resume=True,
                    lr=0.5), progress=False)
+    # --resume is idempotent: it finishes the run, then a finished run does nothing
+    done = tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=2, resume=True)
+    assert train(done, progress=False)["step"] == 2
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    assert train(done, progress=False)["step"] == 2
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    # and starts a run where there is none
+    assert train(tiny(tmp_path, name="fresh", model="bmshj2018-factorized", loss="mse", steps=1,
+                      resume=True), progress=False)["step"] == 1
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -97,7 +97,8 @@ class TrainConfig:
     device: str = _f("", "cpu or cuda (default: cuda when available)")
     threads: int = _f(0, "torch CPU threads (0: torch default)")
     stop_at: int = _f(0, "stop after this step as if interrupted (resume later with --resume)")
-    resume: bool = _f(False, "continue the run in --out exactly where its training state left it")
+    resume: bool = _f(False, "continue the run in --out exactly where its training state left "
+                             "it (starts it when --out has none; a finished run does nothing)")
 
     def resolved(self) -> TrainConfig:
         """Fill every 0/empty default from the preset and track."""

@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
 
     start, best, last_good = 0, math.inf, None
     state_path = out / rundir.STATE
-    if cfg.resume:
+    if cfg.resume and state_path.exists():
         st = rundir.load_state(out)
         _check_resume(st["config"], cfg)
         model.load_state_dict(st["model"])
