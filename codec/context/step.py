@@ -19,6 +19,7 @@ scale table index) with integer arithmetic only.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -33,7 +34,6 @@ from .intmath import (
     linear_to_fixed,
     prelu_to_fixed,
     rshift_round,
-    to_fixed,
 )
 from .masked import ContextModel, causal_offsets
 
@@ -173,6 +173,13 @@ def delta_times(k: torch.Tensor, delta: float) -> torch.Tensor:
     return rshift_round(k * num, shift - ACT_BITS)
 
 
+@functools.lru_cache(maxsize=64)
+def _scale_constants(grid: ParamGrid, delta: float) -> tuple[int, int]:
+    """(log(delta) + log_min at ACT_BITS, 1 / log_step at WEIGHT_BITS) as Python ints."""
+    return (round((math.log(delta) + grid.log_min) * 2**ACT_BITS),
+            round(2**WEIGHT_BITS / grid.log_step))
+
+
 def discretize_fixed(means_fx: torch.Tensor, log_scales_fx: torch.Tensor, grid: ParamGrid,
                      delta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean grid index m: means_q = m * 2**-mean_bits, scale index), int64, integer-only.
@@ -180,8 +187,7 @@ def discretize_fixed(means_fx: torch.Tensor, log_scales_fx: torch.Tensor, grid: 
     idx = round((log_scale - log(delta) - log_min) / log_step): the offset and 1 / log_step are
     two scalars rounded to fixed point once (from the same doubles on both sides)."""
     m = rshift_round(means_fx, ACT_BITS - grid.mean_bits)
-    offset = to_fixed(torch.tensor(math.log(delta) + grid.log_min), ACT_BITS)
-    inv_step = to_fixed(torch.tensor(1.0 / grid.log_step), WEIGHT_BITS)
+    offset, inv_step = _scale_constants(grid, float(delta))
     idx = rshift_round((log_scales_fx - offset) * inv_step, ACT_BITS + WEIGHT_BITS)
     return m, idx.clamp(0, grid.levels - 1)
 
