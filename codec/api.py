@@ -39,7 +39,7 @@ from .models import build
 from .quality import bpp as bits_per_pixel
 
 DELTA_MIN, DELTA_MAX = 2.0**-4, 2.0**8   # the rate-control search range of the bin width
-SEARCH_STEPS = 14
+SEARCH_STEPS = 10  # 12 octaves / 2^10: delta to within 0.8 %
 
 
 class RateControlError(ValueError):
