@@ -140,18 +140,25 @@ class LPIPS(nn.Module):
         for p in self.lins:
             p.clamp_(min=0)
 
-    def layer_distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(N, L): the per-layer terms that sum to d(x, y)."""
+    def channel_terms(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """Per tapped layer, (N, C_l): spatial mean of the squared unit-feature differences.
+        d(x, y) is linear in the weights given these (the fast path of ``lin`` fitting)."""
         check_images(x, y, self.range_tol)
         n = x.shape[0]
         both = torch.cat([x, y]) * 2 - 1
-        taps = self.trunk((both - self.shift) / self.scale)
         out = []
-        for f, w in zip(taps, self.lins):
+        for f in self.trunk((both - self.shift) / self.scale):
             f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + EPS)
-            diff = (f[:n] - f[n:]).pow(2)
-            out.append((diff * w.view(1, -1, 1, 1)).sum(1).mean(dim=(1, 2)))
-        return torch.stack(out, 1)
+            out.append((f[:n] - f[n:]).pow(2).mean(dim=(2, 3)))
+        return out
+
+    def combine(self, terms: list[torch.Tensor]) -> torch.Tensor:
+        """(N, L) per-layer distances from ``channel_terms``."""
+        return torch.stack([(t * w).sum(1) for t, w in zip(terms, self.lins)], 1)
+
+    def layer_distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(N, L): the per-layer terms that sum to d(x, y)."""
+        return self.combine(self.channel_terms(x, y))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.layer_distances(x, y).sum(1)

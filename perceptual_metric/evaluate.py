@@ -1,0 +1,159 @@
+"""2AFC agreement of metrics with the study's labels, with bootstrap 95% intervals.
+
+Scores the fitted metric(s) and the baselines (PSNR, MS-SSIM from ``codec.quality``; LPIPS v0.1
+Alex/VGG/Squeeze) on the same crops, overall and per codec pair, and writes a table
+(``scores.csv``, ``scores.md``) and a plot (``scores.png``). With ``--split val`` only the
+references held out by the fit (same seed and fraction as the checkpoint's) are scored::
+
+    python -m perceptual_metric.evaluate --labels runs/study/labels.csv --metric runs/metric.pt \\
+        --out runs/metric_eval --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.checkpoint import load_checkpoint
+from codec.fsio import atomic_write_text
+from codec.tables import write_table
+
+from .labels import TripletDataset, group_split, labels_sha256, read_labels
+from .official import load, official
+from .scoring import bootstrap_ci, ceiling, classical_distances, metric_distances, two_afc
+from .trunks import WeightsError
+
+SCORES_COLUMNS = ["metric", "group", "n_trials", "score", "ci_low", "ci_high"]
+BASELINES = ("psnr", "ms-ssim", "lpips-alex", "lpips-vgg", "lpips-squeeze")
+CEILING = "ceiling (majority of people)"
+
+
+@dataclass
+class Scored:
+    name: str
+    d_a: np.ndarray
+    d_b: np.ndarray
+
+
+def score_table(scored: list[Scored], trials, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """Rows of SCORES_COLUMNS: every metric overall and per codec pair, plus the ceiling."""
+    p_b = np.array([t.p_b for t in trials])
+    pairs = np.array([t.pair for t in trials])
+    groups = [("all", np.ones(len(trials), bool))] + [
+        (g, pairs == g) for g in sorted(set(pairs.tolist()))]
+    rows = []
+    per_trial = [(s.name, two_afc(s.d_a, s.d_b, p_b)) for s in scored] + [(CEILING, ceiling(p_b))]
+    for name, s in per_trial:
+        for g, mask in groups:
+            lo, hi = bootstrap_ci(s[mask], n_boot, seed)
+            rows.append({"metric": name, "group": g, "n_trials": int(mask.sum()),
+                         "score": float(s[mask].mean()), "ci_low": lo, "ci_high": hi})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| metric | group | trials | 2AFC | 95% CI |", "| --- | --- | ---: | ---: | --- |"]
+    for r in rows:
+        lines.append(f"| {r['metric']} | {r['group']} | {r['n_trials']} | {r['score']:.4f} | "
+                     f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    overall = [r for r in rows if r["group"] == "all"]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(overall) + 1.2))
+    y = np.arange(len(overall))
+    s = np.array([r["score"] for r in overall])
+    err = np.array([[r["score"] - r["ci_low"] for r in overall],
+                    [r["ci_high"] - r["score"] for r in overall]])
+    ax.barh(y, s, xerr=err, color=["0.6" if r["metric"] == CEILING else "C0" for r in overall],
+            capsize=3)
+    ax.set_yticks(y, [r["metric"] for r in overall])
+    ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xlim(0.4, 1.0)
+    ax.set_xlabel("2AFC agreement with people (95% bootstrap CI)")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m perceptual_metric.evaluate",
+                                 description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--labels", default="runs/study/labels.csv", help="labels.csv to score on")
+    ap.add_argument("--metric", action="append", default=[],
+                    help="fitted metric checkpoint(s) (repeatable)")
+    ap.add_argument("--baselines", default=",".join(BASELINES),
+                    help=f"comma-separated subset of {','.join(BASELINES)} ('' for none)")
+    ap.add_argument("--split", choices=("all", "val"), default="all",
+                    help="val: only the references the (first) checkpoint's fit held out")
+    ap.add_argument("--patch-size", type=int, default=0,
+                    help="centre-crop size (0: whole images)")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--out", default="runs/metric_eval", help="output folder")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    trials = read_labels(args.labels)
+    idx = list(range(len(trials)))
+    if args.split == "val":
+        if not args.metric:
+            ap.error("--split val needs --metric (the split comes from its fit config)")
+        fit_cfg = load_checkpoint(args.metric[0], "metric")["config"].get("fit", {})
+        _, idx = group_split(trials, float(fit_cfg.get("val_fraction", 0.2)),
+                             int(fit_cfg.get("seed", 0)))
+        if not idx:
+            ap.error(f"{args.metric[0]} was fitted without a validation split")
+    ds = TripletDataset(trials, args.patch_size or None, train=False)
+    scored = []
+    for path in args.metric:
+        m = load(path)
+        scored.append(Scored(m.name, *metric_distances(m, ds, idx, desc=m.name)))
+    for b in [b for b in args.baselines.split(",") if b]:
+        if b not in BASELINES:
+            ap.error(f"unknown baseline {b!r}; choose from {BASELINES}")
+        if b in ("psnr", "ms-ssim"):
+            scored.append(Scored(b, *classical_distances(b, ds, idx)))
+            continue
+        try:
+            m = official(b.split("-", 1)[1])
+        except WeightsError as e:
+            print(f"skipping {b}: {e}", file=sys.stderr)
+            continue
+        scored.append(Scored(m.name, *metric_distances(m, ds, idx, desc=m.name)))
+    sub = [trials[i] for i in idx]
+    rows = score_table(scored, sub, args.bootstrap, args.seed)
+    out = Path(args.out)
+    write_table(out / "scores.csv", rows, SCORES_COLUMNS)
+    title = f"{Path(args.labels).name}: {len(sub)} trials ({args.split})"
+    atomic_write_text(out / "scores.md", f"# 2AFC scores, {title}\n\n" + markdown(rows))
+    atomic_write_text(out / "scores.json", json.dumps(
+        {"labels": str(args.labels), "labels_sha256": labels_sha256(args.labels),
+         "split": args.split, "patch_size": args.patch_size, "bootstrap": args.bootstrap,
+         "rows": rows}, indent=2) + "\n")
+    plot(rows, out / "scores.png", title)
+    print(markdown([r for r in rows if r["group"] == "all"]), end="")
+    print(f"wrote {out}/scores.csv, scores.md, scores.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
