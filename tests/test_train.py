@@ -13,7 +13,15 @@ import torch
 from torch import nn
 
 from codec.checkpoint import load_checkpoint, load_training_state
-from codec.train.config import TRACKS, TrainConfig, lr_at, rate_weight, stage_at
+from codec.train.config import (
+    TRACKS,
+    TrainConfig,
+    draw_delta,
+    lr_at,
+    parse_model_config,
+    rate_weight,
+    stage_at,
+)
 from codec.train.data import GlobalBatchSampler, RandomCrops, train_loader, training_records
 from codec.train.discriminator import Discriminator
 from codec.train.loop import TrainingDiverged, train
@@ -78,6 +86,32 @@ def test_tracks_presets_and_stages():
     sw = TrainConfig(preset="tiny", lambda_switching=True).resolved()
     assert rate_weight(0.5, sw) == sw.lambda_rate and rate_weight(0.01, sw) == 2 ** -4
     assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_bin_widths_are_log_uniform_and_a_function_of_seed_and_step():
+    lo, hi = 0.25, 4.0
+    d = [draw_delta(7, s, lo, hi) for s in range(4000)]
+    assert d == [draw_delta(7, s, lo, hi) for s in range(4000)]  # resume/ranks draw the same
+    assert d[:50] != [draw_delta(8, s, lo, hi) for s in range(50)]
+    assert lo <= min(d) and max(d) <= hi
+    logs = np.log2(d)  # uniform on [-2, 2]: mean 0, a quarter in each unit interval
+    assert abs(logs.mean()) < 0.1
+    assert np.histogram(logs, bins=4, range=(-2, 2))[0].min() > 900
+    assert draw_delta(0, 3, 1.0, 1.0) == 1.0
+    with pytest.raises(ValueError):
+        draw_delta(0, 0, 0.0, 1.0)
+
+
+def test_model_config_overrides_parse():
+    assert parse_model_config("") == {}
+    assert parse_model_config('N=64, M=48,quantizer="ste",coding_order=parallel') == {
+        "N": 64, "M": 48, "quantizer": "ste", "coding_order": "parallel"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_model_config("N64")
+    with pytest.raises(ValueError):
+        TrainConfig(model_config="=3").resolved()
+    with pytest.raises(ValueError, match="two numbers"):
+        TrainConfig(delta_range=(0.5,)).resolved()
 
 
 def test_crops_are_a_function_of_the_sample_number():
@@ -272,3 +306,65 @@ def test_cli_writes_contract_checkpoints_with_the_track(tmp_path, capsys):
     assert api.decompress(api.encode(img, model, bin_width=1.0).data, model).shape == img.shape
     assert main(["--model", "bmshj2018-factorized", "--preset", "tiny", "--out", str(out),
                  "--steps", "2"]) == 2  # refuses to overwrite a run without --resume
+
+
+def test_cli_model_config_and_bin_width_range_reach_model_and_checkpoint(tmp_path):
+    from codec.train import main
+
+    out = tmp_path / "narrow"
+    rc = main(["--model", "bmshj2018-hyperprior", "--preset", "tiny", "--model-config",
+               "N=6,M=10", "--delta-range", "0.3", "3.0", "--steps", "12", "--crop", "64",
+               "--batch-size", "1", "--workers", "0", "--threads", "1", "--val-images", "1",
+               "--val-crop", "64", "--out", str(out)])
+    assert rc == 0
+    ck = load_checkpoint(out / "last.pt", kind="codec")
+    assert (ck["config"]["N"], ck["config"]["M"]) == (6, 10)
+    assert ck["config"]["delta_range"] == [0.3, 3.0]
+    assert ck["state_dict"]["g_a.6.weight"].shape[0] == 10  # the latent has M channels
+    assert ck["provenance"]["train_config"]["model_config"] == "N=6,M=10"
+    deltas = [r["delta"] for r in read_metrics(out) if "loss" in r]
+    assert len(deltas) == 12 and all(0.3 <= d <= 3.0 for d in deltas)
+    assert deltas == [draw_delta(0, s, 0.3, 3.0) for s in range(12)]
+
+
+def _fitted_metric_file(path):
+    """A metric checkpoint as perceptual_metric.fit writes one (kind "metric"), random trunk."""
+    from codec.checkpoint import save_checkpoint
+    from perceptual_metric.lpips_model import LPIPS
+
+    torch.manual_seed(0)
+    m = LPIPS("alex", "lin")
+    save_checkpoint(path, "metric", "lpips-alex-fitted", m.config(), m.state_dict(),
+                    {"labels_sha256": "test"})
+    return path
+
+
+def test_cli_short_run_with_a_fitted_metric_and_a_missing_one(tmp_path, capsys):
+    """The demo's call: hific tiny, a few steps on the samples, a metric from --lpips."""
+    import perceptual_metric
+    from codec.fsio import sha256_file
+    from codec.train import main
+
+    metric = _fitted_metric_file(tmp_path / "metric.pt")
+    assert perceptual_metric.load(metric).name == "lpips-alex-fitted"
+    out = tmp_path / "demo"
+    args = ["--preset", "tiny", "--steps", "4", "--data", "samples", "--batch-size", "2",
+            "--workers", "0", "--threads", "1", "--val-images", "1", "--val-crop", "64"]
+    assert main(args + ["--lpips", str(metric), "--out", str(out)]) == 0
+    rows = [r for r in read_metrics(out) if "loss" in r]
+    assert [r["stage"] for r in rows] == ["mse", "perceptual", "adversarial", "adversarial"]
+    assert all(math.isfinite(r["perceptual"]) and r["perceptual"] > 0 for r in rows[1:])
+    ck = load_checkpoint(out / "best.pt", kind="codec")
+    assert ck["provenance"]["metric_sha256"] == sha256_file(metric)
+    assert ck["provenance"]["val"]["perceptual"] >= 0
+    capsys.readouterr()
+    missing = tmp_path / "nope" / "metric.pt"
+    assert main(args + ["--lpips", str(missing), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "perceptual_metric" in err
+    assert not (tmp_path / "x").exists()  # nothing written
+    # a file that is not a metric checkpoint: a clear error too, not a traceback
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(args + ["--lpips", str(bad), "--out", str(tmp_path / "y")]) == 2
+    assert str(bad) in capsys.readouterr().err

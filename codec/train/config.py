@@ -16,7 +16,9 @@ Stages: ``mse`` (rate + MSE warm-up) -> ``perceptual`` (+ the frozen metric) -> 
 
 from __future__ import annotations
 
+import json
 import math
+import random
 from dataclasses import asdict, dataclass, field, fields
 
 # One named config per track: target bits per pixel and the rate weight that aims at it.
@@ -88,6 +90,10 @@ class TrainConfig:
     k_gan: float = _f(0.15, "weight of the non-saturating generator loss")
     quantizer: str = _f("", "override the model's training quantiser: noise, ste or universal "
                             "(empty: the model's default)")
+    model_config: str = _f("", "override fields of the preset's model config, KEY=VALUE[,...] "
+                               "with JSON values, e.g. 'N=64,M=64' (empty: the preset as is)")
+    delta_range: tuple = _f((), "range LO HI the training bin width delta is drawn from, "
+                                "log-uniformly, one per batch (empty: the model's delta_range)")
     disc_width: int = _f(0, "discriminator base width (0: preset default)")
     disc_condition: bool = _f(True, "condition the discriminator on the latent y (HiFiC)")
     grad_clip: float = _f(1.0, "clip the gradient norm (0: off)")
@@ -104,6 +110,10 @@ class TrainConfig:
         """Fill every 0/empty default from the preset and track."""
         c = TrainConfig(**asdict(self))
         c.lr_milestones = tuple(c.lr_milestones)
+        c.delta_range = tuple(float(v) for v in c.delta_range)
+        if c.delta_range and len(c.delta_range) != 2:
+            raise ValueError(f"--delta-range takes two numbers LO HI, got {c.delta_range}")
+        parse_model_config(c.model_config)  # fail early on a malformed spec
         pre = PRESET_DEFAULTS[c.preset]
         tr = TRACKS[c.track]
         c.steps = c.steps or PRESET_STEPS[c.preset]
@@ -126,6 +136,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lr_milestones"] = list(d["lr_milestones"])
+        d["delta_range"] = list(d["delta_range"])
         return d
 
     @classmethod
@@ -133,7 +144,32 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         c = cls(**{k: v for k, v in d.items() if k in names})
         c.lr_milestones = tuple(c.lr_milestones)
+        c.delta_range = tuple(c.delta_range)
         return c
+
+
+def parse_model_config(spec: str) -> dict:
+    """``'N=64,M=64,quantizer="ste"'`` -> ``{"N": 64, "M": 64, "quantizer": "ste"}`` (values are
+    JSON; a bare word that is not JSON is taken as a string)."""
+    out: dict = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-config: {item!r} is not KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def draw_delta(seed: int, step: int, lo: float, hi: float) -> float:
+    """The batch's bin width: log-uniform in [lo, hi], a pure function of (seed, step), so every
+    process of a global batch and a resumed run draw the same value."""
+    if not (0 < lo <= hi):
+        raise ValueError(f"bin width range [{lo}, {hi}] must satisfy 0 < lo <= hi")
+    u = random.Random(f"{seed}:{step}").random()
+    return lo * (hi / lo) ** u
 
 
 def lr_at(step: int, base: float, total: int, milestones=(0.2, 0.4, 0.5, 0.6),

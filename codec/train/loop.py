@@ -23,7 +23,7 @@ from ..fsio import sha256_file
 from ..paths import runs_dir
 from . import distributed, rundir
 from .amp import autocast_autoencoder
-from .config import TrainConfig, lr_at, rate_weight, stage_at
+from .config import TrainConfig, draw_delta, lr_at, parse_model_config, rate_weight, stage_at
 from .data import train_loader, training_records, validation_images
 from .discriminator import Discriminator
 from .losses import bpp_per_image, discriminator_loss, generator_loss, mse255, perceptual
@@ -39,7 +39,9 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
-    overrides = {"target_bpp": cfg.target_bpp}
+    overrides = {**parse_model_config(cfg.model_config), "target_bpp": cfg.target_bpp}
+    if cfg.delta_range:
+        overrides["delta_range"] = list(cfg.delta_range)
     if cfg.quantizer:
         overrides["quantizer"] = cfg.quantizer
     if ":" in cfg.model:  # a user's factory, "package.module:function"
@@ -98,6 +100,8 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         torch.set_num_threads(cfg.threads)
     dist = distributed.setup(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     device = distributed.device_for(dist, cfg.device)
+    if cfg.loss == "full" and metric is None and cfg.k_perceptual > 0:
+        metric = load_metric(cfg.lpips, device)  # before anything is written: a bad path fails
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -113,8 +117,6 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         with torch.no_grad():  # the latent's channel count, for the conditioned discriminator
             y_ch = model(torch.rand(1, 3, stride, stride, device=device))["y"].shape[1]
         disc = Discriminator(cfg.disc_width, y_ch if cfg.disc_condition else 0).to(device)
-        if metric is None and cfg.k_perceptual > 0:
-            metric = load_metric(cfg.lpips, device)
 
     opt_main = torch.optim.Adam(model.main_parameters(), lr=cfg.lr)
     prior_params = list(model.top_prior_parameters())
@@ -173,7 +175,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
     for step in bar:
         x = next(batches).to(device, non_blocking=True)
         _reseed(cfg.seed, step, dist.rank)
-        delta = random.Random(f"{cfg.seed}:{step}").uniform(lo, hi)  # one per global batch
+        delta = draw_delta(cfg.seed, step, lo, hi)  # one per global batch, log-uniform
         stage = stage_at(step, cfg)
         for opt, base in ((opt_main, cfg.lr), (opt_prior, cfg.lr_prior), (opt_disc, cfg.lr_disc)):
             if opt is not None:
