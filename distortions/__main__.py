@@ -5,7 +5,11 @@ Examples::
     python -m distortions                                  # the 5 sample images, default codecs
     python -m distortions --data kodak                     # the 24 Kodak images
     python -m distortions --crop 256 --codecs jpeg,hevc-bpgcfg --targets 0.15,0.3
-    python -m distortions --codecs learned --checkpoint runs/train/ckpt.pt
+    python -m distortions --codecs learned --checkpoint mine=runs/train/ckpt.pt
+
+Learned codecs: by default one per codec checkpoint in checkpoints/*.pt, named
+``learned-<file stem>``; repeated ``--checkpoint [NAME=]PATH`` options replace that list.
+``--codecs learned`` selects all learned codecs, ``--codecs learned-NAME`` one of them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from codec.paths import runs_dir
 
 from .backends import ALL_CODECS, DEFAULT_CODECS, BackendOptions
 from .backends.hevc import X265_PRESETS
+from .checkpoints import LEARNED_PREFIX, CheckpointChoiceError, choose_learned
 from .run import DEFAULT_TARGETS, RunConfig, run
 
 
@@ -34,11 +39,32 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _codecs(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    bad = [n for n in names if n not in ALL_CODECS]
+    bad = [n for n in names if n not in ALL_CODECS and not n.startswith(LEARNED_PREFIX)]
     if bad or not names:
         raise argparse.ArgumentTypeError(f"unknown codec(s) {bad}; choose from "
-                                         f"{', '.join(ALL_CODECS)}")
+                                         f"{', '.join(ALL_CODECS)} or learned-NAME")
     return names
+
+
+def select_codecs(requested: tuple[str, ...] | None, learned: dict[str, str]
+                  ) -> tuple[tuple[str, ...], list[str]]:
+    """(codec names to run, errors). ``requested`` None: the defaults plus every learned codec;
+    ``learned`` in it stands for all learned codecs, ``learned-NAME`` for one."""
+    if requested is None:
+        return DEFAULT_CODECS + tuple(learned), []
+    out, errors = [], []
+    for name in requested:
+        if name == "learned":
+            if not learned:
+                errors.append("learned: no codec checkpoint found; pass --checkpoint PATH or "
+                              "put one in checkpoints/")
+            out += list(learned)
+        elif name.startswith(LEARNED_PREFIX) and name not in learned:
+            errors.append(f"{name}: no such learned codec (have: "
+                          f"{', '.join(learned) or 'none'}); pass --checkpoint NAME=PATH")
+        else:
+            out.append(name)
+    return tuple(dict.fromkeys(out)), errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/distortions)")
-    p.add_argument("--codecs", type=_codecs, default=DEFAULT_CODECS,
-                   help=f"comma-separated codecs from {', '.join(ALL_CODECS)} "
-                        f"(default: {','.join(DEFAULT_CODECS)}; bpg needs bpgenc, learned "
-                        f"needs --checkpoint)")
+    p.add_argument("--codecs", type=_codecs, default=None,
+                   help=f"comma-separated codecs from {', '.join(ALL_CODECS)}, learned-NAME "
+                        f"(default: {','.join(DEFAULT_CODECS)} and every learned codec; bpg "
+                        f"needs bpgenc; learned = all learned codecs)")
     p.add_argument("--targets", type=_floats, default=DEFAULT_TARGETS,
                    help="comma-separated target bpps (default: "
                         f"{','.join(str(t) for t in DEFAULT_TARGETS)})")
@@ -69,8 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "within noise and is faster; default: slow)")
     p.add_argument("--bpgenc", default="bpgenc", help="bpgenc binary for the bpg codec")
     p.add_argument("--bpgdec", default="bpgdec", help="bpgdec binary for the bpg codec")
-    p.add_argument("--checkpoint", default=None,
-                   help="codec checkpoint for the learned codec (codec.checkpoint format)")
+    p.add_argument("--checkpoint", action="append", default=None, metavar="[NAME=]PATH",
+                   help="codec checkpoint (codec.checkpoint format) for a learned codec named "
+                        "learned-NAME (default NAME: the file's stem); repeatable; replaces "
+                        "the checkpoints found in --checkpoint-dir")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="folder whose codec checkpoints (*.pt) are the learned codecs when no "
+                        "--checkpoint is given (default: checkpoints/ of the repository)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -82,15 +113,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         records = records_from_args(args)
-    except DataError as e:
+        learned = choose_learned(args.checkpoint, args.checkpoint_dir)
+    except (DataError, CheckpointChoiceError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    codecs, choice_errors = select_codecs(args.codecs, learned.codecs)
+    if args.codecs is None or any(c.startswith("learned") for c in args.codecs):
+        print(learned.summary())
+        for line in learned.skipped:
+            print(f"  {line}")
+    for msg in choice_errors:
+        print(f"error: {msg}", file=sys.stderr)
+    if not codecs:
         return 2
     cfg = RunConfig(
         out=str(Path(args.out) if args.out else runs_dir() / "distortions"),
-        codecs=args.codecs, targets=args.targets, crop=args.crop, jobs=args.jobs,
+        codecs=codecs, targets=args.targets, crop=args.crop, jobs=args.jobs,
         backend=BackendOptions(ffmpeg=args.ffmpeg, x265_preset=args.x265_preset,
                                bpgenc=args.bpgenc, bpgdec=args.bpgdec,
-                               checkpoint=args.checkpoint),
+                               learned=tuple(learned.codecs.items())),
         progress=not args.no_progress)
     report = run(records, cfg)
     print(f"{cfg.out}/index.csv: {report.new_rows} new rows, {report.reused_rows} kept, "
@@ -98,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
           + ("" if report.wrote_index else "; index unchanged"))
     for where, msg in report.errors:
         print(f"error: {where}: {msg}", file=sys.stderr)
-    return 1 if report.errors else 0
+    return 1 if report.errors or choice_errors else 0
 
 
 if __name__ == "__main__":

@@ -232,7 +232,8 @@ def _meta(records, versions, cfg) -> dict:
         "inputs": [{"id": r.id, "sha256": r.sha256} for r in records],
         "config": {"codecs": list(cfg.codecs), "targets": list(cfg.targets), "crop": cfg.crop,
                    "x265_preset": cfg.backend.x265_preset,
-                   "checkpoint": cfg.backend.checkpoint},
+                   "checkpoint": cfg.backend.checkpoint,
+                   **({"learned": dict(cfg.backend.learned)} if cfg.backend.learned else {})},
         "codec_versions": versions,
         "python": platform.python_version(),
     }

@@ -88,3 +88,95 @@ def test_missing_checkpoint_is_reported(tmp_path):
     b = make_backend("learned", BackendOptions(checkpoint=str(tmp_path / "none.pt")))
     with pytest.raises(BackendUnavailable, match="none.pt not found"):
         b.check_available()
+
+
+# ---- learned codecs by default: every codec checkpoint of a folder -----------------------------
+
+@pytest.fixture
+def one_image(tmp_path, sample_images):
+    from codec.image_io import write_png
+
+    d = tmp_path / "refs"
+    d.mkdir()
+    write_png(d / "kodim03.png", center_crop(sample_images["kodim03"], 64).copy())
+    return d
+
+
+def _run_cli(argv, capsys):
+    from distortions.__main__ import main
+
+    rc = main(argv)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _codecs_in(out):
+    from distortions.schema import INDEX_COLUMNS, INDEX_ID
+
+    return set(read_table(out / "index.csv", INDEX_COLUMNS, INDEX_ID)["codec"])
+
+
+def test_checkpoints_folder_gives_one_learned_codec_each(checkpoint, one_image, tmp_path, capsys):
+    import shutil
+
+    ckdir = tmp_path / "checkpoints"
+    ckdir.mkdir()
+    shutil.copy(checkpoint, ckdir / "alpha.pt")
+    # a second, different checkpoint: same architecture, other weights
+    m = api.load(checkpoint)
+    with torch.no_grad():
+        next(m.parameters()).mul_(0.5)
+    api.save(m, ckdir / "beta v2.pt")
+    (ckdir / "state.pt").write_bytes(b"not a checkpoint")  # skipped with a line
+    out = tmp_path / "out"
+    base = ["--data", str(one_image), "--targets", "2.5", "--jobs", "1", "--no-progress",
+            "--x265-preset", "ultrafast", "--checkpoint-dir", str(ckdir)]
+    rc, text, err = _run_cli(base + ["--out", str(out)], capsys)
+    assert rc == 0, err
+    assert f"learned codecs from {ckdir}: learned-alpha" in text and "learned-beta-v2" in text
+    assert "state.pt: not used" in text
+    codecs = _codecs_in(out)
+    assert {"learned-alpha", "learned-beta-v2"} <= codecs
+    assert {"jpeg", "webp", "hevc-bpgcfg"} <= codecs  # the classic defaults are still there
+    from distortions.schema import INDEX_COLUMNS, INDEX_ID
+
+    df = read_table(out / "index.csv", INDEX_COLUMNS, INDEX_ID)
+    versions = df[df["codec"].str.startswith("learned-")].groupby("codec")["codec_version"].first()
+    assert versions["learned-alpha"] != versions["learned-beta-v2"]  # the weights' hashes
+
+    # --codecs still selects: no learned codec unless named
+    out2 = tmp_path / "out2"
+    rc, text, _ = _run_cli(base + ["--out", str(out2), "--codecs", "jpeg"], capsys)
+    assert rc == 0 and _codecs_in(out2) == {"jpeg"} and "learned codecs" not in text
+    rc, _, _ = _run_cli(base + ["--out", str(out2), "--codecs", "jpeg,learned-beta-v2"], capsys)
+    assert rc == 0 and _codecs_in(out2) == {"jpeg", "learned-beta-v2"}
+    rc, _, err = _run_cli(base + ["--out", str(out2), "--codecs", "learned-gamma"], capsys)
+    assert rc == 2 and "learned-gamma: no such learned codec" in err
+
+    # a repeatable --checkpoint overrides the folder; NAME=PATH labels it
+    out3 = tmp_path / "out3"
+    rc, text, _ = _run_cli(base + ["--out", str(out3), "--codecs", "learned", "--checkpoint",
+                                   f"mine={ckdir / 'alpha.pt'}"], capsys)
+    assert rc == 0 and "learned codecs from --checkpoint: learned-mine" in text
+    assert _codecs_in(out3) == {"learned-mine"}
+    # two files that would share a name: refused, with the fix
+    other = tmp_path / "x" / "alpha.pt"
+    other.parent.mkdir()
+    shutil.copy(checkpoint, other)
+    rc, _, err = _run_cli(base + ["--out", str(out3), "--checkpoint", str(ckdir / "alpha.pt"),
+                                  "--checkpoint", str(other)], capsys)
+    assert rc == 2 and "NAME=PATH" in err
+
+
+def test_no_checkpoints_skips_learned_with_one_line(one_image, tmp_path, capsys):
+    empty = tmp_path / "none"
+    empty.mkdir()
+    base = ["--data", str(one_image), "--targets", "2.5", "--jobs", "1", "--no-progress",
+            "--checkpoint-dir", str(empty), "--out", str(tmp_path / "out")]
+    rc, text, err = _run_cli(base + ["--codecs", "jpeg,learned"], capsys)
+    assert rc == 1 and "no codec checkpoint found" in err  # asked for, not there: an error
+    assert _codecs_in(tmp_path / "out") == {"jpeg"}  # ... and the rest still ran
+    rc, text, err = _run_cli(base + ["--x265-preset", "ultrafast"], capsys)
+    lines = [ln for ln in text.splitlines() if "learned" in ln]
+    assert rc == 0 and len(lines) == 1 and "none" in lines[0] and "skipped" in lines[0]
+    assert not any(c.startswith("learned") for c in _codecs_in(tmp_path / "out"))

@@ -1,8 +1,9 @@
 """Codec backends behind one interface (:class:`Backend`), built by name with :func:`make_backend`.
 
 Names: ``jpeg`` (4:2:0), ``jpeg444``, ``webp``, ``avif``, ``jxl``, ``hevc-bpgcfg`` (HEVC intra
-with BPG's settings via ffmpeg/libx265), ``bpg`` (needs ``bpgenc``) and ``learned`` (needs a
-checkpoint).
+with BPG's settings via ffmpeg/libx265), ``bpg`` (needs ``bpgenc``) and the learned codecs:
+``learned-<label>``, one per checkpoint in ``BackendOptions.learned`` (see
+``distortions.checkpoints``), or plain ``learned`` with ``BackendOptions.checkpoint``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class BackendOptions:
     x265_preset: str = "slow"
     bpgenc: str = "bpgenc"
     bpgdec: str = "bpgdec"
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # the checkpoint of the codec called plain ``learned``
+    learned: tuple[tuple[str, str], ...] = ()  # (``learned-<label>``, checkpoint path) pairs
 
 
 def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
@@ -49,9 +51,18 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
         return BpgBackend(o.bpgenc, o.bpgdec)
     if name == "learned":
         if not o.checkpoint:
-            raise BackendUnavailable("learned: needs a checkpoint; pass --checkpoint PATH")
+            raise BackendUnavailable("learned: needs a checkpoint; pass --checkpoint PATH or "
+                                     "put codec checkpoints in checkpoints/")
         return LearnedBackend(o.checkpoint)
-    raise ValueError(f"unknown codec {name!r}; choose from {', '.join(ALL_CODECS)}")
+    if name.startswith("learned-"):
+        paths = dict(o.learned)
+        if name not in paths:
+            known = ", ".join(paths) or "none"
+            raise BackendUnavailable(f"{name}: no checkpoint given for this codec (learned "
+                                     f"codecs here: {known}); pass --checkpoint PATH")
+        return LearnedBackend(paths[name], name=name)
+    raise ValueError(f"unknown codec {name!r}; choose from {', '.join(ALL_CODECS)} or "
+                     f"learned-<label>")
 
 
 __all__ = ["ALL_CODECS", "CLASSIC_CODECS", "DEFAULT_CODECS", "AvifBackend", "Backend",

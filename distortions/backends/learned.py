@@ -1,8 +1,9 @@
 """The project's own learned codecs through the codec core's coding API (``codec.api``).
 
 The parameter is the quantisation bin width (delta): larger delta, fewer bits. The codec name is
-``learned-<model>`` and the version carries the checkpoint's sha256, so two checkpoints never
-share a ``dist_id``.
+given by the caller (``learned-<label>``, see ``distortions.checkpoints``) or else
+``learned-<model>``; the version carries the checkpoint's sha256, so two checkpoints never share
+a ``dist_id``.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ class LearnedBackend(Backend):
     ext = "plic"
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu",
-                 delta_range: tuple[float, float] = (2.0**-4, 2.0**8)):
+                 delta_range: tuple[float, float] = (2.0**-4, 2.0**8), name: str | None = None):
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.param = ParamSpec("bin_width", delta_range[0], delta_range[1],
                                more_bits_when="lower", integer=False, rel_tol=0.01)
         self._model = None
         self._sha = None
-        self.name = "learned"
-        if self.checkpoint.is_file():
+        self.name = name or "learned"
+        if name is None and self.checkpoint.is_file():
             self.name = f"learned-{self._model_name()}"
 
     def _model_name(self) -> str:
