@@ -1,0 +1,90 @@
+"""codec.train.rd: RD points through the real bitstream, rate-control check, anchor BD-rates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codec import api
+from codec.image_io import write_png
+from codec.models import build
+from codec.train import rd
+
+torch.set_num_threads(1)
+
+
+def _images(n=2, size=64):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):  # smooth gradients plus noise: compressible, not trivial
+        yy, xx = np.mgrid[0:size, 0:size]
+        base = np.stack([xx * 3 + i * 20, yy * 2, (xx + yy) * 1.5], -1)
+        img = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        out.append((f"im{i}", img))
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build("bmshj2018-hyperprior", "tiny").eval()
+
+
+def test_measure_curve_and_rate_control(model):
+    images = _images()
+    m = rd.measure(model, images, [0.5, 4.0], [50.0, 1e-4], progress=False)
+    assert len(m["rows"]) == len(images) * 4
+    by = {(r["image"], r.get("delta"), r.get("target")): r for r in m["rows"]}
+    for img_id, img in images:
+        lo, hi = by[(img_id, 0.5, None)], by[(img_id, 4.0, None)]
+        assert hi["bpp"] < lo["bpp"]  # a wider bin costs fewer bits
+        # the row's numbers are those of the real file
+        res = api.encode(img, model, bin_width=0.5)
+        assert lo["bpp"] == pytest.approx(res.bpp)
+        assert lo["psnr"] == pytest.approx(
+            10 * np.log10(255 ** 2 / np.mean((img.astype(float)
+                                              - api.decompress(res.data, model)) ** 2)))
+        ok, never = by[(img_id, None, 50.0)], by[(img_id, None, 1e-4)]
+        assert ok["reached"] and ok["bpp"] <= 50.0 and not never["reached"]
+    c0, c1 = m["curve"]
+    assert c0["bpp"] == pytest.approx(np.mean([by[(i, 0.5, None)]["bpp"] for i, _ in images]))
+    assert c0["bpp_min"] <= c0["bpp"] <= c0["bpp_max"] and c1["bpp"] < c0["bpp"]
+    rc = {p["target"]: p for p in m["rate_control"]}
+    assert rc[50.0]["reached"] == 2 and rc[1e-4]["reached"] == 0 and np.isnan(rc[1e-4]["bpp"])
+
+
+def test_bd_rate_against_an_anchor_that_spends_twice_the_bits(tmp_path, monkeypatch):
+    curve = [{"bpp": b, "psnr": q, "ms_ssim": s} for b, q, s in
+             [(0.1, 26.0, 0.90), (0.2, 28.0, 0.93), (0.4, 30.0, 0.95), (0.8, 32.0, 0.97)]]
+    anchor = {"name": "double", "results": {"bpp": [2 * p["bpp"] for p in curve],
+                                            "psnr-rgb": [p["psnr"] for p in curve],
+                                            "ms-ssim-rgb": [p["ms_ssim"] for p in curve]}}
+    (tmp_path / "double.json").write_text(json.dumps(anchor))
+    monkeypatch.setenv("PLIC_ANCHORS", str(tmp_path))
+    c = rd.compare(curve, "double")
+    assert c["bd_rate_psnr"] == pytest.approx(-50.0, abs=1e-6)
+    assert c["bd_rate_ms_ssim"] == pytest.approx(-50.0, abs=1e-6)
+    assert c["bd_psnr_db"] > 0
+
+
+def test_cli_writes_tables_and_refuses_bad_input(tmp_path, model, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for img_id, img in _images():
+        write_png(folder / f"{img_id}.png", img)
+    ckpt = api.save(model, tmp_path / "m.pt", provenance={"note": "test"})
+    out = tmp_path / "rd"
+    assert rd.main([str(ckpt), "--data", str(folder), "--bin-widths", "1,2", "--out", str(out),
+                    "--no-progress"]) == 0
+    data = json.loads((out / "rd.json").read_text())
+    assert data["meta"]["n_images"] == 2 and [p["delta"] for p in
+                                              data["results"][0]["curve"]] == [1.0, 2.0]
+    assert "| 1 |" in (out / "rd.md").read_text()
+    assert rd.main([str(tmp_path / "missing.pt"), "--data", str(folder), "--out",
+                    str(out)]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rd.main([str(ckpt), "--bin-widths", "1,-2"])
