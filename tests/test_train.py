@@ -357,6 +357,7 @@ def test_cli_short_run_with_a_fitted_metric_and_a_missing_one(tmp_path, capsys):
     ck = load_checkpoint(out / "best.pt", kind="codec")
     assert ck["provenance"]["metric_sha256"] == sha256_file(metric)
     assert ck["provenance"]["val"]["perceptual"] >= 0
+    assert ck["provenance"]["train_seconds"] > 0 and ck["provenance"]["processes"] == 1
     capsys.readouterr()
     missing = tmp_path / "nope" / "metric.pt"
     assert main(args + ["--lpips", str(missing), "--out", str(tmp_path / "x")]) == 2

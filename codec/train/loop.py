@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import platform
 import random
 import time
 from pathlib import Path
@@ -123,7 +124,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
     opt_prior = torch.optim.Adam(prior_params, lr=cfg.lr_prior) if prior_params else None
     opt_disc = torch.optim.Adam(disc.parameters(), lr=cfg.lr_disc) if disc is not None else None
 
-    start, best, last_good = 0, math.inf, None
+    start, best, last_good, seconds_before = 0, math.inf, None, 0.0
     state_path = out / rundir.STATE
     if cfg.resume and state_path.exists():
         st = rundir.load_state(out)
@@ -136,6 +137,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
             disc.load_state_dict(st["disc"])
             opt_disc.load_state_dict(st["opt_disc"])
         start, best, last_good = st["step"], st["best"], st["step"]
+        seconds_before = float(st.get("train_seconds", 0.0))
         rundir.set_rng_state(st["rng"])
         if dist.main:  # drop log lines of steps that will be replayed
             rows = [r for r in rundir.read_metrics(out) if r.get("step", 0) <= start]
@@ -163,6 +165,9 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
     stop = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
     log_every = max(1, min(100, cfg.steps // 100))
     provenance = {"train_config": cfg.to_dict(), "track": cfg.track, "target_bpp": cfg.target_bpp,
+                  "processes": dist.world, "device": device,
+                  "torch_threads": torch.get_num_threads(),
+                  "cpu": platform.processor() or platform.machine(),
                   "data": cfg.data, "data_split": cfg.data_split, "n_train_images": len(records)}
     if full and cfg.k_perceptual > 0 and Path(cfg.lpips or "-").is_file():
         provenance["metric_sha256"] = sha256_file(cfg.lpips)
@@ -254,6 +259,8 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         validate_now = done % cfg.val_every == 0 or done == stop
         if done % cfg.ckpt_every == 0 or validate_now:
             if dist.main:
+                wall = seconds_before + time.perf_counter() - t0  # training + validation so far
+                provenance["train_seconds"] = round(wall, 1)
                 if validate_now:
                     val, recons = validate(model, val_images, bin_width=cfg.val_bin_width,
                                            metric=metric, device=device)
@@ -272,7 +279,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
                 rundir.save_model(out / "last.pt", model,
                                   {**provenance, "step": done, "stage": stage, "val": val})
                 rundir.save_state(out, {
-                    "step": done, "best": best, "config": cfg.to_dict(),
+                    "step": done, "best": best, "config": cfg.to_dict(), "train_seconds": wall,
                     "model": model.state_dict(), "opt_main": opt_main.state_dict(),
                     "opt_prior": opt_prior.state_dict() if opt_prior else None,
                     "disc": disc.state_dict() if disc is not None else None,
