@@ -26,7 +26,7 @@ from .fsio import atomic_write_text
 from .paths import runs_dir
 
 DEFAULT_CASES = ["hific:tiny", "bmshj2018-hyperprior:tiny", "hific:small",
-                 "bmshj2018-hyperprior:small"]
+                 "bmshj2018-hyperprior:small", "mbt2018:small"]
 BASELINES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018")
 
 
@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for case in a.cases:
         model, preset = case.split(":")
+        load_before = os.getloadavg()[0]
         res = bench_case(model, preset, a.steps, a.warmup, a.lpips, device, a.threads,
                          a.batch_size, a.crop)
+        res["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         print(f"{model:24s} {preset:6s} batch {res['batch_size']} x {res['crop']}px  "
               f"{res['steps_per_s']:.3f} steps/s  {res['images_per_s']:.2f} img/s", flush=True)
         results.append(res)
@@ -92,11 +94,15 @@ def main(argv: list[str] | None = None) -> int:
              + (f", GPU {host['gpu']}" if host["gpu"] else ", no GPU")
              + f"; {a.threads} thread(s).",
              "All loss stages on (MSE + perceptual + GAN for the seed; MSE for baselines); "
-             f"{a.warmup} warm-up steps, then {a.steps} timed; data loading included.", "",
-             "| model | preset | loss | batch x crop | steps/s | images/s |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             f"{a.warmup} warm-up steps, then {a.steps} timed; data loading included.",
+             "The machine may be shared: the 1-minute load average before and after each case is "
+             f"in the last column (more than {host['cpu_count']} means the benchmark did not "
+             "have the CPUs to itself, and its speed is a lower bound).", "",
+             "| model | preset | loss | batch x crop | steps/s | images/s | load 1 min |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['model']} | {r['preset']} | {r['loss']} | {r['batch_size']} x {r['crop']} "
-              f"| {r['steps_per_s']:.3f} | {r['images_per_s']:.2f} |" for r in results]
+              f"| {r['steps_per_s']:.3f} | {r['images_per_s']:.2f} | "
+              f"{r['load_1min'][0]:.2f} / {r['load_1min'][1]:.2f} |" for r in results]
     atomic_write_text(out / "train.md", "\n".join(lines) + "\n")
     print(f"wrote {out / 'train.md'}")
     return 0
