@@ -9,8 +9,12 @@ from codec.context import bench
 
 def test_bench_runs_on_a_crop(tmp_path):
     assert bench.main(["--presets", "tiny", "--rate-preset", "tiny", "--rate-images", "1",
-                       "--crop", "128", "--out", str(tmp_path)]) == 0
+                       "--crop", "128", "--train-steps", "2", "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "context.json").read_text())
     row = rep["decode"][0]
     assert row["wavefront_steps"] == 3 * (32 - 1) + 32 and row["serial_steps"] == 32 * 32
+    rates = rep["rate_cost"]
+    assert [r["train_steps"] for r in rates] == [0, 2]
+    assert all(r["int_bits"] > 0 and r["float_bits"] > 0 for r in rates)
+    assert rates[0]["int_bits"] != rates[1]["int_bits"]  # the quick training changed the model
     assert (tmp_path / "context.md").read_text().startswith("# Context model benchmark")

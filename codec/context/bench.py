@@ -100,10 +100,38 @@ def bench_decode(preset: str, x, serial: bool) -> dict:
     return row
 
 
-def rate_cost(preset: str, xs: dict) -> list[dict]:
+def quick_train(model, xs: dict, steps: int, crop: int = 64, lam: float = 0.01) -> float:
+    """A few Adam steps of rate + lam * 255^2 * MSE on random crops of ``xs`` (so the rate
+    cost is measured on a model whose context model has learned something); final loss."""
+    g = torch.Generator().manual_seed(0)
+    images = list(xs.values())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        batch = []
+        for _ in range(4):
+            x = images[int(torch.randint(len(images), (1,), generator=g))]
+            i = int(torch.randint(x.shape[2] - crop + 1, (1,), generator=g))
+            j = int(torch.randint(x.shape[3] - crop + 1, (1,), generator=g))
+            batch.append(x[0, :, i:i + crop, j:j + crop])
+        x = torch.stack(batch)
+        out = model(x, delta=1.0)
+        rate = sum(b.sum() for b in out["bits"].values()) / (x.shape[0] * crop * crop)
+        loss = rate + lam * 255**2 * torch.mean((out["x_hat"] - x) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return float(loss)
+
+
+def rate_cost(preset: str, xs: dict, train_steps: int = 0) -> list[dict]:
     """Integer path (hyper decoder + context step) vs its float64 twin on the same model and
     latents: likelihood estimates in bits with the same coder grids."""
     model = _model(preset)
+    if train_steps:
+        quick_train(model, xs, train_steps)
     grid = ParamGrid.from_entropy()
     rows = []
     for image_id, x in xs.items():
@@ -118,7 +146,8 @@ def rate_cost(preset: str, xs: dict) -> list[dict]:
             _, k, idx = run_schedule(sw, grid, psi, shape, 1.0, sched,
                                      quantizer_source(y[0], grid, 1.0))
             bits[kind] = estimate_bits(*ordered_symbols(k, idx, sched))
-        rows.append({"preset": preset, "image": image_id, "int_bits": round(bits["int"], 1),
+        rows.append({"preset": preset, "train_steps": train_steps, "image": image_id,
+                     "int_bits": round(bits["int"], 1),
                      "float_bits": round(bits["float"], 1),
                      "cost_percent": round(100 * (bits["int"] / bits["float"] - 1), 4)})
     return rows
@@ -140,6 +169,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--crop", type=int, default=None, help="centre crop (pixels) for quick runs")
     ap.add_argument("--rate-preset", default="small")
+    ap.add_argument("--train-steps", type=int, default=0,
+                    help="also measure the rate cost after this many quick training steps")
     ap.add_argument("--out", default=None, help="folder for context.md/.json (runs/bench)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -148,6 +179,9 @@ def main(argv=None) -> int:
     decode_rows = [bench_decode(p, x, not args.no_serial) for p in args.presets.split(",")]
     rate_ids = sorted(recs)[:args.rate_images]
     rate_rows = rate_cost(args.rate_preset, {i: _image(i, args.crop)[0] for i in rate_ids})
+    if args.train_steps:
+        rate_rows += rate_cost(args.rate_preset, {i: _image(i, args.crop)[0] for i in rate_ids},
+                               args.train_steps)
     report = {"load_average_1min": load, "threads": args.threads, "image": args.image,
               "model": "hific, random weights (seed 0)", "decode": decode_rows,
               "rate_cost": rate_rows}
@@ -157,7 +191,7 @@ def main(argv=None) -> int:
           f"hific with random weights (seed 0), {args.threads} thread(s), load average "
           f"{load:.1f} at the start (shared CPU).\n\n## Latent decoding: wavefront vs serial\n\n"
           f"{_table(decode_rows)}\n\n## Rate cost of the integer conversion ("
-          f"{args.rate_preset} preset, untrained)\n\n{_table(rate_rows)}\n")
+          f"{args.rate_preset} preset; train_steps 0 = untrained)\n\n{_table(rate_rows)}\n")
     out = Path(args.out) if args.out else runs_dir() / "bench"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "context.md", md)
