@@ -15,16 +15,44 @@
 namespace plic {
 namespace {
 
-// y = [residual +] act(clamp(rshift_round(W x + b)))
-inline void layer(const LayerDesc& L, const int64_t* x, int64_t* y, const int64_t* residual,
-                  int wb, int64_t limit) {
-  for (int64_t o = 0; o < L.out; ++o) {
-    const int64_t* wr = L.w + o * L.in;
-    uint64_t acc = static_cast<uint64_t>(L.b[o]);
-    for (int64_t k = 0; k < L.in; ++k) {
-      acc += static_cast<uint64_t>(x[k]) * static_cast<uint64_t>(wr[k]);
+// AVX2 clone picked at load time where the CPU has it (GCC function multiversioning): the
+// uint64 multiply-adds vectorise there; the default clone runs anywhere.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PLIC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PLIC_CLONES
+#endif
+
+// y = [residual +] act(clamp(rshift_round(W x + b))); four output rows at a time, so each
+// input is loaded once per four multiply-adds
+PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_t* y,
+                       const int64_t* residual, int wb, int64_t limit) {
+  const int64_t n = L.in;
+  const uint64_t* xu = reinterpret_cast<const uint64_t*>(x);
+  int64_t o = 0;
+  for (; o + 4 <= L.out; o += 4) {
+    const uint64_t* w0 = reinterpret_cast<const uint64_t*>(L.w + o * n);
+    const uint64_t *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const uint64_t v = xu[k];
+      a0 += v * w0[k];
+      a1 += v * w1[k];
+      a2 += v * w2[k];
+      a3 += v * w3[k];
     }
-    int64_t v = linear_out(static_cast<int64_t>(acc), wb, limit);
+    const uint64_t acc[4] = {a0, a1, a2, a3};
+    for (int q = 0; q < 4; ++q) {
+      int64_t v = linear_out(wadd(static_cast<int64_t>(acc[q]), L.b[o + q]), wb, limit);
+      if (L.slope != nullptr) v = prelu(v, L.slope[o + q], wb);
+      y[o + q] = residual != nullptr ? wadd(residual[o + q], v) : v;
+    }
+  }
+  for (; o < L.out; ++o) {
+    const uint64_t* wr = reinterpret_cast<const uint64_t*>(L.w + o * n);
+    uint64_t acc = 0;
+    for (int64_t k = 0; k < n; ++k) acc += xu[k] * wr[k];
+    int64_t v = linear_out(wadd(static_cast<int64_t>(acc), L.b[o]), wb, limit);
     if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
     y[o] = residual != nullptr ? wadd(residual[o], v) : v;
   }
