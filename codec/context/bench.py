@@ -123,7 +123,7 @@ def quick_train(model, xs: dict, steps: int, crop: int = 64, lam: float = 0.01) 
         loss.backward()
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def rate_cost(preset: str, xs: dict, train_steps: int = 0) -> list[dict]:
