@@ -248,6 +248,10 @@ def test_resume_refuses_a_changed_config_and_a_fresh_start_refuses_a_used_dir(tm
     with pytest.raises(ValueError, match="lr"):
         train(tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=2, resume=True,
                    lr=0.5), progress=False)
+    # a run saved before an option existed resumes: the missing option had its default
+    st = load_training_state(tmp_path / "run" / "train_state.pt")
+    del st["config"]["delta_range"]
+    torch.save(st, tmp_path / "run" / "train_state.pt")
     # --resume is idempotent: it finishes the run, then a finished run does nothing
     done = tiny(tmp_path, model="bmshj2018-factorized", loss="mse", steps=2, resume=True)
     assert train(done, progress=False)["step"] == 2
