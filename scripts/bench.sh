@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mkdir -p runs/bench
-for mod in codec.bench distortions.bench perceptual_metric.bench mturk.bench codec.train_bench; do
+for mod in codec.bench codec.context.bench codec.decode_bench distortions.bench perceptual_metric.bench mturk.bench codec.train_bench; do
   file="${mod//.//}.py"
   if [ -f "$file" ]; then
     printf '\n== %s\n' "$mod"
