@@ -88,3 +88,39 @@ def test_cli_writes_tables_and_refuses_bad_input(tmp_path, model, capsys):
     assert "missing.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         rd.main([str(ckpt), "--bin-widths", "1,-2"])
+
+
+def test_ship_adds_the_reproducing_command_and_keeps_the_weights(tmp_path):
+    from codec.checkpoint import load_checkpoint
+    from codec.train import ship
+    from codec.train.config import TrainConfig
+    from codec.train.loop import train
+
+    run = tmp_path / "run"
+    cfg = TrainConfig(model="bmshj2018-hyperprior", preset="tiny", steps=3, batch_size=1,
+                      crop=64, workers=0, threads=1, val_images=1, val_crop=64, out=str(run),
+                      delta_range=(0.5, 2.0), model_config="N=6,M=10", lr=2e-3)
+    train(cfg, progress=False)
+    res = ship.ship(run, tmp_path / "out" / "m.pt", max_mb=5)
+    a = load_checkpoint(run / "last.pt", kind="codec")
+    b = load_checkpoint(tmp_path / "out" / "m.pt", kind="codec")
+    assert a["config"] == b["config"] and all(torch.equal(a["state_dict"][k], b["state_dict"][k])
+                                              for k in a["state_dict"])
+    cmd = b["provenance"]["command"]
+    for part in ("--model bmshj2018-hyperprior", "--preset tiny", "--steps 3",
+                 "--delta-range 0.5 2", "--model-config N=6,M=10", "--lr 0.002"):
+        assert part in cmd, cmd
+    assert "--out" not in cmd and "--resume" not in cmd
+    assert b["provenance"]["steps"] == 3 and b["provenance"]["train_seconds"] > 0
+    assert b["provenance"]["git_commit"] == a["provenance"]["git_commit"]
+    assert res["size_mb"] < 5
+    # the command reproduces the configuration it came from
+    from codec.train.cli import build_parser
+
+    args = build_parser().parse_args(cmd.split()[3:] + ["--out", str(run)])
+    again = TrainConfig(**vars(args)).resolved()
+    assert again.to_dict() == TrainConfig.from_dict(a["provenance"]["train_config"]).to_dict()
+    with pytest.raises(ValueError, match="max-mb"):
+        ship.ship(run, tmp_path / "big.pt", max_mb=1e-4)
+    assert not (tmp_path / "big.pt").exists()
+    assert ship.main([str(tmp_path / "nowhere"), str(tmp_path / "x.pt")]) == 2
