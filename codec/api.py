@@ -34,6 +34,7 @@ from .coding import (
     encode_stage,
     latent_coder,
 )
+from .entropy import MIN_SYMBOL_BITS
 from .image_io import check_rgb_uint8
 from .models import build
 from .quality import bpp as bits_per_pixel
@@ -261,6 +262,7 @@ def decode(data: bytes, model) -> DecodeResult:
     if len(sections) != len(shapes) + 1:
         raise bs.BitstreamError(f"bitstream has {len(sections)} sections, model "
                                 f"{model.name!r} needs {len(shapes) + 1}")
+    _check_stage_lengths(sections, shapes)
     try:
         with _exact_mode():
             with _param_path():
@@ -274,6 +276,19 @@ def decode(data: bytes, model) -> DecodeResult:
     image = img.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return DecodeResult(image, bits_per_pixel(len(data), header.height, header.width),
                         sum(c.est_bits for c in codes), header.delta, time.perf_counter() - t0)
+
+
+def _check_stage_lengths(sections: list[bytes], shapes: list[tuple[int, ...]]) -> None:
+    """Refuse a stream too short for the symbols its header claims, before allocating them
+    (a forged size would otherwise cost gigabytes and minutes). Each stage holds at least
+    ``MIN_SYMBOL_BITS`` per symbol; half of that, less the ANS state, is the floor checked."""
+    for j, shape in enumerate(reversed(shapes)):  # sections: top stage first
+        n = math.prod(shape)
+        floor = int(n * MIN_SYMBOL_BITS * 0.5 / 8) - 8
+        if len(sections[j]) < floor:
+            raise bs.BitstreamError(
+                f"corrupt bitstream: stage {j} holds {len(sections[j])} bytes, too few for the "
+                f"{n} symbols the header's image size implies")
 
 
 def _decode_stages(model, header, sections, shapes, orders) -> list[StageCode]:

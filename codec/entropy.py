@@ -38,6 +38,10 @@ LIKELIHOOD_MIN = 1e-9     # floor of the training likelihood (keeps log finite)
 
 _LOG_STEP = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
 SCALE_TABLE = np.exp(math.log(SCALE_MIN) + _LOG_STEP * np.arange(SCALE_LEVELS, dtype=np.float64))
+# The cheapest a coded symbol can be: k = 0 under the narrowest table scale (about 0.0154 bits).
+# A stream claiming n symbols in fewer than about n x this many bits cannot be genuine; the
+# decoder uses it to refuse forged sizes before allocating anything.
+MIN_SYMBOL_BITS = -math.log2(1 - math.exp(-0.5 / SCALE_MIN))
 
 
 def as_delta(delta, n: int, ref: torch.Tensor) -> torch.Tensor:

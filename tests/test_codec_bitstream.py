@@ -150,3 +150,20 @@ def test_weights_hash_follows_in_place_updates():
         next(m.parameters()).add_(1e-3)  # what an optimiser step does
     assert bitstream.model_hash(m) != h0
     assert bitstream.model_hash(m) == bitstream.weights_hash(m.state_dict())
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_forged_image_size_is_refused_before_decoding(name):
+    """The cheapest stream a model makes (flat image, huge bin width) still decodes, and the
+    same sections under a header claiming a far larger image are refused up front (no
+    gigabytes of symbols decoded from a few bytes)."""
+    torch.manual_seed(0)
+    m = models.build(name, "tiny").eval()
+    flat = np.full((128, 128, 3), 128, np.uint8)
+    data = api.compress(flat, m, bin_width=2.0**12)
+    assert api.decompress(data, m).shape == flat.shape
+    header, sections = unpack(data)
+    huge = Header(header.model_name, header.weights_hash, 8192, 8192, header.delta,
+                  header.coding_order)
+    with pytest.raises(BitstreamError, match="too few for the"):
+        api.decompress(pack(huge, sections), m)

@@ -18,10 +18,14 @@ def test_registry_builds_exactly_each_class():
     expected = {"hific": Hific, "bmshj2018-factorized": Bmshj2018Factorized,
                 "bmshj2018-hyperprior": Bmshj2018Hyperprior}
     for name, cls in expected.items():
-        assert name in models.names()
+        assert name in models.names() and models.model_class(name) is cls
+    classes = [models.model_class(n) for n in models.names()]
+    assert len(set(classes)) == len(classes)  # one class per name, no aliases
+    for name in models.names():  # the built-in ones and any a module registers (mbt2018)
         m = models.build(name, "tiny")
-        assert type(m) is cls and m.name == name
+        assert type(m) is models.model_class(name) and m.name == name
         assert set(models.presets(name)) >= {"paper", "small", "tiny"}
+        assert m.config["preset"] == "tiny"
 
 
 def test_config_rebuilds_the_same_model():
