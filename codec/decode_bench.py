@@ -32,17 +32,18 @@ import torch
 from . import api, kernels, models
 from .coding import latent_coder
 from .context import wavefront
-from .context.step import context_step as reference_step
+from .context.wavefront import step_params as reference_params
 from .datasets import resolve_data
 from .fsio import atomic_write_text
 from .image_io import center_crop, read_image
 from .paths import runs_dir
 
 
-def _decode_with(model, data: bytes, step, serial: bool, sync=None) -> dict:
-    """api.decode with the latent coder's step swapped for ``step``; times both levels."""
+def _decode_with(model, data: bytes, params, serial: bool, sync=None) -> dict:
+    """api.decode with the latent coder's per-step parameter function swapped for ``params``
+    (``wavefront.step_params``' signature); times both levels."""
     coder = latent_coder("wavefront")
-    inner, old_serial, old_step = coder.decode, coder.serial, wavefront.context_step
+    inner, old_serial, old_params = coder.decode, coder.serial, wavefront.step_params
     stage = {}
 
     def timed(*args, **kw):
@@ -54,14 +55,14 @@ def _decode_with(model, data: bytes, step, serial: bool, sync=None) -> dict:
         stage["y"] = out.v_hat
         return out
 
-    coder.decode, coder.serial, wavefront.context_step = timed, serial, step
+    coder.decode, coder.serial, wavefront.step_params = timed, serial, params
     try:
         t0 = time.perf_counter()
         res = api.decode(data, model)
         total = time.perf_counter() - t0
     finally:
         del coder.decode  # the instance attribute; the class method shows again
-        coder.serial, wavefront.context_step = old_serial, old_step
+        coder.serial, wavefront.step_params = old_serial, old_params
     return {"latent_s": stage["s"], "decode_s": total, "y": stage["y"], "image": res.image}
 
 
@@ -72,16 +73,16 @@ def bench_preset(image: np.ndarray, preset: str, kinds: list[str]) -> list[dict]
     rows, ref = [], None
     for kind in kinds:
         if kind == "serial reference":
-            out = _decode_with(model, enc.data, reference_step, serial=True)
+            out = _decode_with(model, enc.data, reference_params, serial=True)
         elif kind == "wavefront pytorch":
-            out = _decode_with(model, enc.data, reference_step, serial=False)
+            out = _decode_with(model, enc.data, reference_params, serial=False)
         elif kind == "wavefront c++":
             mod = kernels.load("cpu")
             if mod is None:
                 print(f"skipping {kind}: {kernels.error('cpu')}")
                 continue
-            step = functools.partial(kernels.compiled_step, mod)
-            out = _decode_with(model, enc.data, step, serial=False)
+            params = functools.partial(kernels.compiled_params, mod)
+            out = _decode_with(model, enc.data, params, serial=False)
         else:
             raise ValueError(kind)
         if ref is None:

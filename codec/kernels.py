@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from .context.intmath import ACT_LIMIT, WEIGHT_BITS
-from .context.step import StepWeights
+from .context.intmath import ACT_BITS, ACT_LIMIT, WEIGHT_BITS
+from .context.step import ParamGrid, StepWeights, discretize_fixed, scale_constants
 from .context.step import context_step as reference_step
+from .context.wavefront import step_params as reference_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
@@ -122,6 +123,33 @@ def compiled_step(mod, sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tens
         sw.n_blocks, [c(w) for w, _ in sw.layers], [c(b) for _, b in sw.layers],
         [c(s) for s in sw.slopes], WEIGHT_BITS, ACT_LIMIT)
     return means, log_scales
+
+
+def compiled_params(mod, sw: StepWeights, grid: ParamGrid, delta: float,
+                    y_hat_pad: torch.Tensor, psi: torch.Tensor, rows: torch.Tensor,
+                    cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``discretize_fixed(*compiled_step(...), grid, delta)`` in one call of a built extension
+    that has ``context_params`` (the CPU one): (m, idx), each (P, C) int64."""
+    if not hasattr(mod, "context_params"):
+        return discretize_fixed(*compiled_step(mod, sw, y_hat_pad, psi, rows, cols), grid, delta)
+    offset, inv_step = scale_constants(grid, float(delta))
+    c = lambda t: t.contiguous()  # noqa: E731
+    m, idx = mod.context_params(
+        c(y_hat_pad), c(psi), c(rows), c(cols), c(sw.offsets), sw.kernel, sw.channels,
+        sw.n_blocks, [c(w) for w, _ in sw.layers], [c(b) for _, b in sw.layers],
+        [c(s) for s in sw.slopes], WEIGHT_BITS, ACT_LIMIT, ACT_BITS - grid.mean_bits, offset,
+        inv_step, ACT_BITS + WEIGHT_BITS, grid.levels)
+    return m, idx
+
+
+def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch.Tensor,
+                psi: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``codec.context.wavefront.step_params`` on the fastest available implementation."""
+    kind = backend(sw, y_hat_pad.device)
+    if kind == "reference":
+        return reference_params(sw, grid, delta, y_hat_pad, psi, rows, cols)
+    return compiled_params(_loaded[kind], sw, grid, delta, y_hat_pad, psi, rows, cols)
 
 
 def context_step(sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tensor,

@@ -124,9 +124,43 @@ std::vector<at::Tensor> context_step_cpu(at::Tensor y_pad, at::Tensor psi, at::T
   return {out.narrow(1, 0, channels), out.narrow(1, channels, channels)};
 }
 
+// context_step followed by step.py's discretize_fixed, in one call (the decoder's hot loop
+// makes one call per wavefront step): (m, idx), each (P, C) int64.
+//   m = rshift_round(means, mean_shift)
+//   idx = clamp(rshift_round((log_scales - offset) * inv_step, idx_shift), 0, levels - 1)
+std::vector<at::Tensor> context_params_cpu(at::Tensor y_pad, at::Tensor psi, at::Tensor rows,
+                                           at::Tensor cols, at::Tensor offsets, int64_t kernel,
+                                           int64_t channels, int64_t n_blocks,
+                                           std::vector<at::Tensor> weights,
+                                           std::vector<at::Tensor> biases,
+                                           std::vector<at::Tensor> slopes, int64_t weight_bits,
+                                           int64_t act_limit, int64_t mean_shift,
+                                           int64_t offset, int64_t inv_step, int64_t idx_shift,
+                                           int64_t levels) {
+  TORCH_CHECK(mean_shift >= 0 && mean_shift < 63 && idx_shift >= 0 && idx_shift < 63,
+              "shifts must be in 0..62");
+  TORCH_CHECK(levels >= 1, "levels must be positive");
+  std::vector<at::Tensor> out = context_step_cpu(y_pad, psi, rows, cols, offsets, kernel,
+                                                 channels, n_blocks, weights, biases, slopes,
+                                                 weight_bits, act_limit);
+  at::Tensor m = out[0].contiguous(), idx = out[1].contiguous();
+  int64_t* mp = m.data_ptr<int64_t>();
+  int64_t* ip = idx.data_ptr<int64_t>();
+  const int64_t n = m.numel(), neg = -offset;
+  const int ms = static_cast<int>(mean_shift), is = static_cast<int>(idx_shift);
+  for (int64_t e = 0; e < n; ++e) {
+    mp[e] = rshift_round(mp[e], ms);
+    const int64_t v = rshift_round(wmul(wadd(ip[e], neg), inv_step), is);
+    ip[e] = v < 0 ? 0 : (v > levels - 1 ? levels - 1 : v);
+  }
+  return {m, idx};
+}
+
 }  // namespace plic
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "plic: integer context step (CPU), twin of codec.context.step.context_step";
   m.def("context_step", &plic::context_step_cpu, "integer context step at P positions (CPU)");
+  m.def("context_params", &plic::context_params_cpu,
+        "integer context step and discretisation at P positions (CPU): (m, idx)");
 }

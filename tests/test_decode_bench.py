@@ -35,14 +35,17 @@ def test_decode_bench_refuses_a_bad_crop(tmp_path):
 
 
 def test_a_decoder_that_differs_fails_the_benchmark(monkeypatch):
-    def wrong_step(sw, y_hat_pad, psi, rows, cols):
-        means, log_scales = decode_bench.reference_step(sw, y_hat_pad, psi, rows, cols)
-        return means + 1, log_scales
+    def wrong_params(sw, grid, delta, y_hat_pad, psi, rows, cols):
+        """Off by one mean step at the last position only (no later context sees it, so the
+        stream still decodes, to other latents)."""
+        m, idx = decode_bench.reference_params(sw, grid, delta, y_hat_pad, psi, rows, cols)
+        last = (rows == psi.shape[1] - 1) & (cols == psi.shape[2] - 1)
+        return m + last[:, None].long(), idx
 
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     monkeypatch.setattr(decode_bench.kernels, "load", lambda kind: object())
-    monkeypatch.setattr(decode_bench.kernels, "compiled_step",
-                        lambda mod, *args: wrong_step(*args))
+    monkeypatch.setattr(decode_bench.kernels, "compiled_params",
+                        lambda mod, *args: wrong_params(*args))
     with pytest.raises(AssertionError, match="differ"):
         decode_bench.bench_preset(image, "small", ["wavefront pytorch", "wavefront c++"])
 

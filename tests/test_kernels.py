@@ -20,7 +20,13 @@ from codec import kernels
 from codec.coding import EscapeReader, EscapeWriter, encode_symbols
 from codec.context.intmath import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, to_fixed
 from codec.context.masked import ContextModel
-from codec.context.step import ParamGrid, context_step, pad_latent, step_weights
+from codec.context.step import (
+    ParamGrid,
+    context_step,
+    discretize_fixed,
+    pad_latent,
+    step_weights,
+)
 from codec.context.wavefront import (
     StreamSource,
     ordered_symbols,
@@ -124,6 +130,27 @@ def test_cpu_kernel_equals_reference_on_raw_integers(cpu_ext, wmax):
     _assert_same(kernels.compiled_step(cpu_ext, sw, y_pad, psi, rows, cols), ref)
 
 
+@pytest.mark.parametrize("delta", [1.0, 0.37, 1e-6, 5000.0])
+@pytest.mark.parametrize("c,ch,h,w,kernel,blocks", SHAPES[:3])
+def test_fused_params_equal_step_then_discretize(cpu_ext, c, ch, h, w, kernel, blocks, delta):
+    """context_params = discretize_fixed(context_step): mean rounding, scale index clamped at
+    both ends (tiny and huge delta), on real steps and on raw integers that wrap."""
+    sw = step_weights(_model(c, ch, kernel, blocks, seed=h + w))
+    y_pad, psi = _latents(c, ch, h, w, kernel, seed=blocks + 7)
+    cases = [(sw, y_pad, psi, rows, cols) for rows, cols in _position_sets(h, w, kernel)]
+    raw = _random_int_weights(c, ch, kernel, blocks, seed=c, wmax=1 << 18)
+    rows, cols = schedule_order(wavefront_schedule(h, w, kernel))
+    cases.append((raw, y_pad, psi, rows, cols))
+    seen = set()
+    for sw_, y_, psi_, rows, cols in cases:
+        ref = discretize_fixed(*context_step(sw_, y_, psi_, rows, cols), GRID, delta)
+        got = kernels.compiled_params(cpu_ext, sw_, GRID, delta, y_, psi_, rows, cols)
+        _assert_same(got, ref)
+        seen.update(ref[1].unique().tolist())
+    if delta in (1e-6, 5000.0):  # the clamp was exercised
+        assert {0, GRID.levels - 1} & seen
+
+
 def test_cpu_kernel_rejects_bad_input(cpu_ext):
     c, ch, h, w, kernel = 3, 4, 5, 6, 5
     sw = step_weights(_model(c, ch, kernel, 1, seed=0))
@@ -191,8 +218,10 @@ def test_build_cache_is_reused_by_a_new_process(cpu_ext):
     assert os.stat(so).st_mtime_ns == before  # not rebuilt
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("scale,delta", [(3.0, 1.0), (0.3, 0.5), (2000.0, 1.0)])
-def test_reference_encode_kernel_decode_identical_latents(cpu_ext, monkeypatch, scale, delta):
+def test_reference_encode_kernel_decode_identical_latents(cpu_ext, monkeypatch, scale, delta,
+                                                          fused):
     c, ch, h, w, kernel = 6, 8, 9, 13, 5
     model = _model(c, ch, kernel, 1, seed=11)
     sw = step_weights(model)
@@ -200,7 +229,9 @@ def test_reference_encode_kernel_decode_identical_latents(cpu_ext, monkeypatch, 
     y = torch.randn(c, h, w, generator=g) * scale
     psi = to_fixed(torch.randn(ch, h, w, generator=g), ACT_BITS)
     sched = wavefront_schedule(h, w, kernel)
-    assert wavefront.context_step is context_step  # the encoder runs the reference
+    # the encoder runs the reference
+    assert wavefront.context_step is context_step
+    assert wavefront.step_params is kernels.reference_params
     y_enc, k, idx = run_schedule(sw, GRID, psi, (c, h, w), delta, sched,
                                  quantizer_source(y, GRID, delta))
     ks, ids = ordered_symbols(k, idx, sched)
@@ -213,7 +244,14 @@ def test_reference_encode_kernel_decode_identical_latents(cpu_ext, monkeypatch, 
         calls.append(1)
         return kernels.compiled_step(cpu_ext, *args)
 
-    monkeypatch.setattr(wavefront, "context_step", kernel_step)
+    def kernel_params(*args):
+        calls.append(1)
+        return kernels.compiled_params(cpu_ext, *args)
+
+    if fused:  # the decoder's hot loop: step and discretisation in one kernel call
+        monkeypatch.setattr(wavefront, "step_params", kernel_params)
+    else:
+        monkeypatch.setattr(wavefront, "context_step", kernel_step)
     src = StreamSource(data, EscapeReader(bytes(esc.buf)))
     y_dec, k_dec, idx_dec = run_schedule(sw, GRID, psi, (c, h, w), delta, sched, src)
     src.finish()

@@ -174,7 +174,7 @@ def delta_times(k: torch.Tensor, delta: float) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _scale_constants(grid: ParamGrid, delta: float) -> tuple[int, int]:
+def scale_constants(grid: ParamGrid, delta: float) -> tuple[int, int]:
     """(log(delta) + log_min at ACT_BITS, 1 / log_step at WEIGHT_BITS) as Python ints."""
     return (round((math.log(delta) + grid.log_min) * 2**ACT_BITS),
             round(2**WEIGHT_BITS / grid.log_step))
@@ -187,7 +187,7 @@ def discretize_fixed(means_fx: torch.Tensor, log_scales_fx: torch.Tensor, grid: 
     idx = round((log_scale - log(delta) - log_min) / log_step): the offset and 1 / log_step are
     two scalars rounded to fixed point once (from the same doubles on both sides)."""
     m = rshift_round(means_fx, ACT_BITS - grid.mean_bits)
-    offset, inv_step = _scale_constants(grid, float(delta))
+    offset, inv_step = scale_constants(grid, float(delta))
     idx = rshift_round((log_scales_fx - offset) * inv_step, ACT_BITS + WEIGHT_BITS)
     return m, idx.clamp(0, grid.levels - 1)
 

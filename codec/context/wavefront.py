@@ -65,10 +65,22 @@ SymbolSource = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
                         torch.Tensor]
 
 
+def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch.Tensor,
+                psi: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coder's integers (mean grid index m, scale index), each (P, C) int64, at the
+    positions: ``context_step`` then the discretisation (``codec.kernels.compiled_params``
+    does both in one kernel call)."""
+    means, log_scales = context_step(sw, y_hat_pad, psi, rows, cols)
+    if sw.integer:
+        return discretize_fixed(means, log_scales, grid, delta)
+    return discretize_float(means, log_scales, grid, delta)
+
+
 def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tuple, delta: float,
                  schedule: Schedule, symbols: SymbolSource
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Walk ``schedule``: parameters by ``context_step``, symbols from ``symbols``, then write
+    """Walk ``schedule``: parameters by ``step_params``, symbols from ``symbols``, then write
     y_hat = means_q + k * delta into the window buffer. Returns (y_hat (C, H, W), k, idx) with
     k and idx (C, H, W) int64. Integer weights: y_hat is int64 at ACT_BITS, exact."""
     c, h, w = shape
@@ -78,13 +90,11 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
     y_pad = pad_latent(torch.zeros((c, h, w), dtype=dtype, device=psi.device), sw.kernel)
     k_all = torch.zeros((c, h, w), dtype=torch.int64, device=psi.device)
     idx_all = torch.zeros_like(k_all)
+    on_device = not schedule or schedule[0][0].device == psi.device
     for t, (rows, cols) in enumerate(schedule):
-        rows, cols = rows.to(psi.device), cols.to(psi.device)
-        means, log_scales = context_step(sw, y_pad, psi, rows, cols)
-        if integer:
-            m, idx = discretize_fixed(means, log_scales, grid, delta)
-        else:
-            m, idx = discretize_float(means, log_scales, grid, delta)
+        if not on_device:
+            rows, cols = rows.to(psi.device), cols.to(psi.device)
+        m, idx = step_params(sw, grid, delta, y_pad, psi, rows, cols)
         k = symbols(t, rows, cols, m, idx)
         if integer:
             v = (m << (ACT_BITS - grid.mean_bits)) + delta_times(k, delta)
