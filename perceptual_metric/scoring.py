@@ -81,14 +81,14 @@ def metric_distances(metric: torch.nn.Module, ds: TripletDataset, indices: Seque
     for s in tqdm(range(0, len(indices), batch_size), desc=desc, leave=False,
                   disable=len(indices) < 200):
         items = [ds[i] for i in indices[s:s + batch_size]]
-        if ds.patch_size is None:  # whole images may differ in size between trials
-            for ref, a, b, *_ in items:
-                ref, a, b = ref[None].to(dev), a[None].to(dev), b[None].to(dev)
-                d_a.append(metric(ref, a))
-                d_b.append(metric(ref, b))
-            continue
-        ref, a, b = (torch.stack([it[k] for it in items]).to(dev) for k in range(3))
-        d_a.append(metric(ref, a))
-        d_b.append(metric(ref, b))
+        groups = [items] if ds.patch_size is not None else [[it] for it in items]
+        for group in groups:  # whole images may differ in size between trials
+            ref, a, b = (torch.stack([it[k] for it in group]).to(dev) for k in range(3))
+            if hasattr(metric, "pair_distances"):  # one trunk pass over the reference
+                da, db = metric.pair_distances(ref, a, b)
+            else:
+                da, db = metric(ref, a), metric(ref, b)
+            d_a.append(da)
+            d_b.append(db)
     return (torch.cat(d_a).cpu().numpy().astype(np.float64),
             torch.cat(d_b).cpu().numpy().astype(np.float64))
