@@ -23,7 +23,7 @@ from codec.paths import runs_dir
 
 from .backends import ALL_CODECS, DEFAULT_CODECS, BackendOptions
 from .backends.hevc import X265_PRESETS
-from .checkpoints import LEARNED_PREFIX, CheckpointChoiceError, choose_learned
+from .checkpoints import LEARNED_PREFIX, CheckpointChoiceError, choose_learned, select_codecs
 from .run import DEFAULT_TARGETS, RunConfig, run
 
 
@@ -44,27 +44,6 @@ def _codecs(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"unknown codec(s) {bad}; choose from "
                                          f"{', '.join(ALL_CODECS)} or learned-NAME")
     return names
-
-
-def select_codecs(requested: tuple[str, ...] | None, learned: dict[str, str]
-                  ) -> tuple[tuple[str, ...], list[str]]:
-    """(codec names to run, errors). ``requested`` None: the defaults plus every learned codec;
-    ``learned`` in it stands for all learned codecs, ``learned-NAME`` for one."""
-    if requested is None:
-        return DEFAULT_CODECS + tuple(learned), []
-    out, errors = [], []
-    for name in requested:
-        if name == "learned":
-            if not learned:
-                errors.append("learned: no codec checkpoint found; pass --checkpoint PATH or "
-                              "put one in checkpoints/")
-            out += list(learned)
-        elif name.startswith(LEARNED_PREFIX) and name not in learned:
-            errors.append(f"{name}: no such learned codec (have: "
-                          f"{', '.join(learned) or 'none'}); pass --checkpoint NAME=PATH")
-        else:
-            out.append(name)
-    return tuple(dict.fromkeys(out)), errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointChoiceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    codecs, choice_errors = select_codecs(args.codecs, learned.codecs)
+    codecs, choice_errors = select_codecs(args.codecs, learned.codecs, DEFAULT_CODECS)
     if args.codecs is None or any(c.startswith("learned") for c in args.codecs):
         print(learned.summary())
         for line in learned.skipped:

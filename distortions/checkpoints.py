@@ -93,3 +93,24 @@ def choose_learned(specs: list[str] | None, folder: str | Path | None = None) ->
                 f"{path}); label them: --checkpoint NAME=PATH")
         choice.codecs[name] = str(path)
     return choice
+
+
+def select_codecs(requested: tuple[str, ...] | None, learned: dict[str, str],
+                  defaults: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """(codec names to run, errors). ``requested`` None: ``defaults`` plus every learned codec;
+    ``learned`` in it stands for all learned codecs, ``learned-NAME`` for one."""
+    if requested is None:
+        return tuple(defaults) + tuple(learned), []
+    out, errors = [], []
+    for name in requested:
+        if name == "learned":
+            if not learned:
+                errors.append("learned: no codec checkpoint found; pass --checkpoint PATH or "
+                              "put one in checkpoints/")
+            out += list(learned)
+        elif name.startswith(LEARNED_PREFIX) and name not in learned:
+            errors.append(f"{name}: no such learned codec (have: "
+                          f"{', '.join(learned) or 'none'}); pass --checkpoint NAME=PATH")
+        else:
+            out.append(name)
+    return tuple(dict.fromkeys(out)), errors
