@@ -3,6 +3,7 @@
     model = load("runs/codec/model.pt")
     res = encode(image, model, target_bpp=0.3)      # EncodeResult: data, bpp, est_bits, ...
     image_hat = decompress(res.data, model)
+    enc = Encoder(image, model); enc.code(0.5); enc.code(2.0)   # analysis once, many deltas
 
 ``bpp`` is always measured on the whole file (header included, ``codec.quality.bpp``);
 ``est_bits`` is the likelihood estimate from the same discretised parameters that were coded.
@@ -193,6 +194,32 @@ class _Encoder:
                             time.perf_counter() - t0)
 
 
+def _check_bin_width(bin_width: float) -> float:
+    delta = float(bin_width)
+    if not (math.isfinite(delta) and 2.0**-20 < delta < 2.0**20):
+        raise ValueError(f"bin_width {bin_width} out of range (0, 2^20)")
+    return bs.float32(delta)
+
+
+class Encoder:
+    """One image analysed once, then coded at any number of bin widths: what a rate search
+    outside this module needs (``distortions`` bisects its own way). ``code(d)`` gives exactly
+    the bytes of ``encode(image, model, bin_width=d)``; only the latent stage is re-coded."""
+
+    def __init__(self, image: np.ndarray, model):
+        check_rgb_uint8(image)
+        _coding_order(model)
+        with _exact_mode():
+            self._enc = _Encoder(image, model)
+
+    def code(self, bin_width: float) -> EncodeResult:
+        t0 = time.perf_counter()
+        with _exact_mode():
+            res = self._enc.code(_check_bin_width(bin_width))
+        res.seconds = time.perf_counter() - t0
+        return res
+
+
 def encode(image: np.ndarray, model, target_bpp: float | None = None,
            bin_width: float | None = None) -> EncodeResult:
     """Code ``image`` (uint8 H x W x 3). ``bin_width`` sets delta; ``target_bpp`` searches the
@@ -206,10 +233,7 @@ def encode(image: np.ndarray, model, target_bpp: float | None = None,
     with _exact_mode():
         enc = _Encoder(image, model)
         if target_bpp is None:
-            delta = 1.0 if bin_width is None else float(bin_width)
-            if not (math.isfinite(delta) and 2.0**-20 < delta < 2.0**20):
-                raise ValueError(f"bin_width {bin_width} out of range (0, 2^20)")
-            res = enc.code(bs.float32(delta))
+            res = enc.code(_check_bin_width(1.0 if bin_width is None else bin_width))
         else:
             res = _search(enc, float(target_bpp))
     res.seconds = time.perf_counter() - t0

@@ -159,3 +159,20 @@ def test_roundtrip_on_cuda(crop):
     out = api.decode(res.data, m)
     assert out.image.shape == crop.shape and out.est_bits == res.est_bits
     assert np.array_equal(out.image, api.decompress(res.data, m))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoder_object_codes_like_encode(name, crop):
+    """Analysis once, many bin widths: byte-identical to a fresh ``encode`` at each, in any
+    order (the cached hyper stages and escapes are not disturbed by earlier codes)."""
+    m = tiny(name)
+    enc = api.Encoder(crop, m)
+    for d in (2.0, 0.3, 2.0, 0.0625):
+        got = enc.code(d)
+        want = api.encode(crop, m, bin_width=d)
+        assert got.data == want.data and got.est_bits == want.est_bits
+        assert got.bin_width == want.bin_width == bitstream.float32(d)
+    with pytest.raises(ValueError, match="out of range"):
+        enc.code(float("nan"))
+    with pytest.raises(TypeError):
+        api.Encoder(crop.astype(np.float32), m)

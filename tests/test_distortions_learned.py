@@ -52,6 +52,13 @@ def test_round_trip_and_rate_direction(backend, sample_images):
     assert dec.shape == crop.shape and dec.dtype == crop.dtype
     assert (backend.decode(fine) == dec).all()
     assert psnr(crop, dec) > 0  # a few dozen steps buy no quality; the plumbing is the test
+    # the analysis is cached per image: the bytes are those of a fresh codec.api call, also
+    # after another image went through the same backend
+    other = center_crop(sample_images["kodim23"], 64).copy()
+    model = api.load(backend.checkpoint)
+    assert backend.encode(other, 0.5) == api.compress(other, model, bin_width=0.5)
+    assert backend.encode(crop, 0.5) == api.compress(crop, model, bin_width=0.5)
+    assert backend.encode(crop, 2.0**-4) == fine
 
 
 def test_rate_search_and_driver(backend, checkpoint, sample_images, tmp_path):

@@ -8,6 +8,7 @@ a ``dist_id``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class LearnedBackend(Backend):
                                more_bits_when="lower", integer=False, rel_tol=0.01)
         self._model = None
         self._sha = None
+        self._enc = None  # (image key, codec.api.Encoder) of the last image
         self.name = name or "learned"
         if name is None and self.checkpoint.is_file():
             self.name = f"learned-{self._model_name()}"
@@ -77,11 +79,19 @@ class LearnedBackend(Backend):
             self._sha = sha256_file(self.checkpoint)
         return f"ckpt-{self._sha[:16]}"
 
+    def _encoder(self, image: np.ndarray):
+        """codec.api's Encoder for ``image``: the analysis transform runs once per image, and
+        each bin width the rate search tries re-codes only the latent stage."""
+        key = (image.shape, hashlib.sha1(np.ascontiguousarray(image).data).hexdigest())
+        if self._enc is None or self._enc[0] != key:
+            self._enc = (key, self._api().Encoder(image, self.model()))
+        return self._enc[1]
+
     def encode(self, image: np.ndarray, param: float) -> bytes:
         if not math.isfinite(param) or param <= 0:
             raise BackendError(f"{self.name}: bin width must be positive, got {param}")
         try:
-            return self._api().compress(image, self.model(), bin_width=float(param))
+            return self._encoder(image).code(float(param)).data
         except BackendError:
             raise
         except Exception as e:  # noqa: BLE001 - reported with the codec and parameter
