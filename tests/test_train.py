@@ -373,3 +373,31 @@ def test_cli_short_run_with_a_fitted_metric_and_a_missing_one(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main(args + ["--lpips", str(bad), "--out", str(tmp_path / "y")]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def test_init_starts_from_a_checkpoint_and_ship_totals_the_chain(tmp_path):
+    from codec.fsio import sha256_file
+    from codec.train.ship import ship
+
+    kw = dict(model="bmshj2018-hyperprior", loss="mse", steps=2, val_every=2)
+    train(tiny(tmp_path, name="a", **kw), progress=False)
+    first = ship(tmp_path / "a", tmp_path / "a.pt")
+    # lr 0: Adam moves nothing, so the new run's weights are exactly the ones it started from
+    train(tiny(tmp_path, name="b", init=str(tmp_path / "a.pt"), lr=0.0, lr_prior=0.0, **kw),
+          progress=False)
+    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    prov = load_checkpoint(tmp_path / "b" / "last.pt", kind="codec")["provenance"]
+    assert prov["init_from"]["sha256"] == sha256_file(tmp_path / "a.pt")
+    second = ship(tmp_path / "b", tmp_path / "b.pt")
+    assert second["total_steps"] == 4 and first["steps"] == second["steps"] == 2
+    total = load_checkpoint(tmp_path / "b.pt")["provenance"]["total_train_seconds"]
+    assert total == pytest.approx(first["train_seconds"] + second["train_seconds"], abs=0.2)
+    with pytest.raises(ValueError, match="model-config"):
+        train(tiny(tmp_path, name="c", init=str(tmp_path / "a.pt"), model_config="M=12", **kw),
+              progress=False)
+    with pytest.raises(ValueError, match="bmshj2018-hyperprior"):
+        train(tiny(tmp_path, name="d", init=str(tmp_path / "a.pt"), loss="mse",
+                   model="bmshj2018-factorized", steps=1), progress=False)
+    with pytest.raises(FileNotFoundError):
+        train(tiny(tmp_path, name="e", init=str(tmp_path / "none.pt"), **kw), progress=False)

@@ -70,6 +70,28 @@ def load_metric(spec: str, device: str):
     return metric.to(device).eval().requires_grad_(False)
 
 
+def _load_init(model: torch.nn.Module, path: str) -> dict:
+    """Load ``path``'s weights into ``model`` (strict); what it was, for the provenance."""
+    from ..checkpoint import load_checkpoint
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--init {path!r}: no such checkpoint")
+    ck = load_checkpoint(path, kind="codec")
+    if ck["model"] != model.name:
+        raise ValueError(f"--init {path}: a {ck['model']!r} checkpoint, the run trains "
+                         f"{model.name!r}")
+    try:
+        model.load_state_dict(ck["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"--init {path}: weights do not fit the model (pass the same --preset "
+                         f"and --model-config): {str(e).splitlines()[0]}") from e
+    prov = ck["provenance"]
+    keep = ("git_commit", "steps", "step", "train_seconds", "command", "data", "track",
+            "init_from")
+    return {"path": str(path), "sha256": sha256_file(path),
+            **{k: prov[k] for k in keep if k in prov}}
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 64 + rank) % (2 ** 63)
 
@@ -110,6 +132,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
 
     torch.manual_seed(cfg.seed)  # same initial weights on every process
     model = build_model(cfg) if model is None else model
+    init_from = _load_init(model, cfg.init) if cfg.init else None
     model.to(device).train()
     stride = int(getattr(model, "stride", 1))
     if cfg.crop % stride:
@@ -171,6 +194,8 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
                   "torch_threads": torch.get_num_threads(),
                   "cpu": platform.processor() or platform.machine(),
                   "data": cfg.data, "data_split": cfg.data_split, "n_train_images": len(records)}
+    if init_from is not None:
+        provenance["init_from"] = init_from
     if full and cfg.k_perceptual > 0 and Path(cfg.lpips or "-").is_file():
         provenance["metric_sha256"] = sha256_file(cfg.lpips)
     val = {}

@@ -70,6 +70,17 @@ def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
     secs = wall_seconds(run, prov)
     if secs is not None:
         prov["train_seconds"] = round(secs, 1)
+    # a run started with --init continues another: totals over the chain
+    steps, secs_total, link = prov["steps"], prov.get("train_seconds"), prov.get("init_from")
+    while link:
+        steps += int(link.get("steps", link.get("step", 0)))
+        if secs_total is not None and link.get("train_seconds") is not None:
+            secs_total += float(link["train_seconds"])
+        link = link.get("init_from")
+    if "init_from" in prov:
+        prov["total_steps"] = steps
+        if secs_total is not None:
+            prov["total_train_seconds"] = round(secs_total, 1)
     prov["run_dir"] = str(run)
     prov["shipped_from"] = src.name
     if note:
@@ -81,9 +92,11 @@ def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
         dest.unlink()
         raise ValueError(f"{dest}: {size:.2f} MB is over --max-mb {max_mb}")
     return {"dest": str(dest), "size_mb": size, **{k: prov[k] for k in
-                                                    ("command", "steps", "git_commit")
+                                                    ("command", "steps", "total_steps",
+                                                     "git_commit")
                                                     if k in prov},
-            "train_seconds": prov.get("train_seconds")}
+            "train_seconds": prov.get("train_seconds"),
+            "total_train_seconds": prov.get("total_train_seconds")}
 
 
 def main(argv: list[str] | None = None) -> int:
