@@ -109,7 +109,8 @@ def make_views(ds: TripletDataset, idx: list[int], k: int, seed: int, flip: bool
     """Per trial of ``idx``, ``k`` (box, flip_h, flip_v) views; one whole view without patches."""
     rng = np.random.default_rng(seed)
     k = 1 if ds.patch_size is None else k
-    return [ds.views(i, k, rng, flip) for i in idx]
+    # identical views (patch-sized images) would only cost trunk passes: keep each once
+    return [list(dict.fromkeys(ds.views(i, k, rng, flip))) for i in idx]
 
 
 @torch.no_grad()
@@ -157,6 +158,7 @@ class Validator:
         self.model, self.ds, self.idx = model, ds, idx
         self.views = make_views(ds, idx, cfg.val_views, cfg.seed + 1, flip=False)
         self.p_b = np.array([ds.trials[i].p_b for i in idx])
+        self.n_views = torch.tensor([float(len(v)) for v in self.views])
         self.cached = None
         if cfg.mode == "lin" and idx:
             self.cached = view_terms(model, ds, idx, self.views, desc="validation features")
@@ -166,7 +168,8 @@ class Validator:
         terms = self.cached
         if terms is None:
             terms = view_terms(self.model, self.ds, self.idx, self.views, desc="validation")
-        d_a, d_b = view_distances(self.model, terms.to(self.model.shift.device).mean(1))
+        mean = terms.sum(1) / self.n_views.view(-1, 1, 1)  # unused view slots are zeros
+        d_a, d_b = view_distances(self.model, mean.to(self.model.shift.device))
         return torch.stack([d_a, d_b], 1).cpu().double().numpy()
 
     def score(self) -> dict:
@@ -175,14 +178,15 @@ class Validator:
         return {"val_2afc": float(s.mean()), "val_2afc_ci": [lo, hi]}
 
 
-def lin_batches(terms: torch.Tensor, p_b: torch.Tensor, n: torch.Tensor, batch_size: int,
-                gen: torch.Generator):
-    """Endless shuffled batches of (terms (B, 2, S), p_b, n), one random view per trial."""
+def lin_batches(terms: torch.Tensor, n_views: torch.Tensor, p_b: torch.Tensor, n: torch.Tensor,
+                batch_size: int, gen: torch.Generator):
+    """Endless shuffled batches of (terms (B, 2, S), p_b, n), one random view per trial (of its
+    ``n_views`` computed ones)."""
     while True:
         order = torch.randperm(len(terms), generator=gen)
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
-            v = torch.randint(terms.shape[1], (len(b),), generator=gen)
+            v = (torch.rand(len(b), generator=gen) * n_views[b]).long()
             yield terms[b, v], p_b[b], n[b]
 
 
@@ -265,8 +269,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
         terms = view_terms(model, train_ds, train_idx, views, desc="training features")
         p_b = torch.tensor([trials[i].p_b for i in train_idx], dtype=torch.float32)
         n = torch.tensor([float(trials[i].n) for i in train_idx])
-        batches = lin_batches(terms.to(cfg.device), p_b.to(cfg.device), n.to(cfg.device),
-                              cfg.batch_size, gen)
+        n_views = torch.tensor([float(len(v)) for v in views])
+        batches = lin_batches(terms, n_views, p_b, n, cfg.batch_size, gen)
     else:
         batches = crop_batches(train_ds, train_idx, cfg.batch_size, gen)
     validator = Validator(model, val_ds, val_idx, cfg)

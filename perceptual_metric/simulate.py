@@ -60,7 +60,7 @@ def distort(img: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.
     raise ValueError(f"unknown distortion {family!r}")
 
 
-def make_oracle(seed: int, net: str = "alex", sparsity: float = 0.8) -> LPIPS:
+def make_oracle(seed: int, net: str = "alex", sparsity: float = 0.9, spread: float = 3.0) -> LPIPS:
     """The hidden metric: ImageNet trunk (random if none resolves), sparse log-normal weights."""
     try:
         oracle = LPIPS.build(net, "lin", download=False)
@@ -70,7 +70,7 @@ def make_oracle(seed: int, net: str = "alex", sparsity: float = 0.8) -> LPIPS:
     g = torch.Generator().manual_seed(seed)
     ws = []
     for c in oracle.trunk.channels:  # layers weighted unevenly too: far from uniform weights
-        w = torch.exp(torch.randn(c, generator=g) + 1.5 * torch.randn(1, generator=g)) / c
+        w = torch.exp(torch.randn(c, generator=g) + spread * torch.randn(1, generator=g)) / c
         ws.append(w * (torch.rand(c, generator=g) >= sparsity))
     oracle.set_linear(ws)
     return oracle.freeze()
