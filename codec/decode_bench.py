@@ -32,18 +32,19 @@ import torch
 from . import api, kernels, models
 from .coding import latent_coder
 from .context import wavefront
-from .context.wavefront import step_params as reference_params
 from .datasets import resolve_data
 from .fsio import atomic_write_text
 from .image_io import center_crop, read_image
 from .paths import runs_dir
 
 
-def _decode_with(model, data: bytes, params, serial: bool, sync=None) -> dict:
-    """api.decode with the latent coder's per-step parameter function swapped for ``params``
-    (``wavefront.step_params``' signature); times both levels."""
+def _decode_with(model, data: bytes, hooks: dict, serial: bool, sync=None) -> dict:
+    """api.decode with the wavefront loop's per-step functions replaced by ``hooks``
+    ({name in wavefront: function}, e.g. step_params, commit_step; {} = the reference) and
+    the latent coder made serial or not; times both levels."""
     coder = latent_coder("wavefront")
-    inner, old_serial, old_params = coder.decode, coder.serial, wavefront.step_params
+    inner, old_serial = coder.decode, coder.serial
+    old_hooks = {name: getattr(wavefront, name) for name in hooks}
     stage = {}
 
     def timed(*args, **kw):
@@ -55,14 +56,18 @@ def _decode_with(model, data: bytes, params, serial: bool, sync=None) -> dict:
         stage["y"] = out.v_hat
         return out
 
-    coder.decode, coder.serial, wavefront.step_params = timed, serial, params
+    coder.decode, coder.serial = timed, serial
+    for name, fn in hooks.items():
+        setattr(wavefront, name, fn)
     try:
         t0 = time.perf_counter()
         res = api.decode(data, model)
         total = time.perf_counter() - t0
     finally:
         del coder.decode  # the instance attribute; the class method shows again
-        coder.serial, wavefront.step_params = old_serial, old_params
+        coder.serial = old_serial
+        for name, fn in old_hooks.items():
+            setattr(wavefront, name, fn)
     return {"latent_s": stage["s"], "decode_s": total, "y": stage["y"], "image": res.image}
 
 
@@ -73,16 +78,17 @@ def bench_preset(image: np.ndarray, preset: str, kinds: list[str]) -> list[dict]
     rows, ref = [], None
     for kind in kinds:
         if kind == "serial reference":
-            out = _decode_with(model, enc.data, reference_params, serial=True)
+            out = _decode_with(model, enc.data, {}, serial=True)
         elif kind == "wavefront pytorch":
-            out = _decode_with(model, enc.data, reference_params, serial=False)
+            out = _decode_with(model, enc.data, {}, serial=False)
         elif kind == "wavefront c++":
             mod = kernels.load("cpu")
             if mod is None:
                 print(f"skipping {kind}: {kernels.error('cpu')}")
                 continue
-            params = functools.partial(kernels.compiled_params, mod)
-            out = _decode_with(model, enc.data, params, serial=False)
+            hooks = {"step_params": functools.partial(kernels.compiled_params, mod),
+                     "commit_step": functools.partial(kernels.compiled_commit, mod)}
+            out = _decode_with(model, enc.data, hooks, serial=False)
         else:
             raise ValueError(kind)
         if ref is None:

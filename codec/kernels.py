@@ -22,8 +22,15 @@ from pathlib import Path
 import torch
 
 from .context.intmath import ACT_BITS, ACT_LIMIT, WEIGHT_BITS
-from .context.step import ParamGrid, StepWeights, discretize_fixed, scale_constants
+from .context.step import (
+    ParamGrid,
+    StepWeights,
+    delta_parts,
+    discretize_fixed,
+    scale_constants,
+)
 from .context.step import context_step as reference_step
+from .context.wavefront import commit_step as reference_commit
 from .context.wavefront import step_params as reference_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +147,20 @@ def compiled_params(mod, sw: StepWeights, grid: ParamGrid, delta: float,
         [c(s) for s in sw.slopes], WEIGHT_BITS, ACT_LIMIT, ACT_BITS - grid.mean_bits, offset,
         inv_step, ACT_BITS + WEIGHT_BITS, grid.levels)
     return m, idx
+
+
+def compiled_commit(mod, grid: ParamGrid, delta: float, y_pad: torch.Tensor,
+                    k_all: torch.Tensor, idx_all: torch.Tensor, rows: torch.Tensor,
+                    cols: torch.Tensor, m: torch.Tensor, k: torch.Tensor,
+                    idx: torch.Tensor) -> None:
+    """``codec.context.wavefront.commit_step`` in one call of a built extension that has
+    ``commit_step`` (the CPU one; int64 buffers); the reference otherwise."""
+    if not hasattr(mod, "commit_step") or y_pad.dtype != torch.int64:
+        return reference_commit(grid, delta, y_pad, k_all, idx_all, rows, cols, m, k, idx)
+    num, lshift = delta_parts(delta)
+    c = lambda t: t.contiguous()  # noqa: E731
+    mod.commit_step(y_pad, k_all, idx_all, c(rows), c(cols), c(m), c(k), c(idx),
+                    ACT_BITS - grid.mean_bits, num, lshift)
 
 
 def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch.Tensor,

@@ -7,6 +7,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "context_step.h"
@@ -58,14 +60,75 @@ PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_
   }
 }
 
-void step_positions(const StepDesc& d, const int64_t* y_pad, const int64_t* psi,
-                    const int64_t* rows, const int64_t* cols, int64_t* out, int64_t begin,
-                    int64_t end) {
+// The same layer when the inputs and weights fit in int32 (activations are clamped to
+// +-(2^30 - 1), weights of a trained model are far below 2^31): each product is a widening
+// 32 x 32 -> 64 bit multiply (vpmuldq under AVX2) and equals the int64 product exactly, so the
+// wrapped uint64 sums are the very same as layer()'s.
+PLIC_CLONES void layer32(const LayerDesc& L, const int32_t* __restrict__ w32,
+                         const int32_t* __restrict__ x, int64_t* y, const int64_t* residual,
+                         int wb, int64_t limit) {
+  const int64_t n = L.in;
+  int64_t o = 0;
+  for (; o + 4 <= L.out; o += 4) {
+    const int32_t* w0 = w32 + o * n;
+    const int32_t *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t v = x[k];
+      a0 += static_cast<uint64_t>(v * w0[k]);
+      a1 += static_cast<uint64_t>(v * w1[k]);
+      a2 += static_cast<uint64_t>(v * w2[k]);
+      a3 += static_cast<uint64_t>(v * w3[k]);
+    }
+    const uint64_t acc[4] = {a0, a1, a2, a3};
+    for (int q = 0; q < 4; ++q) {
+      int64_t v = linear_out(wadd(static_cast<int64_t>(acc[q]), L.b[o + q]), wb, limit);
+      if (L.slope != nullptr) v = prelu(v, L.slope[o + q], wb);
+      y[o + q] = residual != nullptr ? wadd(residual[o + q], v) : v;
+    }
+  }
+  for (; o < L.out; ++o) {
+    const int32_t* wr = w32 + o * n;
+    uint64_t acc = 0;
+    for (int64_t k = 0; k < n; ++k) acc += static_cast<uint64_t>(int64_t{x[k]} * wr[k]);
+    int64_t v = linear_out(wadd(static_cast<int64_t>(acc), L.b[o]), wb, limit);
+    if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
+    y[o] = residual != nullptr ? wadd(residual[o], v) : v;
+  }
+}
+
+inline bool fits32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+
+// x as int32 into x32 if every value fits
+inline bool narrow(const int64_t* x, int64_t n, int32_t* x32) {
+  bool ok = true;
+  for (int64_t k = 0; k < n; ++k) {
+    ok &= fits32(x[k]);
+    x32[k] = static_cast<int32_t>(x[k]);
+  }
+  return ok;
+}
+
+// layer32 where the weights (w32 != nullptr) and this input fit in int32, else layer
+inline void any_layer(const LayerDesc& L, const int32_t* w32, const int64_t* x, int32_t* x32,
+                      int64_t* y, const int64_t* residual, int wb, int64_t limit) {
+  if (w32 != nullptr && narrow(x, L.in, x32)) {
+    layer32(L, w32, x32, y, residual, wb, limit);
+  } else {
+    layer(L, x, y, residual, wb, limit);
+  }
+}
+
+void step_positions(const StepDesc& d, const int32_t* const* w32, const int64_t* y_pad,
+                    const int64_t* psi, const int64_t* rows, const int64_t* cols, int64_t* out,
+                    int64_t begin, int64_t end) {
   const int64_t c = d.channels, n_off = d.n_off, r = d.radius;
   std::vector<int64_t> x0(c * n_off), h(d.ctx + d.hyper), t(d.max_width), g(d.max_width);
+  std::vector<int32_t> x32(std::max<int64_t>(c * n_off, d.max_width));
   const int64_t plane = d.hp * d.wp, hw = d.h * d.w;
   const int wb = d.weight_bits;
   const int64_t lim = d.act_limit;
+  int32_t* xs = x32.data();
   for (int64_t p = begin; p < end; ++p) {
     const int64_t i = rows[p], j = cols[p];
     // receptive-field-only: gather the causal window, channel-major like the weights
@@ -73,16 +136,16 @@ void step_positions(const StepDesc& d, const int64_t* y_pad, const int64_t* psi,
       const int64_t base = (i + r + d.offsets[2 * o]) * d.wp + (j + r + d.offsets[2 * o + 1]);
       for (int64_t ch = 0; ch < c; ++ch) x0[ch * n_off + o] = y_pad[ch * plane + base];
     }
-    layer(d.layers[0], x0.data(), h.data(), nullptr, wb, lim);
+    any_layer(d.layers[0], w32[0], x0.data(), xs, h.data(), nullptr, wb, lim);
     int64_t l = 1;
     for (int64_t blk = 0; blk < d.n_blocks; ++blk, l += 2) {
-      layer(d.layers[l], h.data(), t.data(), nullptr, wb, lim);
-      layer(d.layers[l + 1], t.data(), h.data(), h.data(), wb, lim);
+      any_layer(d.layers[l], w32[l], h.data(), xs, t.data(), nullptr, wb, lim);
+      any_layer(d.layers[l + 1], w32[l + 1], t.data(), xs, h.data(), h.data(), wb, lim);
     }
     for (int64_t ch = 0; ch < d.hyper; ++ch) h[d.ctx + ch] = psi[ch * hw + i * d.w + j];
-    layer(d.layers[l], h.data(), t.data(), nullptr, wb, lim);
-    layer(d.layers[l + 1], t.data(), g.data(), nullptr, wb, lim);
-    layer(d.layers[l + 2], g.data(), out + p * 2 * c, nullptr, wb, lim);
+    any_layer(d.layers[l], w32[l], h.data(), xs, t.data(), nullptr, wb, lim);
+    any_layer(d.layers[l + 1], w32[l + 1], t.data(), xs, g.data(), nullptr, wb, lim);
+    any_layer(d.layers[l + 2], w32[l + 2], g.data(), xs, out + p * 2 * c, nullptr, wb, lim);
   }
 }
 
@@ -115,11 +178,19 @@ std::vector<at::Tensor> context_step_cpu(at::Tensor y_pad, at::Tensor psi, at::T
   int64_t macs = 0;
   for (int64_t l = 0; l < d.n_layers; ++l) macs += d.layers[l].out * d.layers[l].in;
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, macs));
+  // int32 copies of the layers whose weights all fit (nullptr: the int64 layer)
+  std::vector<std::vector<int32_t>> w32(d.n_layers);
+  std::vector<const int32_t*> w32p(d.n_layers, nullptr);
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    const LayerDesc& L = d.layers[l];
+    w32[l].resize(L.out * L.in);
+    if (narrow(L.w, L.out * L.in, w32[l].data())) w32p[l] = w32[l].data();
+  }
   const int64_t* yp = y_pad.data_ptr<int64_t>();
   const int64_t* sp = psi.data_ptr<int64_t>();
   int64_t* op = out.data_ptr<int64_t>();
   at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    step_positions(d, yp, sp, rp, cp, op, begin, end);
+    step_positions(d, w32p.data(), yp, sp, rp, cp, op, begin, end);
   });
   return {out.narrow(1, 0, channels), out.narrow(1, channels, channels)};
 }
@@ -156,6 +227,57 @@ std::vector<at::Tensor> context_params_cpu(at::Tensor y_pad, at::Tensor psi, at:
   return {m, idx};
 }
 
+// The decoder loop's write-back after the symbols k of a step are known (wavefront.py's
+// commit_step): at each position p and channel ch
+//   y_pad[ch, rows[p] + r, cols[p] + r] = (m << mean_shift) + k * delta   (delta_times)
+//   k_all[ch, rows[p], cols[p]] = k;  idx_all[ch, rows[p], cols[p]] = idx
+// with k * delta = (k * num) << (ACT_BITS - shift) or rshift_round(k * num, shift - ACT_BITS)
+// as delta_shift >= 0 or < 0 (delta = num / 2**shift).
+void commit_step_cpu(at::Tensor y_pad, at::Tensor k_all, at::Tensor idx_all, at::Tensor rows,
+                     at::Tensor cols, at::Tensor m, at::Tensor k, at::Tensor idx,
+                     int64_t mean_shift, int64_t delta_num, int64_t delta_shift) {
+  const auto dev = y_pad.device();
+  TORCH_CHECK(dev.is_cpu(), "commit_step_cpu needs CPU tensors");
+  for (const at::Tensor* t : {&y_pad, &k_all, &idx_all, &rows, &cols, &m, &k, &idx}) {
+    check_i64(*t, "commit_step's tensors", dev);
+  }
+  const int64_t c = k_all.size(0), h = k_all.size(1), w = k_all.size(2), n = rows.numel();
+  const int64_t r = (y_pad.size(2) - w) / 2;
+  TORCH_CHECK(y_pad.size(0) == c && y_pad.size(1) == h + r && idx_all.sizes() == k_all.sizes(),
+              "y_pad must be (C, H + r, W + 2r) and idx_all like k_all (C, H, W)");
+  TORCH_CHECK(cols.numel() == n && m.numel() == n * c && k.numel() == n * c &&
+                  idx.numel() == n * c, "rows, cols: (P,); m, k, idx: (P, C)");
+  TORCH_CHECK(mean_shift >= 0 && mean_shift < 64 && delta_shift > -64 && delta_shift < 64,
+              "shifts out of range");
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  const int64_t* cp = cols.data_ptr<int64_t>();
+  for (int64_t p = 0; p < n; ++p) {
+    TORCH_CHECK(rp[p] >= 0 && rp[p] < h && cp[p] >= 0 && cp[p] < w, "position (", rp[p], ", ",
+                cp[p], ") is outside the ", h, " x ", w, " latent");
+  }
+  int64_t* yp = y_pad.data_ptr<int64_t>();
+  int64_t* kp = k_all.data_ptr<int64_t>();
+  int64_t* ip = idx_all.data_ptr<int64_t>();
+  const int64_t* mp = m.data_ptr<int64_t>();
+  const int64_t* ks = k.data_ptr<int64_t>();
+  const int64_t* is = idx.data_ptr<int64_t>();
+  const int64_t wp = y_pad.size(2), plane = (h + r) * wp, hw = h * w;
+  for (int64_t p = 0; p < n; ++p) {
+    const int64_t pad = (rp[p] + r) * wp + cp[p] + r, at = rp[p] * w + cp[p];
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const int64_t e = p * c + ch;
+      const int64_t kd = wmul(ks[e], delta_num);
+      const int64_t step = delta_shift >= 0
+          ? static_cast<int64_t>(static_cast<uint64_t>(kd) << delta_shift)
+          : rshift_round(kd, static_cast<int>(-delta_shift));
+      yp[ch * plane + pad] =
+          wadd(static_cast<int64_t>(static_cast<uint64_t>(mp[e]) << mean_shift), step);
+      kp[ch * hw + at] = ks[e];
+      ip[ch * hw + at] = is[e];
+    }
+  }
+}
+
 }  // namespace plic
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -163,4 +285,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("context_step", &plic::context_step_cpu, "integer context step at P positions (CPU)");
   m.def("context_params", &plic::context_params_cpu,
         "integer context step and discretisation at P positions (CPU): (m, idx)");
+  m.def("commit_step", &plic::commit_step_cpu,
+        "write a decoded step into the window buffer and the symbol/index maps (CPU)");
 }

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import codec.context.wavefront as wavefront
 from codec import decode_bench
 
 
@@ -35,10 +36,12 @@ def test_decode_bench_refuses_a_bad_crop(tmp_path):
 
 
 def test_a_decoder_that_differs_fails_the_benchmark(monkeypatch):
+    reference = wavefront.step_params
+
     def wrong_params(sw, grid, delta, y_hat_pad, psi, rows, cols):
         """Off by one mean step at the last position only (no later context sees it, so the
         stream still decodes, to other latents)."""
-        m, idx = decode_bench.reference_params(sw, grid, delta, y_hat_pad, psi, rows, cols)
+        m, idx = reference(sw, grid, delta, y_hat_pad, psi, rows, cols)
         last = (rows == psi.shape[1] - 1) & (cols == psi.shape[2] - 1)
         return m + last[:, None].long(), idx
 

@@ -115,12 +115,15 @@ def _random_int_weights(c, ch, kernel, blocks, seed, wmax):
     return sw
 
 
-@pytest.mark.parametrize("wmax", [3, 1 << 14, 1 << 18])
-def test_cpu_kernel_equals_reference_on_raw_integers(cpu_ext, wmax):
+@pytest.mark.parametrize("wmax,ymax", [(3, 1 << 24), (1 << 14, 1 << 24), (1 << 18, 1 << 24),
+                                       (1 << 33, 1 << 24), (1 << 10, 1 << 40)])
+def test_cpu_kernel_equals_reference_on_raw_integers(cpu_ext, wmax, ymax):
+    """Weights or inputs beyond int32 (the last two cases) take the kernel's int64 layer,
+    the others its int32 one; sums that wrap around int64 wrap alike."""
     c, ch, h, w, kernel = 5, 7, 8, 11, 5
     sw = _random_int_weights(c, ch, kernel, 2, seed=wmax, wmax=wmax)
     g = torch.Generator().manual_seed(1)
-    y = torch.randint(-(1 << 24), 1 << 24, (c, h, w), generator=g)
+    y = torch.randint(-ymax, ymax, (c, h, w), generator=g)
     psi = torch.randint(-(1 << 20), 1 << 20, (ch, h, w), generator=g)
     y_pad = pad_latent(y, kernel)
     rows, cols = schedule_order(wavefront_schedule(h, w, kernel))
@@ -149,6 +152,28 @@ def test_fused_params_equal_step_then_discretize(cpu_ext, c, ch, h, w, kernel, b
         seen.update(ref[1].unique().tolist())
     if delta in (1e-6, 5000.0):  # the clamp was exercised
         assert {0, GRID.levels - 1} & seen
+
+
+@pytest.mark.parametrize("delta", [1.0, 0.375, 3.0, 5000.0, 0.37, 1e-6])
+def test_compiled_commit_equals_the_reference(cpu_ext, delta):
+    """Window buffer, symbol and index maps written alike, on real steps' positions, with
+    symbols and means that make k * delta wrap and round both ways."""
+    delta = float(torch.tensor(delta, dtype=torch.float32))  # as the bitstream stores it
+    c, h, w, kernel = 5, 7, 9, 5
+    g = torch.Generator().manual_seed(int(delta * 100))
+    bufs = [pad_latent(torch.randint(-99, 99, (c, h, w), generator=g), kernel),
+            torch.randint(-9, 9, (c, h, w), generator=g),
+            torch.randint(0, 9, (c, h, w), generator=g)]
+    for rows, cols in _position_sets(h, w, kernel):
+        p = rows.numel()
+        m = torch.randint(-(1 << 40), 1 << 40, (p, c), generator=g)
+        k = torch.randint(-(1 << 45), 1 << 45, (p, c), generator=g)
+        k[0, :3] = torch.tensor([0, -1, 1])
+        idx = torch.randint(0, 64, (p, c), generator=g)
+        ref = [t.clone() for t in bufs]
+        wavefront.commit_step(GRID, delta, *ref, rows, cols, m, k, idx)
+        kernels.compiled_commit(cpu_ext, GRID, delta, *bufs, rows, cols, m, k, idx)
+        _assert_same(bufs, ref)
 
 
 def test_cpu_kernel_rejects_bad_input(cpu_ext):
@@ -248,8 +273,10 @@ def test_reference_encode_kernel_decode_identical_latents(cpu_ext, monkeypatch, 
         calls.append(1)
         return kernels.compiled_params(cpu_ext, *args)
 
-    if fused:  # the decoder's hot loop: step and discretisation in one kernel call
+    if fused:  # the decoder's hot loop: step + discretisation, write-back: one call each
         monkeypatch.setattr(wavefront, "step_params", kernel_params)
+        monkeypatch.setattr(wavefront, "commit_step",
+                            lambda *args: kernels.compiled_commit(cpu_ext, *args))
     else:
         monkeypatch.setattr(wavefront, "context_step", kernel_step)
     src = StreamSource(data, EscapeReader(bytes(esc.buf)))

@@ -44,10 +44,10 @@ from .wavefront import (
 )
 
 
-def _image(image_id: str, crop: int | None = None):
-    recs = {r.id: r for r in resolve_data("samples")}
+def _image(image_id: str, crop: int | None = None, data: str = "samples"):
+    recs = {r.id: r for r in resolve_data(data)}
     if image_id not in recs:
-        raise SystemExit(f"no image {image_id!r} in the sample set ({', '.join(sorted(recs))})")
+        raise SystemExit(f"no image {image_id!r} in --data {data} ({', '.join(sorted(recs))})")
     img = read_image(recs[image_id].path)
     if crop:
         img = center_crop(img, crop)
@@ -153,6 +153,20 @@ def rate_cost(preset: str, xs: dict, train_steps: int = 0) -> list[dict]:
     return rows
 
 
+def _rate_summary(rows: list[dict]) -> list[dict]:
+    """One 'all' row per train_steps: total bits and the cost over all images."""
+    out = []
+    for steps in sorted({r["train_steps"] for r in rows}):
+        sel = [r for r in rows if r["train_steps"] == steps]
+        if len(sel) < 2:
+            continue
+        ib, fb = sum(r["int_bits"] for r in sel), sum(r["float_bits"] for r in sel)
+        out.append({"preset": sel[0]["preset"], "train_steps": steps,
+                    "image": f"all {len(sel)}", "int_bits": round(ib, 1),
+                    "float_bits": round(fb, 1), "cost_percent": round(100 * (ib / fb - 1), 4)})
+    return out
+
+
 def _table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -169,6 +183,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--crop", type=int, default=None, help="centre crop (pixels) for quick runs")
     ap.add_argument("--rate-preset", default="small")
+    ap.add_argument("--rate-data", default="samples",
+                    help="image set of the rate cost (a manifest name, e.g. kodak, or a folder)")
     ap.add_argument("--train-steps", type=int, default=0,
                     help="also measure the rate cost after this many quick training steps")
     ap.add_argument("--out", default=None, help="folder for context.md/.json (runs/bench)")
@@ -177,11 +193,13 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0]
     x, recs = _image(args.image, args.crop)
     decode_rows = [bench_decode(p, x, not args.no_serial) for p in args.presets.split(",")]
-    rate_ids = sorted(recs)[:args.rate_images]
-    rate_rows = rate_cost(args.rate_preset, {i: _image(i, args.crop)[0] for i in rate_ids})
+    rate_recs = {r.id: r for r in resolve_data(args.rate_data)}
+    rate_ids = sorted(rate_recs)[:args.rate_images]
+    rate_xs = {i: _image(i, args.crop, args.rate_data)[0] for i in rate_ids}
+    rate_rows = rate_cost(args.rate_preset, rate_xs)
     if args.train_steps:
-        rate_rows += rate_cost(args.rate_preset, {i: _image(i, args.crop)[0] for i in rate_ids},
-                               args.train_steps)
+        rate_rows += rate_cost(args.rate_preset, rate_xs, args.train_steps)
+    rate_rows += _rate_summary(rate_rows)
     report = {"load_average_1min": load, "threads": args.threads, "image": args.image,
               "model": "hific, random weights (seed 0)", "decode": decode_rows,
               "rate_cost": rate_rows}

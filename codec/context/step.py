@@ -161,16 +161,22 @@ class ParamGrid:
                    e.SCALE_LEVELS)
 
 
-def delta_times(k: torch.Tensor, delta: float) -> torch.Tensor:
-    """k * delta at ACT_BITS with integer arithmetic: delta = num / 2**shift exactly (any
-    float is such a ratio; the bitstream stores a float32, so num < 2**24), rounded half up."""
+def delta_parts(delta: float) -> tuple[int, int]:
+    """(num, lshift) with k * delta at ACT_BITS = (k * num) << lshift (lshift >= 0), else
+    rshift_round(k * num, -lshift): delta = num / 2**shift exactly (any float is such a ratio;
+    the bitstream stores a float32, so num < 2**24), lshift = ACT_BITS - shift."""
     num, den = float(delta).as_integer_ratio()
     if delta <= 0 or num >= 2**31:
         raise ValueError(f"delta={delta!r} must be positive with a mantissa below 2**31")
-    shift = den.bit_length() - 1
-    if shift <= ACT_BITS:
-        return (k * num) << (ACT_BITS - shift)
-    return rshift_round(k * num, shift - ACT_BITS)
+    return num, ACT_BITS - (den.bit_length() - 1)
+
+
+def delta_times(k: torch.Tensor, delta: float) -> torch.Tensor:
+    """k * delta at ACT_BITS with integer arithmetic (``delta_parts``), rounded half up."""
+    num, lshift = delta_parts(delta)
+    if lshift >= 0:
+        return (k * num) << lshift
+    return rshift_round(k * num, -lshift)
 
 
 @functools.lru_cache(maxsize=64)

@@ -80,9 +80,10 @@ def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch
 def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tuple, delta: float,
                  schedule: Schedule, symbols: SymbolSource
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Walk ``schedule``: parameters by ``step_params``, symbols from ``symbols``, then write
-    y_hat = means_q + k * delta into the window buffer. Returns (y_hat (C, H, W), k, idx) with
-    k and idx (C, H, W) int64. Integer weights: y_hat is int64 at ACT_BITS, exact."""
+    """Walk ``schedule``: parameters by ``step_params``, symbols from ``symbols``, then
+    ``commit_step`` writes y_hat = means_q + k * delta into the window buffer. Returns
+    (y_hat (C, H, W), k, idx) with k and idx (C, H, W) int64. Integer weights: y_hat is int64
+    at ACT_BITS, exact."""
     c, h, w = shape
     r = sw.kernel // 2
     integer = sw.integer
@@ -96,14 +97,24 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
             rows, cols = rows.to(psi.device), cols.to(psi.device)
         m, idx = step_params(sw, grid, delta, y_pad, psi, rows, cols)
         k = symbols(t, rows, cols, m, idx)
-        if integer:
-            v = (m << (ACT_BITS - grid.mean_bits)) + delta_times(k, delta)
-        else:
-            v = m.double() / 2**grid.mean_bits + k.double() * delta
-        y_pad[:, rows + r, cols + r] = v.t()
-        k_all[:, rows, cols] = k.t()
-        idx_all[:, rows, cols] = idx.t()
+        commit_step(grid, delta, y_pad, k_all, idx_all, rows, cols, m, k, idx)
     return y_pad[:, r:, r:w + r], k_all, idx_all
+
+
+def commit_step(grid: ParamGrid, delta: float, y_pad: torch.Tensor, k_all: torch.Tensor,
+                idx_all: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, m: torch.Tensor,
+                k: torch.Tensor, idx: torch.Tensor) -> None:
+    """A coded step into the buffers: y_hat = means_q + k * delta into the window buffer
+    ``y_pad`` (int64 at ACT_BITS, exact; float64 for float weights), k and idx into their
+    (C, H, W) maps (``codec.kernels.compiled_commit`` does the same in one kernel call)."""
+    r = (y_pad.shape[2] - k_all.shape[2]) // 2
+    if y_pad.dtype == torch.int64:
+        v = (m << (ACT_BITS - grid.mean_bits)) + delta_times(k, delta)
+    else:
+        v = m.double() / 2**grid.mean_bits + k.double() * delta
+    y_pad[:, rows + r, cols + r] = v.t()
+    k_all[:, rows, cols] = k.t()
+    idx_all[:, rows, cols] = idx.t()
 
 
 def quantizer_source(y: torch.Tensor, grid: ParamGrid, delta: float) -> SymbolSource:
@@ -132,17 +143,22 @@ class StreamSource:
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         self.coder = constriction.stream.stack.AnsCoder(words)
         self.escapes = escapes
+        self._zeros = np.zeros(0)  # the zero means of the symbol model, reused
 
     def __call__(self, t, rows, cols, m, idx):
         flat = idx.reshape(-1).cpu().numpy()
+        if len(self._zeros) < len(flat):
+            self._zeros = np.zeros(len(flat))
         try:
-            k = self.coder.decode(_MODEL, np.zeros(len(flat)), SCALE_TABLE[flat]).astype(np.int64)
+            k = self.coder.decode(_MODEL, self._zeros[:len(flat)], SCALE_TABLE[flat])
         except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
             raise CodingError(f"entropy decoding failed at step {t} ({e})") from e
+        k = k.astype(np.int64)
         esc = np.abs(k) > ESCAPE_AT
-        if np.any(esc):
+        if esc.any():
             k[esc] = np.sign(k[esc]) * (ESCAPE_AT + 1 + self.escapes.read(int(esc.sum())))
-        return torch.from_numpy(k).reshape(idx.shape).to(idx.device)
+        out = torch.from_numpy(k).reshape(idx.shape)
+        return out if idx.device.type == "cpu" else out.to(idx.device)
 
     def finish(self) -> None:
         if not self.coder.is_empty():
