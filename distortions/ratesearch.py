@@ -74,24 +74,55 @@ def search(curve: RateCurve, target_bpp: float) -> Encoded | None:
         return None
     if spec.integer:
         return _search_integer(curve, target_bpp)
-    most = curve.at(_param_at(spec, 1.0))
-    if most.bpp <= target_bpp:
-        return most
-    best = fewest
-    lo, hi = 0.0, 1.0
+    return _search_continuous(curve, target_bpp)
+
+
+def _t_of(spec, p: float) -> float:
+    """Inverse of ``_param_at`` for continuous parameters."""
+    a, b = math.log(spec.lo), math.log(spec.hi)
+    u = (math.log(p) - a) / (b - a)
+    return u if spec.more_bits_when == "higher" else 1.0 - u
+
+
+def _search_continuous(curve: RateCurve, target: float) -> Encoded:
+    """Bracketed search in t (log parameter, 0 = fewest bits) to the backend's tolerance.
+
+    Like the integer search: the bracket starts from every cached encode, each step
+    interpolates log(bpp) linearly in t (rate is close to a power law of a bin width), and a
+    step that did not halve the bracket makes the next one a plain halving. The answer is the
+    highest-rate real file at or under the target that was encoded.
+    """
+    spec = curve.backend.param
+    known = {_t_of(spec, e.param): e.bpp for e in curve.cache.values()}
+    if 1.0 not in known:
+        known[1.0] = curve.at(_param_at(spec, 1.0)).bpp
+    lo = max(t for t, b in known.items() if b <= target)
+    over = [t for t, b in known.items() if t > lo and b > target]
+    hi = min(over) if over else None
+    halve = False
     for _ in range(MAX_CONTINUOUS_STEPS):
-        mid = (lo + hi) / 2
-        enc = curve.at(_param_at(spec, mid))
-        if enc.bpp <= target_bpp:
-            lo = mid
-            if enc.bpp > best.bpp:
-                best = enc
-        else:
-            hi = mid
+        if hi is None:
+            break
         p_lo, p_hi = _param_at(spec, lo), _param_at(spec, hi)
         if abs(p_hi - p_lo) <= spec.rel_tol * max(p_lo, p_hi):
             break
-    return best
+        width = hi - lo
+        if halve:
+            t = (lo + hi) / 2
+        else:
+            f_lo, f_hi = math.log(max(known[lo], 1e-12)), math.log(known[hi])
+            frac = (math.log(target) - f_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.5
+            # keep clear of the ends, so a step always cuts the bracket
+            t = lo + min(0.98, max(0.02, frac)) * width
+        b = curve.at(_param_at(spec, t)).bpp
+        known[t] = b
+        if b <= target:
+            lo = t
+        else:
+            hi = t
+        halve = (hi - lo) > width / 2
+    fits = [e for e in curve.cache.values() if e.bpp <= target]
+    return max(fits, key=lambda e: (e.bpp, _t_of(spec, e.param)))
 
 
 def _search_integer(curve: RateCurve, target: float) -> Encoded:

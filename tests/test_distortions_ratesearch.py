@@ -138,3 +138,24 @@ def test_real_codecs_land_near_target(name, targets, sample_images):
 def test_jpeg_cannot_reach_very_low_rates(sample_images):
     crop = center_crop(sample_images["kodim23"], 256).copy()
     assert search(RateCurve(make_backend("jpeg"), crop), 0.075) is None
+
+
+@pytest.mark.parametrize("size_of", [lambda d: 3000 / d, lambda d: 20000 / d**0.8 + 30,
+                                     lambda d: 5000 * math.exp(-d / 8) + 20])
+def test_continuous_search_matches_brute_force_and_shares_encodes(size_of):
+    """A learned codec's bin width over its real range: the answer is the smallest bin width
+    that fits, to the tolerance, and the four default targets share their encodes."""
+    spec = ParamSpec("bin_width", 2.0**-4, 2.0**8, more_bits_when="lower", integer=False,
+                     rel_tol=0.01)
+    b = FakeBackend(size_of, spec)
+    curve = RateCurve(b, IMG)
+    grid = [2.0 ** (-4 + 12 * i / 20000) for i in range(20001)]
+    for t in (7.5, 15.0, 30.0, 60.0):
+        got = search(curve, t)
+        fits = [d for d in grid if _bpp(int(size_of(d))) <= t]
+        if not fits:
+            assert got is None
+            continue
+        assert got.bpp <= t and got.data == b"x" * int(size_of(got.param))
+        assert min(fits) * 0.999 <= got.param <= min(fits) * 1.0101
+    assert b.calls == curve.encodes < 4 * 8  # plain bisection: about 10 per target
