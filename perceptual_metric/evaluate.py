@@ -22,6 +22,7 @@ import torch
 
 from codec.checkpoint import load_checkpoint
 from codec.fsio import atomic_write_text
+from codec.quality import ms_ssim_scales
 from codec.tables import write_table
 
 from .labels import TripletDataset, group_split, labels_sha256, read_labels
@@ -92,6 +93,25 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     tmp.replace(path)
 
 
+def notes_for(scored: list[Scored], ds: TripletDataset, idx: list[int], args) -> list[str]:
+    """What a reader must know about the numbers: simulated labels, MS-SSIM scales, trunks."""
+    notes = []
+    if (Path(args.labels).parent / "SIMULATED.json").is_file():
+        notes.append("Labels SIMULATED from a hidden metric plus noise (SIMULATED.json): "
+                     "not human judgments.")
+    names = [s.name for s in scored]
+    if "ms-ssim" in names and idx:
+        h, w = ds.images(idx[0])[0].shape[:2]
+        _, _, h, w = ds.crop_box(h, w)
+        k = ms_ssim_scales(h, w)
+        if k < 5:
+            notes.append(f"MS-SSIM on {w}x{h} images uses {k} scales, not 5.")
+    if "lpips-squeeze-keras" in names:
+        notes.append("lpips-squeeze-keras: SqueezeNet 1.1 trunk from the Keras weights, not "
+                     "torchvision's; close to, not equal to, the official LPIPS-Squeeze.")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m perceptual_metric.evaluate",
                                  description=__doc__.split("\n\n")[0],
@@ -144,13 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     write_table(out / "scores.csv", rows, SCORES_COLUMNS)
     title = f"{Path(args.labels).name}: {len(sub)} trials ({args.split})"
-    atomic_write_text(out / "scores.md", f"# 2AFC scores, {title}\n\n" + markdown(rows))
+    notes = notes_for(scored, ds, idx, args)
+    atomic_write_text(out / "scores.md", f"# 2AFC scores, {title}\n\n" + markdown(rows)
+                      + "".join(f"\n{n}\n" for n in notes))
     atomic_write_text(out / "scores.json", json.dumps(
         {"labels": str(args.labels), "labels_sha256": labels_sha256(args.labels),
          "split": args.split, "patch_size": args.patch_size, "bootstrap": args.bootstrap,
-         "rows": rows}, indent=2) + "\n")
+         "notes": notes, "rows": rows}, indent=2) + "\n")
     plot(rows, out / "scores.png", title)
     print(markdown([r for r in rows if r["group"] == "all"]), end="")
+    for n in notes:
+        print(n)
     print(f"wrote {out}/scores.csv, scores.md, scores.png")
     return 0
 

@@ -274,7 +274,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
     else:
         batches = crop_batches(train_ds, train_idx, cfg.batch_size, gen)
     validator = Validator(model, val_ds, val_idx, cfg)
-    log(f"trunk features ready after {time.time() - t0:.1f} s")
+    t_ready = time.time() - t0
+    log(f"trunk features ready after {t_ready:.1f} s")
     if cfg.mode == "lin":
         torch.set_num_threads(1)  # steps on cached terms are tiny: threads only add sync cost
 
@@ -324,7 +325,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
         prov["val_2afc_psnr"] = float(two_afc(*psnr_distances(val_ds, val_idx,
                                                               validator.views).T, p_val).mean())
         prov["val_ceiling"] = float(ceiling(p_val).mean())
-    prov["fit_seconds"] = round(time.time() - t0, 1)
+    prov["prepare_seconds"] = round(t_ready, 2)  # labels, images, trunk features (lin)
+    prov["fit_seconds"] = round(time.time() - t0, 2)
     config = {**model.config(), "fit": dataclasses.asdict(cfg)}
     state = {**model.state_dict(), **{f"head.{k}": v for k, v in head.state_dict().items()}}
     name = metric_name(cfg.trunk, model.trunk_id, fitted=True)
