@@ -105,7 +105,7 @@ def scan_folder(folder: str | os.PathLike) -> list[ImageRecord]:
             with Image.open(p) as im:
                 w, h = im.size
         except OSError as e:
-            raise DataError(f"{p}: not a readable image ({e})") from e
+            raise DataError(f"{p}: not a readable image ({e}); replace or remove the file") from e
         records.append(ImageRecord(rid, p, sha256_file(p), w, h))
     return records
 

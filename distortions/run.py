@@ -186,7 +186,9 @@ def _versions(cfg: RunConfig, report: RunReport) -> dict[str, str]:
             b.check_available()
             versions[name] = b.version
         except (BackendUnavailable, BackendError, ValueError) as e:
-            report.errors.append((name, str(e)))
+            msg = str(e)
+            report.errors.append((name, msg[len(name) + 2:] if msg.startswith(f"{name}: ")
+                                  else msg))
     return versions
 
 
