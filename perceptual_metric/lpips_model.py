@@ -55,6 +55,8 @@ def check_images(x: torch.Tensor, y: torch.Tensor, tol: float = DEFAULT_RANGE_TO
                              f"{MIN_SIZE} x {MIN_SIZE}")
     if x.shape != y.shape:
         raise InputError(f"x and y differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if x.device != y.device:
+        raise InputError(f"x is on {x.device}, y on {y.device}: put both on one device")
     with torch.no_grad():
         lo, hi = torch.minimum(x.min(), y.min()).item(), torch.maximum(x.max(), y.max()).item()
     if not (lo >= -tol and hi <= 1 + tol):  # also catches NaN
@@ -140,6 +142,11 @@ class LPIPS(nn.Module):
         for p in self.lins:
             p.clamp_(min=0)
 
+    def follow(self, x: torch.Tensor) -> None:
+        """Move to the inputs' device (the result is on the inputs' device)."""
+        if self.shift.device != x.device:
+            self.to(x.device)
+
     def unit_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The trunk's taps of images in [0,1], unit-normalised over channels at each position
         (no input checks: callers check)."""
@@ -150,6 +157,7 @@ class LPIPS(nn.Module):
         """Per tapped layer, (N, C_l): spatial mean of the squared unit-feature differences.
         d(x, y) is linear in the weights given these (the fast path of ``lin`` fitting)."""
         check_images(x, y, self.range_tol)
+        self.follow(x)
         n = x.shape[0]
         return [(f[:n] - f[n:]).pow(2).mean(dim=(2, 3))
                 for f in self.unit_features(torch.cat([x, y]))]
@@ -159,6 +167,7 @@ class LPIPS(nn.Module):
         """``channel_terms`` of (ref, a) and (ref, b), running the trunk on ``ref`` once."""
         check_images(ref, a, self.range_tol)
         check_images(ref, b, self.range_tol)
+        self.follow(ref)
         n = ref.shape[0]
         ta, tb = [], []
         for f in self.unit_features(torch.cat([ref, a, b])):

@@ -106,13 +106,15 @@ def simulate(out: Path, images: list[np.ndarray], trials: int = 400, patch_size:
                      "_imgs": (ref, pair[0][2], pair[1][2])})
     oracle = make_oracle(seed)
 
-    def batch(k):
-        return torch.from_numpy(np.stack([s[k] for s in sides])).permute(0, 3, 1, 2).float() / 255
+    def batch(k, i, j):
+        return (torch.from_numpy(np.stack([s[k] for s in sides[i:j]])).permute(0, 3, 1, 2)
+                .float() / 255)
 
+    bs = max(1, (64 * 64 * 64) // (patch_size * patch_size))  # memory flat for big patches
     with torch.no_grad():
-        ref_t, a_t, b_t = batch(0), batch(1), batch(2)
-        d_a = torch.cat([oracle(ref_t[i:i + 64], a_t[i:i + 64]) for i in range(0, trials, 64)])
-        d_b = torch.cat([oracle(ref_t[i:i + 64], b_t[i:i + 64]) for i in range(0, trials, 64)])
+        d = [oracle.pair_distances(batch(0, i, i + bs), batch(1, i, i + bs), batch(2, i, i + bs))
+             for i in range(0, trials, bs)]
+    d_a, d_b = torch.cat([x[0] for x in d]), torch.cat([x[1] for x in d])
     diff = (d_a - d_b).numpy().astype(np.float64)
     scale = temperature * float(np.std(diff)) + 1e-12
     p_true = 1 / (1 + np.exp(-diff / scale))

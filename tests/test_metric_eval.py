@@ -88,3 +88,34 @@ def test_bench_writes_its_tables(tmp_path):
     assert 0 < meta["fit"]["prepare_s"] <= meta["fit"]["fit_s"]
     assert np.isfinite(meta["meta"]["loadavg_start"])
     assert "load average" in (tmp_path / "perceptual_metric.md").read_text()
+
+
+def test_package_command_lists_its_subcommands(capsys):
+    from perceptual_metric.__main__ import main as pm_main
+
+    assert pm_main([]) == 2
+    assert pm_main(["nope"]) == 2
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("fit", "evaluate", "simulate", "bench"))
+    with pytest.raises(SystemExit):
+        pm_main(["evaluate", "--help"])
+    assert "--split" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_metric_follows_the_inputs_device():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from perceptual_metric import InputError
+    from perceptual_metric.lpips_model import LPIPS
+
+    torch.manual_seed(0)
+    d = LPIPS("alex", "scratch").freeze()
+    x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        cpu = d(x, y)
+        gpu = d(x.cuda(), y.cuda())
+    assert gpu.device.type == "cuda" and gpu.shape == (2,)
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-3, atol=1e-5)
+    with pytest.raises(InputError, match="one device"):
+        d(x, y.cuda())
