@@ -158,3 +158,19 @@ def test_integer_parameters_ignore_threads_and_float_precision():
     torch.set_num_threads(1)
     dbl, _, _ = _encode(model.double(), y.double(), psi_fx)
     assert torch.equal(ref, two) and torch.equal(ref, dbl)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fixed_features_accept_the_grid_only(dtype):
+    from codec.context.latent import _fixed_features
+
+    g = torch.Generator().manual_seed(0)
+    fx = torch.randint(-(1 << 22), 1 << 22, (1, 3, 4, 5), generator=g)
+    feats = from_fixed(fx, ACT_BITS).to(dtype)
+    assert torch.equal(_fixed_features(feats), fx[0])
+    assert torch.equal(_fixed_features(feats), to_fixed(feats[0], ACT_BITS))
+    for bad in (2.0**-(ACT_BITS + 1), float("nan"), float("inf")):
+        off = feats.clone()
+        off[0, 1, 2, 3] += bad
+        with pytest.raises(CodingError, match="not integer-exact"):
+            _fixed_features(off)

@@ -104,11 +104,14 @@ def _fixed_features(features: torch.Tensor) -> torch.Tensor:
     """(1, Ch, H, W) float hyper features -> (Ch, H, W) int64, checking they are on the grid."""
     if features.shape[0] != 1:
         raise CodingError("the wavefront coder codes one image at a time")
-    psi = to_fixed(features[0], ACT_BITS)
-    if not torch.equal(from_fixed(psi, ACT_BITS).to(features.dtype), features[0]):
+    # x * 2**ACT_BITS is exact in the features' own float type, and it is an integer iff x is
+    # on the fixed-point grid (the same test as to_fixed/from_fixed round trips, in one pass)
+    scaled = features[0] * float(2**ACT_BITS)
+    if (not features.is_floating_point() or not torch.equal(torch.round(scaled), scaled)
+            or not bool((scaled.abs() < 2.0**62).all())):
         raise CodingError("hyper features are not integer-exact: the model must be in eval "
                           "mode with an ExactSequential h_s[0]")
-    return psi
+    return scaled.to(torch.int64)
 
 
 class WavefrontLatentCoder:
