@@ -66,14 +66,14 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(rows: list[dict], path: Path, title: str, scale: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     overall = [r for r in rows if r["group"] == "all"]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(overall) + 1.2))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(overall) + 1.6))
     y = np.arange(len(overall))
     s = np.array([r["score"] for r in overall])
     err = np.array([[r["score"] - r["ci_low"] for r in overall],
@@ -82,6 +82,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             capsize=3)
     ax.set_yticks(y, [r["metric"] for r in overall])
     ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    if scale:  # other images and raters: a sense of scale, not a comparison
+        for key, style in (("psnr", "--"), ("best", "-.")):
+            if scale.get(key) is not None:
+                ax.axvline(scale[key], color="C3", lw=0.8, ls=style,
+                           label=f"CLIC 2021 perceptual, {key}: {scale[key]:.3f}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7,
+                  frameon=False)
     ax.set_xlim(0.4, 1.0)
     ax.set_xlabel("2AFC agreement with people (95% bootstrap CI)")
     ax.set_title(title)
@@ -91,6 +98,28 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def clic_scale(folder: Path | None) -> dict | None:
+    """PSNR's and the best entry's 2AFC accuracy on the CLIC 2021 perceptual track, if present."""
+    path = folder / "clic2021_perceptual_test_leaderboard.csv" if folder else None
+    if path is None or not path.is_file():
+        return None
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    psnr_rows = df[df["Team"].str.upper() == "PSNR"]
+    return {"psnr": float(psnr_rows["accuracy"].iloc[0]) if len(psnr_rows) else None,
+            "best": float(df["accuracy"].max()), "source": str(path)}
+
+
+def default_clic_dir() -> Path | None:
+    import os
+
+    from codec.paths import REPO_ROOT
+
+    d = Path(os.environ.get("PLIC_SHARED", REPO_ROOT.parent / "shared")) / "anchors" / "clic"
+    return d if d.is_dir() else None
 
 
 def notes_for(scored: list[Scored], ds: TripletDataset, idx: list[int], args) -> list[str]:
@@ -129,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--out", default="runs/metric_eval", help="output folder")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--clic", type=Path, default=default_clic_dir(),
+                    help="folder of the CLIC leaderboards, for a sense of scale (optional)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -165,13 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     write_table(out / "scores.csv", rows, SCORES_COLUMNS)
     title = f"{Path(args.labels).name}: {len(sub)} trials ({args.split})"
     notes = notes_for(scored, ds, idx, args)
+    scale = clic_scale(args.clic)
+    if scale:
+        notes.append(f"For scale (other images and raters): on the CLIC 2021 perceptual track, "
+                     f"PSNR scored {scale['psnr']} and the best entry {scale['best']}.")
     atomic_write_text(out / "scores.md", f"# 2AFC scores, {title}\n\n" + markdown(rows)
                       + "".join(f"\n{n}\n" for n in notes))
     atomic_write_text(out / "scores.json", json.dumps(
         {"labels": str(args.labels), "labels_sha256": labels_sha256(args.labels),
          "split": args.split, "patch_size": args.patch_size, "bootstrap": args.bootstrap,
          "notes": notes, "rows": rows}, indent=2) + "\n")
-    plot(rows, out / "scores.png", title)
+    plot(rows, out / "scores.png", title, scale)
     print(markdown([r for r in rows if r["group"] == "all"]), end="")
     for n in notes:
         print(n)
