@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -51,11 +52,26 @@ def bench_plic(image: np.ndarray, name: str, preset: str, repeat: int) -> dict:
             "decompress_s": round(t_dec, 3)}
 
 
-def bench_compressai(image: np.ndarray, repeat: int) -> dict | None:
+COMPRESSAI_FIX = ("pip install --no-deps compressai==1.2.8 torch-geometric requests einops xxhash "
+                  "psutil idna certifi charset-normalizer (compressai 1.2.8 imports its "
+                  "point-cloud code, hence torch-geometric and requests, at package import; a "
+                  "plain `pip install compressai` would also downgrade numpy)")
+
+
+def compressai_missing() -> str | None:
+    """None when CompressAI's image models import, else why not."""
     try:
-        from compressai.zoo import bmshj2018_hyperprior
-    except Exception:  # not installed, or its optional deps are missing
+        from compressai.zoo import bmshj2018_hyperprior  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - not installed, or an import-time dependency missing
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def bench_compressai(image: np.ndarray, repeat: int) -> dict | None:
+    if compressai_missing() is not None:
         return None
+    from compressai.zoo import bmshj2018_hyperprior
+
     torch.manual_seed(0)
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval()
     net.update(force=True)
@@ -84,7 +100,8 @@ def to_markdown(meta: dict, rows: list[dict]) -> str:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     if not any(r["codec"].startswith("compressai") for r in rows):
-        lines += ["", "CompressAI not importable: `pip install 'plic[bench]'` to compare."]
+        lines += ["", f"CompressAI not importable ({meta.get('compressai_missing')}): "
+                      f"{COMPRESSAI_FIX}."]
     return "\n".join(lines) + "\n"
 
 
@@ -117,6 +134,10 @@ def main(argv=None) -> int:
             row = bench_plic(image, name, preset, args.repeat)
             print(row, flush=True)
             rows.append(row)
+    meta["compressai_missing"] = compressai_missing()
+    if meta["compressai_missing"]:
+        print(f"codec.bench: CompressAI not importable ({meta['compressai_missing']}); to "
+              f"compare: {COMPRESSAI_FIX}", file=sys.stderr)
     ref = bench_compressai(image, args.repeat)
     if ref is not None:
         print(ref, flush=True)
