@@ -62,7 +62,7 @@ class FitConfig:
         "help": "initial linear weights: uniform (1/C) or v0.1 (lpips' published weights)"})
     patch: int = field(default=64, metadata={
         "help": "crop size in px, same box for ref/A/B (0: whole images)"})
-    views: int = field(default=8, metadata={
+    views: int = field(default=4, metadata={
         "help": "lin: random crops (with flips) per training trial, features computed once"})
     val_views: int = field(default=4, metadata={
         "help": "fixed random crops per validation trial; their distances are averaged"})
