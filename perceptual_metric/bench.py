@@ -53,11 +53,14 @@ def throughput(net: str, size: int, batch: int, seconds: float) -> dict | None:
                 with torch.no_grad():
                     d(x, y)
         once()  # warm-up
-        n, t0 = 0, time.perf_counter()
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
         while n == 0 or time.perf_counter() - t0 < seconds:
             once()
             n += batch
         row[key] = round(n / (time.perf_counter() - t0), 2)
+        # CPU seconds of this process per pair: steadier than wall time on a loaded machine
+        row[key.replace("pairs_per_s", "cpu_ms_per_pair")] = round(
+            1000 * (time.process_time() - c0) / n, 1)
     return row
 
 
@@ -67,10 +70,12 @@ def fit_time(n_labels: int, steps: int | None) -> dict:
         simulate(Path(tmp), images, trials=n_labels, patch_size=64, seed=0)
         cfg = FitConfig(labels=str(Path(tmp) / "labels.csv"), out=str(Path(tmp) / "m.pt"),
                         steps=steps, threads=torch.get_num_threads())
+        c0 = time.process_time()
         prov = fit(cfg, log=lambda *_: None)
+        cpu = time.process_time() - c0
     per_k = 1000 / n_labels
     return {"labels": n_labels, "steps": prov["steps"], "batch": cfg.batch_size,
-            "views": cfg.views, "fit_s": prov["fit_seconds"],
+            "views": cfg.views, "fit_s": prov["fit_seconds"], "fit_cpu_s": round(cpu, 2),
             "prepare_s": prov["prepare_seconds"],
             "steps_s": round(prov["fit_seconds"] - prov["prepare_seconds"], 2),
             "prepare_s_per_1000_labels": round(prov["prepare_seconds"] * per_k, 2),
@@ -86,18 +91,21 @@ def to_markdown(meta: dict, rows: list[dict], fit_row: dict | None) -> str:
              f"{meta['threads']} torch thread(s), {meta['machine']}, torch {meta['torch']}. "
              f"1-minute load average {meta['loadavg_start']} at start, {meta['loadavg_end']} at "
              "end: the CPU is shared, so these are lower bounds on an idle machine's speed.", "",
-             "## Throughput (random 256x256 pairs)", "",
-             "| metric | trunk | batch | pairs/s (no grad) | pairs/s (grad to input) |",
-             "|---|---|---:|---:|---:|"]
+             f"## Throughput (random {meta['size']}x{meta['size']} pairs)", "",
+             "| metric | trunk | batch | pairs/s (no grad) | pairs/s (grad to input) "
+             "| CPU ms/pair (no grad) | CPU ms/pair (grad) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['metric']} | {r['trunk_id']} | {r['batch']} | {r['pairs_per_s']} | "
-              f"{r['pairs_per_s_grad']} |" for r in rows]
+              f"{r['pairs_per_s_grad']} | {r['cpu_ms_per_pair']} | {r['cpu_ms_per_pair_grad']} |"
+              for r in rows]
     if fit_row:
         f = fit_row
         lines += ["", "## Fit time (lin, AlexNet, 64 px patches, simulated labels)", "",
                   f"{f['labels']} simulated labels (not human data), {f['views']} views per "
                   f"trial, {f['steps']} steps of {f['batch']} trials: {f['fit_s']} s in all, "
                   f"{f['prepare_s']} s reading images and computing trunk features, "
-                  f"{f['steps_s']} s of optimiser steps and validation.", "",
+                  f"{f['steps_s']} s of optimiser steps and validation; {f['fit_cpu_s']} CPU "
+                  "seconds of this process (wall time above includes waiting for the CPU).", "",
                   "| per 1,000 labels | seconds |", "|---|---:|",
                   f"| preparation (grows with labels) | {f['prepare_s_per_1000_labels']} |",
                   f"| whole fit, same step count | "
