@@ -352,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f.metadata["help"])
             continue
         base = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        choices = {"trunk": NETS, "mode": MODES, "linear_init": ("uniform", "v0.1")}
         ap.add_argument(*flags, dest=f.name, type=base, default=f.default,
-                        help=f.metadata["help"])
+                        choices=choices.get(f.name), help=f.metadata["help"])
     return ap
 
 
