@@ -17,6 +17,7 @@ import hashlib
 import os
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from .context.step import (
     StepWeights,
     delta_parts,
     discretize_fixed,
+    hyper_partial,
     scale_constants,
 )
 from .context.step import context_step as reference_step
@@ -134,9 +136,11 @@ def compiled_step(mod, sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tens
 
 def compiled_params(mod, sw: StepWeights, grid: ParamGrid, delta: float,
                     y_hat_pad: torch.Tensor, psi: torch.Tensor, rows: torch.Tensor,
-                    cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    cols: torch.Tensor, split: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``discretize_fixed(*compiled_step(...), grid, delta)`` in one call of a built extension
-    that has ``context_params`` (the CPU one): (m, idx), each (P, C) int64."""
+    that has ``context_params`` (the CPU one): (m, idx), each (P, C) int64. ``split``: the
+    first head layer's hyper half comes precomputed for the whole latent (``hyper_partial``,
+    once per decode), so a step multiplies only the context half; same integers."""
     if not hasattr(mod, "context_params"):
         return discretize_fixed(*compiled_step(mod, sw, y_hat_pad, psi, rows, cols), grid, delta)
     offset, inv_step = scale_constants(grid, float(delta))
@@ -145,8 +149,27 @@ def compiled_params(mod, sw: StepWeights, grid: ParamGrid, delta: float,
         c(y_hat_pad), c(psi), c(rows), c(cols), c(sw.offsets), sw.kernel, sw.channels,
         sw.n_blocks, [c(w) for w, _ in sw.layers], [c(b) for _, b in sw.layers],
         [c(s) for s in sw.slopes], WEIGHT_BITS, ACT_LIMIT, ACT_BITS - grid.mean_bits, offset,
-        inv_step, ACT_BITS + WEIGHT_BITS, grid.levels)
+        inv_step, ACT_BITS + WEIGHT_BITS, grid.levels,
+        _psi_head(sw, psi) if split else _NO_TENSOR)
     return m, idx
+
+
+_NO_TENSOR = torch.empty(0, dtype=torch.int64)
+_psi_head_cache: list = []   # [(key, psi_head)]: the last one (a decoder calls with one psi)
+
+
+def _psi_head(sw: StepWeights, psi: torch.Tensor) -> torch.Tensor:
+    """``hyper_partial(sw, psi)``, computed once per (psi, weights) and reused by every step of
+    a decode: the key holds weak references and the in-place version counters, so a new or
+    modified tensor is never matched."""
+    w = sw.layers[1 + 2 * sw.n_blocks][0]
+    if _psi_head_cache:
+        (psi_ref, psi_ver, w_ref, w_ver), val = _psi_head_cache[0]
+        if psi_ref() is psi and psi_ver == psi._version and w_ref() is w and w_ver == w._version:
+            return val
+    val = hyper_partial(sw, psi)
+    _psi_head_cache[:] = [((weakref.ref(psi), psi._version, weakref.ref(w), w._version), val)]
+    return val
 
 
 def compiled_commit(mod, grid: ParamGrid, delta: float, y_pad: torch.Tensor,

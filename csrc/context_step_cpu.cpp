@@ -25,10 +25,11 @@ namespace {
 #define PLIC_CLONES
 #endif
 
-// y = [residual +] act(clamp(rshift_round(W x + b))); four output rows at a time, so each
-// input is loaded once per four multiply-adds
+// y = [residual +] act(clamp(rshift_round(W x + b [+ extra]))); four output rows at a time,
+// so each input is loaded once per four multiply-adds. extra (nullable): a per-output partial
+// sum computed elsewhere (the head's hyper-feature half, see context_params_cpu).
 PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_t* y,
-                       const int64_t* residual, int wb, int64_t limit) {
+                       const int64_t* residual, int wb, int64_t limit, const int64_t* extra) {
   const int64_t n = L.in;
   const uint64_t* xu = reinterpret_cast<const uint64_t*>(x);
   int64_t o = 0;
@@ -45,7 +46,9 @@ PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_
     }
     const uint64_t acc[4] = {a0, a1, a2, a3};
     for (int q = 0; q < 4; ++q) {
-      int64_t v = linear_out(wadd(static_cast<int64_t>(acc[q]), L.b[o + q]), wb, limit);
+      int64_t a = wadd(static_cast<int64_t>(acc[q]), L.b[o + q]);
+      if (extra != nullptr) a = wadd(a, extra[o + q]);
+      int64_t v = linear_out(a, wb, limit);
       if (L.slope != nullptr) v = prelu(v, L.slope[o + q], wb);
       y[o + q] = residual != nullptr ? wadd(residual[o + q], v) : v;
     }
@@ -54,7 +57,9 @@ PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_
     const uint64_t* wr = reinterpret_cast<const uint64_t*>(L.w + o * n);
     uint64_t acc = 0;
     for (int64_t k = 0; k < n; ++k) acc += xu[k] * wr[k];
-    int64_t v = linear_out(wadd(static_cast<int64_t>(acc), L.b[o]), wb, limit);
+    int64_t a = wadd(static_cast<int64_t>(acc), L.b[o]);
+    if (extra != nullptr) a = wadd(a, extra[o]);
+    int64_t v = linear_out(a, wb, limit);
     if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
     y[o] = residual != nullptr ? wadd(residual[o], v) : v;
   }
@@ -66,7 +71,7 @@ PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_
 // wrapped uint64 sums are the very same as layer()'s.
 PLIC_CLONES void layer32(const LayerDesc& L, const int32_t* __restrict__ w32,
                          const int32_t* __restrict__ x, int64_t* y, const int64_t* residual,
-                         int wb, int64_t limit) {
+                         int wb, int64_t limit, const int64_t* extra) {
   const int64_t n = L.in;
   int64_t o = 0;
   for (; o + 4 <= L.out; o += 4) {
@@ -82,7 +87,9 @@ PLIC_CLONES void layer32(const LayerDesc& L, const int32_t* __restrict__ w32,
     }
     const uint64_t acc[4] = {a0, a1, a2, a3};
     for (int q = 0; q < 4; ++q) {
-      int64_t v = linear_out(wadd(static_cast<int64_t>(acc[q]), L.b[o + q]), wb, limit);
+      int64_t a = wadd(static_cast<int64_t>(acc[q]), L.b[o + q]);
+      if (extra != nullptr) a = wadd(a, extra[o + q]);
+      int64_t v = linear_out(a, wb, limit);
       if (L.slope != nullptr) v = prelu(v, L.slope[o + q], wb);
       y[o + q] = residual != nullptr ? wadd(residual[o + q], v) : v;
     }
@@ -91,7 +98,9 @@ PLIC_CLONES void layer32(const LayerDesc& L, const int32_t* __restrict__ w32,
     const int32_t* wr = w32 + o * n;
     uint64_t acc = 0;
     for (int64_t k = 0; k < n; ++k) acc += static_cast<uint64_t>(int64_t{x[k]} * wr[k]);
-    int64_t v = linear_out(wadd(static_cast<int64_t>(acc), L.b[o]), wb, limit);
+    int64_t a = wadd(static_cast<int64_t>(acc), L.b[o]);
+    if (extra != nullptr) a = wadd(a, extra[o]);
+    int64_t v = linear_out(a, wb, limit);
     if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
     y[o] = residual != nullptr ? wadd(residual[o], v) : v;
   }
@@ -111,19 +120,30 @@ inline bool narrow(const int64_t* x, int64_t n, int32_t* x32) {
 
 // layer32 where the weights (w32 != nullptr) and this input fit in int32, else layer
 inline void any_layer(const LayerDesc& L, const int32_t* w32, const int64_t* x, int32_t* x32,
-                      int64_t* y, const int64_t* residual, int wb, int64_t limit) {
+                      int64_t* y, const int64_t* residual, int wb, int64_t limit,
+                      const int64_t* extra = nullptr) {
   if (w32 != nullptr && narrow(x, L.in, x32)) {
-    layer32(L, w32, x32, y, residual, wb, limit);
+    layer32(L, w32, x32, y, residual, wb, limit, extra);
   } else {
-    layer(L, x, y, residual, wb, limit);
+    layer(L, x, y, residual, wb, limit, extra);
   }
 }
 
-void step_positions(const StepDesc& d, const int32_t* const* w32, const int64_t* y_pad,
-                    const int64_t* psi, const int64_t* rows, const int64_t* cols, int64_t* out,
-                    int64_t begin, int64_t end) {
+// The first head layer split for a precomputed hyper-feature half: its ctx columns as a
+// compact layer (int64 and, where they fit, int32), and psi_head (hidden, H, W) =
+// W[:, ctx:] psi, whose entry is added to the accumulator before the rounding shift.
+struct PreHead {
+  LayerDesc ctx_part;
+  const int32_t* w32;
+  const int64_t* psi_head;  // nullptr: no split, psi is read as usual
+};
+
+void step_positions(const StepDesc& d, const int32_t* const* w32, const PreHead& pre,
+                    const int64_t* y_pad, const int64_t* psi, const int64_t* rows,
+                    const int64_t* cols, int64_t* out, int64_t begin, int64_t end) {
   const int64_t c = d.channels, n_off = d.n_off, r = d.radius;
   std::vector<int64_t> x0(c * n_off), h(d.ctx + d.hyper), t(d.max_width), g(d.max_width);
+  std::vector<int64_t> e(d.max_width);
   std::vector<int32_t> x32(std::max<int64_t>(c * n_off, d.max_width));
   const int64_t plane = d.hp * d.wp, hw = d.h * d.w;
   const int wb = d.weight_bits;
@@ -142,8 +162,14 @@ void step_positions(const StepDesc& d, const int32_t* const* w32, const int64_t*
       any_layer(d.layers[l], w32[l], h.data(), xs, t.data(), nullptr, wb, lim);
       any_layer(d.layers[l + 1], w32[l + 1], t.data(), xs, h.data(), h.data(), wb, lim);
     }
-    for (int64_t ch = 0; ch < d.hyper; ++ch) h[d.ctx + ch] = psi[ch * hw + i * d.w + j];
-    any_layer(d.layers[l], w32[l], h.data(), xs, t.data(), nullptr, wb, lim);
+    if (pre.psi_head != nullptr) {
+      const int64_t hid = d.layers[l].out;
+      for (int64_t o = 0; o < hid; ++o) e[o] = pre.psi_head[o * hw + i * d.w + j];
+      any_layer(pre.ctx_part, pre.w32, h.data(), xs, t.data(), nullptr, wb, lim, e.data());
+    } else {
+      for (int64_t ch = 0; ch < d.hyper; ++ch) h[d.ctx + ch] = psi[ch * hw + i * d.w + j];
+      any_layer(d.layers[l], w32[l], h.data(), xs, t.data(), nullptr, wb, lim);
+    }
     any_layer(d.layers[l + 1], w32[l + 1], t.data(), xs, g.data(), nullptr, wb, lim);
     any_layer(d.layers[l + 2], w32[l + 2], g.data(), xs, out + p * 2 * c, nullptr, wb, lim);
   }
@@ -151,13 +177,14 @@ void step_positions(const StepDesc& d, const int32_t* const* w32, const int64_t*
 
 }  // namespace
 
-std::vector<at::Tensor> context_step_cpu(at::Tensor y_pad, at::Tensor psi, at::Tensor rows,
-                                         at::Tensor cols, at::Tensor offsets, int64_t kernel,
-                                         int64_t channels, int64_t n_blocks,
-                                         std::vector<at::Tensor> weights,
-                                         std::vector<at::Tensor> biases,
-                                         std::vector<at::Tensor> slopes, int64_t weight_bits,
-                                         int64_t act_limit) {
+// The step at P positions: (P, 2C) int64; psi_head: an empty tensor, or (hidden, H, W) int64
+// = W_head0[:, ctx:] psi, exact (then psi itself is only checked, not read).
+at::Tensor step_out(at::Tensor y_pad, at::Tensor psi, const at::Tensor& psi_head,
+                    at::Tensor rows, at::Tensor cols, at::Tensor offsets, int64_t kernel,
+                    int64_t channels, int64_t n_blocks, const std::vector<at::Tensor>& weights,
+                    const std::vector<at::Tensor>& biases,
+                    const std::vector<at::Tensor>& slopes, int64_t weight_bits,
+                    int64_t act_limit) {
   TORCH_CHECK(y_pad.device().is_cpu(), "context_step_cpu needs CPU tensors");
   const StepDesc d = make_desc(y_pad, psi, rows, cols, offsets, kernel, channels, n_blocks,
                                weights, biases, slopes, weight_bits, act_limit);
@@ -186,17 +213,50 @@ std::vector<at::Tensor> context_step_cpu(at::Tensor y_pad, at::Tensor psi, at::T
     w32[l].resize(L.out * L.in);
     if (narrow(L.w, L.out * L.in, w32[l].data())) w32p[l] = w32[l].data();
   }
+  PreHead pre{};
+  std::vector<int64_t> ctx_w;
+  std::vector<int32_t> ctx_w32;
+  if (psi_head.defined() && psi_head.numel() > 0) {
+    const LayerDesc& H0 = d.layers[1 + 2 * d.n_blocks];
+    check_i64(psi_head, "psi_head", y_pad.device());
+    TORCH_CHECK(psi_head.dim() == 3 && psi_head.size(0) == H0.out && psi_head.size(1) == d.h &&
+                    psi_head.size(2) == d.w, "psi_head must be (", H0.out, ", ", d.h, ", ",
+                d.w, "), got ", psi_head.sizes());
+    ctx_w.resize(H0.out * d.ctx);
+    for (int64_t o = 0; o < H0.out; ++o) {
+      for (int64_t k = 0; k < d.ctx; ++k) ctx_w[o * d.ctx + k] = H0.w[o * H0.in + k];
+    }
+    pre.ctx_part = H0;
+    pre.ctx_part.w = ctx_w.data();
+    pre.ctx_part.in = d.ctx;
+    ctx_w32.resize(ctx_w.size());
+    pre.w32 = narrow(ctx_w.data(), ctx_w.size(), ctx_w32.data()) ? ctx_w32.data() : nullptr;
+    pre.psi_head = psi_head.data_ptr<int64_t>();
+  }
   const int64_t* yp = y_pad.data_ptr<int64_t>();
   const int64_t* sp = psi.data_ptr<int64_t>();
   int64_t* op = out.data_ptr<int64_t>();
   at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    step_positions(d, w32p.data(), yp, sp, rp, cp, op, begin, end);
+    step_positions(d, w32p.data(), pre, yp, sp, rp, cp, op, begin, end);
   });
+  return out;
+}
+
+std::vector<at::Tensor> context_step_cpu(at::Tensor y_pad, at::Tensor psi, at::Tensor rows,
+                                         at::Tensor cols, at::Tensor offsets, int64_t kernel,
+                                         int64_t channels, int64_t n_blocks,
+                                         std::vector<at::Tensor> weights,
+                                         std::vector<at::Tensor> biases,
+                                         std::vector<at::Tensor> slopes, int64_t weight_bits,
+                                         int64_t act_limit) {
+  at::Tensor out = step_out(y_pad, psi, at::Tensor(), rows, cols, offsets, kernel, channels,
+                            n_blocks, weights, biases, slopes, weight_bits, act_limit);
   return {out.narrow(1, 0, channels), out.narrow(1, channels, channels)};
 }
 
 // context_step followed by step.py's discretize_fixed, in one call (the decoder's hot loop
-// makes one call per wavefront step): (m, idx), each (P, C) int64.
+// makes one call per wavefront step): (m, idx), each (P, C) int64. psi_head: empty, or the
+// precomputed hyper half of the first head layer (step.py's hyper_partial), exact either way.
 //   m = rshift_round(means, mean_shift)
 //   idx = clamp(rshift_round((log_scales - offset) * inv_step, idx_shift), 0, levels - 1)
 std::vector<at::Tensor> context_params_cpu(at::Tensor y_pad, at::Tensor psi, at::Tensor rows,
@@ -207,14 +267,14 @@ std::vector<at::Tensor> context_params_cpu(at::Tensor y_pad, at::Tensor psi, at:
                                            std::vector<at::Tensor> slopes, int64_t weight_bits,
                                            int64_t act_limit, int64_t mean_shift,
                                            int64_t offset, int64_t inv_step, int64_t idx_shift,
-                                           int64_t levels) {
+                                           int64_t levels, at::Tensor psi_head) {
   TORCH_CHECK(mean_shift >= 0 && mean_shift < 63 && idx_shift >= 0 && idx_shift < 63,
               "shifts must be in 0..62");
   TORCH_CHECK(levels >= 1, "levels must be positive");
-  std::vector<at::Tensor> out = context_step_cpu(y_pad, psi, rows, cols, offsets, kernel,
-                                                 channels, n_blocks, weights, biases, slopes,
-                                                 weight_bits, act_limit);
-  at::Tensor m = out[0].contiguous(), idx = out[1].contiguous();
+  at::Tensor out = step_out(y_pad, psi, psi_head, rows, cols, offsets, kernel, channels,
+                            n_blocks, weights, biases, slopes, weight_bits, act_limit);
+  at::Tensor m = out.narrow(1, 0, channels).contiguous();
+  at::Tensor idx = out.narrow(1, channels, channels).contiguous();
   int64_t* mp = m.data_ptr<int64_t>();
   int64_t* ip = idx.data_ptr<int64_t>();
   const int64_t n = m.numel(), neg = -offset;

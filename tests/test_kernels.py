@@ -24,6 +24,7 @@ from codec.context.step import (
     ParamGrid,
     context_step,
     discretize_fixed,
+    hyper_partial,
     pad_latent,
     step_weights,
 )
@@ -133,25 +134,47 @@ def test_cpu_kernel_equals_reference_on_raw_integers(cpu_ext, wmax, ymax):
     _assert_same(kernels.compiled_step(cpu_ext, sw, y_pad, psi, rows, cols), ref)
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("delta", [1.0, 0.37, 1e-6, 5000.0])
 @pytest.mark.parametrize("c,ch,h,w,kernel,blocks", SHAPES[:3])
-def test_fused_params_equal_step_then_discretize(cpu_ext, c, ch, h, w, kernel, blocks, delta):
+def test_fused_params_equal_step_then_discretize(cpu_ext, c, ch, h, w, kernel, blocks, delta,
+                                                 split):
     """context_params = discretize_fixed(context_step): mean rounding, scale index clamped at
-    both ends (tiny and huge delta), on real steps and on raw integers that wrap."""
+    both ends (tiny and huge delta), on real steps and on raw integers that wrap; with and
+    without the precomputed hyper half of the head (float64 and int64 products)."""
     sw = step_weights(_model(c, ch, kernel, blocks, seed=h + w))
     y_pad, psi = _latents(c, ch, h, w, kernel, seed=blocks + 7)
     cases = [(sw, y_pad, psi, rows, cols) for rows, cols in _position_sets(h, w, kernel)]
     raw = _random_int_weights(c, ch, kernel, blocks, seed=c, wmax=1 << 18)
     rows, cols = schedule_order(wavefront_schedule(h, w, kernel))
     cases.append((raw, y_pad, psi, rows, cols))
+    big_psi = torch.randint(-(1 << 40), 1 << 40, psi.shape, generator=torch.Generator())
+    cases.append((raw, y_pad, big_psi, rows, cols))  # beyond 2**53: the int64 product
     seen = set()
     for sw_, y_, psi_, rows, cols in cases:
         ref = discretize_fixed(*context_step(sw_, y_, psi_, rows, cols), GRID, delta)
-        got = kernels.compiled_params(cpu_ext, sw_, GRID, delta, y_, psi_, rows, cols)
+        got = kernels.compiled_params(cpu_ext, sw_, GRID, delta, y_, psi_, rows, cols, split)
         _assert_same(got, ref)
         seen.update(ref[1].unique().tolist())
     if delta in (1e-6, 5000.0):  # the clamp was exercised
         assert {0, GRID.levels - 1} & seen
+
+
+def test_hyper_partial_is_exact_and_never_stale(cpu_ext):
+    c, ch, h, w, kernel = 4, 9, 6, 8, 5
+    sw = step_weights(_model(c, ch, kernel, 1, seed=2))
+    y_pad, psi = _latents(c, ch, h, w, kernel, seed=3)
+    w_psi = sw.layers[3][0][:, -ch:]
+    for p in (psi, torch.randint(-(1 << 45), 1 << 45, psi.shape)):
+        want = (p.reshape(ch, -1).t() @ w_psi.t()).t().reshape(-1, h, w)  # int64 GEMM
+        assert torch.equal(hyper_partial(sw, p), want)
+    rows, cols = schedule_order(wavefront_schedule(h, w, kernel))
+    for change in (lambda: psi.add_(1 << 12), lambda: sw.layers[3][0].mul_(3)):
+        kernels.compiled_params(cpu_ext, sw, GRID, 1.0, y_pad, psi, rows, cols)  # cached
+        change()  # in place: the cached hyper half must not be used again
+        ref = discretize_fixed(*context_step(sw, y_pad, psi, rows, cols), GRID, 1.0)
+        _assert_same(kernels.compiled_params(cpu_ext, sw, GRID, 1.0, y_pad, psi, rows, cols),
+                     ref)
 
 
 @pytest.mark.parametrize("delta", [1.0, 0.375, 3.0, 5000.0, 0.37, 1e-6])

@@ -30,6 +30,7 @@ from .intmath import (
     ACT_BITS,
     WEIGHT_BITS,
     int_linear,
+    int_matmul,
     int_prelu,
     linear_to_fixed,
     prelu_to_fixed,
@@ -139,6 +140,25 @@ def context_step(sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tensor,
         li, si = li + 1, si + 1
     out = _linear(h, sw.layers[li], integer)
     return out[:, :sw.channels], out[:, sw.channels:]
+
+
+def hyper_partial(sw: StepWeights, psi: torch.Tensor) -> torch.Tensor:
+    """(hidden, H, W) int64: the hyper-feature half of the first head layer's sum,
+    ``W[:, ctx:] @ psi`` at every position, exact and unrounded (a kernel adds it to the
+    context half before the rounding shift, so the step's result does not change). A float64
+    product when every partial sum is an integer below 2**53 (exact in any order), else int64."""
+    w, _ = sw.layers[1 + 2 * sw.n_blocks]
+    ch, h, wd = psi.shape
+    w_psi = w[:, w.shape[1] - ch:]
+    flat = psi.reshape(ch, -1)
+    if flat.numel() == 0 or w_psi.numel() == 0:
+        return torch.zeros((w.shape[0], h, wd), dtype=torch.int64, device=psi.device)
+    bound = int(flat.abs().max()) * int(w_psi.abs().sum(1).max())
+    if bound < 2**53:
+        out = (w_psi.double() @ flat.double()).to(torch.int64)
+    else:
+        out = int_matmul(flat.t(), w_psi).t()
+    return out.reshape(w.shape[0], h, wd).contiguous()
 
 
 # ---- discretisation: (means, log-scales) -> the coder's integers ----------------------------
