@@ -51,7 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated targets for every --model (default: each checkpoint's)")
     p.add_argument("--classic", default="jpeg,webp,hevc-bpgcfg",
                    help="comma-separated classic codecs from the distortions backends, or "
-                        "'none' (default: jpeg,webp,hevc-bpgcfg; also avif, jxl, jpeg444, bpg)")
+                        "'none' (default: jpeg,webp,hevc-bpgcfg; also avif, jxl, jpeg444, bpg); "
+                        "'learned' adds every codec checkpoint in --checkpoint-dir as a "
+                        "baseline (learned-<stem>), 'learned-NAME' one of them")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="folder of the learned baselines' checkpoints (default: checkpoints/ "
+                        "of the repository)")
+    p.add_argument("--x265-preset", default="slow",
+                   help="x265 preset of hevc-bpgcfg (default: slow, as python -m distortions; "
+                        "give the one the --dist-cache was made with to reuse it)")
     p.add_argument("--classic-targets", type=_floats, default=(0.075, 0.15, 0.3, 0.6),
                    help="targets for the classic codecs' curves; our targets are always added "
                         "(default: 0.075,0.15,0.3,0.6)")
@@ -101,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    classic = _names(args.classic)
+    try:
+        classic, backend = _classic_codecs(_names(args.classic), args.checkpoint_dir,
+                                           args.x265_preset)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not tracks and not classic:
         print("error: nothing to evaluate: give --model and/or --classic", file=sys.stderr)
         return 2
@@ -113,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                      dist_out=Path(args.dist_cache or runs_dir() / "distortions"),
                      lpips=_names(args.lpips), metric=args.metric, fid=not args.no_fid,
                      fid_shifted=not args.fid_plain_grid, jobs=args.jobs,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, backend=backend)
     print(f"evaluating {len(tracks)} model(s) and {len(classic)} classic codec(s) on "
           f"{len(records)} images of {data_name}", file=sys.stderr)
     rows, summary, info = evaluate(records, cfg)
@@ -135,6 +148,33 @@ def main(argv: list[str] | None = None) -> int:
     print((out / "table.md").read_text())
     print(f"report: {report}")
     return 0
+
+
+def _classic_codecs(names: tuple[str, ...], checkpoint_dir: str | None, x265_preset: str):
+    """(codec names, BackendOptions): ``learned`` expands to every codec checkpoint of
+    ``checkpoint_dir`` (as ``python -m distortions`` names them), to nothing when it has none;
+    unknown names and a missing ``learned-NAME`` are errors."""
+    from distortions.backends import ALL_CODECS, BackendOptions
+    from distortions.backends.hevc import X265_PRESETS
+    from distortions.checkpoints import LEARNED_PREFIX, choose_learned, select_codecs
+
+    if x265_preset not in X265_PRESETS:
+        raise ValueError(f"--x265-preset must be one of {', '.join(X265_PRESETS)}")
+    bad = [n for n in names if n not in ALL_CODECS and not n.startswith(LEARNED_PREFIX)]
+    if bad:
+        raise ValueError(f"unknown codec(s) {', '.join(bad)}; choose from "
+                         f"{', '.join(ALL_CODECS)} or learned-NAME")
+    learned = {}
+    if any(n.startswith("learned") for n in names):
+        choice = choose_learned(None, checkpoint_dir)
+        print(choice.summary(), file=sys.stderr)
+        learned = choice.codecs
+        if not learned:
+            names = tuple(n for n in names if n != "learned")
+    codecs, errors = select_codecs(names, learned, ())
+    if errors:
+        raise ValueError("; ".join(errors))
+    return codecs, BackendOptions(x265_preset=x265_preset, learned=tuple(learned.items()))
 
 
 def _simulated(metric: str | None, tracks) -> str:

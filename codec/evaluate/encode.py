@@ -112,14 +112,16 @@ def encode_track(track: Track, records, cache: Path, progress=None) -> list[dict
 
 
 def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
-                   progress: bool = True) -> tuple[list[dict], list]:
-    """Rows of the classic codecs through ``distortions.run`` (its cache in ``dist_out``)."""
+                   progress: bool = True, backend=None) -> tuple[list[dict], list]:
+    """Rows of the classic codecs (and the learned baselines, ``learned-NAME``, whose
+    checkpoints ``backend.learned`` names) through ``distortions.run``, its cache in
+    ``dist_out``; ``backend`` is a ``distortions.backends.BackendOptions`` (default: defaults)."""
     from distortions import store as st
     from distortions.backends import BackendOptions
     from distortions.run import RunConfig, run
 
     cfg = RunConfig(out=str(dist_out), codecs=tuple(codecs), targets=tuple(targets), jobs=jobs,
-                    backend=BackendOptions(), progress=progress)
+                    backend=backend or BackendOptions(), progress=progress)
     report = run(records, cfg)
     store = st.Store(dist_out)
     index = {r["dist_id"]: r for r in store.read_index()}
@@ -131,7 +133,8 @@ def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
     for codec in codecs:
         for rec in records:
             for target in targets:
-                row = {"method": codec, "kind": "classic", "codec": codec, "checkpoint": "",
+                kind = "learned" if codec.startswith("learned") else "classic"
+                row = {"method": codec, "kind": kind, "codec": codec, "checkpoint": "",
                        "target_bpp": target, "image_id": rec.id, "ref_path": str(rec.path),
                        "ref_sha256": rec.sha256}
                 s = by_search.get((rec.sha256, codec, float(target)))

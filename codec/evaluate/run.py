@@ -35,6 +35,7 @@ class EvalConfig:
     fid_shifted: bool = True
     jobs: int = 0
     progress: bool = True
+    backend: object = None  # distortions.backends.BackendOptions (x265 preset, learned codecs)
 
 
 def _bar(total: int, desc: str, enabled: bool):
@@ -76,7 +77,7 @@ def evaluate(records, cfg: EvalConfig):
     if cfg.classic:
         crow, errors = encode_classic(cfg.classic, records, cfg.classic_targets,
                                       Path(cfg.dist_out or out / "distortions"), jobs=cfg.jobs,
-                                      progress=cfg.progress)
+                                      progress=cfg.progress, backend=cfg.backend)
         rows += crow
         notes += [f"{where}: {msg}" for where, msg in errors]
 
