@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import git_commit
 from ..fsio import sha256_file
 from ..paths import runs_dir
 from . import distributed, rundir
@@ -193,6 +194,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
                   "processes": dist.world, "device": device,
                   "torch_threads": torch.get_num_threads(),
                   "cpu": platform.processor() or platform.machine(),
+                  "git_commit_at_start": git_commit(),
                   "data": cfg.data, "data_split": cfg.data_split, "n_train_images": len(records)}
     if init_from is not None:
         provenance["init_from"] = init_from
