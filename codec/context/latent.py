@@ -105,13 +105,19 @@ def _fixed_features(features: torch.Tensor) -> torch.Tensor:
     if features.shape[0] != 1:
         raise CodingError("the wavefront coder codes one image at a time")
     # x * 2**ACT_BITS is exact in the features' own float type, and it is an integer iff x is
-    # on the fixed-point grid (the same test as to_fixed/from_fixed round trips, in one pass)
+    # on the fixed-point grid (the to_fixed/from_fixed round trip's test, in fewer passes)
+    bad = CodingError("hyper features are not integer-exact: the model must be in eval mode "
+                      "with an ExactSequential h_s[0]")
+    if not features.is_floating_point():
+        raise bad
     scaled = features[0] * float(2**ACT_BITS)
-    if (not features.is_floating_point() or not torch.equal(torch.round(scaled), scaled)
-            or not bool((scaled.abs() < 2.0**62).all())):
-        raise CodingError("hyper features are not integer-exact: the model must be in eval "
-                          "mode with an ExactSequential h_s[0]")
-    return scaled.to(torch.int64)
+    lo, hi = torch.aminmax(scaled)
+    if not (-(2.0**62) < float(lo) and float(hi) < 2.0**62):  # also NaN and inf
+        raise bad
+    fixed = scaled.to(torch.int64)  # truncates: equal to scaled iff it is an integer
+    if not torch.equal(fixed.to(scaled.dtype), scaled):
+        raise bad
+    return fixed
 
 
 class WavefrontLatentCoder:
