@@ -36,6 +36,7 @@ from codec.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from codec.fsio import atomic_write_text
 from codec.quality import psnr
 
 from .labels import TripletDataset, group_split, labels_sha256, read_labels
@@ -331,6 +332,9 @@ def fit(cfg: FitConfig, log=print) -> dict:
     state = {**model.state_dict(), **{f"head.{k}": v for k, v in head.state_dict().items()}}
     name = metric_name(cfg.trunk, model.trunk_id, fitted=True)
     save_checkpoint(cfg.out, METRIC_KIND, name, config, state, prov)
+    # human-readable summary beside the checkpoint (the checkpoint stays the source of truth)
+    atomic_write_text(Path(cfg.out).with_suffix(".json"), json.dumps(
+        {"model": name, "config": config, "provenance": prov}, indent=2) + "\n")
     if state_path.is_file():
         state_path.unlink()
     log(f"wrote {cfg.out} ({name}); validation 2AFC {prov.get('val_2afc', float('nan')):.4f} "

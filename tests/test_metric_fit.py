@@ -7,6 +7,7 @@ random weights plus binomial judge noise, on 64 px patches of the sample images.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,9 @@ def test_checkpoint_contract_and_frozen_metric(fitted):
     assert ckpt["config"]["fit"]["labels"] == cfg.labels
     from codec.fsio import sha256_file
     assert ckpt["provenance"]["labels_sha256"] == sha256_file(cfg.labels)
+    summary = json.loads(Path(cfg.out).with_suffix(".json").read_text())
+    assert summary["provenance"]["val_2afc"] == prov["val_2afc"]
+    assert summary["model"] == ckpt["model"]
     d = load(cfg.out)
     assert all(bool((w >= 0).all()) for w in d.lins)
     assert any(bool((w == 0).any()) for w in d.lins)  # projection was active, not vacuous
