@@ -38,3 +38,13 @@ def test_bench_report(tmp_path, monkeypatch):
         assert all(b <= t for b, t in zip(c["bpp"], c["targets"]))
         assert c["psnr"] == sorted(c["psnr"])  # more bits, better quality
     assert "| webp | 3.0 |" in md
+
+
+def test_hevc_qp_sweep_is_monotone(sample_images):
+    from codec.datasets import resolve_data
+    from distortions.bench import hevc_qp_sweep
+
+    recs = resolve_data("samples")[:2]
+    sw = hevc_qp_sweep(recs, qps=(30, 40), preset="ultrafast", crop=64, jobs=1, progress=False)
+    assert sw["images"] == 2 and sw["qps"] == [30, 40]
+    assert sw["bpp"][0] > sw["bpp"][1] > 0 and sw["psnr"][0] > sw["psnr"][1] > 15
