@@ -10,6 +10,10 @@ entropy decoding with every context step, after the hyper stages, before the syn
 transform) and the whole ``api.decode``. Every decode must give the encoder's latents and the
 same image, or the benchmark fails. CompressAI's ``mbt2018`` (quality 3, random weights,
 ``update(force=True)``; serial context model) decompresses the same image in the same process.
+Wall and process CPU times are both recorded, with the 1-minute load average per row (on a
+shared machine CPU time is what load disturbs least); the targets are judged on wall time.
+The "wavefront c++" rows swap the loop's hooks for the C++ kernel (``kernels.compiled_params``:
+step + discretisation, with the head's hyper half precomputed once; ``compiled_commit``).
 Writes runs/bench/codec_decode.md and .json; one run each (the paper preset costs minutes).
 """
 
