@@ -25,7 +25,7 @@ from codec.fsio import atomic_write_text
 from codec.quality import ms_ssim_scales
 from codec.tables import write_table
 
-from .labels import TripletDataset, group_split, labels_sha256, read_labels
+from .labels import TripletDataset, group_split, labels_sha256, read_labels, simulated_source
 from .official import load, official
 from .scoring import bootstrap_ci, ceiling, classical_distances, metric_distances, two_afc
 from .trunks import WeightsError
@@ -125,9 +125,9 @@ def default_clic_dir() -> Path | None:
 def notes_for(scored: list[Scored], ds: TripletDataset, idx: list[int], args) -> list[str]:
     """What a reader must know about the numbers: simulated labels, MS-SSIM scales, trunks."""
     notes = []
-    if (Path(args.labels).parent / "SIMULATED.json").is_file():
-        notes.append("Labels SIMULATED from a hidden metric plus noise (SIMULATED.json): "
-                     "not human judgments.")
+    source = simulated_source(args.labels)
+    if source:
+        notes.append(f"Labels SIMULATED (says {source}): not human judgments.")
     names = [s.name for s in scored]
     if "ms-ssim" in names and idx:
         h, w = ds.images(idx[0])[0].shape[:2]

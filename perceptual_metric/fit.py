@@ -39,7 +39,13 @@ from codec.checkpoint import (
 from codec.fsio import atomic_write_text
 from codec.quality import psnr
 
-from .labels import TripletDataset, group_split, labels_sha256, read_labels
+from .labels import (
+    TripletDataset,
+    group_split,
+    labels_sha256,
+    read_labels,
+    simulated_source,
+)
 from .lpips_model import LPIPS, MODES, RankHead
 from .official import METRIC_KIND, metric_name
 from .scoring import bootstrap_ci, ceiling, two_afc
@@ -315,7 +321,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
     bar.close()
     model.eval()
     prov = {"labels_path": str(cfg.labels), "labels_sha256": labels_hash,
-            "simulated_labels": (Path(cfg.labels).parent / "SIMULATED.json").is_file(),
+            "simulated_labels": simulated_source(cfg.labels) is not None,
             "trunk_id": model.trunk_id, "n_train": len(train_idx), "n_val": len(val_idx),
             "val_refs": sorted({trials[i].ref_id for i in val_idx}),
             "steps": step, "final_loss": float(np.mean(losses[-eval_every:])),

@@ -7,6 +7,7 @@ range is an error that names the row and the fix, never a silent misalignment.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,23 @@ class Trial:
 
 def labels_sha256(path: str | os.PathLike) -> str:
     return sha256_file(path)
+
+
+def simulated_source(path: str | os.PathLike) -> str | None:
+    """Which file beside ``labels.csv`` says its labels are simulated, if one does:
+    ``SIMULATED.json`` (perceptual_metric.simulate) or ``aggregate.json`` with ``simulated: true``
+    (the mturk stage, fed by its simulated crowd)."""
+    folder = Path(path).parent
+    if (folder / "SIMULATED.json").is_file():
+        return "SIMULATED.json"
+    agg = folder / "aggregate.json"
+    if agg.is_file():
+        try:
+            if json.loads(agg.read_text()).get("simulated"):
+                return "aggregate.json"
+        except (ValueError, AttributeError):
+            return None
+    return None
 
 
 def read_labels(path: str | os.PathLike, check_files: bool = True) -> list[Trial]:

@@ -119,3 +119,15 @@ def test_metric_follows_the_inputs_device():
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-3, atol=1e-5)
     with pytest.raises(InputError, match="one device"):
         d(x, y.cuda())
+
+
+def test_simulated_labels_are_recognised(tmp_path, sim):
+    from perceptual_metric.labels import simulated_source
+
+    assert simulated_source(sim / "labels.csv") == "SIMULATED.json"
+    labels = tmp_path / "labels.csv"
+    assert simulated_source(labels) is None
+    (tmp_path / "aggregate.json").write_text(json.dumps({"simulated": False}))
+    assert simulated_source(labels) is None
+    (tmp_path / "aggregate.json").write_text(json.dumps({"simulated": True, "trials": 3}))
+    assert simulated_source(labels) == "aggregate.json"
