@@ -10,17 +10,17 @@
 #
 # Environment: DEMO_OUT (output folder, default runs/demo), DEMO_FAST=1 (a reduced setting for
 # the test suite: two targets, fewer steps, LPIPS-Alex only, no FID), DEMO_THREADS (torch threads,
-# default 2), DEMO_TRAIN_STEPS, DEMO_X265_PRESET (default slow), DEMO_LEARNED=0 (leave out the
-# learned baselines of checkpoints/*.pt), PY (python, default .venv).
+# default 1: the fastest on a shared CPU), DEMO_TRAIN_STEPS, DEMO_X265_PRESET (default slow),
+# DEMO_LEARNED=0 (leave out the learned baselines of checkpoints/*.pt), PY (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 PY=${PY:-.venv/bin/python}
 OUT=${DEMO_OUT:-runs/demo}
 FAST=${DEMO_FAST:-0}
-THREADS=${DEMO_THREADS:-2}
+THREADS=${DEMO_THREADS:-1}
 PRESET=${DEMO_X265_PRESET:-slow}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$THREADS}
+export OMP_NUM_THREADS=$THREADS
 DATA_ARGS=("$@")
 [ ${#DATA_ARGS[@]} -gt 0 ] || DATA_ARGS=(--data samples)
 DATA=samples
