@@ -32,6 +32,7 @@ import types
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from . import api, kernels, models
 from .coding import latent_coder
@@ -81,7 +82,7 @@ def bench_preset(image: np.ndarray, preset: str, kinds: list[str]) -> list[dict]
     model = models.build("hific", preset).eval()
     enc = api.encode(image, model, bin_width=1.0)
     rows, ref = [], None
-    for kind in kinds:
+    for kind in tqdm(kinds, desc=f"decode {preset}", unit="decoder"):
         load = round(os.getloadavg()[0], 2)
         if kind == "serial reference":
             out = _decode_with(model, enc.data, {}, serial=True)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .. import models
 from ..coding import EscapeReader, EscapeWriter
@@ -108,7 +109,7 @@ def quick_train(model, xs: dict, steps: int, crop: int = 64, lam: float = 0.01) 
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     loss = torch.tensor(0.0)
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="quick training", unit="step"):
         batch = []
         for _ in range(4):
             x = images[int(torch.randint(len(images), (1,), generator=g))]
@@ -126,15 +127,25 @@ def quick_train(model, xs: dict, steps: int, crop: int = 64, lam: float = 0.01) 
     return float(loss.detach())
 
 
-def rate_cost(preset: str, xs: dict, train_steps: int = 0) -> list[dict]:
+def rate_cost(preset: str, xs: dict, train_steps: int = 0, checkpoint=None) -> list[dict]:
     """Integer path (hyper decoder + context step) vs its float64 twin on the same model and
-    latents: likelihood estimates in bits with the same coder grids."""
-    model = _model(preset)
+    latents: likelihood estimates in bits with the same coder grids. ``checkpoint``: a trained
+    codec checkpoint with a context model instead of the preset's random weights."""
+    if checkpoint is not None:
+        from ..api import load
+
+        model = load(checkpoint)
+        if not getattr(model, "has_context", False):
+            raise SystemExit(f"{checkpoint}: model {model.name!r} has no context model")
+        preset = f"{model.name} {Path(checkpoint).name}"
+    else:
+        model = _model(preset)
     if train_steps:
         quick_train(model, xs, train_steps)
     grid = ParamGrid.from_entropy()
     rows = []
-    for image_id, x in xs.items():
+    for image_id, x in tqdm(xs.items(), desc=f"rate cost ({train_steps} steps)",
+                            unit="image"):
         y, feats, _ = _latent_inputs(model, x)
         _, feats_float, _ = _latent_inputs(model, x, exact=False)
         shape = tuple(y.shape[1:])
@@ -154,20 +165,22 @@ def rate_cost(preset: str, xs: dict, train_steps: int = 0) -> list[dict]:
 
 
 def _rate_summary(rows: list[dict]) -> list[dict]:
-    """One 'all' row per train_steps: total bits and the cost over all images."""
+    """One 'all' row per (model, train_steps): total bits and the cost over all images."""
     out = []
-    for steps in sorted({r["train_steps"] for r in rows}):
-        sel = [r for r in rows if r["train_steps"] == steps]
+    for key in dict.fromkeys((r["preset"], r["train_steps"]) for r in rows):
+        sel = [r for r in rows if (r["preset"], r["train_steps"]) == key]
         if len(sel) < 2:
             continue
         ib, fb = sum(r["int_bits"] for r in sel), sum(r["float_bits"] for r in sel)
-        out.append({"preset": sel[0]["preset"], "train_steps": steps,
+        out.append({"preset": key[0], "train_steps": key[1],
                     "image": f"all {len(sel)}", "int_bits": round(ib, 1),
                     "float_bits": round(fb, 1), "cost_percent": round(100 * (ib / fb - 1), 4)})
     return out
 
 
 def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "(skipped)"
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
@@ -187,18 +200,25 @@ def main(argv=None) -> int:
                     help="image set of the rate cost (a manifest name, e.g. kodak, or a folder)")
     ap.add_argument("--train-steps", type=int, default=0,
                     help="also measure the rate cost after this many quick training steps")
+    ap.add_argument("--checkpoint", default=None,
+                    help="also measure the rate cost on this trained codec checkpoint (a model "
+                         "with a context model, e.g. mbt2018)")
+    ap.add_argument("--no-decode", action="store_true", help="skip the decoding table")
     ap.add_argument("--out", default=None, help="folder for context.md/.json (runs/bench)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
     x, recs = _image(args.image, args.crop)
-    decode_rows = [bench_decode(p, x, not args.no_serial) for p in args.presets.split(",")]
+    decode_rows = [] if args.no_decode else [bench_decode(p, x, not args.no_serial)
+                                             for p in args.presets.split(",")]
     rate_recs = {r.id: r for r in resolve_data(args.rate_data)}
     rate_ids = sorted(rate_recs)[:args.rate_images]
     rate_xs = {i: _image(i, args.crop, args.rate_data)[0] for i in rate_ids}
     rate_rows = rate_cost(args.rate_preset, rate_xs)
     if args.train_steps:
         rate_rows += rate_cost(args.rate_preset, rate_xs, args.train_steps)
+    if args.checkpoint:
+        rate_rows += rate_cost(args.rate_preset, rate_xs, checkpoint=args.checkpoint)
     rate_rows += _rate_summary(rate_rows)
     report = {"load_average_1min": load, "threads": args.threads, "image": args.image,
               "model": "hific, random weights (seed 0)", "decode": decode_rows,
