@@ -51,7 +51,9 @@ from .official import METRIC_KIND, metric_name
 from .scoring import bootstrap_ci, ceiling, two_afc
 from .trunks import NETS
 
-DEFAULT_LIN_STEPS = 3000
+DEFAULT_LIN_STEPS = 3000  # at most, by default
+LIN_MIN_STEPS = 1000
+LIN_EPOCHS = 100
 DEFAULT_EPOCHS = 5
 
 
@@ -74,8 +76,8 @@ class FitConfig:
     val_views: int = field(default=4, metadata={
         "help": "fixed random crops per validation trial; their distances are averaged"})
     steps: int | None = field(default=None, metadata={
-        "help": f"optimiser steps (default: {DEFAULT_LIN_STEPS} in lin mode, else "
-                f"{DEFAULT_EPOCHS} epochs)"})
+        "help": f"optimiser steps (default: lin mode {LIN_EPOCHS} epochs, clamped to "
+                f"[{LIN_MIN_STEPS}, {DEFAULT_LIN_STEPS}]; else {DEFAULT_EPOCHS} epochs)"})
     epochs: int | None = field(default=None, metadata={
         "help": "passes over the training trials (used when --steps is not given)"})
     batch_size: int = field(default=32, metadata={"help": "trials per step"})
@@ -109,7 +111,9 @@ def total_steps(cfg: FitConfig, n_train: int) -> int:
         return cfg.steps
     if cfg.epochs is not None:
         return cfg.epochs * per_epoch
-    return DEFAULT_LIN_STEPS if cfg.mode == "lin" else DEFAULT_EPOCHS * per_epoch
+    if cfg.mode == "lin":  # steps are cheap, but a few hundred labels need no 3000 of them
+        return min(DEFAULT_LIN_STEPS, max(LIN_MIN_STEPS, LIN_EPOCHS * per_epoch))
+    return DEFAULT_EPOCHS * per_epoch
 
 
 def make_views(ds: TripletDataset, idx: list[int], k: int, seed: int, flip: bool) -> list[list]:
