@@ -46,7 +46,7 @@ def sim(tmp_path_factory, sample_images):
 @pytest.fixture(scope="module")
 def fitted(sim):
     out, _ = sim
-    cfg = FitConfig(labels=str(out / "labels.csv"), out=str(out / "metric.pt"), steps=1500,
+    cfg = FitConfig(labels=str(out / "labels.csv"), out=str(out / "metric.pt"), steps=1000,
                     views=4, val_fraction=0.3, seed=0)
     try:
         prov = fit(cfg, log=lambda *_: None)
