@@ -21,8 +21,12 @@ def test_decode_bench_runs_on_a_crop(tmp_path):
     rep = json.loads((tmp_path / "codec_decode.json").read_text())
     kinds = [r["decoder"] for r in rep["rows"]]
     assert kinds[:2] == ["serial reference", "wavefront pytorch"]
-    assert all(r["preset"] == "small" and r["bytes"] > 0 for r in rep["rows"])
-    assert all(0 < r["latent_decode_s"] < r["decode_s"] for r in rep["rows"])
+    assert kinds[-1] == "synthesis transform g_s alone"
+    decodes, synthesis = rep["rows"][:-1], rep["rows"][-1]
+    assert all(r["preset"] == "small" and r["bytes"] > 0 for r in decodes)
+    assert all(0 < r["latent_decode_s"] < r["decode_s"] for r in decodes)
+    assert all(0 < r["latent_decode_cpu_s"] <= r["decode_cpu_s"] for r in decodes)
+    assert 0 < synthesis["decode_s"]
     if "wavefront c++" in kinds:  # the kernel built: the speed-up line is there
         assert any(n.startswith("small: wavefront C++") for n in rep["targets"])
     md = (tmp_path / "codec_decode.md").read_text()
