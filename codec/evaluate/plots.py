@@ -41,14 +41,25 @@ def rd_plots(summary: list[dict], out: Path, anchors: bool, title: str = "") -> 
             pts = [(b, y) for b, y in zip(a.bpp, ys) if b <= xmax]
             if len(pts) >= 2:
                 ax.plot(*zip(*pts), "--", lw=1, alpha=0.7, label=f"{a.name} (published)")
+        partial = False
         for m in methods:
-            pts = sorted((s["bpp"], s[col]) for s in summary
+            pts = sorted((s["bpp"], s[col], s["n_images"] < s["n_set"]) for s in summary
                          if s["method"] == m and s["bpp"] and s[col] is not None)
             if not pts:
                 continue
             ours = any(s["kind"] == "ours" for s in summary if s["method"] == m)
-            ax.plot(*zip(*pts), "-*" if ours else "-o", ms=12 if ours else 4,
-                    lw=2 if ours else 1.2, label=m + (" (ours)" if ours else ""))
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts],
+                              "-*" if ours else "-o", ms=12 if ours else 4,
+                              lw=2 if ours else 1.2, label=m + (" (ours)" if ours else ""))
+            # a point averaged over only the images that reached the target: hollow
+            for x, y, short in pts:
+                if short:
+                    partial = True
+                    ax.plot([x], [y], "*" if ours else "o", ms=(12 if ours else 4) + 3,
+                            mfc="white", mec=line.get_color(), zorder=3)
+        if partial:
+            ax.plot([], [], "o", mfc="white", mec="gray",
+                    label="hollow: averaged over the images that reached the target")
         ax.set_xlabel("bits per pixel (measured on the files)")
         ax.set_ylabel(label)
         ax.set_xlim(0, xmax)

@@ -113,6 +113,13 @@ def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -
     return "\n".join(lines + notes) + "\n"
 
 
+BD_NOTE = ("Curves use only targets that every image reached. Against this run's HEVC both "
+           "curves are averaged the same way (per image, the best file at or under each "
+           "target); a published curve averages fixed encoder settings instead, so the BD-rate "
+           "against it carries that difference too (rate-targeted means sit above a "
+           "fixed-setting curve): read it as a rough reference, with few points rougher still.")
+
+
 def bd_markdown(bd: list[dict]) -> str:
     if not bd:
         return "No BD-rates: a curve needs 2+ points at complete coverage (all images).\n"
@@ -120,7 +127,7 @@ def bd_markdown(bd: list[dict]) -> str:
     for r in bd:
         lines.append(f"| {r['method']} | {r['anchor']} | {_f(r['bd_rate_psnr'], '+.1f')}% | "
                      f"{_f(r['bd_rate_ms_ssim'], '+.1f')}% |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", BD_NOTE]) + "\n"
 
 
 def clic_tables(clic_dir: Path | None, top: int = 5) -> list[dict]:
