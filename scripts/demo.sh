@@ -46,10 +46,10 @@ BANNER="Every judgment of this demo's study comes from a simulated crowd \
 the codec trained with it and these numbers show that the pipeline works, not what people prefer."
 mkdir -p "$OUT"
 start=$(date +%s)
-stage_start=$start
-say() {
+stage_start=
+say() {  # a stage's header, after the time the previous stage took
   local now; now=$(date +%s)
-  [ "$stage_start" = "$start" ] || printf '   (%ss)\n' "$(( now - stage_start ))"
+  [ -z "$stage_start" ] || printf '   (%ss)\n' "$(( now - stage_start ))"
   stage_start=$now
   printf '\n== %s\n' "$*"
 }
@@ -135,9 +135,9 @@ PYEOF
   BATCHES=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['n_batches'])" \
     "$STUDY/trials.meta.json")
   say "4. SIMULATED crowd: $WORKERS simulated workers x $BATCHES batches answer over HTTP as the \
-HIT page does (MS-SSIM oracle + noise, one random clicker in ten); flagged simulated in the database"
+HIT page does (MS-SSIM oracle in float32 + noise, one random clicker in ten); flagged simulated in the database"
   $PY -m mturk.simulate --url "$URL" --trials "$STUDY/trials.csv" --workers "$WORKERS" \
-    --batches-per-worker "$BATCHES" --oracle ms_ssim
+    --batches-per-worker "$BATCHES" --oracle codec.demo:ms_ssim_oracle
 
   say "5. aggregation: sentinel filtering of workers, then labels.csv (p_b, n per test trial)"
   $PY -m mturk.aggregate --db "$STUDY/judgments.sqlite" --trials "$STUDY/trials.csv" \
@@ -146,15 +146,6 @@ HIT page does (MS-SSIM oracle + noise, one random clicker in ten); flagged simul
   wait "$SERVER_PID" 2>/dev/null || true
   trap - EXIT
 fi
-# the labels' folder says they are simulated (perceptual_metric.fit records it in metric.pt)
-$PY - "$STUDY" "$BANNER" <<'PYEOF'
-import json, pathlib, sys
-d = pathlib.Path(sys.argv[1])
-agg = json.loads((d / "aggregate.json").read_text())
-if agg.get("simulated"):
-    (d / "SIMULATED.json").write_text(json.dumps(
-        {"simulated": True, "source": "mturk.simulate", "note": sys.argv[2]}, indent=1) + "\n")
-PYEOF
 
 say "6. metric: fitting an LPIPS-style metric (AlexNet trunk, linear weights) on the labels"
 # (a metric already fitted with this config on these labels is kept: the fit says so)

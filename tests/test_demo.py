@@ -63,7 +63,6 @@ def test_study_labels_come_from_the_simulated_crowd(demo):
     assert agg["simulated"] is True and agg["labels"] == len(labels)
     crowd = json.loads((study / "simulated_crowd.json").read_text())
     assert crowd["simulated"] is True
-    assert json.loads((study / "SIMULATED.json").read_text())["simulated"] is True
 
 
 def test_metric_and_codec_checkpoints_load_and_work(demo):
@@ -150,3 +149,17 @@ def test_demo_fails_loudly_when_a_stage_is_missing(tmp_path):
     assert proc.returncode != 0
     assert "perceptual_metric.fit" in proc.stderr and "error" in proc.stderr
     assert not (out / "distortions").exists()  # nothing ran
+
+
+def test_demo_oracle_is_codec_quality_ms_ssim_in_float32(sample_images):
+    from codec.demo import ms_ssim_oracle
+    from codec.quality import ms_ssim
+
+    ref = sample_images["kodim03"][:256, :384]
+    rng = np.random.default_rng(0)
+    for sigma in (2, 20):
+        img = np.clip(ref + rng.normal(0, sigma, ref.shape), 0, 255).astype(np.uint8)
+        assert ms_ssim_oracle(ref, img) == pytest.approx(ms_ssim(ref, img), abs=1e-5)
+    assert ms_ssim_oracle(ref, ref) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        ms_ssim_oracle(ref, ref[:128])
