@@ -1,5 +1,6 @@
-"""CUDA context-step kernel (issue 6): the sources compile here (slow: about 3.5 min of nvcc on
-the 2-core dev box), and on a GPU the kernel equals the PyTorch reference exactly and a stream
+"""CUDA context-step kernel (issue 6): the sources compile here (in the default run, so CI checks
+it: about 4 min of nvcc on a 2-core box the first time, then the build cache; skipped where there is
+no nvcc), and on a GPU the kernel equals the PyTorch reference exactly and a stream
 encoded on the GPU decodes on the CPU (C++ kernel) to identical latents (marked gpu)."""
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ CUDA_HOME = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.slow
 def test_cuda_sources_compile():
     if not Path(CUDA_HOME, "bin", "nvcc").exists() and shutil.which("nvcc") is None:
         pytest.skip(f"no nvcc under {CUDA_HOME}")
+    if torch.version.cuda is None:
+        pytest.skip("this torch is a CPU-only build: CUDA extensions need torch's CUDA build")
     env = {**os.environ, "CUDA_HOME": CUDA_HOME, "PLIC_KERNELS": "1",
            "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0")}
     code = ("import warnings, codec.kernels as k; warnings.simplefilter('error', k.KernelWarning);"
