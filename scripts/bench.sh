@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mkdir -p runs/bench
+# CompressAI, the comparison in codec.bench and codec.decode_bench: --no-deps (see pyproject.toml)
+if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('compressai') is None)"; then
+  $PY -m pip install --quiet --no-deps "compressai==1.2.8" \
+    || echo "bench: compressai not installed; its comparison rows will say why"
+fi
 for mod in codec.bench codec.context.bench codec.decode_bench distortions.bench perceptual_metric.bench mturk.bench codec.train_bench; do
   file="${mod//.//}.py"
   if [ -f "$file" ]; then
