@@ -83,6 +83,14 @@ def _f(v, fmt):
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def kid_cell(s: dict) -> str:
+    """KID x 1e3, with its std over subsets when there were several (under 1000 patches KID
+    uses every patch once, so there is no spread to show)."""
+    if s["kid"] is None:
+        return "–"
+    return f"{1e3 * s['kid']:.1f}" + (f" ± {1e3 * s['kid_std']:.1f}" if s["kid_std"] else "")
+
+
 def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -> str:
     """HiFiC Table-1 layout: one block per target; rows are codecs and our tracks."""
     sq = names.get("lpips_squeeze", "lpips-squeeze")
@@ -97,7 +105,7 @@ def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -
             short = "" if s["n_images"] == s["n_set"] else f" ({s['n_images']}/{s['n_set']} img)"
             name = f"**{s['method']}**" if s["kind"] == "ours" else s["method"]
             fid_cell = ("–" if s["fid"] is None else f"{s['fid']:.1f} ({s['fid_patches']})")
-            kid = ("–" if s["kid"] is None else f"{1e3 * s['kid']:.1f} ± {1e3 * s['kid_std']:.1f}")
+            kid = kid_cell(s)
             cells = [name + short, f"{target:g}", _f(s["bpp"], ".3f"), _f(s["psnr"], ".2f"),
                      _f(s["ms_ssim"], ".4f"), fid_cell, kid, _f(s["lpips_alex"], ".4f"),
                      _f(s["lpips_vgg"], ".4f"), _f(s["lpips_squeeze"], ".4f")]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.fsio import atomic_write_text
 from codec.image_io import read_image
 
 from .encode import STATUS_OK, Track, encode_classic, encode_track
@@ -136,6 +137,25 @@ def summarise(rows: list[dict], records) -> list[dict]:
     return out
 
 
+def _fid_kid_cached(f_ref, f_dec, cache: Path, shifted: bool, ref_shas, dec_shas) -> dict:
+    """FID/KID of two feature sets, cached by the images they came from (the Frechet distance
+    of 2048-d features is the slow part of a rerun)."""
+    import hashlib
+    import json
+
+    from codec import fid
+
+    key = hashlib.sha256(json.dumps([list(ref_shas), list(dec_shas), shifted]).encode())
+    p = cache / "fid" / f"fidkid-{key.hexdigest()[:32]}.json"
+    if p.is_file():
+        return json.loads(p.read_text())
+    res = fid.fid_kid_features(f_ref, f_dec)
+    out = {"fid": float(res.fid), "kid": float(res.kid), "kid_std": float(res.kid_std),
+           "fid_patches": int(res.n_patches)}
+    atomic_write_text(p, json.dumps(out))
+    return out
+
+
 def _add_fid(summary, rows, records, ref_image, cache, cfg, notes):
     from codec import fid
 
@@ -157,7 +177,7 @@ def _add_fid(summary, rows, records, ref_image, cache, cfg, notes):
         if len(f_ref) < 2:
             notes.append(f"{s['method']} @ {s['target_bpp']}: fewer than 2 patches, no FID")
         else:
-            res = fid.fid_kid_features(f_ref, f_dec)
-            s.update(fid=res.fid, kid=res.kid, kid_std=res.kid_std, fid_patches=res.n_patches)
+            s.update(_fid_kid_cached(f_ref, f_dec, cache, cfg.fid_shifted,
+                                     [r["ref_sha256"] for r in ok], [r["sha256"] for r in ok]))
         bar.update(1)
     bar.close()
