@@ -20,6 +20,7 @@ Writes runs/bench/codec_decode.md and .json; one run each (the paper preset cost
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.abc
 import importlib.machinery
@@ -41,6 +42,20 @@ from .datasets import resolve_data
 from .fsio import atomic_write_text
 from .image_io import center_crop, read_image
 from .paths import runs_dir
+
+
+@contextlib.contextmanager
+def _reference_only():
+    """``PLIC_KERNELS=0`` for the duration: the coder uses the PyTorch reference step."""
+    old = os.environ.get("PLIC_KERNELS")
+    os.environ["PLIC_KERNELS"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PLIC_KERNELS", None)
+        else:
+            os.environ["PLIC_KERNELS"] = old
 
 
 def _decode_with(model, data: bytes, hooks: dict, serial: bool, sync=None,
@@ -69,6 +84,8 @@ def _decode_with(model, data: bytes, hooks: dict, serial: bool, sync=None,
     coder.decode, coder.serial = timed, serial
     for name, fn in hooks.items():
         setattr(wavefront, name, fn)
+    off = _reference_only() if not hooks else contextlib.nullcontext()
+    off.__enter__()  # the reference rows: the coder would otherwise pick the compiled kernel
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         res = api.decode(data, model)
@@ -92,6 +109,7 @@ def _decode_with(model, data: bytes, hooks: dict, serial: bool, sync=None,
         coder.serial = old_serial
         for name, fn in old_hooks.items():
             setattr(wavefront, name, fn)
+        off.__exit__(None, None, None)
     return {"latent_s": stage["s"], "decode_s": total, "latent_cpu_s": stage["cpu"],
             "decode_cpu_s": total_cpu, "y": stage["y"], "image": res.image}
 
@@ -100,7 +118,8 @@ def bench_preset(image: np.ndarray, preset: str, kinds: list[str], repeat: int =
                  ) -> list[dict]:
     torch.manual_seed(0)
     model = models.build("hific", preset).eval()
-    enc = api.encode(image, model, bin_width=1.0)
+    with _reference_only():  # every decoder below is checked against the reference encoder
+        enc = api.encode(image, model, bin_width=1.0)
     rows, ref = [], None
     for kind in tqdm(kinds, desc=f"decode {preset}", unit="decoder"):
         load = round(os.getloadavg()[0], 2)

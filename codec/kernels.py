@@ -13,6 +13,7 @@ and the torch version, so a test run reuses the build and an edited source rebui
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -121,6 +122,20 @@ def backend(sw: StepWeights, device: torch.device | str) -> str:
     if torch.device(device).type not in ("cpu", "cuda"):
         return "reference"
     return kind if load(kind) is not None else "reference"
+
+
+def step_hooks(sw: StepWeights, device: torch.device | str):
+    """The coder's per-step functions for these weights on this device: ``(params_fn,
+    commit_fn)`` of the compiled kernel (built on first use, then cached), or ``(None, None)``
+    for the PyTorch reference (float weights, ``PLIC_KERNELS=0``, or no build: one warning).
+    Both give the same integers, so streams decode identically either way."""
+    if not enabled():
+        return None, None
+    kind = backend(sw, device)
+    if kind == "reference":
+        return None, None
+    mod = load(kind)
+    return (functools.partial(compiled_params, mod), functools.partial(compiled_commit, mod))
 
 
 def compiled_step(mod, sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tensor,

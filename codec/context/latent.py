@@ -120,6 +120,13 @@ def _fixed_features(features: torch.Tensor) -> torch.Tensor:
     return fixed
 
 
+def _hooks(sw, psi):
+    """The compiled context step where it is built (``codec.kernels``), else the reference."""
+    from .. import kernels  # kernels imports this package: resolved at call time
+
+    return kernels.step_hooks(sw, psi.device)
+
+
 class WavefrontLatentCoder:
     """Coding order ``wavefront``; ``serial=True`` decodes one position per step (reference)."""
 
@@ -136,7 +143,7 @@ class WavefrontLatentCoder:
         shape = tuple(y.shape[1:])
         sched = wavefront_schedule(shape[1], shape[2], sw.kernel)
         y_hat, k, idx = run_schedule(sw, grid, psi, shape, delta, sched,
-                                     quantizer_source(y[0], grid, delta))
+                                     quantizer_source(y[0], grid, delta), *_hooks(sw, psi))
         ks, ids = ordered_symbols(k, idx, sched)
         data = encode_symbols(ks, ids, escapes)
         return StageCode(data, from_fixed(y_hat, ACT_BITS).float()[None], estimate_bits(ks, ids),
@@ -149,7 +156,8 @@ class WavefrontLatentCoder:
             raise CodingError(f"hyper features {tuple(psi.shape)} do not match {shape}")
         sched = (serial_schedule if self.serial else wavefront_schedule)(h, w, sw.kernel)
         source = StreamSource(data, escapes)
-        y_hat, k, idx = run_schedule(sw, grid, psi, (c, h, w), delta, sched, source)
+        y_hat, k, idx = run_schedule(sw, grid, psi, (c, h, w), delta, sched, source,
+                                     *_hooks(sw, psi))
         source.finish()
         ks, ids = ordered_symbols(k, idx, sched)
         return StageCode(data, from_fixed(y_hat, ACT_BITS).float()[None], estimate_bits(ks, ids),

@@ -78,12 +78,15 @@ def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch
 
 
 def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tuple, delta: float,
-                 schedule: Schedule, symbols: SymbolSource
+                 schedule: Schedule, symbols: SymbolSource, params_fn=None, commit_fn=None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Walk ``schedule``: parameters by ``step_params``, symbols from ``symbols``, then
     ``commit_step`` writes y_hat = means_q + k * delta into the window buffer. Returns
     (y_hat (C, H, W), k, idx) with k and idx (C, H, W) int64. Integer weights: y_hat is int64
-    at ACT_BITS, exact."""
+    at ACT_BITS, exact. ``params_fn``/``commit_fn`` replace the two per-step functions (the
+    compiled kernels, ``codec.kernels.step_hooks``); same signatures, same integers."""
+    step_params_ = params_fn or step_params
+    commit_step_ = commit_fn or commit_step
     c, h, w = shape
     r = sw.kernel // 2
     integer = sw.integer
@@ -95,9 +98,9 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
     for t, (rows, cols) in enumerate(schedule):
         if not on_device:
             rows, cols = rows.to(psi.device), cols.to(psi.device)
-        m, idx = step_params(sw, grid, delta, y_pad, psi, rows, cols)
+        m, idx = step_params_(sw, grid, delta, y_pad, psi, rows, cols)
         k = symbols(t, rows, cols, m, idx)
-        commit_step(grid, delta, y_pad, k_all, idx_all, rows, cols, m, k, idx)
+        commit_step_(grid, delta, y_pad, k_all, idx_all, rows, cols, m, k, idx)
     return y_pad[:, r:, r:w + r], k_all, idx_all
 
 
