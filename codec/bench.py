@@ -56,35 +56,11 @@ COMPRESSAI_FIX = "pip install --no-deps compressai==1.2.8 (the [bench] extra)"
 
 
 def import_bmshj2018_hyperprior():
-    """CompressAI's ``bmshj2018_hyperprior`` factory, or (None, why not). CompressAI 1.2.8
-    imports torch_geometric, einops and requests for its point-cloud code at package import;
-    where they are missing, ``codec.decode_bench``'s inert placeholders stand in for them."""
-    try:
-        from compressai.zoo import bmshj2018_hyperprior
-        return bmshj2018_hyperprior, None
-    except ModuleNotFoundError as e:
-        from .decode_bench import _COMPRESSAI_ONLY
+    """CompressAI's ``bmshj2018_hyperprior`` factory, or (None, why not), through
+    ``codec.decode_bench.import_compressai_zoo`` (placeholders for its point-cloud imports)."""
+    from .decode_bench import import_compressai_zoo
 
-        if (e.name or "").split(".")[0] not in _COMPRESSAI_ONLY:
-            return None, f"{type(e).__name__}: {e}"
-    except Exception as e:  # noqa: BLE001 - any import failure is reported, not raised
-        return None, f"{type(e).__name__}: {e}"
-    from .decode_bench import _PlaceholderFinder
-
-    for name in [m for m in sys.modules if m.split(".")[0] == "compressai"]:
-        del sys.modules[name]
-    finder = _PlaceholderFinder()
-    sys.meta_path.append(finder)
-    try:
-        from compressai.zoo import bmshj2018_hyperprior
-        return bmshj2018_hyperprior, None
-    except Exception as e:  # noqa: BLE001
-        return None, f"{type(e).__name__}: {e}"
-    finally:
-        sys.meta_path.remove(finder)
-        for name, mod in list(sys.modules.items()):
-            if getattr(getattr(mod, "__spec__", None), "loader", None) is finder:
-                del sys.modules[name]
+    return import_compressai_zoo("bmshj2018_hyperprior")
 
 
 def bench_compressai(image: np.ndarray, repeat: int, factory) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -198,30 +199,34 @@ class _PlaceholderFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def import_mbt2018():
-    """CompressAI's ``mbt2018`` factory, or (None, why not)."""
+def import_compressai_zoo(name: str):
+    """CompressAI's ``compressai.zoo.<name>`` factory, or (None, why not). Where its
+    point-cloud imports are missing, inert placeholders stand in for them during the import."""
     try:
-        from compressai.zoo import mbt2018
-        return mbt2018, None
+        return getattr(importlib.import_module("compressai.zoo"), name), None
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in _COMPRESSAI_ONLY:
             return None, f"{type(e).__name__}: {e}"
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
-    for name in [m for m in sys.modules if m.split(".")[0] == "compressai"]:
-        del sys.modules[name]
+    for mod_name in [m for m in sys.modules if m.split(".")[0] == "compressai"]:
+        del sys.modules[mod_name]
     finder = _PlaceholderFinder()
     sys.meta_path.append(finder)
     try:
-        from compressai.zoo import mbt2018
-        return mbt2018, None
+        return getattr(importlib.import_module("compressai.zoo"), name), None
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
     finally:
         sys.meta_path.remove(finder)
-        for name, mod in list(sys.modules.items()):  # later imports see the real state again
+        for mod_name, mod in list(sys.modules.items()):  # later imports see the real state
             if getattr(getattr(mod, "__spec__", None), "loader", None) is finder:
-                del sys.modules[name]
+                del sys.modules[mod_name]
+
+
+def import_mbt2018():
+    """CompressAI's ``mbt2018`` factory, or (None, why not)."""
+    return import_compressai_zoo("mbt2018")
 
 
 def bench_mbt2018(image: np.ndarray) -> dict | None:
