@@ -401,3 +401,51 @@ def test_init_starts_from_a_checkpoint_and_ship_totals_the_chain(tmp_path):
                    model="bmshj2018-factorized", steps=1), progress=False)
     with pytest.raises(FileNotFoundError):
         train(tiny(tmp_path, name="e", init=str(tmp_path / "none.pt"), **kw), progress=False)
+
+
+def test_max_minutes_stops_resumably_and_ships_each_checkpoint(tmp_path):
+    """A session-sized slice: --max-minutes stops after the step it runs out in, with the state
+    written (the resumed run equals the uninterrupted one) and the shipped file kept current."""
+    from codec.train.ship import ship
+
+    kw = dict(steps=4, perceptual_start=0.25, adversarial_start=0.5, val_every=4)
+    train(tiny(tmp_path, name="straight", **kw), metric=ToyMetric(), progress=False)
+    shipped = tmp_path / "shipped.pt"
+    res = train(tiny(tmp_path, name="slices", max_minutes=1e-9, ship=str(shipped), **kw),
+                metric=ToyMetric(), progress=False)
+    assert res["time_up"] and res["step"] == 1
+    prov = load_checkpoint(shipped, kind="codec")["provenance"]
+    assert prov["steps"] == 1 and prov["run_dir"] == str(tmp_path / "slices")
+    assert "--ship" not in prov["command"] and "--max-minutes" not in prov["command"]
+    assert load_training_state(tmp_path / "slices" / "train_state.pt")["step"] == 1
+    # the next slices may change --max-minutes and --ship; the last one runs to the end
+    res = train(tiny(tmp_path, name="slices", max_minutes=1e-9, ship=str(shipped), resume=True,
+                     **kw), metric=ToyMetric(), progress=False)
+    assert res["step"] == 2 and load_checkpoint(shipped)["provenance"]["steps"] == 2
+    res = train(tiny(tmp_path, name="slices", ship=str(shipped), resume=True, **kw),
+                metric=ToyMetric(), progress=False)
+    assert res["step"] == 4 and not res["time_up"]
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "slices")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    final = load_checkpoint(shipped, kind="codec")
+    assert final["provenance"]["steps"] == 4
+    assert all(torch.equal(final["state_dict"][k], b[k]) for k in b)
+    again = ship(tmp_path / "slices", tmp_path / "again.pt")
+    assert again["steps"] == 4
+
+
+def test_cli_bad_metric_name_and_unknown_track_are_one_line_errors(tmp_path, capsys):
+    from codec.train import main
+
+    args = ["--preset", "tiny", "--steps", "1", "--batch-size", "2", "--workers", "0",
+            "--threads", "1", "--val-images", "1", "--val-crop", "64"]
+    assert main(args + ["--lpips", "alexnet", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'alexnet'" in err and "alex, vgg, squeeze" in err
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--track", "0.6", "--out", str(tmp_path / "b")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--track" in err and "0.075" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()

@@ -16,6 +16,8 @@ examples:
       --data-split train --lpips runs/metric.pt
   python -m codec.train --model bmshj2018-hyperprior --data bsds500 --data-split train
   python -m codec.train --out runs/train/hific-0.15 --resume
+  python -m codec.train ... --max-minutes 170 --ship checkpoints/mine.pt --resume
+      (a session-sized slice of a long run: resumable, and a shipped file to --init from)
   torchrun --nproc_per_node 2 -m codec.train ...      (DDP; gloo on CPU, NCCL on GPU)
 """
 
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     val = result["val"]
     summary = ", ".join(f"{k} {v:.4g}" for k, v in val.items() if isinstance(v, float))
     print(f"{result['out']}: step {result['step']}; validation: {summary}")
+    if result.get("time_up"):
+        print(f"stopped by --max-minutes {cfg.max_minutes:g} at step {result['step']} of "
+              f"{cfg.resolved().steps}; continue with --resume --out {result['out']}")
     return 0
 
 

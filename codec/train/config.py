@@ -105,6 +105,13 @@ class TrainConfig:
     device: str = _f("", "cpu or cuda (default: cuda when available)")
     threads: int = _f(0, "torch CPU threads (0: torch default)")
     stop_at: int = _f(0, "stop after this step as if interrupted (resume later with --resume)")
+    max_minutes: float = _f(0.0, "stop after this many minutes of wall time in this invocation, "
+                                 "after validating and writing the checkpoint and training "
+                                 "state, as if interrupted (resume later with --resume; 0: no "
+                                 "limit)")
+    ship: str = _f("", "also ship the run's last.pt to this file (codec.train.ship: command, "
+                       "cumulative steps and wall time in the provenance) at every checkpoint, "
+                       "so a session that ends at any time leaves a checkpoint to --init from")
     resume: bool = _f(False, "continue the run in --out exactly where its training state left "
                              "it (starts it when --out has none; a finished run does nothing)")
 

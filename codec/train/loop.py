@@ -29,11 +29,12 @@ from .config import TrainConfig, draw_delta, lr_at, parse_model_config, rate_wei
 from .data import train_loader, training_records, validation_images
 from .discriminator import Discriminator
 from .losses import bpp_per_image, discriminator_loss, generator_loss, mse255, perceptual
+from .ship import ship
 from .validate import validate
 
 OFFICIAL_LPIPS = ("alex", "vgg", "squeeze")
 # Options that may differ between a run and its resumption.
-RESUMABLE_CHANGES = {"resume", "stop_at", "workers", "threads", "device"}
+RESUMABLE_CHANGES = {"resume", "stop_at", "max_minutes", "ship", "workers", "threads", "device"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -121,6 +122,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    t_call = time.perf_counter()
     cfg = cfg.resolved()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -202,6 +204,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         provenance["metric_sha256"] = sha256_file(cfg.lpips)
     val = {}
 
+    stopped = stop
     batches = iter(loader)
     bar = tqdm(range(start, stop), initial=start, total=stop, disable=not (progress and dist.main),
                desc=f"train {model.name} {cfg.track}", dynamic_ncols=True)
@@ -285,7 +288,10 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
             bar.set_postfix(stage=stage, bpp=f"{terms['bpp']:.3f}", psnr=f"{row['psnr']:.2f}")
 
         # -- validation and checkpoints ----------------------------------------------------
-        validate_now = done % cfg.val_every == 0 or done == stop
+        # --max-minutes: every process stops at the same step once any one is over its time
+        time_up = bool(cfg.max_minutes) and done < stop and not distributed.all_true(
+            time.perf_counter() - t_call < 60.0 * cfg.max_minutes, dist, device)
+        validate_now = done % cfg.val_every == 0 or done == stop or time_up
         if done % cfg.ckpt_every == 0 or validate_now:
             if dist.main:
                 wall = seconds_before + time.perf_counter() - t0  # training + validation so far
@@ -314,9 +320,15 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
                     "disc": disc.state_dict() if disc is not None else None,
                     "opt_disc": opt_disc.state_dict() if opt_disc else None})
                 last_good = done
+                if cfg.ship:
+                    ship(out, Path(cfg.ship))
             distributed.barrier(dist)
+        if time_up:
+            stopped = done
+            break
     bar.close()
     if writer is not None:
         writer.close()
     distributed.teardown(dist)
-    return {"step": stop, "out": str(out), "best": best, "val": val}
+    return {"step": stopped, "out": str(out), "best": best, "val": val,
+            "time_up": stopped < stop}

@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .rundir import read_metrics
 
 # options that do not change what is trained
-_NOT_IN_COMMAND = {"resume", "stop_at", "out"}
+_NOT_IN_COMMAND = {"resume", "stop_at", "max_minutes", "ship", "out"}
 
 
 def reproducing_command(config: dict) -> str:
