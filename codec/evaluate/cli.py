@@ -16,8 +16,8 @@ examples:
   python -m codec.evaluate --classic jpeg,webp,hevc-bpgcfg --data kodak      (classic codecs only)
 
 outputs (in --out): results.csv (per image), summary.csv and results.json (per method and
-target), table.md (Table 1), bd_rate.md, rd_psnr.png, rd_ms_ssim.png, rd_lpips.png, crops/ and
-report.html. A rerun reuses every cached encode, metric value and Inception feature.
+target), table.md (Table 1), bd_rate.md, rd_psnr.png, rd_ms_ssim.png, rd_lpips.png,
+rd_dists.png, crops/ and report.html. A rerun reuses every cached encode, metric value and Inception feature.
 """
 
 
@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m codec.evaluate", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate learned codec checkpoints and classic codecs at matched real "
-                    "bitrates: bpp from the files, PSNR, MS-SSIM, LPIPS-Alex/VGG/Squeeze, the "
-                    "fitted metric, FID/KID on 256x256 patches; tables, RD plots, BD-rates and "
-                    "an HTML report.")
+                    "bitrates: bpp from the files, PSNR, MS-SSIM, LPIPS-Alex/VGG/Squeeze, DISTS, "
+                    "the fitted metric, FID/KID on 256x256 patches; tables, RD plots, BD-rates "
+                    "and an HTML report.")
     p.add_argument("--model", action="append", default=[], metavar="CKPT",
                    help="codec checkpoint (repeatable); evaluated at its track's target_bpp "
                         "(recorded in the checkpoint) unless --target-bpp is given")
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fitted metric checkpoint (runs/metric.pt) to report beside LPIPS")
     p.add_argument("--lpips", default="alex,vgg,squeeze",
                    help="official LPIPS networks to report, or 'none' (default: all three)")
+    p.add_argument("--no-dists", action="store_true",
+                   help="leave out DISTS (Ding et al. 2020; weights from the dists-pytorch wheel)")
     p.add_argument("--no-fid", action="store_true", help="skip FID/KID (the slowest part on CPU)")
     p.add_argument("--fid-plain-grid", action="store_true",
                    help="FID patches on the plain 256 grid only (default adds HiFiC's grid "
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = EvalConfig(out=out, tracks=tracks, classic=classic, classic_targets=tuple(targets),
                      dist_out=Path(args.dist_cache or runs_dir() / "distortions"),
-                     lpips=_names(args.lpips), metric=args.metric, fid=not args.no_fid,
+                     lpips=_names(args.lpips), metric=args.metric, dists=not args.no_dists,
+                     fid=not args.no_fid,
                      fid_shifted=not args.fid_plain_grid, jobs=args.jobs,
                      progress=not args.no_progress, backend=backend)
     print(f"evaluating {len(tracks)} model(s) and {len(classic)} classic codec(s) on "

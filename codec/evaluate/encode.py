@@ -31,6 +31,7 @@ class Track:
     sha256: str
     targets: tuple[float, ...]
     model: str = ""
+    trained_with: str = ""
 
 
 def track_from_checkpoint(path: str | os.PathLike, label: str | None = None,
@@ -50,7 +51,40 @@ def track_from_checkpoint(path: str | os.PathLike, label: str | None = None,
     if label is None:
         track = prov.get("track") or cfg.get("target_bpp")
         label = f"ours-{ck['model']}" + (f"-{track}" if track and len(targets) == 1 else "")
-    return Track(label, path, sha256_file(path), tuple(targets), ck["model"])
+    return Track(label, path, sha256_file(path), tuple(targets), ck["model"],
+                 trained_with_text(prov))
+
+
+OFFICIAL_NAMES = {"alex": "LPIPS-Alex", "vgg": "LPIPS-VGG", "squeeze": "LPIPS-Squeeze"}
+
+
+def trained_with_text(prov: dict) -> str:
+    """Which perceptual metric a codec checkpoint was trained with, from its provenance
+    (``train_config.loss`` and ``train_config.lpips``): a codec trained with loss ``mse`` has
+    none. Read beside the metric columns: a codec graded by its own loss is flattered."""
+    if prov.get("init") == "random":
+        return "untrained (random init)"
+    tc = prov.get("train_config") or {}
+    loss = tc.get("loss")
+    if not loss:
+        return "unknown (no train_config in the provenance)"
+    if loss == "mse":
+        return "none (MSE)"
+    if float(tc.get("k_perceptual", 1.0)) <= 0:
+        return f"none ({loss} loss, perceptual weight 0)"
+    spec = tc.get("lpips") or "runs/metric.pt"
+    name = OFFICIAL_NAMES.get(spec)
+    if name is None:
+        sha = prov.get("metric_sha256")
+        name = f"fitted {Path(spec).name}" + (f" ({sha[:8]})" if sha else "")
+    return name + (" + GAN" if loss == "full" and float(tc.get("k_gan", 0)) > 0 else "")
+
+
+def trained_with(path: str | os.PathLike) -> str:
+    """``trained_with_text`` of a codec checkpoint file."""
+    from codec.checkpoint import load_checkpoint
+
+    return trained_with_text(load_checkpoint(path, kind="codec").get("provenance") or {})
 
 
 def file_bpp(path: str | os.PathLike, height: int, width: int) -> float:
@@ -75,7 +109,8 @@ def encode_track(track: Track, records, cache: Path, progress=None) -> list[dict
             d = cache / "streams" / key[:2]
             stream, png, meta_p = d / f"{key}.plic", d / f"{key}.png", d / f"{key}.json"
             row = {"method": track.label, "kind": "ours", "codec": track.model,
-                   "checkpoint": str(track.checkpoint), "target_bpp": target,
+                   "checkpoint": str(track.checkpoint), "trained_with": track.trained_with,
+                   "target_bpp": target,
                    "image_id": rec.id, "ref_path": str(rec.path), "ref_sha256": rec.sha256}
             meta = json.loads(meta_p.read_text()) if meta_p.is_file() else None
             if meta and meta["status"] != STATUS_OK:
@@ -125,6 +160,10 @@ def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
     report = run(records, cfg)
     store = st.Store(dist_out)
     index = {r["dist_id"]: r for r in store.read_index()}
+    learned = dict(cfg.backend.learned)
+    if cfg.backend.checkpoint:
+        learned.setdefault("learned", cfg.backend.checkpoint)
+    trained = {c: trained_with(learned[c]) for c in codecs if c in learned}
     by_search = {}
     for s in store.read_searches():
         if s["crop"] == "":
@@ -134,8 +173,9 @@ def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
         for rec in records:
             for target in targets:
                 kind = "learned" if codec.startswith("learned") else "classic"
-                row = {"method": codec, "kind": kind, "codec": codec, "checkpoint": "",
-                       "target_bpp": target, "image_id": rec.id, "ref_path": str(rec.path),
+                row = {"method": codec, "kind": kind, "codec": codec,
+                       "checkpoint": str(learned.get(codec, "")),
+                       "trained_with": trained.get(codec, ""), "target_bpp": target, "image_id": rec.id, "ref_path": str(rec.path),
                        "ref_sha256": rec.sha256}
                 s = by_search.get((rec.sha256, codec, float(target)))
                 if s is None:

@@ -3,9 +3,10 @@
 PSNR and MS-SSIM come from ``codec.quality`` (their one home; MS-SSIM through ``ms_ssim_torch``
 in float32); LPIPS from
 ``perceptual_metric.official`` (v0.1 linear layers on offline ImageNet trunks; the Squeeze trunk
-may be the Keras SqueezeNet, named ``lpips-squeeze-keras``) and the fitted metric from
-``perceptual_metric.load``. Values are cached as JSON keyed by (reference sha256, decoded sha256,
-metric names), so a rerun measures nothing twice.
+may be the Keras SqueezeNet, named ``lpips-squeeze-keras``), DISTS from
+``perceptual_metric.dists`` and the fitted metric from ``perceptual_metric.load``. Values are
+cached as JSON keyed by (reference sha256, decoded sha256, metric names), so a rerun measures
+nothing twice.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from codec.quality import ms_ssim_scales, ms_ssim_torch, psnr
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 LPIPS_COLUMNS = {"alex": "lpips_alex", "vgg": "lpips_vgg", "squeeze": "lpips_squeeze"}
 FITTED_COLUMN = "metric_fitted"
+DISTS_COLUMN = "dists"
 
 
 def to_tensor(image: np.ndarray):
@@ -39,7 +41,7 @@ class Measurer:
     """
 
     def __init__(self, nets=LPIPS_NETS, fitted: str | None = None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, dists: bool = True):
         self.metrics: dict = {}
         self.names: dict[str, str] = {}
         self.unavailable: dict[str, str] = {}
@@ -54,6 +56,15 @@ class Measurer:
                     self.unavailable[col] = f"{type(e).__name__}: {e}"
                     continue
                 self.metrics[col], self.names[col] = m, getattr(m, "name", f"lpips-{net}")
+        if dists:
+            import perceptual_metric
+
+            try:
+                m = perceptual_metric.dists(download=False)
+            except Exception as e:  # noqa: BLE001 - missing weights empty one column
+                self.unavailable[DISTS_COLUMN] = f"{type(e).__name__}: {e}"
+            else:
+                self.metrics[DISTS_COLUMN], self.names[DISTS_COLUMN] = m, m.name
         if fitted:
             import perceptual_metric
 
@@ -65,7 +76,7 @@ class Measurer:
 
     @property
     def columns(self) -> list[str]:
-        return [*LPIPS_COLUMNS.values(), FITTED_COLUMN]
+        return [*LPIPS_COLUMNS.values(), DISTS_COLUMN, FITTED_COLUMN]
 
     def _cache_path(self, ref_sha: str, dec_sha: str) -> Path | None:
         if self.cache_dir is None:

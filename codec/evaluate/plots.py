@@ -12,7 +12,8 @@ KODAK_ANCHORS = ("bpg_444_x265_ycbcr", "vtm", "compressai-bmshj2018-hyperprior_m
                  "paper-elic2022_mse")
 PANELS = (("psnr", "PSNR (dB, RGB)", "rd_psnr.png"), ("ms_ssim", "MS-SSIM (RGB)",
                                                       "rd_ms_ssim.png"),
-          ("lpips_alex", "LPIPS-Alex (lower is better)", "rd_lpips.png"))
+          ("lpips_alex", "LPIPS-Alex (lower is better)", "rd_lpips.png"),
+          ("dists", "DISTS (lower is better)", "rd_dists.png"))
 
 
 def rd_plots(summary: list[dict], out: Path, anchors: bool, title: str = "") -> list[Path]:
@@ -35,6 +36,8 @@ def rd_plots(summary: list[dict], out: Path, anchors: bool, title: str = "") -> 
     xmax = max(bpps) * 1.3 if bpps else 1.0
     paths = []
     for col, label, fname in PANELS:
+        if not any(s[col] is not None for s in summary):
+            continue  # a metric left out of this run
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
         for a in anchor_curves:
             ys = a.psnr if col == "psnr" else a.ms_ssim if col == "ms_ssim" else []

@@ -13,14 +13,14 @@ from codec.fsio import atomic_write_text
 from codec.tables import rel_path, write_table
 
 RESULT_COLUMNS = [
-    "row_id", "method", "kind", "codec", "checkpoint", "target_bpp", "image_id", "status",
-    "bpp", "est_bpp", "param", "psnr", "ms_ssim", "ms_ssim_scales", "lpips_alex", "lpips_vgg",
-    "lpips_squeeze", "metric_fitted", "encode_s", "decode_s", "bitstream_path", "decoded_path",
-    "ref_path", "error"]
+    "row_id", "method", "kind", "codec", "checkpoint", "trained_with", "target_bpp", "image_id",
+    "status", "bpp", "est_bpp", "param", "psnr", "ms_ssim", "ms_ssim_scales", "lpips_alex",
+    "lpips_vgg", "lpips_squeeze", "dists", "metric_fitted", "encode_s", "decode_s",
+    "bitstream_path", "decoded_path", "ref_path", "error"]
 SUMMARY_COLUMNS = [
-    "method", "kind", "codec", "target_bpp", "n_images", "n_set", "bpp", "est_bpp", "psnr",
-    "ms_ssim", "ms_ssim_scales", "fid", "fid_patches", "kid", "kid_std", "lpips_alex",
-    "lpips_vgg", "lpips_squeeze", "metric_fitted"]
+    "method", "kind", "codec", "trained_with", "target_bpp", "n_images", "n_set", "bpp",
+    "est_bpp", "psnr", "ms_ssim", "ms_ssim_scales", "fid", "fid_patches", "kid", "kid_std",
+    "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists", "metric_fitted"]
 HEVC = "hevc-bpgcfg"
 BPG_ANCHOR = "bpg_444_x265_ycbcr"
 
@@ -91,31 +91,52 @@ def kid_cell(s: dict) -> str:
     return f"{1e3 * s['kid']:.1f}" + (f" ± {1e3 * s['kid_std']:.1f}" if s["kid_std"] else "")
 
 
+def fid_patch_count(summary: list[dict]) -> int | None:
+    """The one patch count of every FID in the table (rows with FID share it by construction:
+    only rows covering the whole set get FID); None when no row has FID."""
+    counts = {s["fid_patches"] for s in summary if s.get("fid") is not None}
+    if len(counts) > 1:
+        raise ValueError(f"FIDs at different patch counts {sorted(counts)}: not comparable")
+    return counts.pop() if counts else None
+
+
+def trained_cell(s: dict) -> str:
+    """What a learned codec was trained with; classic codecs: not applicable."""
+    return s.get("trained_with") or ("–" if s["kind"] == "classic" else "unknown")
+
+
+def metric_headers(names: dict) -> list[tuple[str, str]]:
+    """(column, header) of the full-reference perceptual metrics, in table order."""
+    sq = names.get("lpips_squeeze", "lpips-squeeze").replace("lpips", "LPIPS")
+    cols = [("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"), ("lpips_squeeze", sq),
+            ("dists", "DISTS")]
+    if names.get("metric_fitted"):
+        cols.append(("metric_fitted", f"fitted ({names['metric_fitted']})"))
+    return cols
+
+
 def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -> str:
     """HiFiC Table-1 layout: one block per target; rows are codecs and our tracks."""
-    sq = names.get("lpips_squeeze", "lpips-squeeze")
-    fitted = names.get("metric_fitted")
-    head = ["method", "target", "bpp", "PSNR", "MS-SSIM", "FID (patches)", "KID x1e3",
-            "LPIPS-Alex", "LPIPS-VGG", sq.replace("lpips", "LPIPS")]
-    if fitted:
-        head.append(f"fitted ({fitted})")
+    n_fid = fid_patch_count(summary)
+    metrics = metric_headers(names)
+    head = ["method", "trained with", "target", "bpp", "PSNR", "MS-SSIM",
+            f"FID ({n_fid} patches)" if n_fid else "FID", "KID x1e3", *(h for _, h in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for target in sorted({s["target_bpp"] for s in summary}):
         for s in [s for s in summary if s["target_bpp"] == target]:
             short = "" if s["n_images"] == s["n_set"] else f" ({s['n_images']}/{s['n_set']} img)"
             name = f"**{s['method']}**" if s["kind"] == "ours" else s["method"]
-            fid_cell = ("–" if s["fid"] is None else f"{s['fid']:.1f} ({s['fid_patches']})")
-            kid = kid_cell(s)
-            cells = [name + short, f"{target:g}", _f(s["bpp"], ".3f"), _f(s["psnr"], ".2f"),
-                     _f(s["ms_ssim"], ".4f"), fid_cell, kid, _f(s["lpips_alex"], ".4f"),
-                     _f(s["lpips_vgg"], ".4f"), _f(s["lpips_squeeze"], ".4f")]
-            if fitted:
-                cells.append(_f(s["metric_fitted"], ".4f"))
+            cells = [name + short, trained_cell(s), f"{target:g}", _f(s["bpp"], ".3f"),
+                     _f(s["psnr"], ".2f"), _f(s["ms_ssim"], ".4f"), _f(s["fid"], ".1f"),
+                     kid_cell(s), *(_f(s.get(c), ".4f") for c, _ in metrics)]
             lines.append("| " + " | ".join(cells) + " |")
     notes = ["", "bpp: measured on the files (8 x bytes / pixels), mean over images; every file "
-             "is at or under its target. PSNR: mean of per-image RGB PSNRs. FID/KID on 256x256 "
-             "patches (count in brackets): small counts bias FID upward, so compare FIDs only "
-             "at equal counts; KID (unbiased) beside it."]
+             "is at or under its target. PSNR: mean of per-image RGB PSNRs. LPIPS and DISTS: "
+             "lower is better. FID/KID on 256x256 patches, the same patch count in every row "
+             f"({n_fid or 0} per side): FID is biased by the count, so a row that did not code "
+             "every image has none. \"trained with\": the perceptual metric in the codec's "
+             "training loss (a codec is flattered by the metric it was trained on); DISTS is "
+             "trained on by no codec here."]
     if simulated_note:
         notes.append(simulated_note)
     return "\n".join(lines + notes) + "\n"

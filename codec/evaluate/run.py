@@ -19,7 +19,7 @@ from codec.image_io import read_image
 from .encode import STATUS_OK, Track, encode_classic, encode_track
 from .measure import LPIPS_NETS, Measurer
 
-QUALITY_COLUMNS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze",
+QUALITY_COLUMNS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists",
                    "metric_fitted"]
 
 
@@ -32,6 +32,7 @@ class EvalConfig:
     dist_out: Path | None = None  # distortions cache; default OUT/distortions
     lpips: tuple[str, ...] = LPIPS_NETS
     metric: str | None = None
+    dists: bool = True
     fid: bool = True
     fid_shifted: bool = True
     jobs: int = 0
@@ -82,7 +83,7 @@ def evaluate(records, cfg: EvalConfig):
         rows += crow
         notes += [f"{where}: {msg}" for where, msg in errors]
 
-    meas = Measurer(cfg.lpips, cfg.metric, cache / "metrics")
+    meas = Measurer(cfg.lpips, cfg.metric, cache / "metrics", dists=cfg.dists)
     notes += [f"{col} empty: {why}" for col, why in meas.unavailable.items()]
     refs = {r.id: r for r in records}
     ref_images: dict[str, np.ndarray] = {}
@@ -124,7 +125,7 @@ def summarise(rows: list[dict], records) -> list[dict]:
     for (method, target), rs in groups.items():
         ok = [r for r in rs if r["status"] == STATUS_OK]
         s = {"method": method, "kind": rs[0]["kind"], "codec": rs[0]["codec"],
-             "target_bpp": target, "n_images": len(ok), "n_set": len(records),
+             "trained_with": rs[0].get("trained_with", ""), "target_bpp": target, "n_images": len(ok), "n_set": len(records),
              "bpp": _mean(r["bpp"] for r in ok),
              "est_bpp": _mean(r.get("est_bpp") for r in ok)}
         for col in QUALITY_COLUMNS:
@@ -164,7 +165,14 @@ def _add_fid(summary, rows, records, ref_image, cache, cfg, notes):
     except fid.FIDUnavailable as e:
         notes.append(f"FID/KID not computed: {e}")
         return
-    groups = [s for s in summary if s["n_images"] >= 1]
+    # equal patch counts in every row: FID is biased by the sample size, so a row averaged over
+    # fewer images (a codec that could not reach the target on some) gets no FID/KID
+    groups = [s for s in summary if s["n_images"] == s["n_set"]]
+    for s in summary:
+        if 0 < s["n_images"] < s["n_set"]:
+            notes.append(f"{s['method']} @ {s['target_bpp']:g}: no FID/KID, only "
+                         f"{s['n_images']}/{s['n_set']} images reached the target (FID and KID "
+                         f"are compared at equal patch counts only)")
     bar = _bar(len(groups), "FID/KID", cfg.progress)
     for s in groups:
         ok = [r for r in rows if r["method"] == s["method"] and r["target_bpp"] == s["target_bpp"]
