@@ -17,7 +17,8 @@ examples:
 
 outputs (in --out): results.csv (per image), summary.csv and results.json (per method and
 target), table.md (Table 1), bd_rate.md, rd_psnr.png, rd_ms_ssim.png, rd_lpips.png,
-rd_dists.png, crops/ and report.html. A rerun reuses every cached encode, metric value and Inception feature.
+rd_dists.png, crops/ and report.html. A rerun reuses every cached encode, metric value and
+Inception feature.
 """
 
 

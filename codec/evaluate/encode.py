@@ -175,8 +175,8 @@ def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
                 kind = "learned" if codec.startswith("learned") else "classic"
                 row = {"method": codec, "kind": kind, "codec": codec,
                        "checkpoint": str(learned.get(codec, "")),
-                       "trained_with": trained.get(codec, ""), "target_bpp": target, "image_id": rec.id, "ref_path": str(rec.path),
-                       "ref_sha256": rec.sha256}
+                       "trained_with": trained.get(codec, ""), "target_bpp": target,
+                       "image_id": rec.id, "ref_path": str(rec.path), "ref_sha256": rec.sha256}
                 s = by_search.get((rec.sha256, codec, float(target)))
                 if s is None:
                     rows.append({**row, "status": STATUS_FAILED, "error": "not coded (see "

@@ -125,7 +125,8 @@ def summarise(rows: list[dict], records) -> list[dict]:
     for (method, target), rs in groups.items():
         ok = [r for r in rs if r["status"] == STATUS_OK]
         s = {"method": method, "kind": rs[0]["kind"], "codec": rs[0]["codec"],
-             "trained_with": rs[0].get("trained_with", ""), "target_bpp": target, "n_images": len(ok), "n_set": len(records),
+             "trained_with": rs[0].get("trained_with", ""), "target_bpp": target,
+             "n_images": len(ok), "n_set": len(records),
              "bpp": _mean(r["bpp"] for r in ok),
              "est_bpp": _mean(r.get("est_bpp") for r in ok)}
         for col in QUALITY_COLUMNS:
