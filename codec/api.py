@@ -8,7 +8,10 @@
 ``bpp`` is always measured on the whole file (header included, ``codec.quality.bpp``);
 ``est_bits`` is the likelihood estimate from the same discretised parameters that were coded.
 Any image size works: the image is padded (edge replication) to the model's stride and the
-decoder crops back.
+decoder crops back. Images over ``max_pixels`` (default: what fits the memory budget,
+``codec.limits``) are refused before anything large is allocated; running out of memory
+anyway raises ``codec.limits.CodecMemoryError``, never a ``BitstreamError``. On CPU all coding
+runs on one thread, so streams and decoded pixels do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
+from . import limits
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .coding import (
     CODING_ORDERS,
@@ -88,30 +92,32 @@ def load(ckpt_path: str | os.PathLike, device: str = "cpu"):
 # ---- helpers -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _exact_mode():
-    """No TF32, no autotuned kernels: the parameter path must repeat bit for bit."""
-    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False,
-                                                     deterministic=True, allow_tf32=False):
-        old = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = old
-
-
-@contextlib.contextmanager
-def _param_path():
-    """The entropy-parameter path runs single-threaded: CPU kernels split their sums by thread
-    count, so float parameters repeat bit for bit only at a fixed count (measured: 1 vs 2
-    threads moves discretised means of the small model). The transforms g_a/g_s keep all
-    threads; this path (hyper decoders, heads) is the cheap part."""
+def _one_thread():
+    """Coding runs single-threaded: CPU kernels split their float sums by thread count, so
+    results repeat bit for bit only at a fixed count. Measured: 1 vs 2 threads moves
+    discretised means of the small model, and oneDNN's 1x1 convolution (GDN) at 2+ threads and
+    its transposed convolution at 3 threads move pixels of g_s, one level in 8-11 of a Kodak
+    image's 393,216. One thread is the count for the parameter path and both transforms."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _exact_mode():
+    """No TF32, no autotuned kernels, one CPU thread: parameters, streams and pixels must
+    repeat bit for bit."""
+    with torch.no_grad(), _one_thread(), torch.backends.cudnn.flags(
+            enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def _device(model) -> torch.device:
@@ -159,32 +165,32 @@ class _Encoder:
     def __init__(self, image: np.ndarray, model):
         self.model, self.h, self.w = model, image.shape[0], image.shape[1]
         self.latents = model.analysis(_to_tensor(image, model))
+        if not all(bool(torch.isfinite(v).all()) for v in self.latents):
+            raise ValueError("the analysis transform gave non-finite latents (broken weights?)")
         self.escapes = EscapeWriter()
         self.hyper: list[StageCode] = []
         above = None
         top = len(self.latents) - 1
-        with _param_path():
-            for i in range(top, 0, -1):
-                v = self.latents[i]
-                means, scales = (model.top_params(v.shape) if i == top
-                                 else model.stage_params(i, above))
-                code = encode_stage(v, means, scales, 1.0, self.escapes)
-                self.hyper.append(code)
-                above = code.v_hat.to(v.device)
-            self.features = model.h_s[0](above) if top > 0 else None
+        for i in range(top, 0, -1):
+            v = self.latents[i]
+            means, scales = (model.top_params(v.shape) if i == top
+                             else model.stage_params(i, above))
+            code = encode_stage(v, means, scales, 1.0, self.escapes)
+            self.hyper.append(code)
+            above = code.v_hat.to(v.device)
+        self.features = model.h_s[0](above) if top > 0 else None
 
     def code(self, delta: float) -> EncodeResult:
         t0 = time.perf_counter()
         model, y = self.model, self.latents[0]
         esc = EscapeWriter()
         esc.buf = bytearray(self.escapes.buf)
-        with _param_path():
-            if self.features is None:
-                means, scales = model.top_params(y.shape)
-                y_code = encode_stage(y, means, scales, delta, esc)
-            else:
-                coder = latent_coder(model.config.get("coding_order", "parallel"))
-                y_code = coder.encode(model, y, self.features, delta, esc)
+        if self.features is None:
+            means, scales = model.top_params(y.shape)
+            y_code = encode_stage(y, means, scales, delta, esc)
+        else:
+            coder = latent_coder(model.config.get("coding_order", "parallel"))
+            y_code = coder.encode(model, y, self.features, delta, esc)
         header = bs.Header(model.name, bs.model_hash(model), self.h, self.w, delta,
                            _coding_order(model))
         sections = [c.data for c in self.hyper] + [y_code.data, bytes(esc.buf)]
@@ -196,8 +202,9 @@ class _Encoder:
 
 def _check_bin_width(bin_width: float) -> float:
     delta = float(bin_width)
-    if not (math.isfinite(delta) and 2.0**-20 < delta < 2.0**20):
-        raise ValueError(f"bin_width {bin_width} out of range (0, 2^20)")
+    lo, hi = bs.BIN_WIDTH_RANGE
+    if not (math.isfinite(delta) and lo < delta < hi):
+        raise ValueError(f"bin_width {bin_width} out of range (2^-20, 2^20)")
     return bs.float32(delta)
 
 
@@ -206,36 +213,60 @@ class Encoder:
     outside this module needs (``distortions`` bisects its own way). ``code(d)`` gives exactly
     the bytes of ``encode(image, model, bin_width=d)``; only the latent stage is re-coded."""
 
-    def __init__(self, image: np.ndarray, model):
-        check_rgb_uint8(image)
-        _coding_order(model)
-        with _exact_mode():
+    def __init__(self, image: np.ndarray, model, max_pixels: int | None = None):
+        _check_image(image, model, max_pixels)
+        with _exact_mode(), _memory(image):
             self._enc = _Encoder(image, model)
 
     def code(self, bin_width: float) -> EncodeResult:
         t0 = time.perf_counter()
-        with _exact_mode():
+        with _exact_mode(), _memory(self._enc):
             res = self._enc.code(_check_bin_width(bin_width))
         res.seconds = time.perf_counter() - t0
         return res
 
 
+MAX_TARGET_BPP = 24.0  # raw 8-bit RGB: a target above it is a mistake, not a request
+
+
+def check_target_bpp(target_bpp) -> float:
+    """``target_bpp`` as a float in (0, MAX_TARGET_BPP], else ValueError (NaN, inf, 1e9, 0)."""
+    try:
+        t = float(target_bpp)
+    except (TypeError, ValueError):
+        raise ValueError(f"target_bpp must be a number, got {target_bpp!r}") from None
+    if not (math.isfinite(t) and 0 < t <= MAX_TARGET_BPP):
+        raise ValueError(f"target_bpp {target_bpp} out of range (0, {MAX_TARGET_BPP:g}]")
+    return t
+
+
+def _check_image(image: np.ndarray, model, max_pixels: int | None) -> None:
+    check_rgb_uint8(image)
+    _coding_order(model)
+    limits.check_pixels(model, image.shape[0], image.shape[1], max_pixels)
+
+
+def _memory(what):
+    """Out-of-memory while coding ``what`` (an image, or an encoder of one) -> CodecMemoryError."""
+    h, w = (what.shape[:2] if isinstance(what, np.ndarray) else (what.h, what.w))
+    return limits.out_of_memory_as(f"coding a {w}x{h} image")
+
+
 def encode(image: np.ndarray, model, target_bpp: float | None = None,
-           bin_width: float | None = None) -> EncodeResult:
+           bin_width: float | None = None, max_pixels: int | None = None) -> EncodeResult:
     """Code ``image`` (uint8 H x W x 3). ``bin_width`` sets delta; ``target_bpp`` searches the
     smallest delta whose real file is at or under the target (raises ``RateControlError`` when
-    even the largest delta is over it); neither: delta = 1."""
+    even the largest delta is over it); neither: delta = 1. Images over ``max_pixels`` (None:
+    ``codec.limits.default_max_pixels``) raise ``codec.limits.PixelLimitError``."""
     t0 = time.perf_counter()
-    check_rgb_uint8(image)
     if target_bpp is not None and bin_width is not None:
         raise ValueError("give target_bpp or bin_width, not both")
-    _coding_order(model)
-    with _exact_mode():
+    target = None if target_bpp is None else check_target_bpp(target_bpp)
+    delta = _check_bin_width(1.0 if bin_width is None else bin_width)
+    _check_image(image, model, max_pixels)
+    with _exact_mode(), _memory(image):
         enc = _Encoder(image, model)
-        if target_bpp is None:
-            res = enc.code(_check_bin_width(1.0 if bin_width is None else bin_width))
-        else:
-            res = _search(enc, float(target_bpp))
+        res = enc.code(delta) if target is None else _search(enc, target)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -262,14 +293,17 @@ def _search(enc: _Encoder, target: float) -> EncodeResult:
 
 
 def compress(image: np.ndarray, model, target_bpp: float | None = None,
-             bin_width: float | None = None) -> bytes:
-    return encode(image, model, target_bpp=target_bpp, bin_width=bin_width).data
+             bin_width: float | None = None, max_pixels: int | None = None) -> bytes:
+    return encode(image, model, target_bpp=target_bpp, bin_width=bin_width,
+                  max_pixels=max_pixels).data
 
 
 # ---- decoding --------------------------------------------------------------------------------
 
-def decode(data: bytes, model) -> DecodeResult:
-    """Decode a stream made by ``encode`` with this very model; ``BitstreamError`` otherwise."""
+def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
+    """Decode a stream made by ``encode`` with this very model; ``BitstreamError`` otherwise
+    (``codec.limits.StreamPixelLimitError``, one, for an image over ``max_pixels``; None:
+    ``codec.limits.default_max_pixels``). Out of memory: ``codec.limits.CodecMemoryError``."""
     t0 = time.perf_counter()
     header, sections = bs.unpack(data)
     if header.model_name != model.name:
@@ -282,22 +316,27 @@ def decode(data: bytes, model) -> DecodeResult:
     orders = {v: k for k, v in CODING_ORDERS.items()}
     if header.coding_order not in orders:
         raise bs.BitstreamError(f"unknown coding order {header.coding_order}")
+    limits.check_pixels(model, header.height, header.width, max_pixels, stream=True)
     shapes = stage_shapes(model, header.height, header.width)
     if len(sections) != len(shapes) + 1:
         raise bs.BitstreamError(f"bitstream has {len(sections)} sections, model "
                                 f"{model.name!r} needs {len(shapes) + 1}")
     _check_stage_lengths(sections, shapes)
-    try:
-        with _exact_mode():
-            with _param_path():
-                codes = _decode_stages(model, header, sections, shapes, orders)
+    with _exact_mode(), limits.out_of_memory_as(f"decoding a {header.width}x{header.height} "
+                                                f"image"):
+        try:
+            codes = _decode_stages(model, header, sections, shapes, orders)
             x_hat = model.g_s(codes[-1].v_hat.to(_device(model)))
-    except (CodingError, RuntimeError, ValueError) as e:
-        if isinstance(e, bs.BitstreamError):
-            raise
-        raise bs.BitstreamError(f"corrupt bitstream: {e}") from e
-    img = x_hat[0, :, :header.height, :header.width].clamp(0, 1).mul(255).round()
-    image = img.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        except (CodingError, RuntimeError, ValueError) as e:
+            if isinstance(e, bs.BitstreamError) or limits.is_out_of_memory(e):
+                raise
+            raise bs.BitstreamError(f"corrupt bitstream: {e}") from e
+        if not bool(torch.isfinite(x_hat).all()):
+            raise bs.BitstreamError("corrupt bitstream: the decoded image is not finite (NaN "
+                                    "or infinity): its latents are outside what the synthesis "
+                                    "transform handles")
+        img = x_hat[0, :, :header.height, :header.width].clamp(0, 1).mul(255).round()
+        image = img.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return DecodeResult(image, bits_per_pixel(len(data), header.height, header.width),
                         sum(c.est_bits for c in codes), header.delta, time.perf_counter() - t0)
 
@@ -339,6 +378,6 @@ def _decode_stages(model, header, sections, shapes, orders) -> list[StageCode]:
     return codes
 
 
-def decompress(data: bytes, model) -> np.ndarray:
+def decompress(data: bytes, model, max_pixels: int | None = None) -> np.ndarray:
     """uint8 (H, W, 3) image from a stream; raises ``codec.bitstream.BitstreamError``."""
-    return decode(data, model).image
+    return decode(data, model, max_pixels).image

@@ -16,7 +16,8 @@ Layout (all integers little endian; ``varint`` is unsigned LEB128)::
     crc32        u32       CRC-32 of every byte before it
 
 ``unpack`` checks all of it and raises ``BitstreamError`` (a ``ValueError``) with a message that
-says what is wrong; it never returns a half-parsed stream.
+says what is wrong; it never returns a half-parsed stream. Varints must be canonical
+(``codec.varint``): one stream, one byte string.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from . import varint
+
 MAGIC = b"PLIC"
 FORMAT_VERSION = 1
 HASH_BYTES = 8
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 16
+BIN_WIDTH_RANGE = (2.0**-20, 2.0**20)   # delta, both ends excluded
 
 
 class BitstreamError(ValueError):
@@ -49,16 +53,6 @@ class Header:
     coding_order: int
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 class _Reader:
     def __init__(self, data: bytes, end: int):
         self.data, self.pos, self.end = data, 0, end
@@ -71,14 +65,13 @@ class _Reader:
         return out
 
     def varint(self, what: str) -> int:
-        n, shift = 0, 0
-        for _ in range(5):  # every varint here fits in 35 bits
-            (byte,) = self.take(1, what)
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return n
-        raise BitstreamError(f"corrupt bitstream: {what} is not a valid varint")
+        try:  # every varint here fits in 35 bits
+            n, self.pos = varint.decode(self.data, self.pos, self.end, 5)
+        except varint.VarintTruncated:
+            raise BitstreamError(f"truncated bitstream: ends inside the {what}") from None
+        except varint.VarintError as e:
+            raise BitstreamError(f"corrupt bitstream: {what} is not a valid varint ({e})") from None
+        return n
 
 
 def float32(x: float) -> float:
@@ -96,10 +89,10 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
         raise ValueError("too many sections")
     out = bytearray(MAGIC)
     out += bytes([FORMAT_VERSION, len(name)]) + name + header.weights_hash
-    out += _varint(header.height) + _varint(header.width)
+    out += varint.encode(header.height) + varint.encode(header.width)
     out += struct.pack("<f", header.delta) + bytes([header.coding_order, len(sections)])
     for s in sections:
-        out += _varint(len(s))
+        out += varint.encode(len(s))
     for s in sections:
         out += s
     out += struct.pack("<I", zlib.crc32(out))
@@ -133,7 +126,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE and height * width <= MAX_PIXELS):
         raise BitstreamError(f"corrupt bitstream: image size {height}x{width} out of range")
     (delta,) = struct.unpack("<f", r.take(4, "bin width"))
-    if not (math.isfinite(delta) and 2.0**-20 < delta < 2.0**20):
+    if not (math.isfinite(delta) and BIN_WIDTH_RANGE[0] < delta < BIN_WIDTH_RANGE[1]):
         raise BitstreamError(f"corrupt bitstream: bin width {delta} out of range")
     order, n_sections = r.take(2, "coding order")
     if not 0 < n_sections <= MAX_SECTIONS:

@@ -10,10 +10,17 @@ The latent stage is coded by ONE swappable object, a ``LatentCoder``. The defaul
 (``ParallelLatentCoder``, coding order ``parallel``) computes all latent parameters from the hyper
 features at once. A context model registers another coder (e.g. ``wavefront``) with
 ``register_latent_coder``; the bitstream records which one was used.
+
+The format bounds every symbol: ``|k| * delta <= LATENT_LIMIT`` (``check_symbols``), so a
+decoded latent lies within ``LATENT_LIMIT`` of its mean, the fixed-point path (int64 at 16
+fractional bits) cannot wrap and the float path cannot overflow on a forged symbol. The encoder
+refuses latents outside the bound; the decoder refuses streams that hold such symbols, and
+non-finite entropy parameters, with a ``CodingError``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,9 +28,17 @@ import constriction
 import numpy as np
 import torch
 
+from . import varint
+from .bitstream import BIN_WIDTH_RANGE
 from .entropy import ESCAPE_AT, SCALE_TABLE, discretize, estimate_bits, from_symbols, to_symbols
 
 _MODEL = constriction.stream.model.QuantizedLaplace(-(ESCAPE_AT + 1), ESCAPE_AT + 1)
+
+# |k| * delta <= LATENT_LIMIT for every symbol k of a stage with bin width delta (1 for the hyper
+# stages): 2^14 is the fixed-point path's activation range (``codec.context.intmath.ACT_LIMIT``).
+LATENT_LIMIT = 2**14
+# the largest |k| at any bin width the container allows (delta > 2^-20): escapes fit 5 bytes
+SYMBOL_LIMIT = math.floor(LATENT_LIMIT / BIN_WIDTH_RANGE[0])
 
 
 class CodingError(ValueError):
@@ -38,16 +53,12 @@ class EscapeWriter:
 
     def write(self, values: np.ndarray) -> None:
         for n in np.asarray(values, dtype=np.uint64).tolist():
-            while True:
-                byte = n & 0x7F
-                n >>= 7
-                self.buf.append(byte | (0x80 if n else 0))
-                if not n:
-                    break
+            self.buf += varint.encode(n)
 
 
 class EscapeReader:
-    MAX_BYTES = 9  # values fit in 63 bits
+    MAX_VALUE = SYMBOL_LIMIT - ESCAPE_AT - 1  # escape = |k| - (ESCAPE_AT + 1)
+    MAX_BYTES = 5                             # enough for MAX_VALUE (35 bits)
 
     def __init__(self, data: bytes):
         self.data = memoryview(data)
@@ -56,24 +67,56 @@ class EscapeReader:
     def read(self, count: int) -> np.ndarray:
         out = np.empty(count, dtype=np.int64)
         for i in range(count):
-            n, shift = 0, 0
-            for _ in range(self.MAX_BYTES):
-                if self.pos >= len(self.data):
-                    raise CodingError("escape section ends early")
-                byte = self.data[self.pos]
-                self.pos += 1
-                n |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            else:
-                raise CodingError("escape value too long")
+            try:
+                n, self.pos = varint.decode(self.data, self.pos, len(self.data), self.MAX_BYTES)
+            except varint.VarintTruncated:
+                raise CodingError("escape section ends early") from None
+            except varint.VarintError as e:
+                raise CodingError(f"escape value is not a valid varint ({e})") from None
+            if n > self.MAX_VALUE:
+                raise CodingError(f"escape value {n} is beyond the format's symbol range "
+                                  f"(at most {self.MAX_VALUE})")
             out[i] = n
         return out
 
     def check_done(self) -> None:
         if self.pos != len(self.data):
             raise CodingError(f"{len(self.data) - self.pos} unused bytes in the escape section")
+
+
+def resolve_escapes(k: np.ndarray, escapes: EscapeReader) -> np.ndarray:
+    """Decoded int64 symbols with the boundary ones ``+-(ESCAPE_AT + 1)`` completed by their
+    escape values (read in order), in place."""
+    esc = np.abs(k) > ESCAPE_AT
+    if np.any(esc):
+        k[esc] = np.sign(k[esc]) * (ESCAPE_AT + 1 + escapes.read(int(esc.sum())))
+    return k
+
+
+# ---- the format's bounds -----------------------------------------------------------------------
+
+def symbol_limit(delta: float) -> int:
+    """The largest |k| a stage with bin width ``delta`` may hold: |k| * delta <= LATENT_LIMIT."""
+    return math.floor(LATENT_LIMIT / float(delta))
+
+
+def check_symbols(k: torch.Tensor, delta: float) -> None:
+    """``CodingError`` unless every symbol is within ``symbol_limit(delta)``."""
+    if k.numel() == 0:
+        return
+    lo, hi = int(k.min()), int(k.max())
+    limit = symbol_limit(delta)
+    if lo < -limit or hi > limit:
+        worst = lo if -lo > hi else hi
+        raise CodingError(f"latent symbol {worst} at bin width {delta:.6g} is outside the "
+                          f"format's range (|symbol| x bin width <= {LATENT_LIMIT})")
+
+
+def check_params(means: torch.Tensor, scales: torch.Tensor) -> None:
+    """``CodingError`` if an entropy parameter is NaN or infinite (it would index no table)."""
+    if not (bool(torch.isfinite(means).all()) and bool(torch.isfinite(scales).all())):
+        raise CodingError("non-finite entropy parameters: the decoded stage above is outside "
+                          "what the model handles")
 
 
 # ---- symbols <-> words -----------------------------------------------------------------------
@@ -104,9 +147,7 @@ def decode_symbols(data: bytes, scale_idx: torch.Tensor, escapes: EscapeReader) 
         raise CodingError(f"entropy decoding failed ({e})") from e
     if not coder.is_empty():
         raise CodingError("stage stream has words left over after decoding")
-    esc = np.abs(k) > ESCAPE_AT
-    if np.any(esc):
-        k[esc] = np.sign(k[esc]) * (ESCAPE_AT + 1 + escapes.read(int(esc.sum())))
+    resolve_escapes(k, escapes)
     return torch.from_numpy(k).reshape(scale_idx.shape).to(scale_idx.device)
 
 
@@ -125,8 +166,10 @@ class StageCode:
 def encode_stage(v: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, delta: float,
                  escapes: EscapeWriter) -> StageCode:
     """Code ``v`` given its Laplace parameters; all parameters pass through ``discretize``."""
+    check_params(means, scales)
     means_q, idx = discretize(means, scales, delta)
     k = to_symbols(v, means_q, delta)
+    check_symbols(k, delta)
     n_esc = len(escapes.buf)
     data = encode_symbols(k, idx, escapes)
     est = estimate_bits(k, idx)
@@ -137,8 +180,10 @@ def encode_stage(v: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, del
 def decode_stage(data: bytes, means: torch.Tensor, scales: torch.Tensor, delta: float,
                  escapes: EscapeReader) -> StageCode:
     """Inverse of ``encode_stage`` (same parameters in, same ``StageCode`` out)."""
+    check_params(means, scales)
     means_q, idx = discretize(means, scales, delta)
     k = decode_symbols(data, idx, escapes)
+    check_symbols(k, delta)
     return StageCode(data, from_symbols(k, means_q, delta), estimate_bits(k, idx), k)
 
 

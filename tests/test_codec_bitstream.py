@@ -156,7 +156,8 @@ def test_weights_hash_follows_in_place_updates():
 def test_forged_image_size_is_refused_before_decoding(name):
     """The cheapest stream a model makes (flat image, huge bin width) still decodes, and the
     same sections under a header claiming a far larger image are refused up front (no
-    gigabytes of symbols decoded from a few bytes)."""
+    gigabytes of symbols decoded from a few bytes), by the stage-length floor when the pixel
+    limit is raised out of the way."""
     torch.manual_seed(0)
     m = models.build(name, "tiny").eval()
     flat = np.full((128, 128, 3), 128, np.uint8)
@@ -166,4 +167,4 @@ def test_forged_image_size_is_refused_before_decoding(name):
     huge = Header(header.model_name, header.weights_hash, 8192, 8192, header.delta,
                   header.coding_order)
     with pytest.raises(BitstreamError, match="too few for the"):
-        api.decompress(pack(huge, sections), m)
+        api.decompress(pack(huge, sections), m, max_pixels=bitstream.MAX_PIXELS)

@@ -20,7 +20,7 @@ import constriction
 import numpy as np
 import torch
 
-from ..coding import CodingError, EscapeReader
+from ..coding import CodingError, EscapeReader, check_symbols, resolve_escapes
 from ..entropy import ESCAPE_AT, SCALE_TABLE
 from .intmath import ACT_BITS
 from .step import (
@@ -80,8 +80,10 @@ def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch
 def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tuple, delta: float,
                  schedule: Schedule, symbols: SymbolSource, params_fn=None, commit_fn=None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Walk ``schedule``: parameters by ``step_params``, symbols from ``symbols``, then
-    ``commit_step`` writes y_hat = means_q + k * delta into the window buffer. Returns
+    """Walk ``schedule``: parameters by ``step_params``, symbols from ``symbols`` (checked
+    against the format's bound, ``codec.coding.check_symbols``, before they can reach the
+    int64 buffer), then ``commit_step`` writes y_hat = means_q + k * delta into the window
+    buffer. Returns
     (y_hat (C, H, W), k, idx) with k and idx (C, H, W) int64. Integer weights: y_hat is int64
     at ACT_BITS, exact. ``params_fn``/``commit_fn`` replace the two per-step functions (the
     compiled kernels, ``codec.kernels.step_hooks``); same signatures, same integers."""
@@ -100,6 +102,7 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
             rows, cols = rows.to(psi.device), cols.to(psi.device)
         m, idx = step_params_(sw, grid, delta, y_pad, psi, rows, cols)
         k = symbols(t, rows, cols, m, idx)
+        check_symbols(k, delta)
         commit_step_(grid, delta, y_pad, k_all, idx_all, rows, cols, m, k, idx)
     return y_pad[:, r:, r:w + r], k_all, idx_all
 
@@ -156,10 +159,7 @@ class StreamSource:
             k = self.coder.decode(_MODEL, self._zeros[:len(flat)], SCALE_TABLE[flat])
         except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
             raise CodingError(f"entropy decoding failed at step {t} ({e})") from e
-        k = k.astype(np.int64)
-        esc = np.abs(k) > ESCAPE_AT
-        if esc.any():
-            k[esc] = np.sign(k[esc]) * (ESCAPE_AT + 1 + self.escapes.read(int(esc.sum())))
+        k = resolve_escapes(k.astype(np.int64), self.escapes)
         out = torch.from_numpy(k).reshape(idx.shape)
         return out if idx.device.type == "cpu" else out.to(idx.device)
 
