@@ -1,22 +1,25 @@
 """Judgments to labels: ``python -m mturk.aggregate [--db DB] [--trials CSV] [--out DIR]``.
 
-Worker filtering (the rule, applied in this order):
+Which judgments count (the rule, applied in this order):
 
-1. Only judgments of assignments that are ``submitted`` or ``approved`` count; ``rejected`` and
-   ``abandoned`` ones are dropped, and so is every judgment of a worker marked blocked.
-2. A worker's sentinel accuracy is the share of their sentinel trials answered with the expected
-   side (over all their assignments). A worker is kept when they answered at least
-   ``min_sentinels`` sentinels (default 2) and their accuracy is at least ``min_accuracy``
-   (default 0.8). Workers with fewer sentinels are dropped as unverified (``--min-sentinels 0``
-   keeps them). All of a dropped worker's judgments go.
+1. Only **verified** assignments: ones MTurk itself reported to ``mturk.collect`` (right HIT,
+   right worker, Submitted or Approved) or, in a lab study, claimed with a participant token.
+   Answers the server stored for assignments nobody verified are left out and counted in
+   ``aggregate.json`` (``unverified_assignments``); ``--include-unverified`` takes them too.
+2. Only assignments that are ``submitted`` or ``approved``; ``rejected`` and ``abandoned`` ones
+   are dropped, and so is every judgment of a worker marked blocked.
+3. Worker quality control (``mturk.quality``, where every check and threshold is documented):
+   sentinel accuracy (at least ``min_sentinels`` answers, at least ``min_accuracy`` right),
+   time per trial, left/right bias, agreement with the leave-one-out consensus, and consistency
+   on repeated pairs. A flagged worker's judgments all go.
 
 Outputs in ``--out`` (default ``runs/study``):
 
-- ``labels.csv`` (``mturk.schema.LABELS_COLUMNS``): one row per test trial with at least one kept
-  judgment; ``p_b`` = share of kept judgments choosing B, ``n`` = their number. Sentinels are not
-  labels.
-- ``workers.csv``: per worker, sentinel answers, accuracy, kept or why not (also written to the
-  database's worker scores).
+- ``labels.csv`` (``mturk.schema.LABELS_COLUMNS``): one row per test trial (repeats are not
+  labels) with at least one kept judgment; ``p_b`` = share of kept judgments choosing B, ``n`` =
+  their number. Sentinels are not labels.
+- ``workers.csv``: per worker, every score of ``mturk.quality``, the flags, kept or why not (the
+  sentinel scores and flags also go to the database, for ``mturk.collect``).
 - ``ranking.csv`` and ``ranking.png``: per ``target_bpp``, codecs ranked by a Bradley-Terry model
   fitted to the kept test judgments (MM algorithm, Hunter 2004, with half a virtual win each way
   per compared pair so unbeaten codecs stay finite), reported as log-strength and as an Elo-like
@@ -24,7 +27,7 @@ Outputs in ``--out`` (default ``runs/study``):
   bootstrap 95% interval (``elo_lo``, ``elo_hi``; judgments resampled 200 times).
 - ``aggregate.json``: counts, the filtering rule, inter-rater agreement (mean pairwise agreement
   over trials with n >= 2 and Fleiss' kappa for varying n), and ``simulated`` (true when any kept
-  judgment came from ``mturk.simulate``; the plot title says so too).
+  judgment came from a ``mturk.serve --simulated`` server; the plot title says so too).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,50 +48,56 @@ from codec.tables import rel_path, resolve_path, write_table
 
 from .cli import add_config_args, config_from_args
 from .db import StudyDB
+from .quality import QualityRule, assess, reasons
 from .schema import LABELS_COLUMNS, LABELS_ID
 
 COUNTED_STATUSES = ("submitted", "approved")
+FilterRule = QualityRule          # the name this module's callers know
+WORKER_COLUMNS = ["worker_id", "assignments", "judgments", "sentinels", "sentinel_correct",
+                  "sentinel_accuracy", "s_per_trial", "left_share", "side_p", "consensus_trials",
+                  "consensus_agreement", "repeats", "repeats_inconsistent", "flags", "kept",
+                  "reason"]
 
 
-@dataclass
-class FilterRule:
-    min_sentinels: int = field(default=2, metadata={
-        "help": "sentinel answers a worker needs to be kept"})
-    min_accuracy: float = field(default=0.8, metadata={
-        "help": "sentinel accuracy a worker needs to be kept"})
+def counted(df: pd.DataFrame, include_unverified: bool = False) -> pd.DataFrame:
+    """The judgments that may count: verified (unless asked), submitted or approved, by workers
+    who are not blocked."""
+    keep = df.assignment_status.isin(COUNTED_STATUSES) & (df.blocked.astype(int) == 0)
+    if not include_unverified:
+        keep &= df.verified_at.notna()
+    return df[keep]
 
 
-def filter_workers(df: pd.DataFrame, rule: FilterRule) -> tuple[pd.DataFrame, pd.DataFrame]:
+def label_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Judgments of trials that make labels: tests that are not repeats."""
+    return df[(df.kind == "test") & (df.repeat_of.astype(str) == "")]
+
+
+def filter_workers(df: pd.DataFrame, rule: QualityRule,
+                   include_unverified: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept judgments, per-worker table). ``df`` is ``StudyDB.judgments_frame()``."""
-    counted = df[df.assignment_status.isin(COUNTED_STATUSES)]
+    c = counted(df, include_unverified)
+    q = assess(c, rule).set_index("worker_id") if len(c) else None
     workers = []
     for wid, g in df.groupby("worker_id", sort=True):
-        gc = counted[counted.worker_id == wid]
-        s = gc[gc.kind == "sentinel"]
-        correct = int((s.choice == s.expected).sum())
-        acc = correct / len(s) if len(s) else math.nan
-        blocked = bool(g.blocked.astype(int).max())
-        if blocked:
-            why = "blocked"
-        elif gc.empty:
-            why = "no counted assignments"
-        elif len(s) < rule.min_sentinels:
-            why = f"fewer than {rule.min_sentinels} sentinels"
-        elif acc < rule.min_accuracy:
-            why = f"sentinel accuracy below {rule.min_accuracy}"
+        if q is not None and wid in q.index:
+            r = q.loc[wid].to_dict()
+            why = reasons(r["flags"], rule)
+            r["flags"] = ",".join(r["flags"])
         else:
-            why = ""
-        workers.append(dict(worker_id=wid, sentinels=len(s), sentinel_correct=correct,
-                            sentinel_accuracy=acc, judgments=len(gc), kept=why == "",
-                            reason=why))
-    wdf = pd.DataFrame(workers, columns=["worker_id", "sentinels", "sentinel_correct",
-                                         "sentinel_accuracy", "judgments", "kept", "reason"])
+            r = dict(assignments=int(g.assignment_id.nunique()), judgments=0, sentinels=0,
+                     sentinel_correct=0, flags="")
+            why = ("blocked" if int(g.blocked.astype(int).max()) else
+                   "no counted assignments" if include_unverified or g.verified_at.notna().any()
+                   else "no verified assignments")
+        workers.append(dict(r, worker_id=wid, kept=why == "", reason=why))
+    wdf = pd.DataFrame(workers, columns=WORKER_COLUMNS)
     keep = set(wdf.loc[wdf.kept, "worker_id"])
-    return counted[counted.worker_id.isin(keep)], wdf
+    return c[c.worker_id.isin(keep)], wdf
 
 
 def make_labels(kept: pd.DataFrame) -> pd.DataFrame:
-    t = kept[kept.kind == "test"]
+    t = label_trials(kept)
     first = t.groupby("trial_id", sort=True).first()
     out = first[["ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path", "a_codec", "b_codec",
                  "a_bpp", "b_bpp"]].copy()
@@ -99,7 +108,7 @@ def make_labels(kept: pd.DataFrame) -> pd.DataFrame:
 
 def agreement(kept: pd.DataFrame) -> dict:
     """Mean pairwise agreement and Fleiss' kappa over test trials with n >= 2."""
-    t = kept[kept.kind == "test"]
+    t = label_trials(kept)
     g = t.assign(isb=(t.choice == "b").astype(int)).groupby("trial_id").isb.agg(["sum", "count"])
     g = g[g["count"] >= 2]
     if g.empty:
@@ -154,7 +163,8 @@ def _fit(pairs: list[tuple[str, str]]) -> dict[str, float]:
 def ranking(kept: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """Per target_bpp, codecs by Bradley-Terry strength, with a bootstrap 95% interval of Elo
     (judgments resampled with replacement ``n_boot`` times)."""
-    t = kept[(kept.kind == "test") & (kept.a_codec != kept.b_codec)]
+    t = label_trials(kept)
+    t = t[t.a_codec != t.b_codec]
     rng = np.random.default_rng(seed)
     rows = []
     for target, g in t.groupby("target_bpp", sort=True):
@@ -206,34 +216,40 @@ def plot_ranking(rank: pd.DataFrame, path: Path, simulated: bool) -> None:
     tmp.replace(path)
 
 
-def aggregate(db_path, trials_csv, out_dir, rule: FilterRule | None = None,
-              write_scores: bool = True) -> dict:
+def aggregate(db_path, trials_csv, out_dir, rule: QualityRule | None = None,
+              write_scores: bool = True, include_unverified: bool = False) -> dict:
     """Write labels.csv, workers.csv, ranking.csv/png and aggregate.json; returns the summary."""
-    rule = rule or FilterRule()
+    rule = rule or QualityRule()
     db = StudyDB(db_path)
     df = db.judgments_frame()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kept, workers = filter_workers(df, rule)
+    kept, workers = filter_workers(df, rule, include_unverified)
     labels = make_labels(kept)
     labels_csv = out / "labels.csv"
     for col in ("ref_path", "a_path", "b_path"):
         labels[col] = [rel_path(resolve_path(p, trials_csv), labels_csv) for p in labels[col]]
     write_table(labels_csv, labels.to_dict("records"), LABELS_COLUMNS, LABELS_ID)
-    write_table(out / "workers.csv", workers.to_dict("records"), list(workers.columns),
-                "worker_id")
+    write_table(out / "workers.csv", workers.to_dict("records"), WORKER_COLUMNS, "worker_id")
     if write_scores:
         for w in workers.itertuples():
-            db.set_worker_score(w.worker_id, w.sentinel_correct, w.sentinels)
+            db.set_worker_score(w.worker_id, int(w.sentinel_correct), int(w.sentinels))
+            db.set_worker_flags(w.worker_id, [f for f in str(w.flags).split(",") if f])
     rank = ranking(kept)
     write_table(out / "ranking.csv", rank.to_dict("records"), list(rank.columns))
     simulated = bool(len(kept)) and bool(kept.simulated.astype(int).any())
     if not rank.empty:
         plot_ranking(rank, out / "ranking.png", simulated)
+    unverified = df[df.verified_at.isna()]
+    flagged = workers[workers["flags"].astype(str) != ""]
     summary = dict(
-        simulated=simulated, rule=asdict(rule), judgments=int(len(df)),
-        kept_judgments=int(len(kept)), workers=int(len(workers)),
-        kept_workers=int(workers.kept.sum()) if len(workers) else 0,
+        simulated=simulated, rule=asdict(rule), include_unverified=include_unverified,
+        judgments=int(len(df)), kept_judgments=int(len(kept)),
+        unverified_assignments=int(unverified.assignment_id.nunique()),
+        unverified_judgments=int(len(unverified)),
+        unverified_left_out=0 if include_unverified else int(unverified.assignment_id.nunique()),
+        workers=int(len(workers)), kept_workers=int(workers.kept.sum()) if len(workers) else 0,
+        flagged_workers={w.worker_id: w.flags for w in flagged.itertuples()},
         labels=int(len(labels)), agreement=agreement(kept),
         sentinel_accuracy_kept=(float((kept[kept.kind == "sentinel"].choice ==
                                        kept[kept.kind == "sentinel"].expected).mean())
@@ -251,17 +267,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="trials.csv the paths in the database are relative to (%(default)s)")
     p.add_argument("--out", default=str(study), help="output folder (%(default)s)")
     p.add_argument("--no-write-scores", action="store_true",
-                   help="do not store sentinel scores in the database")
-    add_config_args(p, FilterRule)
+                   help="do not store sentinel scores and quality flags in the database")
+    p.add_argument("--include-unverified", action="store_true",
+                   help="also count assignments MTurk (or a participant token) never verified")
+    add_config_args(p, QualityRule)
     args = p.parse_args(argv)
     if not Path(args.db).is_file():
         print(f"mturk.aggregate: error: no database at {args.db}", file=sys.stderr)
         return 2
-    s = aggregate(args.db, args.trials, args.out, config_from_args(FilterRule, args),
-                  write_scores=not args.no_write_scores)
+    s = aggregate(args.db, args.trials, args.out, config_from_args(QualityRule, args),
+                  write_scores=not args.no_write_scores,
+                  include_unverified=args.include_unverified)
     tag = "SIMULATED " if s["simulated"] else ""
     print(f"{tag}labels: {s['labels']} trials from {s['kept_judgments']}/{s['judgments']} "
-          f"judgments, {s['kept_workers']}/{s['workers']} workers kept; agreement "
+          f"judgments, {s['kept_workers']}/{s['workers']} workers kept; "
+          f"{s['unverified_left_out']} unverified assignments left out; agreement "
           f"{s['agreement']['pairwise_agreement']}, kappa {s['agreement']['fleiss_kappa']}; "
           f"{args.out}/labels.csv")
     return 0

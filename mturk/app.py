@@ -1,39 +1,59 @@
-"""The Flask app: HIT pages, images, the submission endpoint, local-study links, health.
+"""The Flask app: HIT pages, images, the submission endpoint, lab-study links, health.
 
 ``create_app(AppConfig(...))``. Routes:
 
 - ``GET /task?assignmentId&hitId&workerId&turkSubmitTo``: the HIT page (ExternalQuestion URL).
   ``assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`` is MTurk's preview: the task, submit disabled.
-  Otherwise the assignment is recorded as accepted; the page posts its answers to
-  ``/api/submit``, then (HIT mode) the same answers to ``{turkSubmitTo}/mturk/externalSubmit``.
-- ``GET /api/task?...``: the same task as JSON (the simulator uses it).
-- ``POST /api/submit``: JSON answers (``mturk.page`` documents them); 200 created or duplicate,
-  400 malformed, 404 unknown HIT or assignment, 409 replayed with other answers, 413 too big.
-- ``GET /local/start[?workerId=]`` (``--local`` only): the participant link; gives the next batch.
-  ``POST /api/local/claim`` is the same for programs.
-- ``GET /img/<token>.png``: only the images of the loaded trials, by opaque token; no paths.
+  Otherwise, once every check has passed (ids, ``turkSubmitTo`` one of MTurk's hosts, worker not
+  blocked, a place left on the HIT), the assignment is recorded as accepted; ``HEAD`` records
+  nothing. The page posts its answers to ``/api/submit``, then (HIT mode) the same answers to
+  ``{turkSubmitTo}/mturk/externalSubmit``. A reopened assignment whose answers are stored gets
+  them back: they stand, and the page offers only to submit them to MTurk.
+- ``GET /api/task?...``: the same task as JSON (the simulator uses it); records nothing.
+- ``POST /api/submit``: JSON answers (``mturk.page`` documents them). 200 created or duplicate,
+  400 malformed (nested too deep included), 403 blocked worker, 404 unknown HIT or assignment,
+  409 already submitted with other answers (the body's ``stored`` holds the answers that stand),
+  413 too big. Stored answers are unverified until ``mturk.collect`` sees the assignment on MTurk.
+- ``GET /local/start?p=TOKEN`` and ``POST /api/local/claim {"token"}`` (``--local`` only): a lab
+  participant's link (``mturk.tokens``; ``mturk.serve --participants N`` writes them). Without a
+  valid token: 403. The same token is the same participant, and gets their open assignment back.
+- ``GET /img/<batch>/<scope>/<expiry>/<k>-<mac>.png``: a keyed, expiring image URL; nothing else
+  serves images, and no path ever appears in a URL.
+- ``GET /static/<name>``: the page's own regular files (symbolic links are never followed).
 - ``GET /health``.
 
-Every response carries a CSP whose ``frame-ancestors`` allows MTurk's worker sites only.
+HTTP statuses come from the error's type (``STATUS``), never from its text. Every response
+carries a CSP whose ``frame-ancestors`` allows MTurk's worker sites only.
 
 ``python -m mturk.serve`` runs it on werkzeug's threaded server. Any WSGI server works too:
-``app_from_env`` builds the app from ``PLIC_STUDY_TRIALS``, ``PLIC_STUDY_DB`` and
-``PLIC_STUDY_LOCAL=1``, e.g. ``waitress-serve --call mturk.app:app_from_env``.
+``app_from_env`` builds the app from ``PLIC_STUDY_TRIALS``, ``PLIC_STUDY_DB``,
+``PLIC_STUDY_LOCAL=1`` and ``PLIC_STUDY_SIMULATED=1``, e.g.
+``waitress-serve --call mturk.app:app_from_env``.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
-import secrets
+import stat
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, redirect, request, send_file, url_for
+from werkzeug.exceptions import HTTPException
 
 from codec.tables import read_table, resolve_path
 
-from .db import ConflictError, DBError, StudyDB
+from .db import (
+    AlreadySubmittedError,
+    ConflictError,
+    DBError,
+    HitFullError,
+    StudyDB,
+    UnknownIdError,
+)
 from .page import (
     ID_RE,
     MTURK_FRAME_ANCESTORS,
@@ -41,13 +61,31 @@ from .page import (
     PREVIEW_ASSIGNMENT,
     STATIC,
     AnswerError,
-    image_files,
+    image_size,
+    page_trials,
     parse_answers,
     render_page,
+    stored_answers,
+    view_source,
 )
 from .schema import TRIALS_COLUMNS, TRIALS_ID
+from .tokens import VIEWS
 
-TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
+
+class BlockedError(DBError):
+    """A blocked worker: nothing of theirs is taken."""
+
+
+#: HTTP status per error type (the most specific class wins).
+STATUS = {AnswerError: 400, DBError: 400, UnknownIdError: 404, ConflictError: 409,
+          HitFullError: 409, BlockedError: 403}
+
+
+def status_of(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
 
 
 @dataclass
@@ -56,10 +94,14 @@ class AppConfig:
     db: str = field(default="runs/study/judgments.sqlite", metadata={"help": "SQLite file"})
     local: bool = field(default=False, metadata={
         "help": "lab study without MTurk: participant links, answers straight to the database"})
+    simulated: bool = field(default=False, metadata={
+        "help": "this server answers a simulated crowd: every submission is flagged simulated"})
     max_body_bytes: int = field(default=256 * 1024, metadata={"help": "largest POST accepted"})
     max_per_batch: int = field(default=0, metadata={
         "help": "local mode: at most this many participants per batch (0 = no limit)"})
     study_id: str = field(default="study", metadata={"help": "study name in the database"})
+    image_ttl_s: int = field(default=4 * 3600, metadata={
+        "help": "seconds an image URL of a page stays valid"})
 
 
 def _csp() -> str:
@@ -69,25 +111,54 @@ def _csp() -> str:
             f"form-action {forms}; frame-ancestors {ancestors}; base-uri 'none'")
 
 
+def _static_files() -> dict[str, Path]:
+    """The page's assets: regular files directly in STATIC, never symbolic links."""
+    out = {}
+    for p in STATIC.iterdir():
+        st = os.lstat(p)
+        if stat.S_ISREG(st.st_mode):
+            out[p.name] = p
+    return out
+
+
 def create_app(cfg: AppConfig) -> Flask:
     trials_path = Path(cfg.trials)
     df = read_table(trials_path, TRIALS_COLUMNS, TRIALS_ID)
     trials = df.to_dict("records")
     db = StudyDB(cfg.db)
-    db.load_trials(trials, study_id=cfg.study_id, trials_csv=str(trials_path))
+    db.load_trials(trials, study_id=cfg.study_id, trials_csv=str(trials_path.resolve()))
+    keys = db.keys()
     by_id = {t["trial_id"]: t for t in trials}
     by_batch: dict[str, list[dict]] = {}
     for t in trials:
         by_batch.setdefault(t["batch_id"], []).append(t)
-    images = image_files(trials, lambda p: resolve_path(p, trials_path))
 
-    app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
+    def resolve(p: str) -> Path:
+        return resolve_path(p, trials_path)
+
+    def size(t) -> tuple[int, int]:
+        return image_size(str(resolve(t["ref_path"])))
+
+    for t in trials:                            # fail at start on a missing or unreadable image
+        for v in VIEWS:
+            image_size(str(resolve(view_source(t, v)[1])))
+    statics = _static_files()
+
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.extensions["plic_db"] = db
     app.extensions["plic_cfg"] = cfg
 
-    def img_url(token: str) -> str:
-        return f"/img/{token}.png"
+    @lru_cache(maxsize=8192)
+    def order(batch_id: str, scope: str) -> tuple[str, ...]:
+        return tuple(t["trial_id"] for t in keys.page_order(scope, by_batch[batch_id]))
+
+    def page_ids(batch_id: str, scope: str) -> dict[str, str]:
+        return keys.page_ids(scope, [t["trial_id"] for t in by_batch[batch_id]])
+
+    def img_url(batch_id: str, scope: str):
+        expires = int(time.time()) + cfg.image_ttl_s
+        return lambda pos, view, t: keys.image_path(batch_id, scope, 3 * pos + view, expires)
 
     @app.teardown_request
     def close_db(_exc):
@@ -102,102 +173,139 @@ def create_app(cfg: AppConfig) -> Flask:
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
 
-    def fail(code: int, msg: str):
-        return jsonify(error=msg), code
+    def fail(exc_or_code, msg: str | None = None, **extra):
+        code = exc_or_code if isinstance(exc_or_code, int) else status_of(exc_or_code)
+        return jsonify(error=msg if msg is not None else str(exc_or_code), **extra), code
 
-    def _ids_from_query():
+    def stored_of(asg: dict | None, batch_id: str, scope: str) -> dict | None:
+        if not asg or not asg.get("answers_sha"):
+            return None
+        rows = db.judgments(asg["assignment_id"])
+        by_trial = {r["trial_id"]: r for r in rows}
+        ordered = [by_trial[t] for t in order(batch_id, scope) if t in by_trial]
+        return dict(answers=stored_answers(ordered, keys, scope), saved_at=asg["submitted_at"])
+
+    def _lookup(record: bool):
+        """(hit, assignment id, worker id, preview, assignment) from the query; writes only
+        when ``record`` and every check has passed."""
         q = request.args
-        aid, hid = q.get("assignmentId", ""), q.get("hitId", "")
-        wid = q.get("workerId", "")
+        aid, hid, wid = q.get("assignmentId", ""), q.get("hitId", ""), q.get("workerId", "")
         if not ID_RE.match(hid) or not ID_RE.match(aid):
             abort(400, "hitId and assignmentId must be ids")
         hit = db.get_hit(hid)
         if hit is None or hit["batch_id"] not in by_batch:
             abort(404, "unknown HIT")
         if aid == PREVIEW_ASSIGNMENT:
-            return hit, aid, "", True
+            return hit, aid, "", True, None
         if not ID_RE.match(wid):
             abort(400, "workerId must be an id")
+        if hit["question"] != "local" and hit["mode"] != "local" and record:
+            if request.args.get("turkSubmitTo", "").rstrip("/") not in MTURK_SUBMIT_HOSTS:
+                abort(400, "turkSubmitTo must be one of MTurk's submit hosts")
         if db.is_blocked(wid):
             abort(403, "this worker may not take part in this study")
-        try:
-            db.accept_assignment(aid, hid, wid)
-        except ConflictError:
+        asg = db.get_assignment(aid)
+        if asg is not None and (asg["hit_id"], asg["worker_id"]) != (hid, wid):
             abort(409, "assignment belongs to another HIT or worker")
-        except DBError:
-            abort(404, "unknown HIT")
-        return hit, aid, wid, False
+        if asg is None:
+            if not record or hit["question"] == "local":
+                abort(404, "unknown assignment")
+            try:
+                asg = db.accept_assignment(aid, hid, wid)
+            except DBError as e:
+                abort(status_of(e), str(e))
+        return hit, aid, wid, False, asg
 
     @app.get("/health")
     def health():
         return jsonify(ok=True, schema_version=db.schema_version(), trials=len(trials),
-                       batches=len(by_batch), local=cfg.local)
+                       batches=len(by_batch), local=cfg.local, simulated=cfg.simulated)
 
     @app.get("/")
     def index():
         if cfg.local:
-            return redirect(url_for("local_start"))
+            return "plic lab study: open your participant link (/local/start?p=...).\n", 200, {
+                "Content-Type": "text/plain; charset=utf-8"}
         return "plic 2AFC study server: HIT pages are at /task (see mturk.app).\n", 200, {
             "Content-Type": "text/plain; charset=utf-8"}
 
-    @app.get("/task")
+    @app.route("/task", methods=["GET", "HEAD"])
     def task_page():
-        hit, aid, wid, preview = _ids_from_query()
+        head = request.method == "HEAD"
+        hit, aid, wid, preview, asg = _lookup(record=not head)
+        if head:
+            return "", 200, {"Content-Type": "text/html; charset=utf-8",
+                             "Cache-Control": "no-store"}
         local = hit["mode"] == "local"
-        submit_to = request.args.get("turkSubmitTo", "")
-        if not local and not preview and submit_to.rstrip("/") not in MTURK_SUBMIT_HOSTS:
-            abort(400, "turkSubmitTo must be one of MTurk's submit hosts")
+        batch = hit["batch_id"]
+        scope = f"preview-{hit['hit_id']}" if preview else aid
         mode = "preview" if preview else ("local" if local else "hit")
-        html = render_page(by_batch[hit["batch_id"]], mode=mode, image_url=img_url,
+        html = render_page(by_batch[batch], mode=mode, keys=keys, scope=scope,
+                           image_url=img_url(batch, scope), size=size,
                            assignment_id=aid if not preview else "", hit_id=hit["hit_id"],
-                           worker_id=wid, submit_to="" if local else submit_to,
-                           record_url="" if preview else url_for("submit"))
+                           worker_id=wid,
+                           submit_to="" if local else request.args.get("turkSubmitTo", ""),
+                           record_url="" if preview else url_for("submit"),
+                           stored=stored_of(asg, batch, scope))
         return html, 200, {"Content-Type": "text/html; charset=utf-8",
                            "Cache-Control": "no-store"}
 
-    app.add_url_rule("/hit", "hit_alias", task_page)
+    app.add_url_rule("/hit", "hit_alias", task_page, methods=["GET", "HEAD"])
 
     @app.get("/api/task")
     def task_json():
-        hit, aid, wid, preview = _ids_from_query()
-        from .page import page_trials
-
+        hit, aid, wid, preview, asg = _lookup(record=False)
+        batch = hit["batch_id"]
+        scope = f"preview-{hit['hit_id']}" if preview else aid
         return jsonify(hit_id=hit["hit_id"], assignment_id=aid, worker_id=wid, preview=preview,
-                       batch_id=hit["batch_id"],
-                       trials=page_trials(by_batch[hit["batch_id"]], img_url))
+                       trials=page_trials(by_batch[batch], keys, scope, img_url(batch, scope),
+                                          size),
+                       stored=stored_of(asg, batch, scope))
 
     @app.post("/api/submit")
     def submit():
-        payload = request.get_json(silent=True)
-        if payload is None:
-            return fail(400, "expected a JSON body")
         try:
-            ids, rows = parse_answers(payload, by_id)
-            res = db.record_submission(ids["assignment_id"], ids["hit_id"], ids["worker_id"],
-                                       rows, simulated=payload.get("simulated") is True)
-        except AnswerError as e:
-            return fail(400, str(e))
-        except ConflictError as e:
-            return fail(409, str(e))
-        except DBError as e:
-            msg = str(e)
-            return fail(404 if msg.startswith("unknown") else 400, msg)
+            payload = json.loads(request.get_data())
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return fail(400, "expected a JSON body")
+        if not isinstance(payload, dict):
+            return fail(400, "a submission is a JSON object")
+        aid, hid, wid = (payload.get(k) for k in ("assignment_id", "hit_id", "worker_id"))
+        try:
+            if not all(isinstance(v, str) and ID_RE.match(v) for v in (aid, hid, wid)):
+                raise AnswerError("assignment_id, hit_id and worker_id must be ids")
+            hit = db.get_hit(hid)
+            if hit is None or hit["batch_id"] not in by_batch:
+                raise UnknownIdError(f"unknown HIT {hid!r}")
+            if db.is_blocked(wid):
+                raise BlockedError("this worker may not take part in this study")
+            asg = db.get_assignment(aid)
+            if asg is None:
+                raise UnknownIdError(f"unknown assignment {aid!r}")
+            if (asg["hit_id"], asg["worker_id"]) != (hid, wid):
+                raise ConflictError(f"assignment {aid!r} belongs to another HIT/worker")
+            ids, rows = parse_answers(payload, by_id, page_ids(hit["batch_id"], aid))
+            res = db.record_submission(aid, hid, wid, rows, simulated=cfg.simulated)
+        except AlreadySubmittedError as e:
+            return fail(e, stored=stored_of(db.get_assignment(aid), hit["batch_id"], aid))
+        except (AnswerError, DBError) as e:
+            return fail(e)
         return jsonify(status=res.status, assignment_id=res.assignment_id,
                        n_judgments=res.n_judgments)
 
-    def _claim(worker_id: str):
+    def _claim(token):
         if not cfg.local:
             abort(404)
-        if not ID_RE.match(worker_id):
-            abort(400, "workerId must be an id")
-        if db.is_blocked(worker_id):
-            abort(403, "this worker may not take part in this study")
-        return db.claim_local_assignment(worker_id, cfg.max_per_batch or None)
+        wid = keys.participant_of(token) if isinstance(token, str) else None
+        if wid is None:
+            abort(403, "this study needs your participant link (ask the experimenter)")
+        if db.is_blocked(wid):
+            abort(403, "this participant may not take part in this study")
+        return wid, db.claim_local_assignment(wid, cfg.max_per_batch or None)
 
     @app.get("/local/start")
     def local_start():
-        wid = request.args.get("workerId") or f"P{secrets.token_hex(6)}"
-        a = _claim(wid)
+        wid, a = _claim(request.args.get("p"))
         if a is None:
             return "Every batch is done: thank you!\n", 200, {"Content-Type": "text/plain"}
         return redirect(url_for("task_page", assignmentId=a["assignment_id"], hitId=a["hit_id"],
@@ -205,25 +313,44 @@ def create_app(cfg: AppConfig) -> Flask:
 
     @app.post("/api/local/claim")
     def local_claim():
-        body = request.get_json(silent=True) or {}
-        wid = body.get("worker_id")
-        if not isinstance(wid, str):
-            return fail(400, "worker_id required")
-        a = _claim(wid)
+        try:
+            body = json.loads(request.get_data() or b"{}")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return fail(400, "expected a JSON body")
+        wid, a = _claim(body.get("token") if isinstance(body, dict) else None)
         if a is None:
-            return fail(409, "no batch left for this worker")
+            return fail(409, "no batch left for this participant")
         return jsonify(assignment_id=a["assignment_id"], hit_id=a["hit_id"], worker_id=wid)
 
-    @app.get("/img/<name>")
-    def image(name: str):
-        token = name[:-4] if name.endswith(".png") else ""
-        if not TOKEN_RE.match(token) or token not in images:
+    @app.get("/img/<batch>/<scope>/<expires>/<name>")
+    def image(batch: str, scope: str, expires: str, name: str):
+        if batch not in by_batch:
             abort(404)
-        return send_file(images[token], mimetype="image/png", max_age=3600)
+        k = keys.check_image(batch, scope, expires, name, time.time())
+        if k is None or k // 3 >= len(by_batch[batch]):
+            abort(404)
+        t = by_id[order(batch, scope)[k // 3]]
+        resp = send_file(resolve(view_source(t, VIEWS[k % 3])[1]), mimetype="image/png",
+                         etag=False, last_modified=None, conditional=False)
+        resp.headers["Cache-Control"] = "private, max-age=3600"
+        return resp
+
+    @app.get("/static/<name>")
+    def static_file(name: str):
+        p = statics.get(name)
+        if p is None or not stat.S_ISREG(os.lstat(p).st_mode):
+            abort(404)
+        return send_file(p, max_age=300)
 
     @app.errorhandler(413)
     def too_big(e):
         return fail(413, "request too large")
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        if request.path.startswith("/api/"):
+            return fail(e.code or 500, e.description)
+        return e
 
     return app
 
@@ -232,4 +359,5 @@ def app_from_env() -> Flask:
     """The app for an external WSGI server, configured by environment variables."""
     return create_app(AppConfig(trials=os.environ["PLIC_STUDY_TRIALS"],
                                 db=os.environ["PLIC_STUDY_DB"],
-                                local=os.environ.get("PLIC_STUDY_LOCAL") == "1"))
+                                local=os.environ.get("PLIC_STUDY_LOCAL") == "1",
+                                simulated=os.environ.get("PLIC_STUDY_SIMULATED") == "1"))

@@ -15,6 +15,7 @@ p50/p99 latency of the submit request and of a whole worker (three requests).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ import numpy as np
 from codec.fsio import atomic_write_text
 from codec.paths import runs_dir
 
+from .db import StudyDB
 from .simulate import Client
 from .synth import make_toy_index
 from .trials import TrialsConfig, build
@@ -47,8 +49,8 @@ def _free_port() -> int:
 
 class Server:
     def __init__(self, trials: Path, db: Path, port: int, log: Path):
-        self.args = [sys.executable, "-m", "mturk.serve", "--local", "--port", str(port),
-                     "--trials", str(trials), "--db", str(db)]
+        self.args = [sys.executable, "-m", "mturk.serve", "--local", "--simulated", "--port",
+                     str(port), "--trials", str(trials), "--db", str(db)]
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self.proc = None
@@ -76,28 +78,26 @@ class Server:
             self.proc.wait(timeout=10)
 
 
-def _worker_loop(url: str, deadline: float, prefix: str, acked: dict, lat: list, lock,
+def _worker_loop(url: str, deadline: float, tokens, acked: dict, lat: list, lock,
                  seed: int) -> None:
     client = Client(url, retries=60, backoff=0.05)
     rng = np.random.default_rng(seed)
-    i = 0
     while time.perf_counter() < deadline:
-        wid = f"{prefix}x{i:06d}"
-        i += 1
+        with lock:
+            token = next(tokens)        # a new participant per claim (the page's three requests)
         t0 = time.perf_counter()
-        st, claim = client.request("POST", "/api/local/claim", {"worker_id": wid})
+        st, claim = client.request("POST", "/api/local/claim", {"token": token})
         if st != 200:
             continue
         q = urlencode(dict(assignmentId=claim["assignment_id"], hitId=claim["hit_id"],
-                           workerId=wid))
+                           workerId=claim["worker_id"]))
         st, task = client.request("GET", f"/api/task?{q}")
         if st != 200:
             continue
         answers = [dict(trial_id=t["trial_id"], side="left" if rng.random() < 0.5 else "right",
                         rt_ms=1000) for t in task["trials"]]
         t1 = time.perf_counter()
-        st, res = client.request("POST", "/api/submit", dict(claim, answers=answers,
-                                                             simulated=True))
+        st, res = client.request("POST", "/api/submit", dict(claim, answers=answers))
         t2 = time.perf_counter()
         with lock:
             if st == 200:
@@ -118,6 +118,8 @@ def run(levels=(1, 2, 4, 8, 16), seconds: float = 4.0, kill_level: int = 8,
     db = tmp / "study" / "judgments.sqlite"
     srv = Server(trials, db, _free_port(), tmp / "server.log")
     srv.start()
+    keys = StudyDB(db).keys()          # the operator mints the participants' links
+    tokens = (keys.participant_token(i) for i in itertools.count(1))
     acked: dict = {}
     lock = threading.Lock()
     results, kill = [], None
@@ -128,7 +130,7 @@ def run(levels=(1, 2, 4, 8, 16), seconds: float = 4.0, kill_level: int = 8,
             t0 = time.perf_counter()
             deadline = t0 + seconds
             threads = [threading.Thread(target=_worker_loop,
-                                        args=(srv.url, deadline, f"B{c:02d}t{k:02d}", acked, lat,
+                                        args=(srv.url, deadline, tokens, acked, lat,
                                               lock, 1000 * c + k)) for k in range(c)]
             for t in threads:
                 t.start()

@@ -4,20 +4,27 @@ For every HIT of the study (``mturk.db``, this mode) it pages through the assign
 marketplace and:
 
 1. parses the QuestionFormAnswers XML: the HIT page (``mturk.page``) posts one form field,
-   ``answers``, holding its JSON; the ids inside are replaced with the ones MTurk reports;
+   ``answers``, holding its JSON; the ids inside are replaced with the ones MTurk reports, and the
+   page's trial ids mapped back (``mturk.tokens``: per assignment, per batch for HTMLQuestion);
 2. stores the judgments beside what the study server recorded (``StudyDB.record_submission``:
    the same answers again change nothing; different answers are reported as a conflict and the
-   server's record is kept);
+   server's record is kept) and marks the assignment **verified**: MTurk listed it, Submitted or
+   Approved, with this HIT and worker. Only verified assignments count in ``mturk.aggregate``;
+   what the server stored for assignments MTurk never lists stays unverified;
 3. reviews each Submitted assignment by **the rule**: with ``s`` sentinel trials (obvious answers)
    of which ``c`` are right, reject when ``c / s < --reject-below`` (default 0.5) and at least
    ``--reject-min-wrong`` (default 2) are wrong, with feedback saying how many checks failed;
+   also reject on evidence inside the assignment (``mturk.quality.assignment_verdict``: every
+   answer on one side, or under half the minimum time per trial by the server's clock);
    otherwise approve with a thank-you. One slip is never a rejection. An assignment
    whose answers cannot be read is left for a person (MTurk approves it after the auto-approval
    delay): we never reject for our own parsing failure;
 4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and, among the
    workers whose work this run reviewed, soft-blocks repeat spammers: ``--block-after``
-   rejected assignments, or sentinel accuracy below
-   ``--block-below`` over at least ``--block-min-sentinels`` sentinels. A soft block grants the
+   rejected assignments, sentinel accuracy below ``--block-below`` over at least
+   ``--block-min-sentinels`` sentinels, or any blocking flag of ``mturk.quality`` over their
+   verified work (``sentinels``, ``fast``, ``side-bias``, ``consensus``, ``inconsistent``; the
+   report lists each flagged worker with their flags). A soft block grants the
    block qualification that ``mturk.publish`` requires not to exist; no MTurk block is filed;
 5. pays the optional bonus (``--bonus``) to approved assignments with sentinel accuracy of at least
    ``--bonus-min-accuracy``, once: recorded first with a token, sent with that
@@ -36,7 +43,7 @@ import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from .db import ConflictError, DBError
+from .db import AlreadySubmittedError, ConflictError, DBError
 from .market import (
     APPROVED,
     REJECTED,
@@ -58,7 +65,9 @@ from .market.config import (
     opt,
 )
 from .page import ANSWER_FIELD, AnswerError, parse_answers
+from .quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
 from .questions import parse_answers as parse_form
+from .tokens import html_scope
 
 THANKS = "Thank you for your careful comparisons."
 
@@ -77,6 +86,8 @@ class CollectConfig:
     bonus: str = opt("0", "bonus in USD for accurate approved assignments (0: none)")
     bonus_min_accuracy: float = opt(1.0, "sentinel accuracy an assignment needs for the bonus")
     review: bool = opt(True, "approve/reject (--no-review: only collect and score)")
+    quality: bool = opt(True, "soft-block workers mturk.quality flags (--no-quality: only the "
+                        "sentinel and rejection rules)")
     dry_run: bool = opt(False, "collect and report, but approve, reject, block and pay nothing")
 
 
@@ -88,6 +99,9 @@ class Report:
     rejected: list = field(default_factory=list)
     unreadable: list = field(default_factory=list)
     conflicts: list = field(default_factory=list)
+    verified: list = field(default_factory=list)
+    #: worker -> mturk.quality flags over their verified work (only workers with flags)
+    flagged: dict = field(default_factory=dict)
     blocked: list = field(default_factory=list)
     bonuses_paid: list = field(default_factory=list)
     #: workers with work reviewed in this run: the only ones whose block status is decided, so a
@@ -95,13 +109,21 @@ class Report:
     reviewed_workers: set = field(default_factory=set)
 
     def summary(self) -> str:
-        return (f"{self.assignments} assignments, {self.new_judgments} new judgments; "
+        return (f"{self.assignments} assignments ({len(self.verified)} verified), "
+                f"{self.new_judgments} new judgments; "
                 f"approved {len(self.approved)}, rejected {len(self.rejected)}, "
                 f"left for review {len(self.unreadable)}, conflicts {len(self.conflicts)}; "
-                f"blocked {len(self.blocked)} workers; {len(self.bonuses_paid)} bonuses paid")
+                f"blocked {len(self.blocked)} workers; {len(self.bonuses_paid)} bonuses paid; "
+                f"flagged: " + (", ".join(f"{w} ({','.join(f)})" for w, f in
+                                          sorted(self.flagged.items())) or "none"))
 
 
-def read_answers(a: Assignment, trials_by_id: dict) -> list[dict]:
+def page_scope(hit: dict, assignment_id: str) -> str:
+    """The scope of the page trial ids an assignment's answers carry (``mturk.tokens``)."""
+    return html_scope(hit["batch_id"]) if hit.get("question") == "html" else assignment_id
+
+
+def read_answers(a: Assignment, trials_by_id: dict, page_ids: dict) -> list[dict]:
     """Database rows from one assignment's QuestionFormAnswers; AnswerError when unreadable."""
     try:
         fields = parse_form(a.answer_xml) if a.answer_xml else {}
@@ -118,7 +140,7 @@ def read_answers(a: Assignment, trials_by_id: dict) -> list[dict]:
         raise AnswerError("a submission is a JSON object")
     # MTurk's ids are the truth; the page's copies are not trusted.
     payload.update(assignment_id=a.assignment_id, hit_id=a.hit_id, worker_id=a.worker_id)
-    return parse_answers(payload, trials_by_id)[1]
+    return parse_answers(payload, trials_by_id, page_ids)[1]
 
 
 def sentinel_score(rows: list[dict], trials_by_id: dict) -> tuple[int, int]:
@@ -163,31 +185,51 @@ def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Rep
         for a in assignments:
             rep.assignments += 1
             touched_workers.add(a.worker_id)
-            _collect_one(cfg, market, db, a, trials, rep, out)
+            if a.hit_id != h["hit_id"]:
+                out(f"  {a.assignment_id}: listed under {h['hit_id']} but names {a.hit_id}; "
+                    "skipped")
+                continue
+            ids = db.keys().page_ids(page_scope(h, a.assignment_id), list(trials))
+            _collect_one(cfg, market, db, a, trials, ids, rep, out)
+    if cfg.quality:
+        from .aggregate import counted
+
+        q = assess(counted(db.judgments_frame()), QualityRule())
+        rep.flagged = {r.worker_id: list(r.flags) for r in q.itertuples() if r.flags}
     if not cfg.dry_run:
         _score_and_block(cfg, market, db, mode, touched_workers, rep, out)
         _pay_bonuses(cfg, market, db, hits, trial_cache, rep, out)
     return rep
 
 
-def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> None:
+def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, out) -> None:
     submitted_at = a.submit_time.isoformat() if a.submit_time else None
+    accepted_at = a.accept_time.isoformat() if a.accept_time else None
     try:
-        rows = read_answers(a, trials)
+        rows = read_answers(a, trials, page_ids)
         res = db.record_submission(a.assignment_id, a.hit_id, a.worker_id, rows,
-                                   require_accepted=False, submitted_at=submitted_at)
+                                   require_accepted=False, submitted_at=submitted_at,
+                                   accepted_at=accepted_at)
         rep.new_judgments += res.n_judgments if res.status == "created" else 0
-    except ConflictError as e:
+    except AlreadySubmittedError as e:
         rep.conflicts.append(a.assignment_id)
         out(f"  {a.assignment_id}: MTurk's answers differ from the server's record ({e}); "
             "keeping the server's")
         rows = _stored_rows(db, a.assignment_id)
+    except ConflictError as e:
+        # the server holds this id under another HIT or worker: not MTurk's assignment
+        rep.conflicts.append(a.assignment_id)
+        out(f"  {a.assignment_id}: {e}; left unverified for a person")
+        return
     except (AnswerError, DBError) as e:
         rep.unreadable.append(a.assignment_id)
         out(f"  {a.assignment_id}: answers unreadable ({e}); left for review")
         db.upsert_assignment(a.assignment_id, a.hit_id, a.worker_id, a.status.lower(),
                              submitted_at=submitted_at)
         return
+    if a.status in (SUBMITTED, APPROVED) and \
+            db.verify_assignment(a.assignment_id, a.hit_id, a.worker_id, by="mturk"):
+        rep.verified.append(a.assignment_id)
     if a.status != SUBMITTED:
         # reviewed already (by us in a run that died before recording it, or by hand)
         current = db.get_assignment(a.assignment_id)
@@ -199,6 +241,10 @@ def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> No
         return
     right, total = sentinel_score(rows, trials)
     verdict, feedback = decide(right, total, cfg.reject_below, cfg.reject_min_wrong)
+    evidence = _evidence(db, a.assignment_id, rows) if verdict == APPROVED else ""
+    if evidence:
+        verdict, feedback = REJECTED, (f"{evidence}, which a careful comparison of each pair "
+                                       "cannot do, so we cannot use this work.")
     if cfg.dry_run:
         out(f"  {a.assignment_id}: would {verdict.lower()[:-1]} ({right}/{total} sentinels)")
         return
@@ -215,10 +261,24 @@ def _collect_one(cfg, market, db, a: Assignment, trials, rep: Report, out) -> No
     (rep.approved if verdict == APPROVED else rep.rejected).append(a.assignment_id)
 
 
+def _evidence(db, assignment_id: str, rows: list[dict]) -> str:
+    import pandas as pd
+
+    asg = db.get_assignment(assignment_id) or {}
+    g = pd.DataFrame(rows)
+    if g.empty:
+        return ""
+    g = g.assign(simulated=int(asg.get("simulated") or 0), accepted_at=asg.get("accepted_at"),
+                 submitted_at=asg.get("submitted_at"))
+    return assignment_verdict(g)
+
+
 def _score_and_block(cfg, market, db, mode, workers, rep: Report, out) -> None:
     if not workers:
         return
     frame = db.judgments_frame()
+    for wid, flags in rep.flagged.items():
+        db.set_worker_flags(wid, flags)
     block_qid = None
     for w in sorted(workers):
         mine = frame[(frame.worker_id == w) & (frame.kind == "sentinel")]
@@ -226,7 +286,8 @@ def _score_and_block(cfg, market, db, mode, workers, rep: Report, out) -> None:
         right = int((mine.choice == mine.expected).sum()) if total else 0
         db.set_worker_score(w, right, total)
         n_rejected = len(db.list_assignments(worker_id=w, status="rejected"))
-        spam = n_rejected >= cfg.block_after or (
+        qc = [f for f in rep.flagged.get(w, []) if f in BLOCKING_FLAGS]
+        spam = n_rejected >= cfg.block_after or bool(qc) or (
             total >= cfg.block_min_sentinels and right / total < cfg.block_below)
         if not spam or w not in rep.reviewed_workers or db.is_blocked(w):
             continue
@@ -240,7 +301,8 @@ def _score_and_block(cfg, market, db, mode, workers, rep: Report, out) -> None:
                 block_qid = found.qualification_type_id
                 db.set_qualification_type(cfg.block_name, mode, block_qid)
         market.associate_qualification(block_qid, w, 1, notify=False)
-        reason = f"{n_rejected} rejected assignments, sentinels {right}/{total}"
+        reason = f"{n_rejected} rejected assignments, sentinels {right}/{total}" + (
+            f", quality flags {','.join(qc)}" if qc else "")
         db.block_worker(w, reason)
         rep.blocked.append(w)
         out(f"  soft-blocked {w}: {reason}")

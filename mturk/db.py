@@ -29,13 +29,16 @@ string in USD such as ``"0.50"``, as MTurk writes it)::
     db.set_hit_status(hit_id, status) -> None
     db.update_hit(hit_id, *, max_assignments=None, expires_at=None, status=None) -> None
     # assignments (status: accepted | submitted | approved | rejected | abandoned)
-    db.accept_assignment(assignment_id, hit_id, worker_id) -> dict   # idempotent
+    db.accept_assignment(assignment_id, hit_id, worker_id, *, accepted_at=None) -> dict
+        # idempotent; HitFullError when the HIT's places are taken (see the method)
     db.claim_local_assignment(worker_id, max_per_batch=None, stale_after_s=3600)
-        -> dict | None                        # local studies: next batch for a participant
+        -> dict | None                        # lab studies: the participant's assignment
     db.record_submission(assignment_id, hit_id, worker_id, answers, *, simulated=False,
-                         require_accepted=True, submitted_at=None) -> SubmitResult
+                         require_accepted=True, submitted_at=None, accepted_at=None)
+        -> SubmitResult
         # answers: [{"trial_id", "choice": "a"|"b", "shown_left": "a"|"b", "rt_ms"}]; a repeat
-        # with the same answers is a no-op ("duplicate"), different answers raise ConflictError
+        # with the same answers is a no-op ("duplicate"), different answers raise
+        # AlreadySubmittedError (the stored answers stand)
     db.upsert_assignment(assignment_id, hit_id, worker_id, status, *, submitted_at=None,
                          feedback=None) -> None                 # for collect.py
     db.set_assignment_status(assignment_id, status, feedback=None) -> None
@@ -56,6 +59,14 @@ string in USD such as ``"0.50"``, as MTurk writes it)::
     db.mark_bonus_paid(unique_token, paid_at=None) -> None
     db.list_bonuses(unpaid_only=False) -> list[dict]
     db.counts() -> dict[str, int]             # rows per table
+    # trust (mturk.db_trust): the study secret, verification, quality flags
+    db.secret() -> bytes;  db.keys() -> mturk.tokens.Keys
+    db.verify_assignment(assignment_id, hit_id, worker_id, by="mturk") -> bool
+    db.unverified_assignments() -> list[dict]
+    db.set_worker_flags(worker_id, flags) -> None
+
+Errors are typed: ``DBError`` (bad values), ``UnknownIdError``, ``ConflictError`` (and its
+``AlreadySubmittedError``), ``HitFullError``; the study server maps each type to a status.
 """
 
 from __future__ import annotations
@@ -73,6 +84,7 @@ from pathlib import Path
 from codec.paths import runs_dir
 
 from .db_market import MarketRecords
+from .db_trust import TrustRecords
 from .migrations import MIGRATIONS
 
 MODES = ("sandbox", "live", "local")
@@ -89,11 +101,29 @@ def utcnow() -> str:
 
 
 class DBError(ValueError):
-    """A write the database refuses (unknown ids, bad values); nothing was written."""
+    """A write the database refuses (bad values); nothing was written. The study server answers
+    each subclass with its own HTTP status (``mturk.app.STATUS``), never by reading the text."""
+
+
+class UnknownIdError(DBError):
+    """An id (HIT, assignment, batch, bonus token) the database does not know."""
 
 
 class ConflictError(DBError):
-    """A resubmission of an assignment with answers different from those recorded."""
+    """An id used with other content: another HIT or worker, another bonus, other answers."""
+
+
+class AlreadySubmittedError(ConflictError):
+    """A resubmission of an assignment with answers different from those recorded: the
+    recorded answers stand (``StudyDB.stored_answers``)."""
+
+    def __init__(self, msg: str, assignment_id: str):
+        super().__init__(msg)
+        self.assignment_id = assignment_id
+
+
+class HitFullError(DBError):
+    """The HIT already has as many assignments as it allows (``StudyDB.accept_assignment``)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +134,10 @@ class SubmitResult:
 
 
 _TRIAL_FIELDS = ("trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
-                 "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected")
+                 "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected",
+                 "repeat_of")
+#: seconds an accepted assignment holds its place on a HIT whose assignment duration is unknown
+DEFAULT_ASSIGNMENT_DURATION_S = 3600
 
 
 def _money(amount) -> str:
@@ -124,7 +157,7 @@ def _answers_sha(answers: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
 
 
-class StudyDB(MarketRecords):
+class StudyDB(MarketRecords, TrustRecords):
     """The study database at ``path`` (see the module docstring for the API)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
@@ -216,17 +249,20 @@ class StudyDB(MarketRecords):
                                 (r["trial_id"],)).fetchone()
                 if old is not None:
                     same = all(str(old[k] or "") == r[k] for k in
-                               ("batch_id", "a_id", "b_id", "kind", "expected")) \
+                               ("batch_id", "a_id", "b_id", "kind", "expected", "repeat_of")) \
                         and old["left_side"] == r["left"]
                     if not same:
                         raise DBError(f"trial {r['trial_id']} already registered with other "
                                       "content: use a fresh database for a new study")
                     continue
                 c.execute(
-                    "INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO trials (trial_id, batch_id, position, ref_id, ref_path, a_id, "
+                    "a_path, b_id, b_path, a_codec, b_codec, a_bpp, b_bpp, target_bpp, left_side, "
+                    "kind, expected, repeat_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (r["trial_id"], r["batch_id"], p, r["ref_id"], r["ref_path"], r["a_id"],
                      r["a_path"], r["b_id"], r["b_path"], r["a_codec"], r["b_codec"], r["a_bpp"],
-                     r["b_bpp"], r["target_bpp"], r["left"], r["kind"], r["expected"]))
+                     r["b_bpp"], r["target_bpp"], r["left"], r["kind"], r["expected"],
+                     r["repeat_of"]))
                 added += 1
         return added
 
@@ -254,7 +290,8 @@ class StudyDB(MarketRecords):
     def add_hit(self, hit_id: str, batch_id: str, mode: str, *, hit_type_id: str | None = None,
                 unique_request_token: str | None = None, reward=None, max_assignments: int = 1,
                 expires_at: str | None = None, status: str = "assignable",
-                question: str = "external", url: str | None = None) -> dict:
+                question: str = "external", url: str | None = None,
+                assignment_duration_s: int | None = None) -> dict:
         if mode not in MODES:
             raise DBError(f"mode must be one of {MODES}, not {mode!r}")
         if max_assignments < 1:
@@ -262,16 +299,19 @@ class StudyDB(MarketRecords):
         reward = _money(reward) if reward is not None else None
         with self._tx() as c:
             if c.execute("SELECT 1 FROM batches WHERE batch_id=?", (batch_id,)).fetchone() is None:
-                raise DBError(f"unknown batch {batch_id!r}")
+                raise UnknownIdError(f"unknown batch {batch_id!r}")
             old = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
             if old is None and unique_request_token:
                 old = c.execute("SELECT * FROM hits WHERE unique_request_token=?",
                                 (unique_request_token,)).fetchone()
             if old is not None:
                 return dict(old)
-            c.execute("INSERT INTO hits VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            c.execute("INSERT INTO hits (hit_id, hit_type_id, batch_id, unique_request_token, "
+                      "status, mode, reward, max_assignments, question, url, created_at, "
+                      "expires_at, assignment_duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                       (hit_id, hit_type_id, batch_id, unique_request_token, status, mode, reward,
-                       max_assignments, question, url, utcnow(), expires_at))
+                       max_assignments, question, url, utcnow(), expires_at,
+                       assignment_duration_s))
         return self.get_hit(hit_id)
 
     def get_hit(self, hit_id: str) -> dict | None:
@@ -293,7 +333,7 @@ class StudyDB(MarketRecords):
     def set_hit_status(self, hit_id: str, status: str) -> None:
         with self._tx() as c:
             if c.execute("UPDATE hits SET status=? WHERE hit_id=?", (status, hit_id)).rowcount != 1:
-                raise DBError(f"unknown HIT {hit_id!r}")
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
 
     def update_hit(self, hit_id: str, *, max_assignments: int | None = None,
                    expires_at: str | None = None, status: str | None = None) -> None:
@@ -303,7 +343,7 @@ class StudyDB(MarketRecords):
                           "expires_at=COALESCE(?, expires_at), status=COALESCE(?, status) "
                           "WHERE hit_id=?", (max_assignments, expires_at, status, hit_id)).rowcount
             if n != 1:
-                raise DBError(f"unknown HIT {hit_id!r}")
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
 
     # -- assignments and judgments -----------------------------------------------------------
     @staticmethod
@@ -311,11 +351,19 @@ class StudyDB(MarketRecords):
         c.execute("INSERT OR IGNORE INTO workers (worker_id, first_seen) VALUES (?, ?)",
                   (worker_id, utcnow()))
 
-    def accept_assignment(self, assignment_id: str, hit_id: str, worker_id: str) -> dict:
-        """Record that ``worker_id`` opened ``hit_id`` as ``assignment_id`` (idempotent)."""
+    def accept_assignment(self, assignment_id: str, hit_id: str, worker_id: str, *,
+                          accepted_at: str | None = None) -> dict:
+        """Record that ``worker_id`` opened ``hit_id`` as ``assignment_id`` (idempotent).
+
+        A new assignment on a HIT that already has ``max_assignments`` holding a place raises
+        ``HitFullError``: every assignment ``mturk.collect`` verified holds one, and so does any
+        other accepted or submitted within the HIT's assignment duration (after that MTurk would
+        have given the place to someone else). Lab HITs (question ``local``) are only claimed.
+        """
         with self._tx() as c:
-            if c.execute("SELECT 1 FROM hits WHERE hit_id=?", (hit_id,)).fetchone() is None:
-                raise DBError(f"unknown HIT {hit_id!r}")
+            hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
+            if hit is None:
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
             old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
                             (assignment_id,)).fetchone()
             if old is not None:
@@ -323,54 +371,91 @@ class StudyDB(MarketRecords):
                     raise ConflictError(f"assignment {assignment_id!r} belongs to another "
                                         "HIT or worker")
                 return dict(old)
+            if hit["question"] == "local":
+                raise UnknownIdError(f"unknown assignment {assignment_id!r} (lab assignments "
+                                     "come from a participant link)")
+            if self._places_taken(c, hit) >= hit["max_assignments"]:
+                raise HitFullError(f"HIT {hit_id!r} has no assignment left")
             self._ensure_worker(c, worker_id)
             c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                       "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
-                      (assignment_id, hit_id, worker_id, utcnow()))
+                      (assignment_id, hit_id, worker_id, accepted_at or utcnow()))
         return self.get_assignment(assignment_id)
+
+    @staticmethod
+    def _places_taken(c, hit) -> int:
+        from datetime import timedelta
+
+        duration = hit["assignment_duration_s"] or DEFAULT_ASSIGNMENT_DURATION_S
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=duration)).isoformat(
+            timespec="milliseconds")
+        return c.execute(
+            "SELECT COUNT(*) FROM assignments WHERE hit_id=? AND (verified_at IS NOT NULL OR "
+            "(status IN ('accepted', 'submitted') AND COALESCE(accepted_at, submitted_at)>=?))",
+            (hit["hit_id"], cutoff)).fetchone()[0]
 
     def claim_local_assignment(self, worker_id: str, max_per_batch: int | None = None,
                                stale_after_s: float = 3600.0) -> dict | None:
-        """Give a local participant the batch with fewest assignments they have not done yet.
+        """Give a lab participant their open assignment, else the batch with fewest
+        assignments they have not done yet.
 
-        Creates the batch's local HIT (``local-<batch_id>``) and an accepted assignment; returns
-        the assignment, or None when every batch is done by this worker or full. An assignment
+        The caller has checked the participant's token (``mturk.tokens``), so the assignment is
+        verified at once (``verified_by`` = ``token``). Creates the batch's lab HIT
+        (``local-<batch_id>``, question ``local``) and an accepted assignment; returns the
+        assignment, or None when every batch is done by this worker or full. An assignment
         accepted more than ``stale_after_s`` ago and never submitted no longer holds a place.
         """
-        import uuid
         from datetime import timedelta
 
         cutoff = (datetime.now(timezone.utc) - timedelta(seconds=stale_after_s)).isoformat(
             timespec="milliseconds")
         with self._tx() as c:
-            rows = c.execute(
-                "SELECT b.batch_id, COUNT(a.assignment_id) AS n, "
-                "SUM(CASE WHEN a.worker_id=? THEN 1 ELSE 0 END) AS mine FROM batches b "
-                "LEFT JOIN hits h ON h.batch_id=b.batch_id AND h.mode='local' "
-                "LEFT JOIN assignments a ON a.hit_id=h.hit_id AND a.status!='abandoned' "
-                "AND (a.status!='accepted' OR a.accepted_at>=? OR a.worker_id=?) "
-                "GROUP BY b.batch_id ORDER BY n, b.batch_id",
-                (worker_id, cutoff, worker_id)).fetchall()
-            pick = next((r["batch_id"] for r in rows if not r["mine"]
-                         and (max_per_batch is None or r["n"] < max_per_batch)), None)
-            if pick is None:
-                return None
-            hit_id = f"local-{pick}"
-            c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
-                      "max_assignments, question, created_at) "
-                      "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
-                      (hit_id, pick, max_per_batch or 1, utcnow()))
-            self._ensure_worker(c, worker_id)
-            aid = f"local-{uuid.uuid4().hex}"
-            c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
-                      "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
-                      (aid, hit_id, worker_id, utcnow()))
+            mine = c.execute(
+                "SELECT a.assignment_id FROM assignments a JOIN hits h USING (hit_id) "
+                "WHERE a.worker_id=? AND h.question='local' AND a.status='accepted' "
+                "AND a.accepted_at>=? ORDER BY a.accepted_at LIMIT 1",
+                (worker_id, cutoff)).fetchone()
+            if mine is not None:        # a reload or a second visit: the same assignment
+                aid = mine["assignment_id"]
+            else:
+                aid = self._claim_new(c, worker_id, max_per_batch, cutoff)
+                if aid is None:
+                    return None
         return self.get_assignment(aid)
+
+    def _claim_new(self, c, worker_id: str, max_per_batch: int | None, cutoff: str):
+        import uuid
+
+        rows = c.execute(
+            "SELECT b.batch_id, COUNT(a.assignment_id) AS n, "
+            "SUM(CASE WHEN a.worker_id=? THEN 1 ELSE 0 END) AS mine FROM batches b "
+            "LEFT JOIN hits h ON h.batch_id=b.batch_id AND h.question='local' "
+            "LEFT JOIN assignments a ON a.hit_id=h.hit_id AND a.status!='abandoned' "
+            "AND (a.status!='accepted' OR a.accepted_at>=? OR a.worker_id=?) "
+            "GROUP BY b.batch_id ORDER BY n, b.batch_id",
+            (worker_id, cutoff, worker_id)).fetchall()
+        pick = next((r["batch_id"] for r in rows if not r["mine"]
+                     and (max_per_batch is None or r["n"] < max_per_batch)), None)
+        if pick is None:
+            return None
+        hit_id = f"local-{pick}"
+        c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
+                  "max_assignments, question, created_at) "
+                  "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
+                  (hit_id, pick, max_per_batch or 1, utcnow()))
+        self._ensure_worker(c, worker_id)
+        aid = f"local-{uuid.uuid4().hex}"
+        now = utcnow()
+        c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                  "accepted_at, verified_at, verified_by) "
+                  "VALUES (?, ?, ?, 'accepted', ?, ?, 'token')",
+                  (aid, hit_id, worker_id, now, now))
+        return aid
 
     def record_submission(self, assignment_id: str, hit_id: str, worker_id: str,
                           answers: list[Mapping], *, simulated: bool = False,
-                          require_accepted: bool = True,
-                          submitted_at: str | None = None) -> SubmitResult:
+                          require_accepted: bool = True, submitted_at: str | None = None,
+                          accepted_at: str | None = None) -> SubmitResult:
         """Store one assignment's answers, all or nothing. See the module docstring."""
         answers = [dict(a) for a in answers]
         for a in answers:
@@ -381,18 +466,18 @@ class StudyDB(MarketRecords):
         with self._tx() as c:
             hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
             if hit is None:
-                raise DBError(f"unknown HIT {hit_id!r}")
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
             old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
                             (assignment_id,)).fetchone()
             if old is not None and (old["hit_id"] != hit_id or old["worker_id"] != worker_id):
                 raise ConflictError(f"assignment {assignment_id!r} belongs to another HIT/worker")
             if old is not None and old["answers_sha"] is not None:
                 if old["answers_sha"] != sha:
-                    raise ConflictError(f"assignment {assignment_id!r} was already submitted "
-                                        "with other answers")
+                    raise AlreadySubmittedError(f"assignment {assignment_id!r} was already "
+                                                "submitted with other answers", assignment_id)
                 return SubmitResult("duplicate", assignment_id, len(answers))
             if old is None and require_accepted:
-                raise DBError(f"unknown assignment {assignment_id!r}")
+                raise UnknownIdError(f"unknown assignment {assignment_id!r}")
             batch = {r["trial_id"]: r for r in c.execute(
                 "SELECT trial_id, left_side FROM trials WHERE batch_id=?", (hit["batch_id"],))}
             ids = [a.get("trial_id") for a in answers]
@@ -405,8 +490,10 @@ class StudyDB(MarketRecords):
             self._ensure_worker(c, worker_id)
             if old is None:
                 c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
-                          "submitted_at, simulated, answers_sha) VALUES (?,?,?,'submitted',?,?,?)",
-                          (assignment_id, hit_id, worker_id, now, int(simulated), sha))
+                          "accepted_at, submitted_at, simulated, answers_sha) "
+                          "VALUES (?,?,?,'submitted',?,?,?,?)",
+                          (assignment_id, hit_id, worker_id, accepted_at, now, int(simulated),
+                           sha))
             else:
                 c.execute("UPDATE assignments SET status='submitted', submitted_at=?, "
                           "simulated=?, answers_sha=? WHERE assignment_id=?",
@@ -425,7 +512,7 @@ class StudyDB(MarketRecords):
             raise DBError(f"status must be one of {ASSIGNMENT_STATUSES}")
         with self._tx() as c:
             if c.execute("SELECT 1 FROM hits WHERE hit_id=?", (hit_id,)).fetchone() is None:
-                raise DBError(f"unknown HIT {hit_id!r}")
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
             self._ensure_worker(c, worker_id)
             c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                       "submitted_at, feedback) VALUES (?,?,?,?,?,?) "
@@ -443,7 +530,7 @@ class StudyDB(MarketRecords):
                           "feedback=COALESCE(?, feedback) WHERE assignment_id=?",
                           (status, utcnow(), feedback, assignment_id)).rowcount
             if n != 1:
-                raise DBError(f"unknown assignment {assignment_id!r}")
+                raise UnknownIdError(f"unknown assignment {assignment_id!r}")
 
     def get_assignment(self, assignment_id: str) -> dict | None:
         return self._one("SELECT * FROM assignments WHERE assignment_id=?", (assignment_id,))
@@ -470,8 +557,10 @@ class StudyDB(MarketRecords):
 
         sql = ("SELECT j.assignment_id, j.trial_id, j.choice, j.shown_left, j.rt_ms, "
                "a.worker_id, a.hit_id, a.status AS assignment_status, a.simulated, "
-               "h.mode, t.batch_id, t.ref_id, t.ref_path, t.a_id, t.a_path, t.b_id, t.b_path, "
-               "t.a_codec, t.b_codec, t.a_bpp, t.b_bpp, t.target_bpp, t.kind, t.expected, "
+               "a.accepted_at, a.submitted_at, a.verified_at, a.verified_by, "
+               "h.mode, h.question, t.batch_id, t.ref_id, t.ref_path, t.a_id, t.a_path, t.b_id, "
+               "t.b_path, t.a_codec, t.b_codec, t.a_bpp, t.b_bpp, t.target_bpp, t.kind, "
+               "t.expected, t.repeat_of, "
                "w.blocked FROM judgments j JOIN assignments a USING (assignment_id) "
                "JOIN hits h ON h.hit_id=a.hit_id JOIN trials t ON t.trial_id=j.trial_id "
                "JOIN workers w ON w.worker_id=a.worker_id ORDER BY j.judgment_id")

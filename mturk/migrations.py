@@ -102,3 +102,15 @@ CREATE TABLE bonuses (
 );
 """),
 ]
+MIGRATIONS.append(("0002_verification_and_quality", """
+CREATE TABLE study_keys (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+ALTER TABLE trials ADD COLUMN repeat_of TEXT NOT NULL DEFAULT '';
+ALTER TABLE assignments ADD COLUMN verified_at TEXT;
+ALTER TABLE assignments ADD COLUMN verified_by TEXT;
+ALTER TABLE hits ADD COLUMN assignment_duration_s INTEGER;
+ALTER TABLE workers ADD COLUMN qc_flags TEXT
+"""))

@@ -1,27 +1,39 @@
 """The HIT page: one jinja2 template rendered for the server, MTurk preview, and HTMLQuestion.
 
-Workers never see which side is ``a`` or ``b``, the codec, or whether a trial is a sentinel: the
-page gets, per trial, its id and three opaque image URLs (reference, left, right), and answers
-``left``/``right``. The server maps a side back to ``a``/``b`` with the trial's recorded ``left``.
+Nothing on the page tells the trials' roles apart. Per trial it gets a page trial id and three
+image URLs (reference, left, right), all keyed names (``mturk.tokens``): ids and URLs differ per
+assignment (per batch for an HTMLQuestion), and the order of the trials too; it answers
+``left``/``right``, and the server maps ids and sides back with the trial's recorded ``left``.
 
 The answer a page submits (to the server's ``/api/submit`` and, for a HIT, in the form field
 ``answers`` posted to ``{turkSubmitTo}/mturk/externalSubmit``) is JSON::
 
-    {"assignment_id", "hit_id", "worker_id", "answers": [{"trial_id", "side", "rt_ms"}, ...]}
+    {"assignment_id", "hit_id", "worker_id",
+     "answers": [{"trial_id": <page trial id>, "side": "left"|"right", "rt_ms"}, ...]}
 
-``parse_answers`` turns that into database rows (what ``collect.py`` needs for HTMLQuestion HITs,
-whose answers reach only MTurk); ``image_files`` lists the files to upload for a public base URL.
+``parse_answers`` turns that into database rows (the server's and ``collect.py``'s, for
+HTMLQuestion HITs whose answers reach only MTurk). ``html_image_files`` lists what to upload for
+an HTMLQuestion's public base URL.
+
+Full-size viewing: the page draws every image pixel as ``max(1, floor(devicePixelRatio))``
+device pixels, never fewer, and zoom enlarges by whole factors with nearest-neighbour
+(``image-rendering: pixelated``). When the window cannot show the three views side by side at that
+size, the page says so and takes no answers. ``min_window`` is the size it needs at 100 % zoom
+(stated in the HIT description); its constants are the ones in ``static/hit.css``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+from PIL import Image
+
+from .tokens import VIEWS, Keys, html_scope
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -33,6 +45,14 @@ MTURK_FRAME_ANCESTORS = ("https://worker.mturk.com", "https://workersandbox.mtur
                          "https://www.mturk.com")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_RT_MS = 3_600_000
+PAGE_MODES = ("local", "hit", "preview", "htmlquestion")
+
+# The page's geometry in CSS pixels (static/hit.css holds the same numbers; a test checks).
+FRAME_BORDER_PX = 3      # .frame border
+GAP_PX = 16              # #trial gap between the three views
+BODY_PAD_PX = 16         # body padding left and right
+CAPTION_PX = 32          # a view's caption under its frame
+SCROLLBAR_PX = 20        # room for a vertical scrollbar
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                           autoescape=jinja2.select_autoescape(["html"]),
@@ -43,41 +63,72 @@ class AnswerError(ValueError):
     """A submission that is malformed; nothing was recorded."""
 
 
-def image_token(image_id: str) -> str:
-    """Opaque, stable name of an image (the page must not reveal codec names)."""
-    return hashlib.sha1(f"plic-img|{image_id}".encode()).hexdigest()[:16]
+def min_window(width: int, height: int) -> tuple[int, int]:
+    """(width, height) in CSS pixels a window needs at 100 % zoom (devicePixelRatio 1) to show
+    three ``width`` x ``height`` views side by side at one image pixel per device pixel."""
+    view_w = width + 2 * FRAME_BORDER_PX
+    return (3 * view_w + 2 * GAP_PX + 2 * BODY_PAD_PX + SCROLLBAR_PX,
+            height + 2 * FRAME_BORDER_PX + CAPTION_PX)
 
 
-def image_files(trials: Sequence[Mapping], resolve) -> dict[str, Path]:
-    """``{token: file}`` for every image of ``trials``; ``resolve(path_in_table) -> Path``."""
-    out = {}
-    for t in trials:
-        for side in ("ref", "a", "b"):
-            out[image_token(t[f"{side}_id"])] = Path(resolve(t[f"{side}_path"]))
-    return out
+def describe_min_window(width: int, height: int) -> str:
+    w, h = min_window(width, height)
+    return (f"Needs a browser window at least {w} x {h} pixels to show the images at full size "
+            "(a computer screen; phones are too small).")
 
 
-def page_trials(trials: Sequence[Mapping], image_url) -> list[dict]:
-    """What the page gets per trial: id and the three image URLs, sides already placed."""
+@lru_cache(maxsize=65536)
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    with Image.open(path) as im:
+        return im.size
+
+
+def page_trials(trials: Sequence[Mapping], keys: Keys, scope: str,
+                image_url: Callable[[int, int, Mapping], str],
+                size: Callable[[Mapping], tuple[int, int]]) -> list[dict]:
+    """What the page gets per trial, in ``scope``'s order: page id, the three image URLs
+    (``image_url(position, view, trial)``, view 0 reference, 1 left, 2 right) and the size."""
     out = []
-    for t in trials:
-        right = "b" if t["left"] == "a" else "a"
-        out.append(dict(trial_id=t["trial_id"],
-                        ref=image_url(image_token(t["ref_id"])),
-                        left=image_url(image_token(t[f"{t['left']}_id"])),
-                        right=image_url(image_token(t[f"{right}_id"]))))
+    for pos, t in enumerate(keys.page_order(scope, trials)):
+        w, h = size(t)
+        out.append(dict(trial_id=keys.page_trial_id(scope, t["trial_id"]),
+                        **{v: image_url(pos, i, t) for i, v in enumerate(VIEWS)}, w=w, h=h))
     return out
 
 
-def render_page(trials: Sequence[Mapping], *, mode: str, image_url, assignment_id: str = "",
-                hit_id: str = "", worker_id: str = "", submit_to: str = "",
-                record_url: str = "", static_url=None, title: str = "Which image is closer?",
+def view_source(t: Mapping, view: str) -> tuple[str, str]:
+    """(image id, path) that a trial shows in ``view`` (ref, left or right)."""
+    if view == "ref":
+        return t["ref_id"], t["ref_path"]
+    side = t["left"] if view == "left" else ("b" if t["left"] == "a" else "a")
+    return t[f"{side}_id"], t[f"{side}_path"]
+
+
+def stored_answers(rows: Sequence[Mapping], keys: Keys, scope: str) -> list[dict]:
+    """The database's judgments of one assignment as the page's answers (a reopened page)."""
+    return [dict(trial_id=keys.page_trial_id(scope, r["trial_id"]),
+                 side="left" if r["choice"] == r["shown_left"] else "right", rt_ms=r["rt_ms"])
+            for r in rows]
+
+
+def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str, image_url,
+                size, assignment_id: str = "", hit_id: str = "", worker_id: str = "",
+                submit_to: str = "", record_url: str = "", stored: Mapping | None = None,
+                static_url=None, title: str = "Which image is closer?",
                 inline_assets: bool = False) -> str:
-    """Render the HIT page. ``mode``: ``local``, ``hit``, ``preview`` or ``htmlquestion``."""
-    if mode not in ("local", "hit", "preview", "htmlquestion"):
+    """Render the HIT page. ``mode``: ``local``, ``hit``, ``preview`` or ``htmlquestion``.
+
+    ``stored`` (``{"answers": [...], "saved_at": ...}``): answers the server already holds for
+    this assignment; the page shows them as final and offers only to submit them to MTurk."""
+    if mode not in PAGE_MODES:
         raise ValueError(f"unknown page mode {mode!r}")
     task = dict(mode=mode, assignment_id=assignment_id, hit_id=hit_id, worker_id=worker_id,
-                record_url=record_url, trials=page_trials(trials, image_url))
+                record_url=record_url, stored=dict(stored) if stored else None,
+                trials=page_trials(trials, keys, scope, image_url, size),
+                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
+                layout=dict(border=FRAME_BORDER_PX, gap=GAP_PX, pad=BODY_PAD_PX,
+                            caption=CAPTION_PX, scrollbar=SCROLLBAR_PX))
     assets = {}
     if inline_assets:
         assets = dict(css=(STATIC / "hit.css").read_text(), js=(STATIC / "hit.js").read_text())
@@ -88,34 +139,52 @@ def render_page(trials: Sequence[Mapping], *, mode: str, image_url, assignment_i
         static_url=static_url or (lambda name: f"/static/{name}"))
 
 
-def render_html_question(trials: Sequence[Mapping], image_base_url: str,
-                         sandbox: bool = True) -> str:
+def html_image_files(trials: Sequence[Mapping], keys: Keys, batch_id: str,
+                     resolve) -> dict[str, Path]:
+    """``{name: file}`` to upload for a batch's HTMLQuestion (``resolve(path_in_table)``)."""
+    out = {}
+    for t in trials:
+        for v in VIEWS:
+            out[keys.static_name("html", batch_id, t["trial_id"], v)] = \
+                Path(resolve(view_source(t, v)[1]))
+    return out
+
+
+def render_html_question(trials: Sequence[Mapping], keys: Keys, batch_id: str,
+                         image_base_url: str, resolve, sandbox: bool = True) -> str:
     """The page as HTMLQuestion content: assets inlined, images under ``image_base_url``.
 
-    MTurk fills in the assignment id; the page posts straight to MTurk's externalSubmit (answers
-    reach the database through ``collect``). Upload ``image_files(...)`` to ``image_base_url``
-    as ``<token>.png``.
+    MTurk opens it with ``assignmentId``, ``hitId``, ``workerId`` and ``turkSubmitTo`` in the
+    query string; the page reads them there (preview when there is no assignment), and posts
+    straight to ``{turkSubmitTo}/mturk/externalSubmit`` (answers reach the database through
+    ``collect``). Upload ``html_image_files(...)`` to ``image_base_url``.
     """
     base = image_base_url.rstrip("/")
     if not base.startswith("https://"):
         raise ValueError("image_base_url must be https:// (MTurk pages are served over HTTPS)")
     host = MTURK_SUBMIT_HOSTS[1] if sandbox else MTURK_SUBMIT_HOSTS[0]
-    return render_page(trials, mode="htmlquestion", image_url=lambda t: f"{base}/{t}.png",
+
+    def url(pos: int, view: int, t: Mapping) -> str:
+        return f"{base}/{keys.static_name('html', batch_id, t['trial_id'], VIEWS[view])}"
+
+    return render_page(trials, mode="htmlquestion", keys=keys, scope=html_scope(batch_id),
+                       image_url=url, size=lambda t: image_size(str(resolve(t["ref_path"]))),
                        submit_to=host, inline_assets=True)
 
 
 def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
-                  max_answers: int = 1000) -> tuple[dict, list[dict]]:
+                  page_ids: Mapping[str, str], max_answers: int = 1000) -> tuple[dict, list[dict]]:
     """Validate a submission; returns (ids, rows for ``StudyDB.record_submission``).
 
-    ``trials_by_id`` maps trial ids to trial rows (for the shown-left side). Raises
-    ``AnswerError`` on anything malformed: ids that are not ``[A-Za-z0-9_-]{1,64}``, unknown
-    trials, sides other than left/right, response times out of range, too many answers.
+    ``page_ids`` maps the page's trial ids to trial ids (``Keys.page_ids`` for the assignment's
+    scope); ``trials_by_id`` maps those to trial rows (for the shown-left side). Raises
+    ``AnswerError`` on anything malformed: ids that are not ``[A-Za-z0-9_-]{1,64}``, trial ids
+    not of this page, sides other than left/right, response times out of range, too many answers.
     """
     if isinstance(payload, (str, bytes)):
         try:
             payload = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise AnswerError("answers are not valid JSON") from e
     if not isinstance(payload, Mapping):
         raise AnswerError("a submission is a JSON object")
@@ -132,9 +201,10 @@ def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Map
     for a in answers:
         if not isinstance(a, Mapping):
             raise AnswerError("each answer is an object")
-        tid, side, rt = a.get("trial_id"), a.get("side"), a.get("rt_ms")
-        if not isinstance(tid, str) or tid not in trials_by_id:
-            raise AnswerError("unknown trial id")
+        pid, side, rt = a.get("trial_id"), a.get("side"), a.get("rt_ms")
+        tid = page_ids.get(pid) if isinstance(pid, str) else None
+        if tid is None or tid not in trials_by_id:
+            raise AnswerError("a trial id that is not on this page")
         if side not in ("left", "right"):
             raise AnswerError("side must be 'left' or 'right'")
         if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float))

@@ -14,17 +14,29 @@ One HIT per batch of trials (``mturk.db``), all sharing one HIT type. In order:
    whose HIT the database already holds are skipped, so no HIT is ever created twice (MTurk keeps
    tokens 24 hours; the database is the lasting record).
 
-Every id goes into the database with its mode. ``--dry-run`` prints the plan and calls nothing.
+Before any call, every HIT's Question is built and checked against MTurk's 64 KB limit, and the
+HIT description gets the window size the page needs to show the images at full size
+(``mturk.page.min_window``, from the trial images; ``--min-window``).
+
+Every id goes into the database with its mode. ``--dry-run`` prints the plan, the first HIT's
+Question XML and the HIT type's requirements, and calls nothing.
+
+Images on a public host (the quiz, and the page of ``--question html``) are named by keyed
+hashes, one name per use (``mturk.tokens``): ``--export-images DIR`` copies them into DIR under
+those names, to upload to ``--image-base-url``; it calls nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import re
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 from .cost import CostEstimate
 from .market import HitTypeSpec, Market, MarketError, QualificationRequirement
@@ -39,7 +51,7 @@ from .market.config import (
     open_db,
     opt,
 )
-from .page import image_token, render_html_question
+from .page import describe_min_window, html_image_files, image_size, render_html_question
 from .questions import (
     QuizItem,
     external_question,
@@ -47,6 +59,7 @@ from .questions import (
     quiz_answer_key,
     quiz_question_form,
 )
+from .tokens import VIEWS
 
 # System qualification type ids (the same in sandbox and live, except Masters).
 PERCENT_APPROVED = "000000000000000000L0"
@@ -70,6 +83,10 @@ class PublishConfig:
     image_base_url: str = opt("", "public HTTPS base URL holding the trial images as <token>.png "
                               "(mturk.page.image_files): for the quiz and HTMLQuestion")
     frame_height: int = opt(0, "frame height in pixels (0: fit the window)")
+    min_window: str = opt("auto", "the window size the HIT description asks for: auto (from "
+                          "the trial images), WxH, or none")
+    export_images: str = opt("", "copy the quiz's and the HTMLQuestion's images into this "
+                             "folder under their public names, then stop")
     title: str = opt("Which image looks closer to the original?", "HIT title workers see")
     description: str = opt("Compare pairs of compressed images with the original and pick the "
                            "closer one (about 5 minutes).", "HIT description workers see")
@@ -100,20 +117,82 @@ def hit_token(mode: str, batch_id: str, rnd: int) -> str:
     return f"{TOKEN_PREFIX}-{mode}-r{rnd}-" + hashlib.sha256(batch_id.encode()).hexdigest()[:40]
 
 
+def resolver(db):
+    """Path of a trials.csv path (they are relative to the study's trials.csv)."""
+    from codec.tables import resolve_path
+
+    base = db.trials_csv_path()
+    return (lambda p: resolve_path(p, base)) if base else Path
+
+
 def quiz_items_from_trials(db, n: int) -> list[QuizItem]:
     """The quiz: the first ``n`` sentinel trials (by id), shown as the HIT page would show them,
-    with the page's opaque image names (``<token>.png`` under the image base URL)."""
-    items = []
+    under keyed image names (``mturk.tokens``: the near-lossless side is not the reference's
+    file, and no name is shared with another question or page)."""
+    keys = db.keys()
+    picked = []
     for b in db.batch_ids():
         for t in db.batch_trials(b):
             if t["kind"] == "sentinel" and t["expected"] in ("a", "b"):
-                right_side = "b" if t["left"] == "a" else "a"
-                name = {s: image_token(t[f"{s}_id"]) + ".png" for s in ("ref", "a", "b")}
-                correct = "left" if t["expected"] == t["left"] else "right"
-                items.append(QuizItem(t["trial_id"], name["ref"], name[t["left"]],
-                                      name[right_side], correct))
-    items.sort(key=lambda it: it.question_id)
-    return items[:n]
+                picked.append(t)
+    picked.sort(key=lambda t: t["trial_id"])
+    items = []
+    for i, t in enumerate(picked[:n], 1):
+        name = {v: keys.static_name("quiz", "quiz", t["trial_id"], v) for v in VIEWS}
+        correct = "left" if t["expected"] == t["left"] else "right"
+        items.append(QuizItem(f"q{i}", name["ref"], name["left"], name["right"], correct))
+    return items
+
+
+def quiz_files(db, n: int) -> dict[str, Path]:
+    """``{public name: file}`` of the quiz's images."""
+    from .page import view_source
+
+    keys, resolve, out = db.keys(), resolver(db), {}
+    picked = sorted((t for b in db.batch_ids() for t in db.batch_trials(b)
+                     if t["kind"] == "sentinel" and t["expected"] in ("a", "b")),
+                    key=lambda t: t["trial_id"])[:n]
+    for t in picked:
+        for v in VIEWS:
+            out[keys.static_name("quiz", "quiz", t["trial_id"], v)] = resolve(view_source(t, v)[1])
+    return out
+
+
+def export_images(cfg: PublishConfig, db, batches, out_dir, out=print) -> int:
+    """Copy the public images (quiz, and HTMLQuestion pages) into ``out_dir``; the count."""
+    files = quiz_files(db, cfg.quiz_items) if cfg.quiz else {}
+    if cfg.question == "html":
+        for b in batches:
+            files.update(html_image_files(db.batch_trials(b), db.keys(), b, resolver(db)))
+    dest = Path(out_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, src in sorted(files.items()):
+        shutil.copyfile(src, dest / name)
+    out(f"exported {len(files)} images to {dest}: upload them to the --image-base-url folder")
+    return len(files)
+
+
+def window_sentence(cfg: PublishConfig, db, batches) -> str:
+    """The description's sentence on the window size the page needs ("" with --min-window none)."""
+    spec = cfg.min_window.strip().lower()
+    if spec == "none":
+        return ""
+    m = re.fullmatch(r"(\d+)x(\d+)", spec)
+    if m:
+        return (f"Needs a browser window at least {m.group(1)} x {m.group(2)} pixels to show the "
+                "images at full size (a computer screen; phones are too small).")
+    if spec != "auto":
+        raise ValueError(f"--min-window must be auto, WxH or none, not {cfg.min_window!r}")
+    resolve, width, height = resolver(db), 0, 0
+    for b in batches:
+        for t in db.batch_trials(b):
+            try:
+                w, h = image_size(str(resolve(t["ref_path"])))
+            except OSError as e:
+                raise ValueError(f"cannot read the trial images to state the window size the "
+                                 f"page needs ({e}); pass --min-window WxH or none") from e
+            width, height = max(width, w), max(height, h)
+    return describe_min_window(width, height)
 
 
 def requirements(cfg: PublishConfig, mode: str, quiz_id: str | None,
@@ -147,8 +226,8 @@ def question_xml(cfg: PublishConfig, db, batch_id: str, mode: str) -> str:
     if cfg.question == "html":
         if not cfg.image_base_url:
             raise ValueError("--question html needs --image-base-url")
-        html = render_html_question(db.batch_trials(batch_id), cfg.image_base_url,
-                                    sandbox=mode != "live")
+        html = render_html_question(db.batch_trials(batch_id), db.keys(), batch_id,
+                                    cfg.image_base_url, resolver(db), sandbox=mode != "live")
         return html_question(html, cfg.frame_height)
     if not cfg.external_url:
         raise ValueError("--question external needs --external-url (the study server's page)")
@@ -181,17 +260,30 @@ def ensure_qualification(market: Market, db, mode: str, name: str, description: 
     return found.qualification_type_id
 
 
+#: what a dry run shows for a qualification it would find or create
+WOULD_FIND_OR_CREATE = "(found or created at publish)"
+
+
 def publish(cfg: PublishConfig, market: Market | None, db, mode: str, out=print) -> dict:
     """Publish; returns {"created": [...hit ids], "existing": [...], "skipped": [...batches]}."""
     batches = list(cfg.batches) or db.batch_ids()
     unknown = set(batches) - set(db.batch_ids())
     if unknown:
         raise ValueError(f"unknown batches: {sorted(unknown)} (load the trials first)")
-    for b in batches[:1]:  # fail on a bad URL or page before anything is created
-        question_xml(cfg, db, b, mode)
-
     todo = [b for b in batches if db.hit_by_token(hit_token(mode, b, cfg.round)) is None]
     skipped = [b for b in batches if b not in todo]
+    # everything that can be refused is built and checked before the first call
+    questions = {b: question_xml(cfg, db, b, mode) for b in (todo or batches[:1])}
+    quiz = None
+    if cfg.quiz and cfg.image_base_url and todo:
+        items = quiz_items_from_trials(db, cfg.quiz_items)
+        if not items:
+            raise ValueError("no sentinel trials to build the quiz from")
+        quiz = (quiz_question_form(items, cfg.image_base_url), quiz_answer_key(items))
+    window = window_sentence(cfg, db, todo or batches[:1])
+    description = cfg.description if not window or window in cfg.description else \
+        f"{cfg.description} {window}"
+
     est = CostEstimate(len(todo), cfg.assignments, Decimal(cfg.reward))
     out(f"mode: {mode}; {len(todo)} HITs to publish, {len(skipped)} already published")
     for line in est.summary().splitlines():
@@ -210,34 +302,27 @@ def publish(cfg: PublishConfig, market: Market | None, db, mode: str, out=print)
     quiz_id = None
     if cfg.quiz and not cfg.image_base_url:
         out("no qualification test: --image-base-url not given (or pass --no-quiz)")
-    if cfg.quiz and cfg.image_base_url:
-        items = quiz_items_from_trials(db, cfg.quiz_items)
-        if not items:
-            raise ValueError("no sentinel trials to build the quiz from")
+    if quiz:
         quiz_id = ensure_qualification(
             market, db, mode, cfg.quiz_name, "A short quiz: pick the image closer to the original.",
-            cfg.dry_run, out, keywords="image, comparison",
-            test_xml=quiz_question_form(items, cfg.image_base_url),
-            answer_key_xml=quiz_answer_key(items), test_duration_s=20 * 60,
-            retry_delay_s=int(cfg.quiz_retry_h * 3600))
+            cfg.dry_run, out, keywords="image, comparison", test_xml=quiz[0],
+            answer_key_xml=quiz[1], test_duration_s=20 * 60,
+            retry_delay_s=int(cfg.quiz_retry_h * 3600)) or WOULD_FIND_OR_CREATE
     block_id = ensure_qualification(
         market, db, mode, cfg.block_name, "Workers whose past answers failed our checks.",
-        cfg.dry_run, out)
-    spec = HitTypeSpec(cfg.title, cfg.description, Decimal(cfg.reward),
+        cfg.dry_run, out) or WOULD_FIND_OR_CREATE
+    spec = HitTypeSpec(cfg.title, description, Decimal(cfg.reward),
                        cfg.assignment_duration_min * 60, int(cfg.auto_approval_delay_h * 3600),
                        cfg.keywords, requirements(cfg, mode, quiz_id, block_id))
     lifetime_s = int(cfg.lifetime_h * 3600)
     if cfg.dry_run:
-        out(f"HIT type: would create ({len(spec.requirements)} requirements)")
-        for b in todo:
-            out(f"  would create HIT for batch {b} (token {hit_token(mode, b, cfg.round)})")
+        _show_plan(spec, questions, todo, mode, cfg, out)
         return result
     hit_type_id = market.create_hit_type(spec)
     out(f"HIT type: {hit_type_id}")
     for b in todo:
         token = hit_token(mode, b, cfg.round)
-        hit = market.create_hit(hit_type_id, question_xml(cfg, db, b, mode), cfg.assignments,
-                                lifetime_s, token)
+        hit = market.create_hit(hit_type_id, questions[b], cfg.assignments, lifetime_s, token)
         expires = hit.expiration or datetime.now(timezone.utc) + timedelta(seconds=lifetime_s)
         db.add_hit(hit.hit_id, b, mode, hit_type_id=hit.hit_type_id or hit_type_id,
                    unique_request_token=token, reward=cfg.reward,
@@ -245,10 +330,25 @@ def publish(cfg: PublishConfig, market: Market | None, db, mode: str, out=print)
                    expires_at=expires.isoformat(), status=(hit.status or "assignable").lower(),
                    question=cfg.question,
                    url=cfg.external_url.replace("{batch_id}", b) if cfg.question == "external"
-                   else None)
+                   else None, assignment_duration_s=cfg.assignment_duration_min * 60)
         result["existing" if hit.existed else "created"].append(hit.hit_id)
         out(f"  batch {b}: HIT {hit.hit_id}" + (" (already existed)" if hit.existed else ""))
     return result
+
+
+def _show_plan(spec: HitTypeSpec, questions: dict, todo: list, mode: str, cfg, out) -> None:
+    out(f"HIT type: would create ({len(spec.requirements)} requirements)")
+    out(f"  description: {spec.description}")
+    for r in spec.requirements:
+        vals = r.integer_values or [c for c, _ in r.locale_values]
+        out(f"  requirement: {r.qualification_type_id} {r.comparator} "
+            f"{' '.join(map(str, vals))} ({r.actions_guarded})".rstrip())
+    for b in todo:
+        out(f"  would create HIT for batch {b} (token {hit_token(mode, b, cfg.round)}, "
+            f"Question {len(questions[b].encode()):,} bytes)")
+    first = todo[0]
+    out(f"Question XML of batch {first} (the others differ only in their batch):")
+    out(questions[first])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +365,13 @@ def main(argv=None) -> int:
     db = open_db(args)
     mode = mode_of(args)
     live_error = check_live(args)
+    if cfg.export_images:
+        try:
+            export_images(cfg, db, list(cfg.batches) or db.batch_ids(), cfg.export_images)
+        except (ValueError, OSError) as e:
+            eprint(f"error: {e}")
+            return 1
+        return 0
     try:
         if live_error and not cfg.dry_run:
             # show what it would cost, touch nothing, then refuse

@@ -21,6 +21,23 @@ NS_ANSWERS = _BASE + "2005-10-01/QuestionFormAnswers.xsd"
 
 #: The path, under the ``turkSubmitTo`` host MTurk gives the page, that takes the HIT's answers.
 EXTERNAL_SUBMIT_PATH = "/mturk/externalSubmit"
+#: MTurk refuses Question (and qualification Test) XML larger than this many bytes, whitespace
+#: included (CreateHIT's ``Question``: "must not be larger than 64 kilobytes (65,535 bytes)").
+MAX_QUESTION_BYTES = 65_535
+
+
+class QuestionTooLargeError(ValueError):
+    """A Question or Test document over MAX_QUESTION_BYTES: MTurk would refuse it."""
+
+
+def check_size(xml: str, what: str) -> str:
+    """``xml`` unchanged, or QuestionTooLargeError when MTurk would refuse its size."""
+    n = len(xml.encode("utf-8"))
+    if n > MAX_QUESTION_BYTES:
+        raise QuestionTooLargeError(
+            f"{what} is {n:,} bytes; MTurk takes at most {MAX_QUESTION_BYTES:,} (use smaller "
+            "batches, mturk.trials --batch-size, or an ExternalQuestion)")
+    return xml
 _MAX_FRAME_HEIGHT = 0  # 0: MTurk sizes the frame to the window
 
 
@@ -48,7 +65,7 @@ def external_question(url: str, frame_height: int = _MAX_FRAME_HEIGHT) -> str:
     root = ET.Element("ExternalQuestion", xmlns=NS_EXTERNAL_QUESTION)
     _sub(root, "ExternalURL", _require_https(url, "ExternalQuestion URL"))
     _sub(root, "FrameHeight", int(frame_height))
-    return _doc(root)
+    return check_size(_doc(root), "the ExternalQuestion")
 
 
 def html_question(html: str, frame_height: int = _MAX_FRAME_HEIGHT) -> str:
@@ -58,10 +75,11 @@ def html_question(html: str, frame_height: int = _MAX_FRAME_HEIGHT) -> str:
         raise ValueError("HTMLQuestion content must start with a <!DOCTYPE html> declaration")
     # CDATA cannot hold "]]>": split it across two sections.
     body = html.replace("]]>", "]]]]><![CDATA[>")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<HTMLQuestion xmlns="{NS_HTML_QUESTION}">'
-            f"<HTMLContent><![CDATA[{body}]]></HTMLContent>"
-            f"<FrameHeight>{int(frame_height)}</FrameHeight></HTMLQuestion>")
+    return check_size('<?xml version="1.0" encoding="UTF-8"?>\n'
+                      f'<HTMLQuestion xmlns="{NS_HTML_QUESTION}">'
+                      f"<HTMLContent><![CDATA[{body}]]></HTMLContent>"
+                      f"<FrameHeight>{int(frame_height)}</FrameHeight></HTMLQuestion>",
+                      "the HTMLQuestion")
 
 
 # -- the qualification quiz --------------------------------------------------------------------
@@ -126,7 +144,7 @@ def quiz_question_form(items: Sequence[QuizItem], base_url: str,
             s = _sub(sels, "Selection")
             _sub(s, "SelectionIdentifier", ident)
             _sub(s, "Text", label)
-    return _doc(root)
+    return check_size(_doc(root), "the qualification test")
 
 
 def quiz_answer_key(items: Sequence[QuizItem]) -> str:

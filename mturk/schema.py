@@ -2,7 +2,7 @@
 
 TRIALS_COLUMNS = [
     "trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
-    "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected",
+    "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected", "repeat_of",
 ]
 TRIALS_ID = "trial_id"
 

@@ -1,8 +1,11 @@
 """Serve the study: ``python -m mturk.serve [--local] [--port P] [--db PATH] [--trials CSV]``.
 
-Binds 127.0.0.1 by default. ``--local`` runs a lab study with no MTurk: open the printed
-participant link (``/local/start``); each visit gets the next batch, answers go straight into the
-database.
+Binds 127.0.0.1 by default. ``--local`` runs a lab study with no MTurk: ``--participants N``
+writes N participant links (``/local/start?p=TOKEN``, one per line, to ``--participants-file``,
+default beside the database); each link is one participant, who gets their next batch on each
+visit, and their answers go straight into the database. There is no link without a token.
+``--simulated`` flags every answer this server takes as coming from a simulated crowd
+(``mturk.simulate``): the flag comes from here, never from a request.
 
 For MTurk the page must be reachable over HTTPS (MTurk shows it in an iframe on an https page).
 Keep this server on loopback and put TLS in front of it, for example:
@@ -23,12 +26,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
+from codec.fsio import atomic_write_text
 from codec.paths import runs_dir
 
 from .app import AppConfig, create_app
+
+
+class NoDelayHandler(WSGIRequestHandler):
+    """werkzeug's handler with Nagle's algorithm off: a response's header and body segments go
+    out at once instead of waiting for the client's delayed ACK (40 ms per request)."""
+
+    disable_nagle_algorithm = True
+
+
+def make_study_server(host: str, port: int, app):
+    """werkzeug's threaded server for the study app (``server.serve_forever()``)."""
+    return make_server(host, port, app, threaded=True, request_handler=NoDelayHandler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="SQLite database (default: %(default)s)")
     p.add_argument("--trials", default=str(runs_dir() / "study" / "trials.csv"),
                    help="trials.csv (default: %(default)s)")
+    p.add_argument("--participants", type=int, default=0,
+                   help="local: write this many participant links (default: %(default)s)")
+    p.add_argument("--participants-file", default="",
+                   help="local: where the links go (default: participants.txt beside --db)")
+    p.add_argument("--simulated", action="store_true",
+                   help="flag every submission as coming from a simulated crowd")
+    p.add_argument("--image-ttl-s", type=int, default=AppConfig.image_ttl_s,
+                   help="seconds a page's image URLs stay valid (default: %(default)s)")
     p.add_argument("--max-per-batch", type=int, default=0,
                    help="local: at most this many participants per batch (0 = no limit)")
     p.add_argument("--behind-proxy", action="store_true",
@@ -53,21 +78,34 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
+        if not 0 <= args.participants < 1_000_000 or args.image_ttl_s <= 0:
+            raise ValueError("--participants must be in 0..999999 and --image-ttl-s > 0")
+        if args.participants and not args.local:
+            raise ValueError("--participants is for a --local (lab) study")
         app = create_app(AppConfig(trials=args.trials, db=args.db, local=args.local,
+                                   simulated=args.simulated, image_ttl_s=args.image_ttl_s,
                                    max_per_batch=args.max_per_batch))
+        if args.behind_proxy:
+            from werkzeug.middleware.proxy_fix import ProxyFix
+
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+        server = make_study_server(args.host, args.port, app)
     except (OSError, ValueError) as e:
         print(f"mturk.serve: error: {e}", file=sys.stderr)
         return 2
-    if args.behind_proxy:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-    server = make_server(args.host, args.port, app, threaded=True)
     port = server.server_port
     base = f"http://{args.host}:{port}"
-    print(f"mturk.serve: listening on {base} (db {args.db})", flush=True)
-    if args.local:
-        print(f"participant link: {base}/local/start", flush=True)
+    tag = " SIMULATED crowd" if args.simulated else ""
+    if args.participants:
+        path = Path(args.participants_file or Path(args.db).with_name("participants.txt"))
+        keys = app.extensions["plic_db"].keys()
+        links = [f"{base}/local/start?p={keys.participant_token(i)}"
+                 for i in range(1, args.participants + 1)]
+        atomic_write_text(path, "\n".join(links) + "\n")
+        print(f"participant links: {len(links)} in {path}", flush=True)
+    elif args.local:
+        print("no participant links written: pass --participants N", flush=True)
+    print(f"mturk.serve: listening on {base} (db {args.db}){tag}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

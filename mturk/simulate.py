@@ -1,28 +1,32 @@
 """A simulated crowd driving the real server over HTTP: ``python -m mturk.simulate``.
 
-Each simulated worker claims a batch (``POST /api/local/claim``), fetches the task the page would
-show (``GET /api/task``), answers every trial and submits (``POST /api/submit``), exactly as the
-browser page does (the server must run with ``--local``). Answers come from an oracle plus noise:
+Each simulated worker is a lab participant (one link of ``--participants``, the file
+``mturk.serve --local --participants N`` writes): it claims a batch (``POST /api/local/claim``
+with its token), fetches the task the page would show (``GET /api/task``) and the three images of
+every trial, answers, and submits (``POST /api/submit``), exactly as the browser page does. It
+knows nothing the page does not show: page trial ids are keyed per assignment, image URLs are
+per assignment, so it judges from the pixels it fetched.
 
-- the oracle scores each candidate against the reference: ``ms_ssim``, ``psnr`` or ``mse`` from
-  ``codec.quality``, or any ``module:function`` taking ``(ref, img)`` uint8 RGB arrays, named at run
-  time (so this package never imports ``perceptual_metric``); ``--lower-is-closer`` for distances;
-- a careful worker picks B with probability ``lapse/2 + (1 - lapse) * sigmoid((q_b - q_a) / T)``;
-  ``T`` (``--temperature``) defaults to half the median |q_b - q_a| over the test trials;
-- a share of workers (``--random-share``) are random clickers (p = 0.5), which sentinel filtering
-  should remove.
+Worker types and their shares: ``--mix`` (default ``careful=0.9,random=0.1``; ``mturk.crowd``
+describes ``careful``, ``random``, ``always_left``, ``mse_bot`` and ``fast``). Careful workers
+score candidates with an oracle: ``ms_ssim``, ``psnr`` or ``mse`` from ``codec.quality``, or any
+``module:function`` taking ``(ref, img)`` uint8 RGB arrays, named at run time (so this package
+never imports ``perceptual_metric``); ``--lower-is-closer`` for distances. Their noise ``T``
+(``--temperature``) defaults to half the median |q_b - q_a| over the test trials of the study.
 
-Every submission is flagged ``simulated`` in the database and every output file says
-``"simulated": true``. Worker ids start with ``SIM``.
+Answers are flagged simulated by the server (``mturk.serve --simulated``), never by this client;
+every output file here says ``"simulated": true``. ``summary["worker_types"]`` maps each worker
+id to its type (``mturk.crowd_report`` scores the quality control with it).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import importlib
 import json
 import math
+import re
+import socket
 import sys
 import threading
 import time
@@ -38,6 +42,7 @@ from codec.paths import runs_dir
 from codec.tables import read_table, resolve_path
 
 from .cli import add_config_args, config_from_args
+from .crowd import Scorer, assign_types, choose, load_oracle, parse_mix, response_ms
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 
 
@@ -45,9 +50,13 @@ from .schema import TRIALS_COLUMNS, TRIALS_ID
 class SimConfig:
     url: str = field(default="http://127.0.0.1:8000", metadata={"help": "study server (local)"})
     trials: str = field(default=str(runs_dir() / "study" / "trials.csv"),
-                        metadata={"help": "trials.csv (the oracle reads its images)"})
+                        metadata={"help": "trials.csv (for the noise scale T only)"})
+    participants: str = field(default="", metadata={
+        "help": "participant links, one per line (default: participants.txt beside --trials)"})
     workers: int = field(default=20, metadata={"help": "number of simulated workers"})
     batches_per_worker: int = field(default=1, metadata={"help": "batches each worker does"})
+    mix: str = field(default="careful=0.9,random=0.1", metadata={
+        "help": "worker types and shares: careful, random, always_left, mse_bot, fast"})
     oracle: str = field(default="ms_ssim", metadata={
         "help": "ms_ssim | psnr | mse | module:function(ref, img) -> score"})
     lower_is_closer: bool = field(default=False, metadata={
@@ -55,26 +64,14 @@ class SimConfig:
     temperature: float = field(default=0.0, metadata={
         "help": "decision noise in oracle units; 0 = half the median |q_b - q_a|"})
     lapse: float = field(default=0.05, metadata={"help": "careful workers' share of slips"})
-    random_share: float = field(default=0.1, metadata={"help": "share of random clickers"})
     concurrency: int = field(default=4, metadata={"help": "workers answering at once"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     out: str = field(default="", metadata={"help": "summary JSON (default: next to trials)"})
 
 
-def load_oracle(name: str):
-    """``(score_fn, lower_is_closer)`` for a codec.quality name or ``module:function``."""
-    if ":" in name:
-        mod, fn = name.split(":", 1)
-        return getattr(importlib.import_module(mod), fn), False
-    from codec import quality
-
-    if name not in ("ms_ssim", "psnr", "mse"):
-        raise ValueError(f"unknown oracle {name!r}: ms_ssim, psnr, mse or module:function")
-    return getattr(quality, name), name == "mse"
-
-
 def oracle_scores(trials_csv: str | Path, oracle: str, lower_is_closer: bool = False) -> dict:
-    """``{trial_id: (q_a, q_b)}`` with larger = closer to the reference."""
+    """``{trial_id: (q_a, q_b)}`` with larger = closer to the reference (the study's truth
+    for the simulation: T's scale here, label accuracy in ``mturk.crowd_report``)."""
     from codec.image_io import read_image
 
     fn, lower = load_oracle(oracle)
@@ -98,6 +95,17 @@ def oracle_scores(trials_csv: str | Path, oracle: str, lower_is_closer: bool = F
             for r in df.itertuples()}
 
 
+def read_participants(path: str | Path) -> list[str]:
+    """Participant tokens from a file of links (``...?p=TOKEN``) or bare tokens."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            m = re.search(r"[?&]p=([^&\s]+)", line)
+            out.append(m.group(1) if m else line)
+    return out
+
+
 class Client:
     """One keep-alive HTTP connection with retries (submissions are idempotent, so retry)."""
 
@@ -108,6 +116,14 @@ class Client:
         self.conn = None
 
     def request(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        status, raw = self.fetch(method, path, body)
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            payload = {"raw": raw[:200].decode("latin-1")}
+        return status, payload
+
+    def fetch(self, method: str, path: str, body=None) -> tuple[int, bytes]:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         for attempt in range(self.retries + 1):
@@ -115,14 +131,11 @@ class Client:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection(self.host, self.port,
                                                            timeout=self.timeout)
+                    self.conn.connect()          # a request's header and body go out at once
+                    self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.conn.request(method, path, body=data, headers=headers)
                 r = self.conn.getresponse()
-                raw = r.read()
-                try:
-                    payload = json.loads(raw) if raw else {}
-                except ValueError:
-                    payload = {"raw": raw[:200].decode("latin-1")}
-                return r.status, payload
+                return r.status, r.read()
             except (OSError, http.client.HTTPException):
                 if self.conn is not None:
                     self.conn.close()
@@ -133,71 +146,73 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def decide(q_a: float, q_b: float, careful: bool, temperature: float, lapse: float,
-           rng: np.random.Generator) -> str:
-    """``"a"`` or ``"b"`` for one trial."""
-    if not careful:
-        return "b" if rng.random() < 0.5 else "a"
-    z = max(-50.0, min(50.0, (q_b - q_a) / temperature))
-    p_b = lapse / 2 + (1 - lapse) / (1 + math.exp(-z))
-    return "b" if rng.random() < p_b else "a"
-
-
 def auto_temperature(scores: dict, test_ids) -> float:
     d = [abs(scores[t][1] - scores[t][0]) for t in test_ids]
     med = float(np.median(d)) if d else 0.0
     return med / 2 if med > 0 else 1e-3
 
 
-def run_worker(client: Client, worker_id: str, trials_by_id: dict, scores: dict, careful: bool,
-               temperature: float, lapse: float, rng: np.random.Generator) -> dict:
-    """One worker doing one batch over HTTP; returns what happened (and the latency)."""
-    st, claim = client.request("POST", "/api/local/claim", {"worker_id": worker_id})
+def run_worker(client: Client, token: str, kind: str, scorer: Scorer, temperature: float,
+               lapse: float, rng: np.random.Generator, lock: threading.Lock) -> dict:
+    """One worker doing one batch over HTTP, as the page would; returns what happened."""
+    st, claim = client.request("POST", "/api/local/claim", {"token": token})
     if st != 200:
         return dict(status="no_batch", code=st)
     q = urlencode(dict(assignmentId=claim["assignment_id"], hitId=claim["hit_id"],
-                       workerId=worker_id))
+                       workerId=claim["worker_id"]))
     st, task = client.request("GET", f"/api/task?{q}")
     if st != 200:
         return dict(status="task_error", code=st)
     answers = []
     for t in task["trials"]:
-        row = trials_by_id[t["trial_id"]]
-        choice = decide(*scores[t["trial_id"]], careful, temperature, lapse, rng)
-        answers.append(dict(trial_id=t["trial_id"], side="left" if choice == row["left"]
-                            else "right", rt_ms=int(rng.integers(400, 4000))))
-    body = dict(claim, answers=answers, simulated=True)
+        pix = {}
+        for view in ("ref", "left", "right"):
+            st, pix[view] = client.fetch("GET", t[view])
+            if st != 200:
+                return dict(status="image_error", code=st)
+        with lock:                  # one scorer shared by the threads (numpy/torch inside)
+            left = scorer.scores(pix["ref"], pix["left"])
+            right = scorer.scores(pix["ref"], pix["right"])
+        answers.append(dict(trial_id=t["trial_id"],
+                            side=choose(kind, left, right, temperature, lapse, rng),
+                            rt_ms=response_ms(kind, rng)))
+    body = dict(assignment_id=claim["assignment_id"], hit_id=claim["hit_id"],
+                worker_id=claim["worker_id"], answers=answers)
     t0 = time.perf_counter()
     st, res = client.request("POST", "/api/submit", body)
     latency = time.perf_counter() - t0
     return dict(status=res.get("status", f"http_{st}"), code=st, latency_s=latency,
-                assignment_id=claim["assignment_id"], n=len(answers), careful=careful)
+                assignment_id=claim["assignment_id"], worker_id=claim["worker_id"],
+                n=len(answers), kind=kind)
 
 
 def run_crowd(cfg: SimConfig) -> dict:
     df = read_table(cfg.trials, TRIALS_COLUMNS, TRIALS_ID)
-    trials_by_id = {r["trial_id"]: r for r in df.to_dict("records")}
-    scores = oracle_scores(cfg.trials, cfg.oracle, cfg.lower_is_closer)
-    temperature = cfg.temperature or auto_temperature(
-        scores, df.loc[df.kind == "test", "trial_id"])
+    fn, lower = load_oracle(cfg.oracle)
+    sign = -1.0 if (lower or cfg.lower_is_closer) else 1.0
+    temperature = cfg.temperature
+    if not temperature:
+        scores = oracle_scores(cfg.trials, cfg.oracle, cfg.lower_is_closer)
+        temperature = auto_temperature(scores, df.loc[df.kind == "test", "trial_id"])
+    mix = parse_mix(cfg.mix)
+    tokens = read_participants(cfg.participants or Path(cfg.trials).parent / "participants.txt")
+    if len(tokens) < cfg.workers:
+        raise ValueError(f"{cfg.workers} workers need as many participant links; the file has "
+                         f"{len(tokens)} (mturk.serve --local --participants {cfg.workers})")
     master = np.random.default_rng(cfg.seed)
-    n_random = round(cfg.workers * cfg.random_share)
-    careful = [True] * (cfg.workers - n_random) + [False] * n_random
-    master.shuffle(careful)
+    kinds = assign_types(cfg.workers, mix, master)
     seeds = master.integers(0, 2**63, size=cfg.workers)
-    local = threading.local()
+    scorer, lock, local = Scorer(fn, sign), threading.Lock(), threading.local()
     results: list[dict] = []
-    lock = threading.Lock()
 
     def one(i: int):
         if not hasattr(local, "client"):
             local.client = Client(cfg.url)
         rng = np.random.default_rng(int(seeds[i]))
-        wid = f"SIM{cfg.seed:03d}W{i:05d}"
         for _ in range(cfg.batches_per_worker):
-            r = run_worker(local.client, wid, trials_by_id, scores, careful[i], temperature,
-                           cfg.lapse, rng)
-            r["worker_id"] = wid
+            r = run_worker(local.client, tokens[i], kinds[i], scorer, temperature, cfg.lapse,
+                           rng, lock)
+            r.setdefault("kind", kinds[i])
             with lock:
                 results.append(r)
             if r["status"] == "no_batch":
@@ -208,13 +223,16 @@ def run_crowd(cfg: SimConfig) -> dict:
         list(ex.map(one, range(cfg.workers)))
     wall = time.perf_counter() - t0
     done = [r for r in results if r["status"] in ("created", "duplicate")]
+    types = {r["worker_id"]: r["kind"] for r in done}
     summary = dict(simulated=True, config=asdict(cfg), temperature=temperature,
-                   workers=cfg.workers, random_clickers=n_random, submissions=len(done),
-                   judgments=sum(r["n"] for r in done),
+                   workers=cfg.workers, mix=mix,
+                   type_counts={k: kinds.count(k) for k in mix},
+                   submissions=len(done), judgments=sum(r["n"] for r in done),
                    failures=[r for r in results if r["status"] not in
                              ("created", "duplicate", "no_batch")][:20],
                    no_batch=sum(r["status"] == "no_batch" for r in results), wall_s=wall,
-                   random_worker_ids=sorted(r["worker_id"] for r in done if not r["careful"]))
+                   worker_types=types,
+                   random_worker_ids=sorted(w for w, k in types.items() if k != "careful"))
     return summary
 
 
@@ -230,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(cfg.out) if cfg.out else Path(cfg.trials).parent / "simulated_crowd.json"
     atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    mix = ", ".join(f"{n} {k}" for k, n in summary["type_counts"].items())
     print(f"SIMULATED crowd: {summary['submissions']} submissions, {summary['judgments']} "
-          f"judgments from {cfg.workers} workers ({summary['random_clickers']} random) "
-          f"in {summary['wall_s']:.1f} s; summary {out}")
+          f"judgments from {cfg.workers} workers ({mix}) in {summary['wall_s']:.1f} s; "
+          f"summary {out}")
     return 0 if not summary["failures"] else 1
 
 

@@ -3,15 +3,24 @@
 A test trial shows a reference and two distortions of that same reference (same crop) made for the
 same ``target_bpp`` by different codecs or settings; every such pair is asked once (pairs whose
 decoded images are identical are skipped). ``a``/``b`` and the side shown on the left are drawn at
-random and recorded. A sentinel trial has an obvious answer: one side is the reference itself, the
-other the most degraded distortion of that reference (lowest MS-SSIM, else lowest PSNR, else
-lowest bpp); ``expected`` names the reference's side. Each batch (one HIT) holds ``batch_size``
-trials of which ``round(batch_size * sentinel_share)`` (at least one when the share is > 0) are
-sentinels, shuffled among the tests. Everything is drawn from one seeded generator, so the same
-index and config give the same ``trials.csv``; a second run with nothing changed does nothing.
+random and recorded. A sentinel trial has an obvious answer: one side is a near-lossless encode of
+the reference (``mturk.views``: never the reference's own file), the other the most degraded
+distortion of that reference (lowest MS-SSIM, else lowest PSNR, else lowest bpp); ``expected``
+names the near-lossless side. A repeat trial (``repeat_of`` names the test it repeats) asks one of
+the batch's easiest test pairs (largest MS-SSIM, else PSNR, gap) again with the sides swapped, so
+``mturk.quality`` can see whether a worker answers the same pair the same way.
 
-Outputs: ``OUT/trials.csv`` (``mturk.schema.TRIALS_COLUMNS``, paths relative to OUT) and
-``OUT/trials.meta.json`` (index hash, config, counts).
+Each batch (one HIT) holds ``batch_size`` trials: ``round(batch_size * sentinel_share)``
+sentinels (at least one when the share is > 0), ``repeats`` repeats, the rest tests. Everything is
+drawn from one seeded generator, so the same index and config give the same ``trials.csv``; a
+second run with nothing changed does nothing.
+
+Every image shown is written to ``OUT/views/``: its centre ``--crop`` pixels (default 256, 0 =
+whole images), all by one PNG encoder. The page shows them at one image pixel per device pixel
+or larger (``mturk.page``), so a crop must fit three times across the worker's window.
+
+Outputs: ``OUT/trials.csv`` (``mturk.schema.TRIALS_COLUMNS``, paths relative to OUT),
+``OUT/views/`` and ``OUT/trials.meta.json`` (index hash, config, counts).
 """
 
 from __future__ import annotations
@@ -34,8 +43,7 @@ from distortions.schema import INDEX_COLUMNS, INDEX_ID
 
 from .cli import add_config_args, config_from_args
 from .schema import TRIALS_COLUMNS, TRIALS_ID
-
-REFERENCE_CODEC = "reference"
+from .views import NEAR_LOSSLESS_CODEC, ViewWriter
 
 
 @dataclass
@@ -43,6 +51,10 @@ class TrialsConfig:
     batch_size: int = field(default=20, metadata={"help": "trials per batch (one HIT)"})
     sentinel_share: float = field(default=0.1, metadata={
         "help": "share of each batch that is sentinel trials with an obvious answer"})
+    repeats: int = field(default=2, metadata={
+        "help": "test pairs per batch asked twice, sides swapped (consistency check)"})
+    crop: int = field(default=256, metadata={
+        "help": "show the centre CROP x CROP pixels of every image (0 = whole images)"})
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
     max_pairs_per_group: int = field(default=0, metadata={
         "help": "at most this many pairs per (reference, target_bpp); 0 = all pairs"})
@@ -54,6 +66,11 @@ class TrialsConfig:
             raise ValueError("sentinel_share must be in [0, 1)")
         if self.max_pairs_per_group < 0:
             raise ValueError("max_pairs_per_group must be >= 0")
+        if self.repeats < 0 or self.crop < 0:
+            raise ValueError("repeats and crop must be >= 0")
+        if self.batch_size - self.sentinels_per_batch() - self.repeats < 1:
+            raise ValueError("batch_size leaves no room for a test trial beside the sentinels "
+                             "and repeats")
 
     def sentinels_per_batch(self) -> int:
         if self.sentinel_share == 0:
@@ -81,17 +98,44 @@ def _degraded(rows: list[dict]) -> dict:
     return rows[0]
 
 
+def _gap(x: dict, y: dict) -> float:
+    """How far apart two distortions are (MS-SSIM, else PSNR / 100): repeats take the widest."""
+    for col, scale in (("ms_ssim", 1.0), ("psnr", 0.01)):
+        d = abs(_num(x[col]) - _num(y[col])) * scale
+        if not math.isnan(d):
+            return d
+    return 0.0
+
+
+class _Views:
+    """Trial image paths: written once into ``out/views``, relative to the trials table."""
+
+    def __init__(self, index_path, out_csv, crop: int):
+        self.index_path, self.out_csv = index_path, out_csv
+        self.w = ViewWriter(Path(out_csv).parent / "views", crop)
+        self.shapes: dict[str, tuple] = {}
+
+    def path(self, image_id: str, path_in_index: str, ref_id: str) -> str:
+        p, shape = self.w.view(image_id, resolve_path(path_in_index, self.index_path))
+        want = self.shapes.setdefault(ref_id, shape)
+        if shape != want:
+            raise ValueError(f"{image_id}: shown part is {shape[1]}x{shape[0]}, its reference's "
+                             f"is {want[1]}x{want[0]} (distortions must keep the size)")
+        return rel_path(p, self.out_csv)
+
+    def near(self, ref_id: str, ref_path: str) -> tuple[str, str, float]:
+        nid, p, rate = self.w.near(ref_id, resolve_path(ref_path, self.index_path))
+        return nid, rel_path(p, self.out_csv), rate
+
+
 def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig) -> list[dict]:
-    """Build the trial rows (not written). Paths are made relative to ``out_csv``'s folder."""
+    """Build the trial rows (not written) and write their images into ``out_csv``'s
+    ``views/``. Paths are relative to ``out_csv``'s folder."""
     cfg.check()
     index = read_table(index_path, INDEX_COLUMNS, INDEX_ID)
     if index.empty:
         raise ValueError(f"{index_path}: no distortions")
     rng = np.random.default_rng(cfg.seed)
-
-    def rel(p: str) -> str:
-        return rel_path(resolve_path(p, index_path), out_csv)
-
     recs = index.sort_values("dist_id").to_dict("records")
     by_ref: dict[tuple[str, str], list[dict]] = {}
     for r in recs:
@@ -111,48 +155,63 @@ def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig) 
             for x, y in pairs:
                 if rng.random() < 0.5:
                     x, y = y, x
-                tests.append(dict(
+                tests.append((dict(
                     trial_id="t-" + _h(*sorted((x["dist_id"], y["dist_id"]))),
-                    ref_id=ref_id, ref_path=rel(ref_path),
-                    a_id=x["dist_id"], a_path=rel(x["path"]), b_id=y["dist_id"],
-                    b_path=rel(y["path"]), a_codec=x["codec"], b_codec=y["codec"],
-                    a_bpp=x["bpp"], b_bpp=y["bpp"], target_bpp=target,
-                    kind="test", expected=""))
+                    ref_id=ref_id, ref_path=ref_path, a_id=x["dist_id"], a_path=x["path"],
+                    b_id=y["dist_id"], b_path=y["path"], a_codec=x["codec"], b_codec=y["codec"],
+                    a_bpp=x["bpp"], b_bpp=y["bpp"], target_bpp=target, kind="test",
+                    expected="", repeat_of=""), _gap(x, y)))
     if not tests:
         raise ValueError(f"{index_path}: no two distortions share a reference and a target_bpp; "
                          "nothing to compare")
     order = rng.permutation(len(tests))
     tests = [tests[i] for i in order]
 
-    # one sentinel candidate per reference: reference itself vs its most degraded distortion
-    pool = []
-    for (ref_id, ref_path), rows in sorted(by_ref.items()):
-        d = _degraded(rows)
-        pool.append((ref_id, ref_path, d))
+    # one sentinel candidate per reference: its near-lossless encode vs its most degraded one
+    pool = [(ref_id, ref_path, _degraded(rows)) for (ref_id, ref_path), rows
+            in sorted(by_ref.items())]
     n_sent = cfg.sentinels_per_batch()
-    per_batch = cfg.batch_size - n_sent
+    per_batch = cfg.batch_size - n_sent - cfg.repeats
+    views = _Views(index_path, out_csv, cfg.crop)
     out: list[dict] = []
     pool_order: list[int] = []
     for bi, start in enumerate(range(0, len(tests), per_batch)):
         batch_id = f"b{bi:04d}"
-        batch = [dict(t, batch_id=batch_id) for t in tests[start:start + per_batch]]
+        chunk = tests[start:start + per_batch]
+        batch = [dict(t, batch_id=batch_id) for t, _ in chunk]
+        easiest = sorted(range(len(chunk)), key=lambda i: (-chunk[i][1], i))[:cfg.repeats]
+        for i in sorted(easiest):
+            orig = batch[i]
+            batch.append(dict(orig, trial_id="r-" + _h(batch_id, orig["trial_id"]),
+                              repeat_of=orig["trial_id"]))
         for k in range(n_sent):
             if not pool_order:
                 pool_order = list(rng.permutation(len(pool)))
             ref_id, ref_path, d = pool[pool_order.pop()]
-            ref_side = "a" if rng.random() < 0.5 else "b"
-            ref_cols = dict(id=ref_id, path=rel(ref_path), codec=REFERENCE_CODEC, bpp="")
-            deg_cols = dict(id=d["dist_id"], path=rel(d["path"]), codec=d["codec"], bpp=d["bpp"])
-            sides = {ref_side: ref_cols, ("b" if ref_side == "a" else "a"): deg_cols}
+            near_side = "a" if rng.random() < 0.5 else "b"
+            near_id, near_path, near_bpp = views.near(ref_id, ref_path)
+            near_cols = dict(id=near_id, path=near_path, codec=NEAR_LOSSLESS_CODEC,
+                             bpp=f"{near_bpp:.4f}")
+            deg_cols = dict(id=d["dist_id"], path=d["path"], codec=d["codec"], bpp=d["bpp"])
+            sides = {near_side: near_cols, ("b" if near_side == "a" else "a"): deg_cols}
             batch.append(dict(
                 trial_id="s-" + _h(batch_id, k, ref_id, d["dist_id"]), batch_id=batch_id,
-                ref_id=ref_id, ref_path=rel(ref_path),
+                ref_id=ref_id, ref_path=ref_path,
                 **{f"{s}_{c}": sides[s][c] for s in "ab" for c in ("id", "path", "codec", "bpp")},
-                target_bpp=d["target_bpp"], kind="sentinel", expected=ref_side))
-        perm = rng.permutation(len(batch))
-        for i in perm:
+                target_bpp=d["target_bpp"], kind="sentinel", expected=near_side, repeat_of=""))
+        left_of: dict[str, str] = {}
+        for i in rng.permutation(len(batch)):
             row = batch[i]
             row["left"] = "a" if rng.random() < 0.5 else "b"
+            left_of[row["trial_id"]] = row["left"]
+        for i in rng.permutation(len(batch)):
+            row = dict(batch[i])
+            if row["repeat_of"]:             # the repeat shows the pair with the sides swapped
+                row["left"] = "b" if left_of[row["repeat_of"]] == "a" else "a"
+            for side in ("ref", "a", "b"):
+                if side == "ref" or row[f"{side}_codec"] != NEAR_LOSSLESS_CODEC:
+                    row[f"{side}_path"] = views.path(row[f"{side}_id"], row[f"{side}_path"],
+                                                     row["ref_id"])
             out.append({c: row[c] for c in TRIALS_COLUMNS})
     return out
 
@@ -175,6 +234,7 @@ def build(index_path: str | Path, out_dir: str | Path, cfg: TrialsConfig,
     meta = dict(key, trials_sha256=sha256_file(out_csv), n_trials=len(rows),
                 n_test=sum(r["kind"] == "test" for r in rows),
                 n_sentinel=sum(r["kind"] == "sentinel" for r in rows),
+                n_repeat=sum(bool(r["repeat_of"]) for r in rows),
                 n_batches=len({r["batch_id"] for r in rows}))
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return out_csv, True
@@ -198,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     meta = json.loads((Path(args.out) / "trials.meta.json").read_text())
     state = "wrote" if written else "up to date:"
-    print(f"{state} {path}: {meta['n_trials']} trials ({meta['n_test']} test, "
-          f"{meta['n_sentinel']} sentinel) in {meta['n_batches']} batches")
+    print(f"{state} {path}: {meta['n_trials']} trials ({meta['n_test']} test of which "
+          f"{meta['n_repeat']} repeats, {meta['n_sentinel']} sentinel) in {meta['n_batches']} "
+          f"batches; images in {Path(args.out) / 'views'}")
     return 0
 
 

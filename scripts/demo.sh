@@ -103,10 +103,11 @@ STUDY=$OUT/study
 if [ -s "$STUDY/labels.csv" ] && [ "$STUDY/labels.csv" -nt "$STUDY/trials.csv" ]; then
   say "3-5. study: labels.csv is newer than trials.csv; reusing the SIMULATED study in $STUDY"
 else
-  say "3. study server: python -m mturk.serve --local (the real HIT server, local study mode)"
-  rm -f "$STUDY"/judgments.sqlite*   # a fresh study for these trials
-  $PY -m mturk.serve --local --port 0 --db "$STUDY/judgments.sqlite" \
-    --trials "$STUDY/trials.csv" >"$STUDY/serve.log" 2>&1 &
+  say "3. study server: python -m mturk.serve --local --simulated (the real HIT server, lab \
+study mode, every answer flagged simulated)"
+  rm -f "$STUDY"/judgments.sqlite* "$STUDY/participants.txt"   # a fresh study for these trials
+  $PY -m mturk.serve --local --simulated --participants "$WORKERS" --port 0 \
+    --db "$STUDY/judgments.sqlite" --trials "$STUDY/trials.csv" >"$STUDY/serve.log" 2>&1 &
   SERVER_PID=$!
   trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
   URL=$($PY - "$STUDY/serve.log" "$SERVER_PID" <<'PYEOF'
@@ -130,16 +131,18 @@ for _ in range(600):
 sys.exit(f"the study server did not answer /health within 60 s:\n{open(log).read()}")
 PYEOF
 )
-  echo "study server at $URL (participant link $URL/local/start; log $STUDY/serve.log)"
+  echo "study server at $URL (participant links in $STUDY/participants.txt; log $STUDY/serve.log)"
 
   BATCHES=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['n_batches'])" \
     "$STUDY/trials.meta.json")
   say "4. SIMULATED crowd: $WORKERS simulated workers x $BATCHES batches answer over HTTP as the \
 HIT page does (MS-SSIM oracle in float32 + noise, one random clicker in ten); flagged simulated in the database"
   $PY -m mturk.simulate --url "$URL" --trials "$STUDY/trials.csv" --workers "$WORKERS" \
+    --participants "$STUDY/participants.txt" \
     --batches-per-worker "$BATCHES" --oracle codec.demo:ms_ssim_oracle
 
-  say "5. aggregation: sentinel filtering of workers, then labels.csv (p_b, n per test trial)"
+  say "5. aggregation: worker quality control (sentinels, time per trial, left/right bias, \
+consensus, repeated pairs), then labels.csv (p_b, n per test trial)"
   $PY -m mturk.aggregate --db "$STUDY/judgments.sqlite" --trials "$STUDY/trials.csv" \
     --out "$STUDY"
   kill "$SERVER_PID" 2>/dev/null || true

@@ -27,10 +27,13 @@ def _load(db_path: Path) -> StudyDB:
     db.add_hit("H0", "b0", "sandbox", max_assignments=7)
     j = pd.read_csv(GOLDEN / "judgments.csv", dtype=str)
     for (aid, wid, status), g in j.groupby(["assignment_id", "worker_id", "status"]):
-        db.accept_assignment(aid, "H0", wid)
+        # 5 trials in 20 s by the server's clock and 3 s each by the page's: not fast
+        db.accept_assignment(aid, "H0", wid, accepted_at="2026-01-01T00:00:00.000+00:00")
         db.record_submission(aid, "H0", wid, [
-            dict(trial_id=t, choice=c, shown_left=left[t], rt_ms=1000)
-            for t, c in zip(g.trial_id, g.choice)])
+            dict(trial_id=t, choice=c, shown_left=left[t], rt_ms=3000)
+            for t, c in zip(g.trial_id, g.choice)],
+            submitted_at="2026-01-01T00:00:20.000+00:00")
+        db.verify_assignment(aid, "H0", wid)        # as mturk.collect does for MTurk's own
         if status != "submitted":
             db.set_assignment_status(aid, status)
     db.block_worker("W7", "test")

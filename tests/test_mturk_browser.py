@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from mturk.app import AppConfig, create_app
+from mturk.serve import make_study_server
 from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build
 
@@ -19,6 +20,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 SANDBOX = "https://workersandbox.mturk.com"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +36,21 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def trials_csv(tmp_path_factory):
+def trials_csv(tmp_path_factory, sample_images):
+    """Two sample photos, JPEG at three qualities, 256-px views: what a worker really sees."""
     d = tmp_path_factory.mktemp("bstudy")
-    index = make_toy_index(d / "dist", n_refs=2, size=32, qualities=(5, 50, 90))
-    return build(index, d / "study", TrialsConfig(batch_size=4, sentinel_share=0.25))[0]
+    index = make_toy_index(d / "dist", images=sample_images, n_refs=2, size=256,
+                           qualities=(5, 30, 80))
+    return build(index, d / "study", TrialsConfig(batch_size=5, sentinel_share=0.2,
+                                                  repeats=1))[0]
 
 
 @pytest.fixture
 def server(trials_csv, tmp_path):
-    from werkzeug.serving import make_server
-
     def start(local: bool):
         app = create_app(AppConfig(trials=str(trials_csv), db=str(tmp_path / "j.sqlite"),
                                    local=local))
-        srv = make_server("127.0.0.1", 0, app, threaded=True)
+        srv = make_study_server("127.0.0.1", 0, app)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         started.append(srv)
         return f"http://127.0.0.1:{srv.server_port}", app.extensions["plic_db"]
@@ -61,22 +65,38 @@ def _progress(page) -> str:
     return page.locator("#progress").inner_text()
 
 
+def wait_until(page_or_frame, js: str, tries: int = 100) -> bool:
+    """Poll a JS predicate (wait_for_function string-evaluates, which the CSP forbids)."""
+    for _ in range(tries):
+        if page_or_frame.evaluate(js):
+            return True
+        page_or_frame.wait_for_timeout(50)
+    return False
+
+
+IMAGES_LOADED = ("() => ['left-img', 'ref-img', 'right-img'].every(i => "
+                 "document.getElementById(i).complete && document.getElementById(i).naturalWidth)")
+
+
 def test_local_click_keyboard_guard_and_rows(browser, server):
     base, db = server(local=True)
-    page = browser.new_page()
-    page.goto(f"{base}/local/start?workerId=P1")
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(f"{base}/local/start?p={db.keys().participant_token(1)}")
     n = len(db.batch_trials(db.list_hits(mode="local")[0]["batch_id"]))
     assert page.locator("#submit").is_disabled()
     assert f"0 of {n} answered" in _progress(page)
-    assert page.locator("#ref-img").evaluate("i => i.naturalWidth") == 32   # images load
+    assert wait_until(page, IMAGES_LOADED)
+    assert page.locator("#ref-img").evaluate("i => i.naturalWidth") == 256
     sides = []
+    order = [t["trial_id"] for t in json.loads(page.locator("#task-data").inner_text())["trials"]]
     page.click("#left")                                   # click
     sides.append("left")
     page.keyboard.press("2")                              # keyboard: 2 = right
     sides.append("right")
-    page.keyboard.press("ArrowLeft")
-    sides.append("left")
-    assert page.locator("#submit").is_disabled()          # guard: one left
+    page.focus("#right")                                  # Enter on a focused candidate
+    page.keyboard.press("Enter")
+    sides.append("right")
+    assert page.locator("#submit").is_disabled()          # guard: some left
     page.keyboard.press("z")
     assert page.locator("#zoom").get_attribute("aria-pressed") == "true"
     box = page.locator("#left .frame").bounding_box()
@@ -85,18 +105,12 @@ def test_local_click_keyboard_guard_and_rows(browser, server):
                             "i => document.getElementById(i).style.transformOrigin)")
     x, y = (float(v.rstrip("%")) for v in origins[0].split())
     assert len(set(origins)) == 1 and abs(x - 25) < 2 and abs(y - 75) < 2   # all crops move
+    page.keyboard.press("z")
     page.keyboard.press("f")
     assert "flickering" in page.locator("#trial").get_attribute("class")
     # flicker: the candidates show the reference in turn, then come back
-    both_ref = ("() => ['left-img', 'right-img'].every(i => document.getElementById(i).src "
-                "=== document.getElementById('ref-img').src)")
-    seen = False
-    for _ in range(100):         # bounded poll (wait_for_function string-evals; CSP forbids it)
-        seen = page.evaluate(both_ref)
-        if seen:
-            break
-        page.wait_for_timeout(50)
-    assert seen
+    assert wait_until(page, "() => ['left-img', 'right-img'].every(i => document."
+                            "getElementById(i).src === document.getElementById('ref-img').src)")
     page.keyboard.press("f")
     assert page.evaluate("""() => {
         const task = JSON.parse(document.getElementById('task-data').textContent);
@@ -105,26 +119,31 @@ def test_local_click_keyboard_guard_and_rows(browser, server):
         return document.getElementById('left-img').src === abs(t.left) &&
                document.getElementById('right-img').src === abs(t.right);
     }""")
-    page.keyboard.press("ArrowRight")
-    sides.append("right")
+    page.focus("#left")                                   # Space on a focused candidate
+    page.keyboard.press(" ")
+    sides.append("left")
+    page.keyboard.press("ArrowLeft")
+    sides.append("left")
     assert f"{n} of {n} answered" in _progress(page)
     assert page.locator("#submit").is_enabled()
     page.click("#submit")
     page.wait_for_selector("#done", state="visible")
     a = db.list_assignments(status="submitted")
-    assert len(a) == 1 and a[0]["worker_id"] == "P1"
-    rows = db.judgments(a[0]["assignment_id"])
-    trials = db.batch_trials(db.get_hit(a[0]["hit_id"])["batch_id"])
-    assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in trials]
-    for r, t, side in zip(rows, trials, sides):
+    assert len(a) == 1 and a[0]["worker_id"] == "P0001"
+    ids = db.keys().page_ids(a[0]["assignment_id"], [t["trial_id"] for t in db.batch_trials(
+        db.get_hit(a[0]["hit_id"])["batch_id"])])
+    rows = {r["trial_id"]: r for r in db.judgments(a[0]["assignment_id"])}
+    assert len(rows) == n
+    for pid, side in zip(order, sides):                  # the page's order, the sides chosen
+        t = db.trial(ids[pid])
         expect = t["left"] if side == "left" else ("b" if t["left"] == "a" else "a")
-        assert r["choice"] == expect and r["rt_ms"] >= 0
+        assert rows[t["trial_id"]]["choice"] == expect and rows[t["trial_id"]]["rt_ms"] >= 0
 
 
 def test_preview_mode_cannot_answer_or_submit(browser, server):
     base, db = server(local=False)
     db.add_hit("HITP", db.batch_ids()[0], "sandbox")
-    page = browser.new_page()
+    page = browser.new_page(viewport=DESKTOP)
     page.goto(f"{base}/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=HITP")
     assert page.locator("#preview-banner").is_visible()
     for _ in range(6):
@@ -135,16 +154,50 @@ def test_preview_mode_cannot_answer_or_submit(browser, server):
     assert db.counts()["assignments"] == 0 and db.counts()["judgments"] == 0
 
 
+def test_no_javascript_says_so_and_shows_no_empty_boxes(browser, server):
+    base, db = server(local=True)
+    ctx = browser.new_context(java_script_enabled=False, viewport=DESKTOP)
+    page = ctx.new_page()
+    page.goto(f"{base}/local/start?p={db.keys().participant_token(2)}")
+    assert page.locator("#noscript").is_visible()
+    assert "needs JavaScript" in page.locator("#noscript").inner_text()
+    assert not page.locator("#trial").is_visible() and not page.locator("#tools").is_visible()
+    ctx.close()
+
+
+@pytest.mark.parametrize("dpr, device_px", [(1, 1), (2, 2), (1.5, 1)])
+def test_images_are_never_downscaled_and_zoom_is_nearest_neighbour(browser, server, dpr,
+                                                                    device_px):
+    base, db = server(local=True)
+    ctx = browser.new_context(viewport=DESKTOP, device_scale_factor=dpr)
+    page = ctx.new_page()
+    page.goto(f"{base}/local/start?p={db.keys().participant_token(3)}")
+    assert wait_until(page, IMAGES_LOADED)
+    for i in ("left-img", "ref-img", "right-img"):
+        got = page.evaluate(f"""() => {{ const im = document.getElementById('{i}');
+            return [im.getBoundingClientRect().width * devicePixelRatio, im.naturalWidth,
+                    getComputedStyle(im).imageRendering]; }}""")
+        # each image pixel drawn as a whole number (>= 1) of device pixels (CSS lengths snap
+        # to 1/64 px, rounded up), sharp
+        assert got[1] * device_px <= got[0] <= got[1] * device_px + dpr / 64 + 1e-6
+        assert got[2] == "pixelated"
+    assert not page.locator("#too-small").is_visible()
+    page.keyboard.press("z")
+    assert page.evaluate("() => getComputedStyle(document.getElementById('ref-img'))"
+                         ".transform") == "matrix(3, 0, 0, 3, 0, 0)"
+    ctx.close()
+
+
 def test_hit_mode_posts_to_mturk_and_records(browser, server):
     base, db = server(local=False)
-    db.add_hit("HIT1", db.batch_ids()[0], "sandbox")
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", max_assignments=3)
     posted = []
 
     def mturk(route):
         posted.append((route.request.url, route.request.post_data))
         route.fulfill(status=200, body="ok from fake MTurk")
 
-    page = browser.new_page()
+    page = browser.new_page(viewport=DESKTOP)
     page.route(f"{SANDBOX}/**", mturk)
     page.goto(f"{base}/task?assignmentId=ASG1&hitId=HIT1&workerId=WRK1&turkSubmitTo={SANDBOX}")
     form = page.locator("#submit-form")

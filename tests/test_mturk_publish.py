@@ -27,7 +27,7 @@ def trial_rows(n_batches=3, per_batch=4):
                 "b_id": f"d{b}{i}b", "b_path": f"img/d{b}{i}b.png", "a_codec": "jpeg",
                 "b_codec": "webp", "a_bpp": "0.3", "b_bpp": "0.31", "target_bpp": "0.3",
                 "left": "a" if i % 2 else "b", "kind": "sentinel" if sentinel else "test",
-                "expected": "a" if sentinel else ""})
+                "expected": "a" if sentinel else "", "repeat_of": ""})
     return rows
 
 
@@ -40,7 +40,7 @@ def db(tmp_path):
 
 def cfg(**kw):
     base = dict(external_url=URL, image_base_url="https://img.example.org/study/",
-                quiz_items=2, assignments=3, reward="0.50")
+                quiz_items=2, assignments=3, reward="0.50", min_window="none")
     return P.PublishConfig(**{**base, **kw})
 
 
@@ -121,15 +121,21 @@ def test_requirements_and_masters_ids_per_mode():
 
 
 def test_quiz_comes_from_sentinels_with_the_right_answer(db):
-    from mturk.page import image_token
-
     items = P.quiz_items_from_trials(db, 10)
-    assert [it.question_id for it in items] == ["t03", "t13", "t23"]
-    for it in items:  # expected "a", shown left when left == "a" (i = 3 is odd -> left "a")
-        t = db.trial(it.question_id)
-        assert it.correct == "left" and it.left == image_token(t["a_id"]) + ".png"
-        assert it.ref == image_token(t["ref_id"]) + ".png"
-        assert t["a_codec"] not in it.left  # names reveal nothing
+    sentinels = sorted((t for b in db.batch_ids() for t in db.batch_trials(b)
+                        if t["kind"] == "sentinel"), key=lambda t: t["trial_id"])
+    assert [it.question_id for it in items] == ["q1", "q2", "q3"]   # no trial id shown
+    keys, seen = db.keys(), set()
+    for it, t in zip(items, sentinels):  # expected "a", shown left (i = 3 is odd: left "a")
+        assert it.correct == "left"
+        assert it.left == keys.static_name("quiz", "quiz", t["trial_id"], "left")
+        names = {it.ref, it.left, it.right}
+        assert len(names) == 3 and not names & seen        # nothing shared, nothing reused
+        seen |= names
+        for n in names:                                    # names reveal nothing
+            assert t["a_codec"] not in n and t["a_id"] not in n and t["ref_id"] not in n
+    # the quiz's names are not the HTMLQuestion page's names of the same images
+    assert keys.static_name("html", "b0", sentinels[0]["trial_id"], "left") not in seen
 
 
 def test_tokens_are_stable_short_and_distinct():
@@ -139,24 +145,36 @@ def test_tokens_are_stable_short_and_distinct():
     assert len(P.hit_token("sandbox", "x" * 200, 1)) <= 64
 
 
-def test_dry_run_calls_nothing(db, capsys):
-    assert P.main(["--db", str(db.path), "--external-url", URL, "--dry-run"]) == 0
+def test_dry_run_shows_question_and_every_requirement_and_calls_nothing(db, capsys):
+    argv = ["--db", str(db.path), "--external-url", URL, "--dry-run", "--min-window", "none"]
+    assert P.main(argv + ["--image-base-url", "https://img.example.org/s/"]) == 0
     out = capsys.readouterr().out
     assert "3 HITs x 3 assignments" in out and "dry run" in out
+    # approval rate, approvals, the quiz and the soft block: 4, as the real run makes
+    assert "HIT type: would create (4 requirements)" in out
+    assert out.count("  requirement: ") == 4
+    assert f"requirement: {P.WOULD_FIND_OR_CREATE} DoesNotExist" in out
+    assert f"requirement: {P.WOULD_FIND_OR_CREATE} GreaterThanOrEqualTo 80" in out
+    xml = out.split("Question XML of batch b0", 1)[1]
+    assert "<ExternalQuestion" in xml and f"<ExternalURL>{URL}</ExternalURL>" in xml
     assert db.list_hits() == [] and db.get_qualification_type("plic-soft-block-v1",
                                                               "sandbox") is None
+    # without a quiz: 3 requirements
+    assert P.main(argv + ["--no-quiz"]) == 0
+    assert "would create (3 requirements)" in capsys.readouterr().out
 
 
 def test_live_without_yes_refuses_after_showing_cost(db, capsys, monkeypatch):
     monkeypatch.setattr(P, "market_from_args", lambda *a: pytest.fail("market opened"))
-    assert P.main(["--db", str(db.path), "--external-url", URL, "--live"]) == 2
+    assert P.main(["--db", str(db.path), "--external-url", URL, "--live", "--min-window",
+                   "none"]) == 2
     cap = capsys.readouterr()
     assert "total: $" in cap.out and "--live --yes" in cap.err
 
 
 def test_cli_with_memory_backend_persists_market_state(db, tmp_path):
-    argv = ["--db", str(db.path), "--external-url", URL, "--backend", "memory",
-            "--memory-state", str(tmp_path / "m.json")]
+    argv = ["--db", str(db.path), "--external-url", URL, "--min-window", "none", "--backend",
+            "memory", "--memory-state", str(tmp_path / "m.json")]
     assert P.main(argv) == 0
     assert P.main(argv) == 0
     assert len(list(InMemoryMarket(state_path=tmp_path / "m.json").list_hits())) == 3
@@ -174,22 +192,75 @@ def test_bad_url_fails_before_anything_is_created(db):
     assert list(m.list_hits()) == [] and m.s["qual_types"] == {}
 
 
-def test_html_question_is_the_study_page_with_its_images(db):
+def real_study(tmp_path, batch_size=6, crop=48, **index_kw):
+    """A study with real images (toy JPEGs) loaded as the server would load it."""
+    from codec.tables import read_table
+    from mturk.schema import TRIALS_COLUMNS
+    from mturk.synth import make_toy_index
+    from mturk.trials import TrialsConfig, build
+
+    kw = dict(n_refs=2, size=64, qualities=(5, 50, 90))
+    index = make_toy_index(tmp_path / "dist", **{**kw, **index_kw})
+    trials = build(index, tmp_path / "study", TrialsConfig(batch_size=batch_size, crop=crop,
+                                                           sentinel_share=0.2, repeats=1))[0]
+    d = StudyDB(tmp_path / "real.sqlite")
+    d.load_trials(read_table(trials, TRIALS_COLUMNS), trials_csv=str(trials.resolve()))
+    return d
+
+
+def test_html_question_is_the_study_page_with_its_images(tmp_path):
     import xml.etree.ElementTree as ET
 
-    from mturk.page import image_token
+    from mturk.page import describe_min_window, view_source
     from mturk.questions import NS_HTML_QUESTION
 
+    db = real_study(tmp_path)
     m = InMemoryMarket()
-    P.publish(cfg(question="html"), m, db, "local", out=lambda s: None)
+    P.publish(cfg(question="html", min_window="auto"), m, db, "local", out=lambda s: None)
+    keys = db.keys()
+    hit_type = next(iter(m.s["hit_types"].values()))
+    assert describe_min_window(48, 48) in hit_type["key"]        # the size, in the description
+    assert P.main(["--db", str(db.path), "--question", "html", "--image-base-url",
+                   "https://img.example.org/study/", "--quiz-items", "2",
+                   "--export-images", str(tmp_path / "up")]) == 0
+    uploaded = {f.name: f.read_bytes() for f in (tmp_path / "up").iterdir()}
+    resolve = P.resolver(db)
     for h in db.list_hits():
         xml = m.s["hits"][h["hit_id"]]["question"]
         html = ET.fromstring(xml).find(f"{{{NS_HTML_QUESTION}}}HTMLContent").text
         assert html.lstrip().upper().startswith("<!DOCTYPE")
         assert "workersandbox.mturk.com/mturk/externalSubmit" in html
-        t = db.batch_trials(h["batch_id"])[0]
-        assert f"https://img.example.org/study/{image_token(t['ref_id'])}.png" in html
-        assert t["a_codec"] not in html
+        for t in db.batch_trials(h["batch_id"]):
+            assert t["trial_id"] not in html and t["a_id"] not in html
+            assert t["a_codec"] not in html
+            for v in ("ref", "left", "right"):
+                name = keys.static_name("html", h["batch_id"], t["trial_id"], v)
+                assert f"https://img.example.org/study/{name}" in html
+                # the exported file under that name holds what the view shows
+                assert uploaded[name] == resolve(view_source(t, v)[1]).read_bytes()
+
+
+class NoCalls:
+    """A market that fails the test on any call."""
+
+    def __getattr__(self, name):
+        pytest.fail(f"market.{name} called")
+
+
+def test_question_over_64kb_is_refused_before_any_call(tmp_path, capsys):
+    from mturk.questions import MAX_QUESTION_BYTES, QuestionTooLargeError
+
+    # 4 references x 28 pairs x 2 targets: one batch of 240 trials, as one HTMLQuestion
+    db = real_study(tmp_path, batch_size=240, crop=16, n_refs=4, size=16,
+                    qualities=(5, 15, 25, 40, 55, 70, 85, 95), target_bpps=(0.5, 1.0))
+    with pytest.raises(QuestionTooLargeError, match="65,535"):
+        P.publish(cfg(question="html"), NoCalls(), db, "sandbox", out=lambda s: None)
+    argv = ["--db", str(db.path), "--question", "html", "--image-base-url",
+            "https://img.example.org/s/", "--min-window", "none"]
+    assert P.main(argv + ["--dry-run"]) == 1                  # a one-line error, not a trace
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "HTMLQuestion is" in err[0] and "--batch-size" in err[0]
+    assert db.list_hits() == [] and MAX_QUESTION_BYTES == 65535
 
 
 # -- the boto3 path under Stubber: publish, crash, republish --------------------------------------

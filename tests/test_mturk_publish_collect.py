@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ from mturk import publish as P
 from mturk.db import StudyDB
 from mturk.market import MarketError
 from mturk.market.memory import InMemoryMarket
+from tests.test_mturk_market import Clock
 from tests.test_mturk_publish import URL, trial_rows
 
 QUIET = {"out": lambda s: None}
@@ -21,24 +23,35 @@ QUIET = {"out": lambda s: None}
 def study(tmp_path):
     db = StudyDB(tmp_path / "study.sqlite")
     db.load_trials(trial_rows(n_batches=3, per_batch=4))
-    m = InMemoryMarket()
-    P.publish(P.PublishConfig(external_url=URL, assignments=2), m, db, "local", **QUIET)
+    m = InMemoryMarket(clock=Clock())
+    P.publish(P.PublishConfig(external_url=URL, assignments=2, min_window="none"), m, db, "local",
+              **QUIET)
     hits = {h["batch_id"]: h["hit_id"] for h in db.list_hits()}
     return db, m, hits
 
 
-def page_answers(db, batch, good=True, hit_id="x", aid="y", wid="z"):
-    """What the HIT page posts: sides per trial; sentinels right when ``good``."""
-    out = []
+def page_answers(db, batch, good=True, hit_id="x", aid="y", wid="z", scope=None):
+    """What the HIT page posts: page trial ids (keyed by ``scope``, the assignment id unless
+    given) and sides per trial; sentinels right when ``good``."""
+    keys, out = db.keys(), []
     for t in db.batch_trials(batch):
         if t["kind"] == "sentinel":
             right_side = "left" if t["expected"] == t["left"] else "right"
             side = right_side if good else ("right" if right_side == "left" else "left")
         else:
             side = "left"
-        out.append({"trial_id": t["trial_id"], "side": side, "rt_ms": 1500})
+        out.append({"trial_id": keys.page_trial_id(scope or aid, t["trial_id"]), "side": side,
+                    "rt_ms": 1500})
     return {"answers": json.dumps({"assignment_id": aid, "hit_id": hit_id, "worker_id": wid,
                                    "answers": out})}
+
+
+def work(m, db, hit_id, batch, worker, good=True):
+    """A worker accepts the HIT on the market and submits what the page posts; the id."""
+    aid = m.accept(hit_id, worker)
+    m.clock.t += timedelta(seconds=40)          # 4 comparisons in 40 s: not too fast
+    m.submit(aid, page_answers(db, batch, good=good, hit_id=hit_id, aid=aid, wid=worker))
+    return aid
 
 
 def run(db, m, **kw):
@@ -48,8 +61,8 @@ def run(db, m, **kw):
 
 def test_collect_stores_reviews_and_is_idempotent(study):
     db, m, hits = study
-    good = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
-    bad = m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    good = work(m, db, hits["b0"], "b0", "W1", good=True)
+    bad = work(m, db, hits["b0"], "b0", "W2", good=False)
     rep = run(db, m)
     assert rep.approved == [good] and rep.rejected == [bad]
     assert rep.new_judgments == 8 and len(db.judgments()) == 8
@@ -72,27 +85,31 @@ def test_collect_stores_reviews_and_is_idempotent(study):
 
 def test_server_record_is_kept_and_conflicts_reported(study):
     db, m, hits = study
-    form = page_answers(db, "b1", good=True)
     aid = m.accept(hits["b1"], "W1")
+    form = page_answers(db, "b1", good=True, hit_id=hits["b1"], aid=aid, wid="W1")
     # the study server recorded the same answers when the page posted them
     from mturk.page import parse_answers
 
     payload = json.loads(form["answers"])
-    payload.update(assignment_id=aid, hit_id=hits["b1"], worker_id="W1")
     trials = {t["trial_id"]: t for t in db.batch_trials("b1")}
-    db.accept_assignment(aid, hits["b1"], "W1")
-    db.record_submission(aid, hits["b1"], "W1", parse_answers(payload, trials)[1])
+    minute_ago = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    db.accept_assignment(aid, hits["b1"], "W1", accepted_at=minute_ago)
+    db.record_submission(aid, hits["b1"], "W1",
+                         parse_answers(payload, trials, db.keys().page_ids(aid, list(trials)))[1])
+    assert db.get_assignment(aid)["verified_at"] is None      # the server's word alone
     m.submit(aid, form)
     rep = run(db, m)
     assert rep.new_judgments == 0 and rep.conflicts == [] and rep.approved == [aid]
+    assert rep.verified == [aid] and db.get_assignment(aid)["verified_by"] == "mturk"
 
     # a second worker whose server record differs from what MTurk holds
     aid2 = m.accept(hits["b1"], "W3")
-    db.accept_assignment(aid2, hits["b1"], "W3")
-    bad = json.loads(page_answers(db, "b1", good=False)["answers"])
-    bad.update(assignment_id=aid2, hit_id=hits["b1"], worker_id="W3")
-    db.record_submission(aid2, hits["b1"], "W3", parse_answers(bad, trials)[1])
-    m.submit(aid2, form)
+    db.accept_assignment(aid2, hits["b1"], "W3", accepted_at=minute_ago)
+    bad = json.loads(page_answers(db, "b1", good=False, aid=aid2)["answers"])
+    db.record_submission(aid2, hits["b1"], "W3",
+                         parse_answers(bad, trials, db.keys().page_ids(aid2, list(trials)))[1])
+    m.clock.t += timedelta(seconds=40)
+    m.submit(aid2, page_answers(db, "b1", good=True, hit_id=hits["b1"], aid=aid2, wid="W3"))
     rep = run(db, m)
     assert rep.conflicts == [aid2]
     # reviewed on the server's record (which fails the sentinel)
@@ -103,16 +120,18 @@ def test_unreadable_answers_are_left_for_a_person(study):
     db, m, hits = study
     aid = m.submit_assignment(hits["b2"], "W1", {"comment": "no answers field"})
     aid2 = m.submit_assignment(hits["b2"], "W2", {"answers": "{not json"})
+    aid3 = m.accept(hits["b1"], "W3")      # page ids of another assignment: not this page's
+    m.submit(aid3, page_answers(db, "b1", hit_id=hits["b1"], aid="OTHER", wid="W3"))
     rep = run(db, m)
-    assert sorted(rep.unreadable) == sorted([aid, aid2]) and not rep.rejected
+    assert sorted(rep.unreadable) == sorted([aid, aid2, aid3]) and not rep.rejected
     assert {a.status for a in m.list_assignments(hits["b2"])} == {"Submitted"}
     assert db.get_assignment(aid)["status"] == "submitted"
 
 
 def test_repeat_spammer_is_soft_blocked_and_cannot_take_more_hits(study):
     db, m, hits = study
-    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
-    m.submit_assignment(hits["b1"], "W2", page_answers(db, "b1", good=False))
+    work(m, db, hits["b0"], "b0", "W2", good=False)
+    work(m, db, hits["b1"], "b1", "W2", good=False)
     rep = run(db, m, block_after=2)
     assert len(rep.rejected) == 2 and rep.blocked == ["W2"]
     assert db.is_blocked("W2")
@@ -125,8 +144,8 @@ def test_repeat_spammer_is_soft_blocked_and_cannot_take_more_hits(study):
 
 def test_bonus_paid_once_even_after_a_crash(study, monkeypatch):
     db, m, hits = study
-    good = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
-    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    good = work(m, db, hits["b0"], "b0", "W1", good=True)
+    work(m, db, hits["b0"], "b0", "W2", good=False)
     real = db.mark_bonus_paid
 
     def crash(*a, **kw):
@@ -148,7 +167,7 @@ def test_bonus_paid_once_even_after_a_crash(study, monkeypatch):
 
 def test_crash_between_review_and_record_is_completed_by_the_next_run(study, monkeypatch):
     db, m, hits = study
-    aid = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
+    aid = work(m, db, hits["b0"], "b0", "W1", good=True)
     real = db.set_assignment_status
 
     def crash(*a, **kw):
@@ -170,14 +189,14 @@ def test_hits_unknown_to_the_market_are_skipped(study):
     db, m, hits = study
     claimed = db.claim_local_assignment("P1")  # a lab participant, through the study server
     assert claimed and claimed["hit_id"].startswith("local-")
-    aid = m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0"))
+    aid = work(m, db, hits["b0"], "b0", "W1")
     rep = run(db, m)
     assert rep.approved == [aid]
 
 
 def test_dry_run_reviews_nothing(study):
     db, m, hits = study
-    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    work(m, db, hits["b0"], "b0", "W2", good=False)
     rep = run(db, m, dry_run=True)
     assert rep.rejected == [] and {a.status for a in m.list_assignments(hits["b0"])} == \
         {"Submitted"}
@@ -196,7 +215,7 @@ def test_the_rule():
 
 def test_one_wrong_sentinel_is_approved_by_default(study):
     db, m, hits = study
-    aid = m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    aid = work(m, db, hits["b0"], "b0", "W2", good=False)
     rep = C.collect(C.CollectConfig(), m, db, "local", **QUIET)
     assert rep.approved == [aid] and db.get_worker("W2")["sentinel_score"] == 0.0
 
@@ -206,9 +225,9 @@ def test_cli_collect_with_memory_backend(tmp_path, capsys):
     db.load_trials(trial_rows(n_batches=1))
     state = tmp_path / "m.json"
     base = ["--db", str(db.path), "--backend", "memory", "--memory-state", str(state)]
-    assert P.main(base + ["--external-url", URL]) == 0
-    m = InMemoryMarket(state_path=state)
-    m.submit_assignment(db.list_hits()[0]["hit_id"], "W1", page_answers(db, "b0"))
+    assert P.main(base + ["--external-url", URL, "--min-window", "none"]) == 0
+    m = InMemoryMarket(state_path=state, clock=Clock())
+    work(m, db, db.list_hits()[0]["hit_id"], "b0", "W1")
     assert C.main(base) == 0
     assert "approved 1" in capsys.readouterr().out
     assert C.main(base + ["--live"]) == 2
@@ -218,7 +237,6 @@ def test_cli_collect_with_memory_backend(tmp_path, capsys):
 
 def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
     pytest.importorskip("botocore")
-    from datetime import datetime, timezone
 
     from botocore.stub import Stubber
 
@@ -239,9 +257,10 @@ def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
     def asg(aid, worker, status, good_answers):
-        fields = page_answers(db, "b0", good=good_answers)
+        fields = page_answers(db, "b0", good=good_answers, aid=aid)
         return {"AssignmentId": aid, "WorkerId": worker, "HITId": hid,
-                "AssignmentStatus": status, "Answer": Q.answers_xml(fields), "SubmitTime": now}
+                "AssignmentStatus": status, "Answer": Q.answers_xml(fields), "SubmitTime": now,
+                "AcceptTime": now - timedelta(minutes=2)}
 
     listing = {"HITId": hid, "AssignmentStatuses": ["Submitted", "Approved", "Rejected"],
                "MaxResults": 100}
@@ -268,6 +287,7 @@ def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
     stub.assert_no_pending_responses()
     assert rep.approved == [good] and rep.rejected == [bad] and rep.blocked == ["W2"]
     assert rep.bonuses_paid == [good] and len(db.judgments()) == 8
+    assert sorted(rep.verified) == [good, bad]     # MTurk's own listing verifies them
 
     # the second run: MTurk reports the reviews; nothing is approved, blocked or paid again
     stub.add_response("list_assignments_for_hit",

@@ -12,8 +12,9 @@ from mturk import publish as P
 from mturk.db import StudyDB
 from mturk.market import HitTypeSpec
 from mturk.market.memory import InMemoryMarket
+from tests.test_mturk_market import Clock
 from tests.test_mturk_publish import URL, trial_rows
-from tests.test_mturk_publish_collect import page_answers
+from tests.test_mturk_publish_collect import work
 
 QUIET = {"out": lambda s: None}
 
@@ -22,16 +23,16 @@ QUIET = {"out": lambda s: None}
 def study(tmp_path):
     db = StudyDB(tmp_path / "study.sqlite")
     db.load_trials(trial_rows(n_batches=3, per_batch=4))
-    m = InMemoryMarket()
-    P.publish(P.PublishConfig(external_url=URL, assignments=2, reward="0.50"), m, db, "local",
-              **QUIET)
+    m = InMemoryMarket(clock=Clock())
+    P.publish(P.PublishConfig(external_url=URL, assignments=2, reward="0.50", min_window="none"),
+              m, db, "local", **QUIET)
     return db, m, {h["batch_id"]: h["hit_id"] for h in db.list_hits()}
 
 
 def test_status_cost_so_far(study):
     db, m, hits = study
-    m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0", good=True))
-    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
+    work(m, db, hits["b0"], "b0", "W1", good=True)
+    work(m, db, hits["b0"], "b0", "W2", good=False)
     C.collect(C.CollectConfig(bonus="0.20", reject_min_wrong=1), m, db, "local", **QUIET)
     lines = []
     money = M.status(m, db, "local", out=lines.append, refresh=True)
@@ -94,7 +95,7 @@ def test_cleanup_keeps_orphans_with_work_to_review(study):
 
 def test_delete_done_only_deletes_finished_hits(study):
     db, m, hits = study
-    m.submit_assignment(hits["b0"], "W1", page_answers(db, "b0"))
+    work(m, db, hits["b0"], "b0", "W1")
     C.collect(C.CollectConfig(), m, db, "local", **QUIET)
     M.expire(m, db, [db.get_hit(hits["b0"]), db.get_hit(hits["b1"])], **QUIET)
     res = M.cleanup(m, db, "local", delete_done=True, **QUIET)
@@ -108,7 +109,7 @@ def test_cli(tmp_path, capsys):
     db = StudyDB(tmp_path / "s.sqlite")
     db.load_trials(trial_rows(n_batches=2))
     base = ["--db", str(db.path), "--backend", "memory", "--memory-state", str(tmp_path / "m")]
-    assert P.main(base + ["--external-url", URL]) == 0
+    assert P.main(base + ["--external-url", URL, "--min-window", "none"]) == 0
     assert M.main(["extend"] + base + ["--assignments", "1"]) == 0
     assert M.main(["expire"] + base + ["--batches", "b0"]) == 0
     assert M.main(["status"] + base + ["--refresh"]) == 0
@@ -120,8 +121,8 @@ def test_cli(tmp_path, capsys):
 
 def test_unblock(study):
     db, m, hits = study
-    m.submit_assignment(hits["b0"], "W2", page_answers(db, "b0", good=False))
-    m.submit_assignment(hits["b1"], "W2", page_answers(db, "b1", good=False))
+    work(m, db, hits["b0"], "b0", "W2", good=False)
+    work(m, db, hits["b1"], "b1", "W2", good=False)
     C.collect(C.CollectConfig(reject_min_wrong=1), m, db, "local", **QUIET)
     qid = db.get_qualification_type("plic-soft-block-v1", "local")
     assert db.is_blocked("W2") and m.worker_qualification(qid, "W2") == 1
@@ -129,6 +130,6 @@ def test_unblock(study):
     assert not db.is_blocked("W2") and m.worker_qualification(qid, "W2") is None
     assert C.collect(C.CollectConfig(reject_min_wrong=1), m, db, "local", **QUIET).blocked == []
     assert not db.is_blocked("W2")  # the lift holds until W2 fails checks again
-    m.submit_assignment(hits["b2"], "W2", page_answers(db, "b2", good=False))
+    work(m, db, hits["b2"], "b2", "W2", good=False)
     assert C.collect(C.CollectConfig(reject_min_wrong=1), m, db, "local",
                      **QUIET).blocked == ["W2"]

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from mturk.app import AppConfig, create_app
-from mturk.page import image_token
 from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build
 
@@ -18,7 +17,8 @@ SANDBOX = "https://workersandbox.mturk.com"
 def trials_csv(tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
     index = make_toy_index(d / "dist", n_refs=2, size=32, qualities=(5, 50, 90))
-    return build(index, d / "study", TrialsConfig(batch_size=4, sentinel_share=0.25))[0]
+    return build(index, d / "study", TrialsConfig(batch_size=4, sentinel_share=0.25,
+                                                  repeats=1))[0]
 
 
 def _app(trials_csv, tmp_path, local=True):
@@ -30,9 +30,14 @@ def _answers(task, side="left"):
     return [dict(trial_id=t["trial_id"], side=side, rt_ms=1234) for t in task["trials"]]
 
 
-def _claim(client, worker="W1"):
-    a = client.post("/api/local/claim", json={"worker_id": worker}).get_json()
-    q = f"assignmentId={a['assignment_id']}&hitId={a['hit_id']}&workerId={worker}"
+def token(client, n=1):
+    """Participant n's token, as ``mturk.serve --participants`` writes it."""
+    return client.application.extensions["plic_db"].keys().participant_token(n)
+
+
+def _claim(client, n=1):
+    a = client.post("/api/local/claim", json={"token": token(client, n)}).get_json()
+    q = f"assignmentId={a['assignment_id']}&hitId={a['hit_id']}&workerId={a['worker_id']}"
     return a, client.get(f"/api/task?{q}").get_json()
 
 
@@ -49,21 +54,26 @@ def test_local_flow_records_choices_mapped_to_a_b(trials_csv, tmp_path):
         t = db.trial(j["trial_id"])
         assert j["choice"] == t["left"] == j["shown_left"] and j["rt_ms"] == 1234
     # the page shows the left image of the trial's recorded left side
-    t0 = db.trial(task["trials"][0]["trial_id"])
-    assert task["trials"][0]["left"] == f"/img/{image_token(t0[t0['left'] + '_id'])}.png"
+    from codec.tables import resolve_path
+    from mturk.page import view_source
+
+    ids = db.keys().page_ids(a["assignment_id"], [t["trial_id"] for t in db.batch_trials(
+        db.get_hit(a["hit_id"])["batch_id"])])
+    for pt in task["trials"]:
+        t = db.trial(ids[pt["trial_id"]])
+        for v in ("ref", "left", "right"):
+            assert c.get(pt[v]).data == resolve_path(view_source(t, v)[1], trials_csv).read_bytes()
     # a duplicate is idempotent; a replay with other answers is refused
     assert c.post("/api/submit", json=body).get_json()["status"] == "duplicate"
     r = c.post("/api/submit", json=dict(a, answers=_answers(task, "right")))
     assert r.status_code == 409
     assert db.counts()["judgments"] == len(task["trials"])
-    # images served by token, with content
-    img = c.get(task["trials"][0]["ref"])
-    assert img.status_code == 200 and img.data[:4] == b"\x89PNG"
+    assert db.get_assignment(a["assignment_id"])["verified_by"] == "token"
 
 
 def test_local_start_link_and_page(trials_csv, tmp_path):
     _, db, c = _app(trials_csv, tmp_path)
-    r = c.get("/local/start?workerId=P1")
+    r = c.get(f"/local/start?p={token(c)}")
     assert r.status_code == 302 and "/task?" in r.headers["Location"]
     page = c.get(r.headers["Location"])
     html = page.get_data(as_text=True)
@@ -79,7 +89,7 @@ def test_local_start_link_and_page(trials_csv, tmp_path):
 
 def test_hit_mode_preview_and_form(trials_csv, tmp_path):
     _, db, c = _app(trials_csv, tmp_path, local=False)
-    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", reward="0.40")
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", reward="0.40", max_assignments=3)
     r = c.get("/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=HIT1")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and 'data-mode="preview"' in html and "preview-banner" in html
@@ -103,11 +113,12 @@ def test_hit_mode_preview_and_form(trials_csv, tmp_path):
     (lambda b: b["answers"].pop(), 400),
     (lambda b: b["answers"][0].update(side="middle"), 400),
     (lambda b: b["answers"][0].update(trial_id="../../etc/passwd"), 400),
+    (lambda b: b["answers"][0].update(trial_id="t-0123456789ab"), 400),
     (lambda b: b["answers"][0].update(rt_ms=-5), 400),
     (lambda b: b["answers"][0].update(rt_ms="fast"), 400),
     (lambda b: b.update(answers="all left"), 400),
     (lambda b: b["answers"].append(dict(b["answers"][0])), 400),
-    (lambda b: b.update(worker_id="W2"), 409),
+    (lambda b: b.update(worker_id="P0002"), 409),
 ])
 def test_hostile_submissions_write_nothing(trials_csv, tmp_path, mutate, code):
     _, db, c = _app(trials_csv, tmp_path)
@@ -138,6 +149,9 @@ def test_malformed_and_oversized_posts(trials_csv, tmp_path):
 @pytest.mark.parametrize("url", [
     "/img/../../etc/passwd", "/img/..%2f..%2fetc%2fpasswd", "/img/%2e%2e/trials.csv",
     "/img/0123456789abcdef.png", "/img/trials.csv", "/static/../app.py", "/img/",
+    "/img/b0000/x/9999999999/0-000000000000000000000000.png",
+    "/img/b0000/..%2f..%2f/9999999999/0-000000000000000000000000.png",
+    "/static/%2e%2e%2fapp.py", "/static/",
 ])
 def test_image_path_traversal(trials_csv, tmp_path, url):
     _, _, c = _app(trials_csv, tmp_path)
@@ -150,47 +164,64 @@ def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
     _, db, c = _app(trials_csv, tmp_path, local=False)
     assert c.get("/task?assignmentId=A1&hitId=NOPE&workerId=W1").status_code == 404
     assert c.get("/task?assignmentId=<b>&hitId=NOPE&workerId=W1").status_code == 400
-    db.add_hit("HIT1", db.batch_ids()[0], "sandbox")
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", max_assignments=3)
     r = c.get("/task?assignmentId=A1&hitId=HIT1&workerId=%3Cscript%3Ealert(1)%3C/script%3E"
               f"&turkSubmitTo={SANDBOX}")
     assert r.status_code == 400 and b"<script>alert" not in r.data
-    assert c.post("/api/local/claim", json={"worker_id": "<script>"}).status_code == 404
+    assert c.post("/api/local/claim", json={"token": "<script>"}).status_code == 404
+    # /api/task records nothing: an assignment the page never opened is unknown there
+    assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W1").status_code == 404
+    assert c.get(f"/task?assignmentId=A1&hitId=HIT1&workerId=W1&turkSubmitTo={SANDBOX}")\
+        .status_code == 200
     assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W1").status_code == 200
     # the same assignment id opened by another worker is refused
     assert c.get("/api/task?assignmentId=A1&hitId=HIT1&workerId=W2").status_code == 409
     assert db.counts()["assignments"] == 1
 
 
-def test_html_question_rendering(trials_csv):
-    from codec.tables import read_table
+def test_html_question_rendering(trials_csv, tmp_path):
+    from codec.tables import read_table, resolve_path
+    from mturk.db import StudyDB
     from mturk.page import parse_answers, render_html_question
     from mturk.schema import TRIALS_COLUMNS
+    from mturk.tokens import html_scope
 
+    keys = StudyDB(tmp_path / "k.sqlite").keys()
     df = read_table(trials_csv, TRIALS_COLUMNS)
     batch = df[df.batch_id == df.batch_id.iloc[0]].to_dict("records")
-    html = render_html_question(batch, "https://cdn.example.org/study/")
+    b = batch[0]["batch_id"]
+    html = render_html_question(batch, keys, b, "https://cdn.example.org/study/",
+                                lambda p: resolve_path(p, trials_csv))
     assert f'action="{SANDBOX}/mturk/externalSubmit"' in html
     assert "<script src=" not in html and 'rel="stylesheet"' not in html   # self-contained
-    assert f"https://cdn.example.org/study/{image_token(batch[0]['ref_id'])}.png" in html
+    name = keys.static_name("html", b, batch[0]["trial_id"], "ref")
+    assert f"https://cdn.example.org/study/{name}" in html
     for t in batch:
-        assert t["a_id"] not in html and t["b_id"] not in html
+        assert t["a_id"] not in html and t["b_id"] not in html and t["trial_id"] not in html
     with pytest.raises(ValueError):
-        render_html_question(batch, "http://insecure.example.org")
+        render_html_question(batch, keys, b, "http://insecure.example.org", str)
     # collect.py's side: the posted answers parse back into database rows
     by_id = {t["trial_id"]: t for t in batch}
+    ids = keys.page_ids(html_scope(b), list(by_id))
     payload = dict(assignment_id="A1", hit_id="H1", worker_id="W1",
-                   answers=[dict(trial_id=t["trial_id"], side="right", rt_ms=5) for t in batch])
-    ids, rows = parse_answers(json.dumps(payload), by_id)
-    assert ids == dict(assignment_id="A1", hit_id="H1", worker_id="W1")
+                   answers=[dict(trial_id=p, side="right", rt_ms=5) for p in ids])
+    got, rows = parse_answers(json.dumps(payload), by_id, ids)
+    assert got == dict(assignment_id="A1", hit_id="H1", worker_id="W1")
     assert all(r["choice"] != r["shown_left"] for r in rows)
+    assert sorted(r["trial_id"] for r in rows) == sorted(by_id)
 
 
 def test_blocked_workers_are_turned_away(trials_csv, tmp_path):
     _, db, c = _app(trials_csv, tmp_path)
-    db.block_worker("BAD1", "failed sentinels")
-    assert c.post("/api/local/claim", json={"worker_id": "BAD1"}).status_code == 403
-    assert c.get("/local/start?workerId=BAD1").status_code == 403
-    a, _ = _claim(c, "OK1")
-    q = f"assignmentId={a['assignment_id']}&hitId={a['hit_id']}&workerId=BAD1"
+    db.block_worker("P0009", "failed sentinels")
+    assert c.post("/api/local/claim", json={"token": token(c, 9)}).status_code == 403
+    assert c.get(f"/local/start?p={token(c, 9)}").status_code == 403
+    a, task = _claim(c, 1)
+    q = f"assignmentId={a['assignment_id']}&hitId={a['hit_id']}&workerId=P0009"
     assert c.get(f"/task?{q}").status_code == 403
     assert db.counts()["assignments"] == 1
+    # a worker blocked after opening the page cannot submit either
+    db.block_worker("P0001", "failed quality control")
+    body = dict(a, answers=_answers(task))
+    assert c.post("/api/submit", json=body).status_code == 403
+    assert db.counts()["judgments"] == 0

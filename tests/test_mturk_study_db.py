@@ -134,8 +134,15 @@ def test_local_claims_spread_over_batches(db):
     a1 = db.claim_local_assignment("P1")
     a2 = db.claim_local_assignment("P2")
     assert {a1["hit_id"], a2["hit_id"]} == {"local-b0", "local-b1"}
+    # a second visit before submitting: the same assignment, not a new one
+    assert db.claim_local_assignment("P1")["assignment_id"] == a1["assignment_id"]
+    assert a1["verified_by"] == "token" and a1["verified_at"]
+    db.record_submission(a1["assignment_id"], a1["hit_id"], "P1",
+                         _answers(db, db.get_hit(a1["hit_id"])["batch_id"]))
     a3 = db.claim_local_assignment("P1")
     assert a3["hit_id"] != a1["hit_id"]
+    db.record_submission(a3["assignment_id"], a3["hit_id"], "P1",
+                         _answers(db, db.get_hit(a3["hit_id"])["batch_id"]))
     assert db.claim_local_assignment("P1") is None          # P1 has every batch
     assert db.get_hit("local-b0")["mode"] == "local"
 
@@ -152,7 +159,7 @@ def test_local_claims_respect_capacity_and_expire(db):
 def test_concurrent_submissions_exactly_once(tmp_path):
     db = StudyDB(tmp_path / "c.sqlite")
     db.load_trials(_trials(n_batches=1, per_batch=5))
-    db.add_hit("H", "b0", "local")
+    db.add_hit("H", "b0", "local", max_assignments=20)
     ans = _answers(db, "b0")
     for i in range(20):
         db.accept_assignment(f"A{i}", "H", f"W{i}")

@@ -10,6 +10,7 @@ import pytest
 
 from mturk.aggregate import aggregate
 from mturk.app import AppConfig, create_app
+from mturk.crowd import assign_types, choose, parse_mix
 from mturk.simulate import SimConfig, main, run_crowd
 from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build
@@ -20,19 +21,26 @@ def live(tmp_path):
     from werkzeug.serving import make_server
 
     index = make_toy_index(tmp_path / "dist", n_refs=2, size=32, qualities=(5, 20, 50, 95))
-    trials = build(index, tmp_path / "study", TrialsConfig(batch_size=7, sentinel_share=0.3))[0]
-    app = create_app(AppConfig(trials=str(trials), db=str(tmp_path / "j.sqlite"), local=True))
+    trials = build(index, tmp_path / "study", TrialsConfig(batch_size=7, sentinel_share=0.3,
+                                                           repeats=1))[0]
+    app = create_app(AppConfig(trials=str(trials), db=str(tmp_path / "j.sqlite"), local=True,
+                               simulated=True))
+    db = app.extensions["plic_db"]
+    links = tmp_path / "participants.txt"    # as mturk.serve --participants 40 writes them
+    links.write_text("".join(f"http://x/local/start?p={db.keys().participant_token(i)}\n"
+                             for i in range(1, 41)))
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}", trials, app.extensions["plic_db"], tmp_path
+    yield f"http://127.0.0.1:{srv.server_port}", trials, db, tmp_path, links
     srv.shutdown()
 
 
 def test_crowd_over_http_then_labels(live):
-    url, trials, db, tmp = live
-    s = run_crowd(SimConfig(url=url, trials=str(trials), workers=30, oracle="psnr",
-                            random_share=0.2, concurrency=4, seed=1))
+    url, trials, db, tmp, links = live
+    s = run_crowd(SimConfig(url=url, trials=str(trials), participants=str(links), workers=30,
+                            oracle="psnr", mix="careful=0.8,random=0.2", concurrency=4, seed=1))
     assert s["simulated"] is True and s["failures"] == [] and s["submissions"] == 30
+    assert s["type_counts"] == {"careful": 24, "random": 6}
     assert db.counts()["assignments"] == 30
     expected = sum(len(db.batch_trials(db.get_hit(a["hit_id"])["batch_id"]))
                    for a in db.list_assignments())
@@ -40,11 +48,12 @@ def test_crowd_over_http_then_labels(live):
     # local claims spread the crowd evenly over the batches
     per_batch = pd.Series([a["hit_id"] for a in db.list_assignments()]).value_counts()
     assert per_batch.max() - per_batch.min() <= 1
+    # the server's --simulated flag marks them, not the client
     assert all(a["simulated"] == 1 for a in db.list_assignments())
     out = aggregate(db.path, trials, tmp / "out", write_scores=False)
-    assert out["simulated"] is True
+    assert out["simulated"] is True and out["unverified_left_out"] == 0
     w = pd.read_csv(tmp / "out" / "workers.csv").set_index("worker_id")
-    careful = sorted(set(w.index) - set(s["random_worker_ids"]))
+    careful = [k for k, v in s["worker_types"].items() if v == "careful"]
     assert w.loc[careful, "sentinel_accuracy"].mean() > 0.9
     # the oracle's order shows through: higher JPEG quality preferred at the same target
     rank = pd.read_csv(tmp / "out" / "ranking.csv")
@@ -56,12 +65,35 @@ def test_crowd_over_http_then_labels(live):
     assert agree >= 0.75                 # most labels side with the oracle
 
 
-def test_cli_marks_output_and_custom_oracle(live):
-    url, trials, db, tmp = live
+def test_cli_marks_output_and_custom_oracle(live, capsys):
+    url, trials, db, tmp, links = live
     out = tmp / "sim.json"
-    rc = main(["--url", url, "--trials", str(trials), "--workers", "3", "--oracle",
-               "codec.quality:mse", "--lower-is-closer", "--out", str(out)])
+    rc = main(["--url", url, "--trials", str(trials), "--participants", str(links), "--workers",
+               "3", "--oracle", "codec.quality:mse", "--lower-is-closer", "--out", str(out)])
     assert rc == 0
     s = json.loads(out.read_text())
     assert s["simulated"] is True and s["submissions"] == 3
+    capsys.readouterr()
     assert main(["--url", url, "--trials", str(trials), "--oracle", "nope"]) == 2
+    assert main(["--url", url, "--trials", str(trials), "--participants", str(links),
+                 "--workers", "41"]) == 2                  # more workers than links
+    assert main(["--url", url, "--trials", str(trials), "--mix", "careful=1,robot=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("mturk.simulate: error:") for line in err)
+
+
+def test_worker_types_behave_as_documented():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    better_left, better_right = ((0.9, 10.0), (0.5, 90.0)), ((0.5, 90.0), (0.9, 10.0))
+    assert all(choose("always_left", *better_right, 0.1, 0.0, rng) == "left" for _ in range(20))
+    assert all(choose("mse_bot", *better_left, 0.1, 0.0, rng) == "left" for _ in range(20))
+    assert all(choose("mse_bot", *better_right, 0.1, 0.0, rng) == "right" for _ in range(20))
+    careful = [choose("careful", *better_right, 0.05, 0.0, rng) for _ in range(200)]
+    assert careful.count("right") > 190
+    coin = [choose("random", *better_right, 0.05, 0.0, rng) for _ in range(2000)]
+    assert 900 < coin.count("right") < 1100
+    assert parse_mix("careful=3,fast=1") == {"careful": 0.75, "fast": 0.25}
+    kinds = assign_types(10, parse_mix("careful=0.6,always_left=0.2,mse_bot=0.2"), rng)
+    assert sorted(kinds) == ["always_left"] * 2 + ["careful"] * 6 + ["mse_bot"] * 2

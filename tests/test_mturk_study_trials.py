@@ -20,11 +20,16 @@ def index(tmp_path_factory, sample_images):
 
 
 def test_trials_follow_the_rules(index, tmp_path):
-    out, written = build(index, tmp_path, TrialsConfig(batch_size=8, sentinel_share=0.25))
+    from codec.image_io import center_crop
+    from codec.quality import psnr
+
+    out, written = build(index, tmp_path, TrialsConfig(batch_size=8, sentinel_share=0.25,
+                                                        repeats=1, crop=32))
     assert written
     t = read_table(out, TRIALS_COLUMNS, TRIALS_ID)
     idx = read_table(index, INDEX_COLUMNS, "dist_id").set_index("dist_id")
-    tests, sents = t[t.kind == "test"], t[t.kind == "sentinel"]
+    tests = t[(t.kind == "test") & (t.repeat_of == "")]
+    repeats, sents = t[t.repeat_of != ""], t[t.kind == "sentinel"]
     # 2 refs x 2 targets x C(4, 2) pairs, each once
     assert len(tests) == 2 * 2 * 6
     assert len({frozenset(p) for p in zip(tests.a_id, tests.b_id)}) == len(tests)
@@ -33,22 +38,34 @@ def test_trials_follow_the_rules(index, tmp_path):
         assert a.ref_id == b.ref_id == r.ref_id
         assert a.target_bpp == b.target_bpp == r.target_bpp
         assert r.a_id != r.b_id and r.expected == ""
-        assert resolve_path(r.a_path, out).resolve() == resolve_path(a.path, index).resolve()
+        # what the page shows: the centre 32 x 32 of the distortion, written into views/
+        shown = read_image(resolve_path(r.a_path, out))
+        assert r.a_path.startswith("views/") and shown.shape == (32, 32, 3)
+        assert (shown == center_crop(read_image(resolve_path(a.path, index)), 32)).all()
     for r in sents.itertuples():
-        ref_side = r.expected
-        other = "b" if ref_side == "a" else "a"
-        assert getattr(r, f"{ref_side}_id") == r.ref_id
-        assert getattr(r, f"{ref_side}_codec") == "reference"
+        near = r.expected
+        other = "b" if near == "a" else "a"
+        assert getattr(r, f"{near}_codec") == "near-lossless"
+        assert getattr(r, f"{near}_id") == r.ref_id + "~near"
         deg = idx.loc[getattr(r, f"{other}_id")]
         worst = idx[idx.ref_id == r.ref_id].psnr.astype(float).min()
         assert float(deg.psnr) == worst
-        # the reference side really shows the reference pixels
-        ref_img = read_image(resolve_path(getattr(r, f"{ref_side}_path"), out))
-        assert (ref_img == read_image(resolve_path(r.ref_path, out))).all()
+        # the obvious side is close to the reference, but neither its file nor its bytes
+        ref_p, near_p = resolve_path(r.ref_path, out), resolve_path(getattr(r, f"{near}_path"),
+                                                                   out)
+        assert ref_p != near_p and ref_p.read_bytes() != near_p.read_bytes()
+        assert psnr(read_image(ref_p), read_image(near_p)) > 40
+    for r in repeats.itertuples():              # the same pair again, sides swapped
+        orig = t.set_index("trial_id").loc[r.repeat_of]
+        assert (orig.a_id, orig.b_id, orig.batch_id) == (r.a_id, r.b_id, r.batch_id)
+        assert orig.left != r.left and orig.repeat_of == "" and r.kind == "test"
     for _, g in t.groupby("batch_id"):
         assert len(g) <= 8
-        assert (g.kind == "sentinel").sum() == 2
-    assert set(t.left) == {"a", "b"} and set(t.a_codec) > {"reference"}
+        assert (g.kind == "sentinel").sum() == 2 and (g.repeat_of != "").sum() == 1
+    assert set(t.left) == {"a", "b"}
+    # every shown file was written by this stage, one encoder, nothing outside views/
+    for col in ("ref_path", "a_path", "b_path"):
+        assert t[col].str.startswith("views/").all()
 
 
 def test_seeded_reproducible_and_idempotent(index, tmp_path):
@@ -64,7 +81,10 @@ def test_seeded_reproducible_and_idempotent(index, tmp_path):
     # same comparisons, whatever the seed
     a = read_table(p1, TRIALS_COLUMNS)
     b = read_table(p3, TRIALS_COLUMNS)
-    assert set(a[a.kind == "test"].trial_id) == set(b[b.kind == "test"].trial_id)
+    def pairs(df):
+        return set(df[(df.kind == "test") & (df.repeat_of == "")].trial_id)
+
+    assert pairs(a) == pairs(b)
 
 
 def test_cli_and_errors(index, tmp_path, capsys):
@@ -72,3 +92,8 @@ def test_cli_and_errors(index, tmp_path, capsys):
     assert "trials" in capsys.readouterr().out
     assert main(["--index", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
     assert main(["--index", str(index), "--out", str(tmp_path), "--sentinel-share", "1.5"]) == 2
+    assert main(["--index", str(index), "--out", str(tmp_path), "--crop", "-1"]) == 2
+    assert main(["--index", str(index), "--out", str(tmp_path), "--batch-size", "3",
+                 "--repeats", "2"]) == 2               # no room left for a test
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("mturk.trials: error:") for line in err)

@@ -1,15 +1,30 @@
 // The 2AFC HIT page. Task data comes from the JSON block #task-data (no inline script needed).
 (function () {
   "use strict";
-  var task = JSON.parse(document.getElementById("task-data").textContent);
-  var trials = task.trials, mode = task.mode, n = trials.length;
-  var canAnswer = mode !== "preview";
-  var answers = {}, idx = 0, shownAt = Date.now(), zoom = false, flickerTimer = null;
-  var flickerOn = false, sending = false;
   var $ = function (id) { return document.getElementById(id); };
+  var task = JSON.parse($("task-data").textContent);
+  var trials = task.trials, mode = task.mode, n = trials.length;
+  var ids = { assignment_id: task.assignment_id, hit_id: task.hit_id,
+              worker_id: task.worker_id };
+  var form = $("submit-form");
+  var preview = mode === "preview";
+  if (mode === "htmlquestion") {
+    // MTurk opens an HTMLQuestion with the ids in the query string; no assignment = preview.
+    var q = new URLSearchParams(window.location.search);
+    ids.assignment_id = q.get("assignmentId") || "";
+    ids.hit_id = q.get("hitId") || "";
+    ids.worker_id = q.get("workerId") || "";
+    preview = !ids.assignment_id || ids.assignment_id === task.preview_id;
+    var to = (q.get("turkSubmitTo") || "").replace(/\/+$/, "");
+    if (task.submit_hosts.indexOf(to) >= 0) { form.action = to + "/mturk/externalSubmit"; }
+    form.elements.assignmentId.value = preview ? "" : ids.assignment_id;
+  }
+  var answers = {}, idx = 0, shownAt = Date.now(), zoom = false, flickerTimer = null;
+  var flickerOn = false, sending = false, fits = true, stored = null;
   var imgs = { left: $("left-img"), right: $("right-img"), ref: $("ref-img") };
 
   function answeredCount() { return Object.keys(answers).length; }
+  function canAnswer() { return !preview && !stored && fits && !sending; }
 
   function show(i) {
     idx = Math.max(0, Math.min(n - 1, i));
@@ -22,24 +37,63 @@
     $("right").classList.toggle("chosen", !!a && a.side === "right");
     shownAt = Date.now();
     if (flickerOn) { stopFlicker(); startFlicker(); }
+    layout();
+  }
+
+  // Every image pixel gets max(1, floor(devicePixelRatio)) device pixels: never fewer than one,
+  // and a whole number, so nothing is resampled except by nearest-neighbour enlargement.
+  function layout() {
+    var t = trials[idx], L = task.layout, dpr = window.devicePixelRatio || 1;
+    var k = Math.max(1, Math.floor(dpr + 1e-6));
+    // CSS lengths snap to 1/64 px: round up, so a view never gets fewer device pixels
+    var w = Math.ceil(t.w * k / dpr * 64) / 64, h = Math.ceil(t.h * k / dpr * 64) / 64;
+    Object.keys(imgs).forEach(function (v) {
+      imgs[v].style.width = w + "px"; imgs[v].style.height = h + "px";
+      imgs[v].parentNode.style.width = w + "px"; imgs[v].parentNode.style.height = h + "px";
+    });
+    var needW = 3 * (w + 2 * L.border) + 2 * L.gap + 2 * L.pad;
+    var needH = h + 2 * L.border + L.caption;
+    var haveW = document.documentElement.clientWidth, haveH = window.innerHeight;
+    fits = haveW >= needW && haveH >= needH;
+    var warn = $("too-small");
+    warn.hidden = fits;
+    warn.textContent = fits ? "" : "This window is too small to show the three images at full " +
+      "size: it needs at least " + Math.ceil(needW) + " \u00d7 " + Math.ceil(needH) +
+      " pixels and has " + haveW + " \u00d7 " + haveH + ". Please use a larger window or " +
+      "screen (a computer, not a phone). Answers are turned off until the images fit.";
+    document.body.classList.toggle("too-small", !fits);
     progress();
   }
 
   function progress() {
     var k = answeredCount();
     $("progress").textContent = "Comparison " + (idx + 1) + " of " + n + " \u2014 " + k +
-      " of " + n + " answered";
-    $("submit").disabled = !canAnswer || sending || k !== n;
+      " of " + n + " answered" + (stored ? " (saved)" : "");
+    $("submit").disabled = preview || sending || k !== n || (!stored && !fits);
   }
 
   function answer(side) {
-    if (!canAnswer || sending) { return; }
+    if (!canAnswer()) { return; }
     var t = trials[idx];
     answers[t.trial_id] = { trial_id: t.trial_id, side: side, rt_ms: Date.now() - shownAt };
     for (var j = 1; j <= n; j++) {           // next unanswered comparison, if any
       var k = (idx + j) % n;
       if (!answers[trials[k].trial_id]) { show(k); return; }
     }
+    show(idx);
+  }
+
+  function useStored(s, why) {
+    // The server's record of this assignment stands: show it, and let the worker submit it.
+    stored = s; answers = {};
+    s.answers.forEach(function (a) { answers[a.trial_id] = a; });
+    var banner = $("stored-banner");
+    banner.hidden = false;
+    banner.textContent = mode === "local"
+      ? "Your answers to this batch are already recorded. Thank you!"
+      : why + " Those saved answers stand and cannot be changed; press Submit to send them " +
+        "to Mechanical Turk and finish the HIT.";
+    if (mode === "local") { form.hidden = true; $("done").hidden = false; }
     show(idx);
   }
 
@@ -79,8 +133,14 @@
     });
   });
 
-  $("left").addEventListener("click", function () { answer("left"); });
-  $("right").addEventListener("click", function () { answer("right"); });
+  ["left", "right"].forEach(function (side) {
+    $(side).addEventListener("click", function () { answer(side); });
+    $(side).addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
+        e.preventDefault(); e.stopPropagation(); answer(side);
+      }
+    });
+  });
   $("prev").addEventListener("click", function () { show(idx - 1); });
   $("next").addEventListener("click", function () { show(idx + 1); });
   $("zoom").addEventListener("click", function () { setZoom(!zoom); });
@@ -96,33 +156,44 @@
     else { return; }
     e.preventDefault();
   });
+  window.addEventListener("resize", layout);
 
   function payload() {
-    return { assignment_id: task.assignment_id, hit_id: task.hit_id, worker_id: task.worker_id,
+    return { assignment_id: ids.assignment_id, hit_id: ids.hit_id, worker_id: ids.worker_id,
              answers: trials.map(function (t) { return answers[t.trial_id]; }) };
   }
   function finish() {
     if (mode === "local") {
-      $("submit-form").hidden = true; $("done").hidden = false;
+      form.hidden = true; $("done").hidden = false;
       return;
     }
     $("answers-field").value = JSON.stringify(payload());
     // to {turkSubmitTo}/mturk/externalSubmit; the prototype call because the button's id
     // "submit" shadows form.submit
-    HTMLFormElement.prototype.submit.call($("submit-form"));
+    HTMLFormElement.prototype.submit.call(form);
   }
-  $("submit-form").addEventListener("submit", function (e) {
+  form.addEventListener("submit", function (e) {
     e.preventDefault();
-    if (!canAnswer || sending || answeredCount() !== n) { return; }
-    if (!task.record_url) { finish(); return; }   // HTMLQuestion: MTurk keeps the answers
+    if (preview || sending || answeredCount() !== n) { return; }
+    if (stored || !task.record_url) { finish(); return; }   // HTMLQuestion: MTurk keeps them
+    if (!fits) { return; }
     sending = true; progress();
     $("submit-status").textContent = "Saving\u2026";
     fetch(task.record_url, { method: "POST", headers: { "Content-Type": "application/json" },
                              body: JSON.stringify(payload()) })
       .then(function (r) {
-        if (!r.ok) { throw new Error("server answered " + r.status); }
-        $("submit-status").textContent = "Saved.";
-        finish();
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          sending = false;
+          if (r.status === 409 && body.stored) {
+            useStored(body.stored, "Answers to this HIT were already saved earlier (perhaps " +
+                      "in another window).");
+            $("submit-status").textContent = "";
+            return;
+          }
+          if (!r.ok) { throw new Error(body.error || "server answered " + r.status); }
+          $("submit-status").textContent = "Saved.";
+          finish();
+        });
       })
       .catch(function (err) {
         sending = false; progress();
@@ -130,5 +201,12 @@
       });
   });
 
-  show(0);
+  $("trial").hidden = false; $("tools").hidden = false;
+  if (preview) { $("preview-banner").hidden = false; }
+  if (task.stored) {
+    useStored(task.stored, "You already submitted answers to this HIT" +
+              (task.stored.saved_at ? " (saved " + task.stored.saved_at + ")." : "."));
+  } else {
+    show(0);
+  }
 })();

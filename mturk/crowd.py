@@ -1,0 +1,128 @@
+"""The simulated workers of ``mturk.simulate``: careful people and the adversaries QC must stop.
+
+Every worker sees only what the page shows: per trial the three images it fetched (reference,
+left, right), nothing else. Types (``WORKER_TYPES``):
+
+``careful``
+    an oracle (``--oracle``, larger = closer) plus noise: picks right with probability
+    ``lapse/2 + (1 - lapse) * sigmoid((q_right - q_left) / T)``; about 3.5 s per trial
+    (log-normal, median 3.5 s).
+``random``
+    a coin flip per trial, 1.2 to 3 s per trial (lazy, not fast).
+``always_left``
+    always left, 1.2 to 2.5 s per trial.
+``mse_bot``
+    a script: the candidate with the lower pixel MSE to the reference (this passes sentinels),
+    reporting human-looking response times (median 3.5 s).
+``fast``
+    a coin flip per trial at 0.15 to 0.6 s per trial.
+
+Scores are cached by the images' bytes, so a crowd over per-assignment URLs costs one decode and
+one oracle call per distinct image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+WORKER_TYPES = ("careful", "random", "always_left", "mse_bot", "fast")
+
+
+def load_oracle(name: str):
+    """``(score_fn, lower_is_closer)`` for a codec.quality name or ``module:function``."""
+    if ":" in name:
+        mod, fn = name.split(":", 1)
+        return getattr(importlib.import_module(mod), fn), False
+    from codec import quality
+
+    if name not in ("ms_ssim", "psnr", "mse"):
+        raise ValueError(f"unknown oracle {name!r}: ms_ssim, psnr, mse or module:function")
+    return getattr(quality, name), name == "mse"
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """``"careful=0.8,random=0.2"`` -> shares (summing to 1)."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        kind, _, share = part.partition("=")
+        kind = kind.strip()
+        if kind not in WORKER_TYPES:
+            raise ValueError(f"unknown worker type {kind!r}: one of {', '.join(WORKER_TYPES)}")
+        try:
+            mix[kind] = float(share)
+        except ValueError as e:
+            raise ValueError(f"--mix: {part!r} is not TYPE=SHARE") from e
+    total = sum(mix.values())
+    if not mix or total <= 0 or any(v < 0 for v in mix.values()):
+        raise ValueError("--mix needs TYPE=SHARE entries with positive shares")
+    return {k: v / total for k, v in mix.items()}
+
+
+def assign_types(n: int, mix: dict[str, float], rng: np.random.Generator) -> list[str]:
+    """``n`` worker types in the mix's proportions (largest remainder), shuffled."""
+    exact = {k: n * v for k, v in mix.items()}
+    counts = {k: int(math.floor(v)) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: counts[k] - exact[k])[:n - sum(counts.values())]:
+        counts[k] += 1
+    types = [k for k in mix for _ in range(counts[k])]
+    rng.shuffle(types)
+    return types
+
+
+class Scorer:
+    """Oracle scores (larger = closer) and pixel MSEs of fetched images, cached by bytes."""
+
+    def __init__(self, oracle: Callable, sign: float):
+        from codec.image_io import decode_image_bytes
+
+        self.oracle, self.sign, self._decode = oracle, sign, decode_image_bytes
+        self._img: dict[str, np.ndarray] = {}
+        self._score: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def _key(self, data: bytes) -> str:
+        k = hashlib.sha1(data).hexdigest()
+        if k not in self._img:
+            self._img[k] = self._decode(data)
+        return k
+
+    def scores(self, ref: bytes, img: bytes) -> tuple[float, float]:
+        """(oracle score, pixel MSE) of ``img`` against ``ref``."""
+        kr, ki = self._key(ref), self._key(img)
+        if (kr, ki) not in self._score:
+            a, b = self._img[kr], self._img[ki]
+            v = float(self.oracle(a, b))
+            mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+            self._score[kr, ki] = (self.sign * (1e3 if math.isinf(v) else v), mse)
+        return self._score[kr, ki]
+
+
+def choose(kind: str, left: tuple[float, float], right: tuple[float, float], temperature: float,
+           lapse: float, rng: np.random.Generator) -> str:
+    """``"left"`` or ``"right"`` for one trial; ``left``/``right`` are (score, mse)."""
+    if kind == "careful":
+        z = max(-50.0, min(50.0, (right[0] - left[0]) / temperature))
+        p_right = lapse / 2 + (1 - lapse) / (1 + math.exp(-z))
+        return "right" if rng.random() < p_right else "left"
+    if kind == "always_left":
+        return "left"
+    if kind == "mse_bot":
+        if left[1] == right[1]:
+            return "left" if rng.random() < 0.5 else "right"
+        return "left" if left[1] < right[1] else "right"
+    return "left" if rng.random() < 0.5 else "right"        # random, fast
+
+
+def response_ms(kind: str, rng: np.random.Generator) -> int:
+    """The response time the worker's page reports for one trial."""
+    if kind in ("careful", "mse_bot"):
+        return int(3500 * math.exp(0.4 * rng.standard_normal()))
+    if kind == "random":
+        return int(rng.uniform(1200, 3000))
+    if kind == "always_left":
+        return int(rng.uniform(1200, 2500))
+    return int(rng.uniform(150, 600))                          # fast
