@@ -54,6 +54,21 @@ def wall_seconds(run: Path, provenance: dict) -> float | None:
     return rows[-1]["step"] / rows[-1]["steps_per_s"]
 
 
+def chain_totals(provenance: dict) -> tuple[int, float | None]:
+    """(steps, wall seconds) of a checkpoint and every ``--init`` it continued, from the
+    ``init_from`` links of its provenance (seconds None when this checkpoint has no record)."""
+    steps = int(provenance.get("steps", provenance.get("step", 0)))
+    secs = provenance.get("train_seconds")
+    secs = None if secs is None else float(secs)
+    link = provenance.get("init_from")
+    while link:
+        steps += int(link.get("steps", link.get("step", 0)))
+        if secs is not None and link.get("train_seconds") is not None:
+            secs += float(link["train_seconds"])
+        link = link.get("init_from")
+    return steps, secs
+
+
 def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
          note: str = "") -> dict:
     src = run / f"{which}.pt"
@@ -71,12 +86,7 @@ def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
     if secs is not None:
         prov["train_seconds"] = round(secs, 1)
     # a run started with --init continues another: totals over the chain
-    steps, secs_total, link = prov["steps"], prov.get("train_seconds"), prov.get("init_from")
-    while link:
-        steps += int(link.get("steps", link.get("step", 0)))
-        if secs_total is not None and link.get("train_seconds") is not None:
-            secs_total += float(link["train_seconds"])
-        link = link.get("init_from")
+    steps, secs_total = chain_totals(prov)
     if "init_from" in prov:
         prov["total_steps"] = steps
         if secs_total is not None:
