@@ -26,7 +26,7 @@ Outputs in ``--out`` (default ``runs/study``):
   score ``1500 + 400 log10(strength / geometric mean)``, as CLIC's human evaluation does, with a
   bootstrap 95% interval (``elo_lo``, ``elo_hi``; judgments resampled 200 times).
 - ``aggregate.json``: counts, the filtering rule, inter-rater agreement (mean pairwise agreement
-  over trials with n >= 2 and Fleiss' kappa for varying n), and ``simulated`` (true when any kept
+  over trials with n >= 2 and Fleiss' kappa for varying n), and ``simulated`` (true when any counted
   judgment came from a ``mturk.serve --simulated`` server; the plot title says so too).
 """
 
@@ -237,7 +237,8 @@ def aggregate(db_path, trials_csv, out_dir, rule: QualityRule | None = None,
             db.set_worker_flags(w.worker_id, [f for f in str(w.flags).split(",") if f])
     rank = ranking(kept)
     write_table(out / "ranking.csv", rank.to_dict("records"), list(rank.columns))
-    simulated = bool(len(kept)) and bool(kept.simulated.astype(int).any())
+    pool = counted(df, include_unverified)       # simulated judgments anywhere in the study
+    simulated = bool(len(pool)) and bool(pool.simulated.astype(int).any())
     if not rank.empty:
         plot_ranking(rank, out / "ranking.png", simulated)
     unverified = df[df.verified_at.isna()]

@@ -185,9 +185,9 @@ def create_app(cfg: AppConfig) -> Flask:
         ordered = [by_trial[t] for t in order(batch_id, scope) if t in by_trial]
         return dict(answers=stored_answers(ordered, keys, scope), saved_at=asg["submitted_at"])
 
-    def _lookup(record: bool):
+    def _lookup(record: bool, probe: bool = False):
         """(hit, assignment id, worker id, preview, assignment) from the query; writes only
-        when ``record`` and every check has passed."""
+        when ``record`` and every check has passed. ``probe`` (HEAD): every check, no write."""
         q = request.args
         aid, hid, wid = q.get("assignmentId", ""), q.get("hitId", ""), q.get("workerId", "")
         if not ID_RE.match(hid) or not ID_RE.match(aid):
@@ -199,7 +199,7 @@ def create_app(cfg: AppConfig) -> Flask:
             return hit, aid, "", True, None
         if not ID_RE.match(wid):
             abort(400, "workerId must be an id")
-        if hit["question"] != "local" and hit["mode"] != "local" and record:
+        if hit["question"] != "local" and hit["mode"] != "local" and (record or probe):
             if request.args.get("turkSubmitTo", "").rstrip("/") not in MTURK_SUBMIT_HOSTS:
                 abort(400, "turkSubmitTo must be one of MTurk's submit hosts")
         if db.is_blocked(wid):
@@ -208,8 +208,10 @@ def create_app(cfg: AppConfig) -> Flask:
         if asg is not None and (asg["hit_id"], asg["worker_id"]) != (hid, wid):
             abort(409, "assignment belongs to another HIT or worker")
         if asg is None:
-            if not record or hit["question"] == "local":
+            if hit["question"] == "local" or not (record or probe):
                 abort(404, "unknown assignment")
+            if probe:
+                return hit, aid, wid, False, None
             try:
                 asg = db.accept_assignment(aid, hid, wid)
             except DBError as e:
@@ -232,7 +234,7 @@ def create_app(cfg: AppConfig) -> Flask:
     @app.route("/task", methods=["GET", "HEAD"])
     def task_page():
         head = request.method == "HEAD"
-        hit, aid, wid, preview, asg = _lookup(record=not head)
+        hit, aid, wid, preview, asg = _lookup(record=not head, probe=head)
         if head:
             return "", 200, {"Content-Type": "text/html; charset=utf-8",
                              "Cache-Control": "no-store"}

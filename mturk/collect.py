@@ -22,8 +22,9 @@ marketplace and:
 4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and, among the
    workers whose work this run reviewed, soft-blocks repeat spammers: ``--block-after``
    rejected assignments, sentinel accuracy below ``--block-below`` over at least
-   ``--block-min-sentinels`` sentinels, or any blocking flag of ``mturk.quality`` over their
-   verified work (``sentinels``, ``fast``, ``side-bias``, ``consensus``, ``inconsistent``; the
+   ``--block-min-sentinels`` sentinels, or any blocking flag of ``mturk.quality`` over all their
+   verified work, rejected assignments included (``sentinels``, ``fast``, ``side-bias``,
+   ``consensus``, ``inconsistent``; the
    report lists each flagged worker with their flags). A soft block grants the
    block qualification that ``mturk.publish`` requires not to exist; no MTurk block is filed;
 5. pays the optional bonus (``--bonus``) to approved assignments with sentinel accuracy of at least
@@ -192,9 +193,9 @@ def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Rep
             ids = db.keys().page_ids(page_scope(h, a.assignment_id), list(trials))
             _collect_one(cfg, market, db, a, trials, ids, rep, out)
     if cfg.quality:
-        from .aggregate import counted
-
-        q = assess(counted(db.judgments_frame()), QualityRule())
+        f = db.judgments_frame()     # all their verified work, rejected assignments included
+        q = assess(f[f.verified_at.notna() & f.assignment_status.isin(
+            ("submitted", "approved", "rejected"))], QualityRule())
         rep.flagged = {r.worker_id: list(r.flags) for r in q.itertuples() if r.flags}
     if not cfg.dry_run:
         _score_and_block(cfg, market, db, mode, touched_workers, rep, out)

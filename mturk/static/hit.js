@@ -204,8 +204,9 @@
   $("trial").hidden = false; $("tools").hidden = false;
   if (preview) { $("preview-banner").hidden = false; }
   if (task.stored) {
+    var when = task.stored.saved_at ? new Date(task.stored.saved_at) : null;
     useStored(task.stored, "You already submitted answers to this HIT" +
-              (task.stored.saved_at ? " (saved " + task.stored.saved_at + ")." : "."));
+              (when && !isNaN(when) ? " (saved " + when.toLocaleString() + ")." : "."));
   } else {
     show(0);
   }
