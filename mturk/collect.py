@@ -168,7 +168,11 @@ def _stored_rows(db, assignment_id: str) -> list[dict]:
     return db.judgments(assignment_id)
 
 
-def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Report:
+def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print,
+            rule: QualityRule | None = None) -> Report:
+    """Collect, verify, review, score, block and pay (the module docstring); ``rule`` is the
+    quality control's thresholds (``mturk.quality``)."""
+    rule = rule or QualityRule()
     rep = Report()
     hits = [h for h in db.list_hits(mode=mode) if not cfg.batches or h["batch_id"] in cfg.batches]
     trial_cache: dict[str, dict] = {}
@@ -191,11 +195,11 @@ def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Rep
                     "skipped")
                 continue
             ids = db.keys().page_ids(page_scope(h, a.assignment_id), list(trials))
-            _collect_one(cfg, market, db, a, trials, ids, rep, out)
+            _collect_one(cfg, market, db, a, trials, ids, rep, out, rule)
     if cfg.quality:
         f = db.judgments_frame()     # all their verified work, rejected assignments included
         q = assess(f[f.verified_at.notna() & f.assignment_status.isin(
-            ("submitted", "approved", "rejected"))], QualityRule())
+            ("submitted", "approved", "rejected"))], rule)
         rep.flagged = {r.worker_id: list(r.flags) for r in q.itertuples() if r.flags}
     if not cfg.dry_run:
         _score_and_block(cfg, market, db, mode, touched_workers, rep, out)
@@ -203,7 +207,8 @@ def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print) -> Rep
     return rep
 
 
-def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, out) -> None:
+def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, out,
+                 rule: QualityRule) -> None:
     submitted_at = a.submit_time.isoformat() if a.submit_time else None
     accepted_at = a.accept_time.isoformat() if a.accept_time else None
     try:
@@ -242,7 +247,7 @@ def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, 
         return
     right, total = sentinel_score(rows, trials)
     verdict, feedback = decide(right, total, cfg.reject_below, cfg.reject_min_wrong)
-    evidence = _evidence(db, a.assignment_id, rows) if verdict == APPROVED else ""
+    evidence = _evidence(db, a.assignment_id, rows, rule) if verdict == APPROVED else ""
     if evidence:
         verdict, feedback = REJECTED, (f"{evidence}, which a careful comparison of each pair "
                                        "cannot do, so we cannot use this work.")
@@ -262,7 +267,7 @@ def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, 
     (rep.approved if verdict == APPROVED else rep.rejected).append(a.assignment_id)
 
 
-def _evidence(db, assignment_id: str, rows: list[dict]) -> str:
+def _evidence(db, assignment_id: str, rows: list[dict], rule: QualityRule) -> str:
     import pandas as pd
 
     asg = db.get_assignment(assignment_id) or {}
@@ -271,7 +276,7 @@ def _evidence(db, assignment_id: str, rows: list[dict]) -> str:
         return ""
     g = g.assign(simulated=int(asg.get("simulated") or 0), accepted_at=asg.get("accepted_at"),
                  submitted_at=asg.get("submitted_at"))
-    return assignment_verdict(g)
+    return assignment_verdict(g, rule)
 
 
 def _score_and_block(cfg, market, db, mode, workers, rep: Report, out) -> None:
@@ -341,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_market_arguments(p)
     add_arguments(p, CollectConfig)
+    add_arguments(p, QualityRule)
     return p
 
 
@@ -353,7 +359,8 @@ def main(argv=None) -> int:
         return 2
     db = open_db(args)
     try:
-        rep = collect(cfg, market_from_args(args, db.path), db, mode_of(args))
+        rep = collect(cfg, market_from_args(args, db.path), db, mode_of(args),
+                      rule=from_args(QualityRule, args))
     except (MarketError, DBError, ValueError) as e:
         eprint(f"error: {e}")
         return 1
