@@ -449,3 +449,26 @@ def test_cli_bad_metric_name_and_unknown_track_are_one_line_errors(tmp_path, cap
     err = capsys.readouterr().err
     assert "--track" in err and "0.075" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
+
+
+def test_init_from_a_run_directory_brings_its_discriminator(tmp_path):
+    kw = dict(steps=2, perceptual_start=0.0, adversarial_start=0.0, val_every=2)
+    train(tiny(tmp_path, name="gan", **kw), metric=ToyMetric(), progress=False)
+    src = load_training_state(tmp_path / "gan" / "train_state.pt")["disc"]
+    # lr 0 everywhere: whatever the fine-tune holds at the end is what it started from
+    train(tiny(tmp_path, name="ft", init=str(tmp_path / "gan"), lr=0.0, lr_prior=0.0,
+               lr_disc=0.0, **kw), metric=ToyMetric(), progress=False)
+    got = load_training_state(tmp_path / "ft" / "train_state.pt")["disc"]
+    # weights equal; the spectral norm's power-iteration vectors (_u, _v) move at every call
+    assert all(torch.equal(src[k], got[k]) for k in src if not k.endswith(("_u", "_v")))
+    prov = load_checkpoint(tmp_path / "ft" / "last.pt", kind="codec")["provenance"]
+    assert prov["init_from"]["discriminator_from"].endswith("train_state.pt")
+    assert prov["init_from"]["path"].endswith("last.pt")
+    a, b = final_weights(tmp_path / "gan"), final_weights(tmp_path / "ft")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="disc-width"):
+        train(tiny(tmp_path, name="wide", init=str(tmp_path / "gan"), disc_width=16, **kw),
+              metric=ToyMetric(), progress=False)
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        train(tiny(tmp_path, name="x", init=str(tmp_path / "ft" / "tb"), **kw),
+              metric=ToyMetric(), progress=False)

@@ -93,7 +93,8 @@ class TrainConfig:
     model_config: str = _f("", "override fields of the preset's model config, KEY=VALUE[,...] "
                                "with JSON values, e.g. 'N=64,M=64' (empty: the preset as is)")
     init: str = _f("", "start from the weights of this codec checkpoint (same model and config; "
-                       "a new schedule: continue or fine-tune a run)")
+                       "a new schedule: continue or fine-tune a run), or of a run directory's "
+                       "last.pt, its discriminator included")
     delta_range: tuple = _f((), "range LO HI the training bin width delta is drawn from, "
                                 "log-uniformly, one per batch (empty: the model's delta_range)")
     disc_width: int = _f(0, "discriminator base width (0: preset default)")

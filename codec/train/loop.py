@@ -72,12 +72,39 @@ def load_metric(spec: str, device: str):
     return metric.to(device).eval().requires_grad_(False)
 
 
+def _init_paths(path: str) -> tuple[Path, Path | None]:
+    """``--init`` names a codec checkpoint, or a run directory: its ``last.pt`` and, for the
+    discriminator, its training state."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "last.pt").is_file():
+            raise FileNotFoundError(f"--init {path!r}: a directory without last.pt (not a run "
+                                    "directory of python -m codec.train)")
+        state = p / rundir.STATE
+        return p / "last.pt", state if state.is_file() else None
+    if not p.is_file():
+        raise FileNotFoundError(f"--init {path!r}: no such checkpoint or run directory")
+    return p, None
+
+
+def _load_init_disc(disc: torch.nn.Module, state_path: Path) -> bool:
+    """The discriminator of the run ``--init`` names, when it has one of the same shape."""
+    saved = rundir.load_state(state_path.parent).get("disc")
+    if not saved:
+        return False
+    try:
+        disc.load_state_dict(saved, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"--init {state_path.parent}: its discriminator does not fit this run's "
+                         f"(--disc-width, --disc-condition): {str(e).splitlines()[0]}") from e
+    return True
+
+
 def _load_init(model: torch.nn.Module, path: str) -> dict:
     """Load ``path``'s weights into ``model`` (strict); what it was, for the provenance."""
     from ..checkpoint import load_checkpoint
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--init {path!r}: no such checkpoint")
+    path = str(_init_paths(path)[0])
     ck = load_checkpoint(path, kind="codec")
     if ck["model"] != model.name:
         raise ValueError(f"--init {path}: a {ck['model']!r} checkpoint, the run trains "
@@ -146,6 +173,9 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         with torch.no_grad():  # the latent's channel count, for the conditioned discriminator
             y_ch = model(torch.rand(1, 3, stride, stride, device=device))["y"].shape[1]
         disc = Discriminator(cfg.disc_width, y_ch if cfg.disc_condition else 0).to(device)
+        init_state = _init_paths(cfg.init)[1] if cfg.init else None
+        if init_state is not None and _load_init_disc(disc, init_state):
+            init_from["discriminator_from"] = str(init_state)
 
     opt_main = torch.optim.Adam(model.main_parameters(), lr=cfg.lr)
     prior_params = list(model.top_prior_parameters())
