@@ -79,6 +79,16 @@ def save_checkpoint(path: str | os.PathLike, kind: str, model: str, config: Mapp
     return atomic_torch_save(make_checkpoint(kind, model, config, state_dict, provenance), path)
 
 
+def _load_error(e: Exception) -> str:
+    """torch.load's failure in one line: its unpickler's reason, without the paragraphs that
+    suggest weights_only=False (which would run arbitrary code from the file)."""
+    msg = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in msg:
+        msg = msg.split(marker, 1)[1].split("Check the documentation", 1)[0]
+    return f"{type(e).__name__}: {' '.join(msg.split())}"
+
+
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
                     map_location: str = "cpu") -> dict:
     """Load and validate a checkpoint; ``kind`` checks who it is for."""
@@ -90,7 +100,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle errors come in many types
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({e})") from e
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({_load_error(e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

@@ -57,8 +57,8 @@ class EscapeWriter:
 
 
 class EscapeReader:
-    MAX_VALUE = SYMBOL_LIMIT - ESCAPE_AT - 1  # escape = |k| - (ESCAPE_AT + 1)
-    MAX_BYTES = 5                             # enough for MAX_VALUE (35 bits)
+    MAX_VALUE = SYMBOL_LIMIT - ESCAPE_AT - 1  # escape = |k| - (ESCAPE_AT + 1); 5 bytes
+    MAX_BYTES = 10                            # any 64-bit value is read, then judged
 
     def __init__(self, data: bytes):
         self.data = memoryview(data)

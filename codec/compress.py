@@ -4,7 +4,11 @@
 
 Prints the real rate (8 x file bytes / pixels, header included), the likelihood estimate beside
 it and the time. ``--target-bpp`` searches the bin width so that the file is at or under X;
-``--bin-width`` sets it directly (default 1). Any image size works.
+``--bin-width`` sets it directly (default 1). Any image size up to ``--max-pixels`` works
+(default: what the model codes within 8 GiB, ``codec.limits``). Images are read by the table in
+``codec.image_io``: 16-bit samples keep their high byte, float images are refused, and so is
+transparency unless ``--alpha drop``. A missing folder of OUT is created. Errors: one line on
+stderr, exit status 2, no file written.
 """
 
 from __future__ import annotations
@@ -14,34 +18,48 @@ import sys
 
 import torch
 
-from . import api
+from . import api, limits
+from .bitstream import BIN_WIDTH_RANGE, MAX_PIXELS
 from .checkpoint import CheckpointError
-from .fsio import atomic_write_bytes
-from .image_io import ImageReadError, read_image
+from .cli import CliError, Parser, check_output, device, number, report, write_output
+from .image_io import ALPHA_POLICIES, ImageReadError, read_image
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.compress", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", help="input image (any format Pillow reads)")
-    p.add_argument("out", help="bitstream file to write")
+    p = Parser(prog="python -m codec.compress", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", help="input image (any format Pillow reads; see codec.image_io)")
+    p.add_argument("out", help="bitstream file to write (a missing folder is created)")
     p.add_argument("--model", required=True, help="codec checkpoint (python -m codec.init)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--target-bpp", type=float, help="largest allowed real bits per pixel")
-    g.add_argument("--bin-width", type=float, help="quantisation bin width delta of the latent")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    g.add_argument("--target-bpp", type=number(float, 0, api.MAX_TARGET_BPP, lo_open=True),
+                   help=f"largest allowed real bits per pixel, in (0, {api.MAX_TARGET_BPP:g}]")
+    g.add_argument("--bin-width", type=number(float, BIN_WIDTH_RANGE[0], BIN_WIDTH_RANGE[1],
+                                              lo_open=True),
+                   help="quantisation bin width delta of the latent, in (2^-20, 2^20)")
+    p.add_argument("--max-pixels", type=number(int, 1, MAX_PIXELS),
+                   help="largest image to code (default: what the model codes in "
+                        f"{limits.MEMORY_BUDGET / 2**30:g} GiB; the format allows {MAX_PIXELS})")
+    p.add_argument("--alpha", choices=ALPHA_POLICIES, default="error",
+                   help="an image with transparent pixels: refuse it (error, the default) or "
+                        "code its colours without the alpha channel (drop)")
+    p.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=number(int, 1, 1024, allow_zero=True), default=0,
+                   help="torch CPU threads (0: torch's default). Coding itself runs on one "
+                        "CPU thread, so the stream never depends on this")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        image = read_image(args.image)
+        out = check_output(args.out, source=args.image)
         model = api.load(args.model, device=args.device)
-        res = api.encode(image, model, target_bpp=args.target_bpp, bin_width=args.bin_width)
-    except (ImageReadError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    atomic_write_bytes(args.out, res.data)
+        limit = args.max_pixels or limits.default_max_pixels(model)
+        image = read_image(args.image, alpha=args.alpha, max_pixels=limit)
+        res = api.encode(image, model, target_bpp=args.target_bpp, bin_width=args.bin_width,
+                         max_pixels=limit)
+        write_output(out, res.data)
+    except (CliError, ImageReadError, CheckpointError, ValueError, OSError, MemoryError) as e:
+        return report(e)
     h, w = image.shape[:2]
     print(f"{args.out}: {len(res.data)} bytes, {res.bpp:.4f} bpp "
           f"(estimate {res.est_bits / (h * w):.4f} bpp), bin width {res.bin_width:.6g}, "
@@ -50,4 +68,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

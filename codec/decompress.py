@@ -1,10 +1,14 @@
 """Decompress a plic bitstream to a PNG.
 
-    python -m codec.decompress IN OUT.png [--model CKPT]
+    python -m codec.decompress IN OUT.png [--model CKPT] [--max-pixels N]
 
 Without ``--model`` the checkpoint is looked for, by the model name and weights hash the stream
 records, among the ``*.pt`` files next to IN and under runs/codec/. Prints the real rate, the
-likelihood estimate and the time.
+likelihood estimate and the time. A stream whose image is over ``--max-pixels`` (default: what
+the model decodes within 8 GiB, ``codec.limits``) is refused before anything large is
+allocated. The pixels do not depend on the machine's thread count (decoding runs on one CPU
+thread). A missing folder of OUT is created. Errors: one line on stderr, exit status 2, no
+file written.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import api, bitstream
+from . import api, bitstream, limits
 from .checkpoint import CheckpointError, load_checkpoint
-from .fsio import atomic_write_bytes
+from .cli import CliError, Parser, check_output, device, number, report, write_output
 from .image_io import png_bytes
 from .paths import runs_dir
 
@@ -37,40 +41,46 @@ def find_checkpoint(header: bitstream.Header, dirs: list[Path]) -> Path | None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.decompress", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m codec.decompress", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="bitstream file (from python -m codec.compress)")
-    p.add_argument("out", help="PNG to write")
+    p.add_argument("out", help="PNG to write (a missing folder is created)")
     p.add_argument("--model", help="codec checkpoint; default: found by the stream's hash")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--max-pixels", type=number(int, 1, bitstream.MAX_PIXELS),
+                   help="largest image to decode (default: what the model decodes in "
+                        f"{limits.MEMORY_BUDGET / 2**30:g} GiB; the format allows "
+                        f"{bitstream.MAX_PIXELS})")
+    p.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     args = p.parse_args(argv)
     try:
-        data = Path(args.input).read_bytes()
-        if args.model is None:
+        out = check_output(args.out, source=args.input)
+        try:
+            data = Path(args.input).read_bytes()
+        except OSError as e:
+            raise CliError(f"{args.input}: {e.strerror or e}") from None
+        model_path = args.model
+        if model_path is None:
             header, _ = bitstream.unpack(data)
-            found = find_checkpoint(header, [Path(args.input).resolve().parent,
-                                             runs_dir() / "codec"])
-            if found is None:
+            model_path = find_checkpoint(header, [Path(args.input).resolve().parent,
+                                                  runs_dir() / "codec"])
+            if model_path is None:
                 raise CheckpointError(
                     f"{args.input}: no checkpoint of {header.model_name!r} with weights hash "
                     f"{header.weights_hash.hex()} next to it or under {runs_dir() / 'codec'}; "
                     "pass --model CKPT")
-            args.model = found
-        model = api.load(args.model, device=args.device)
-        res = api.decode(data, model)
-    except OSError as e:
-        print(f"error: {args.input}: {e.strerror}", file=sys.stderr)
-        return 2
-    except (bitstream.BitstreamError, CheckpointError) as e:
-        print(f"error: {args.input}: {e}", file=sys.stderr)
-        return 2
-    atomic_write_bytes(args.out, png_bytes(res.image))
+        model = api.load(model_path, device=args.device)
+        res = api.decode(data, model, max_pixels=args.max_pixels)
+        write_output(out, png_bytes(res.image))
+    except (bitstream.BitstreamError, MemoryError) as e:
+        return report(f"{args.input}: {e}")
+    except (CliError, CheckpointError, ValueError, OSError) as e:
+        return report(e)
     h, w = res.image.shape[:2]
     print(f"{args.out}: {w}x{h} px from {len(data)} bytes, {res.bpp:.4f} bpp "
-          f"(estimate {res.est_bits / (h * w):.4f} bpp), model {args.model}, "
+          f"(estimate {res.est_bits / (h * w):.4f} bpp), model {model_path}, "
           f"{res.seconds:.2f} s")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,45 +1,127 @@
-"""Image I/O. The codec boundary is uint8 RGB, shape (H, W, 3), everywhere in the project."""
+"""Image I/O. The codec boundary is uint8 RGB, shape (H, W, 3), everywhere in the project.
+
+Reading (``to_rgb_uint8``): one conversion per mode Pillow opens, nothing guessed.
+
+| Pillow mode | read as |
+| --- | --- |
+| RGB | as stored (16-bit RGB files: Pillow keeps each sample's high byte, ``v >> 8``) |
+| 1, L, P, RGBX, YCbCr, HSV, CMYK | Pillow's conversion to RGB (CMYK: no ICC profile applied) |
+| I;16, I;16L, I;16B, I;16N; I from PNG or PGM/PPM | 16-bit gray: the high byte, ``v >> 8`` |
+| RGBA, LA, PA, RGBa; any with a transparency key | alpha: see below |
+| F (float), LAB, La, I from other formats | refused: no defined range, or no conversion |
+
+Alpha: an alpha channel that is opaque everywhere carries nothing and is dropped; any other is
+refused (``ImageReadError``) unless ``alpha="drop"`` (``--alpha drop``), which codes the stored
+colours and discards the alpha. Multi-frame files (GIF, APNG, TIFF pages, MPO) give their first
+frame; EXIF orientation is not applied (the pixels as stored).
+
+Size: ``max_pixels`` is checked from the header, before any pixel is decoded; without it
+Pillow's own decompression-bomb limit applies. Either way an image too large is a one-line
+``ImageReadError``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+ALPHA_POLICIES = ("error", "drop")
+_TO_RGB = {"RGB", "1", "L", "P", "RGBX", "YCbCr", "HSV", "CMYK"}
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
+_WITH_ALPHA = {"RGBA", "LA", "PA", "RGBa"}
+_pillow_limit = threading.Lock()
 
 
 class ImageReadError(ValueError):
-    """An image file that is missing, unreadable or not an image."""
+    """An image file that is missing, unreadable, not an image, or one this codec refuses."""
 
 
-def to_rgb_uint8(img: Image.Image) -> np.ndarray:
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8).copy()
+def _sixteen_bit(img: Image.Image) -> bool:
+    return img.mode in _SIXTEEN_BIT or (img.mode == "I" and img.format in ("PNG", "PPM"))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any Pillow-readable image as uint8 RGB (H, W, 3)."""
+def to_rgb_uint8(img: Image.Image, alpha: str = "error") -> np.ndarray:
+    """uint8 (H, W, 3) by the table in the module doc; ``ImageReadError`` for what it refuses."""
+    if alpha not in ALPHA_POLICIES:
+        raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, got {alpha!r}")
+    mode = img.mode
+    keyed = "transparency" in img.info
+    if _sixteen_bit(img):
+        if keyed and alpha != "drop":
+            raise ImageReadError("16-bit image with a transparency key: pass alpha='drop' "
+                                 "(--alpha drop) to code it without transparency")
+        v = np.asarray(img).astype(np.int64)
+        if v.min() < 0 or v.max() > 65535:
+            raise ImageReadError(f"mode {mode} samples outside 0..65535")
+        return np.repeat((v >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
+    if mode in _WITH_ALPHA or (keyed and mode in _TO_RGB):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+        if alpha != "drop" and rgba[:, :, 3].min() < 255:
+            raise ImageReadError(f"mode {mode} image with transparent pixels: pass "
+                                 "alpha='drop' (--alpha drop) to code its colours without "
+                                 "the alpha channel")
+        return rgba[:, :, :3].copy()
+    if mode in _TO_RGB:
+        return np.asarray(img if mode == "RGB" else img.convert("RGB"), dtype=np.uint8).copy()
+    why = {"F": "float samples have no defined range; convert to 8- or 16-bit",
+           "I": "32-bit integer samples have no defined range; convert to 8- or 16-bit",
+           "LAB": "Pillow has no colorimetric LAB to RGB conversion; convert to RGB"}
+    raise ImageReadError(f"unsupported image mode {mode}: {why.get(mode, 'convert to RGB')}")
+
+
+@contextlib.contextmanager
+def _size_checked(max_pixels: int | None):
+    """Pillow's decompression-bomb check, or ours (``max_pixels``) in its place."""
+    with _pillow_limit, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        old = Image.MAX_IMAGE_PIXELS
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _open(source, name: str, alpha: str, max_pixels: int | None) -> np.ndarray:
+    try:
+        with _size_checked(max_pixels), Image.open(source) as img:
+            w, h = img.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageReadError(f"a {w}x{h} image ({w * h:,} pixels), over the limit of "
+                                     f"{max_pixels:,} pixels (max_pixels / --max-pixels)")
+            img.load()
+            return to_rgb_uint8(img, alpha)
+    except ImageReadError as e:
+        raise ImageReadError(f"{name}: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{name}: too large ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # Pillow's decoders raise many types on malformed files
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise ImageReadError(f"{name}: cannot read as an image ({msg})") from e
+
+
+def read_image(path: str | os.PathLike, alpha: str = "error",
+               max_pixels: int | None = None) -> np.ndarray:
+    """Read a Pillow-readable image as uint8 RGB (H, W, 3), converted by the module doc's
+    table; ``ImageReadError`` (one line, naming the file) for anything else."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb_uint8(img)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"{path}: cannot read as an image ({e})") from e
+    return _open(path, str(path), alpha, max_pixels)
 
 
-def decode_image_bytes(data: bytes) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return to_rgb_uint8(img)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"cannot decode image bytes ({e})") from e
+def decode_image_bytes(data: bytes, alpha: str = "error") -> np.ndarray:
+    return _open(io.BytesIO(data), "image bytes", alpha, None)
 
 
 def check_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:

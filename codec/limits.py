@@ -66,7 +66,7 @@ def bytes_per_pixel(model) -> float:
     device = next(model.parameters()).device
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), out_of_memory_as("probing the model's memory use"):
             y = model.analysis(torch.zeros(1, 3, s, s, device=device))[0]
             model.g_s(torch.zeros_like(y))
     finally:

@@ -68,3 +68,114 @@ def test_errors_are_clear(files, capsys, tmp_path):
         init.main(["--preset", "huge", "--out", str(tmp_path / "m.pt")])
     with pytest.raises(SystemExit):
         compress.main(["a", "b", "--model", "m", "--target-bpp", "1", "--bin-width", "1"])
+
+
+# ---- issue 16, finding 6: one line on stderr, exit status 2, nothing written ----------------
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _listing(folder):
+    return sorted(str(p) for p in folder.rglob("*"))
+
+
+def test_unwritable_outputs_are_refused_in_one_line(files, capsys, tmp_path):
+    d, _ = files
+    assert compress.main([str(d / "in.png"), str(d / "s.plic"), "--model", str(d / "m.pt")]) == 0
+    capsys.readouterr()
+    (tmp_path / "f.txt").write_text("keep")
+    ro = tmp_path / "ro.out"
+    ro.write_bytes(b"keep")
+    ro.chmod(0o444)
+    before = _listing(tmp_path)
+    outputs = {"is a folder": tmp_path, "is not a folder": tmp_path / "f.txt" / "o",
+               "is read-only": ro, "cannot write": "/proc/plic-no-such-dir/o"}
+    for why, out in outputs.items():
+        assert compress.main([str(d / "in.png"), str(out), "--model", str(d / "m.pt")]) == 2
+        assert why in _one_line(capsys)
+        assert decompress.main([str(d / "s.plic"), str(out), "--model", str(d / "m.pt")]) == 2
+        assert why in _one_line(capsys)
+    assert _listing(tmp_path) == before and ro.read_bytes() == b"keep"
+    assert compress.main([str(d / "in.png"), str(d / "in.png"), "--model", str(d / "m.pt")]) == 2
+    assert "is the input file" in _one_line(capsys)
+
+
+def test_a_missing_output_folder_is_created_only_on_success(files, capsys, tmp_path):
+    d, img = files
+    out = tmp_path / "new" / "deeper" / "x.plic"
+    (tmp_path / "junk.plic").write_bytes(b"PLIC\x01garbage")
+    assert decompress.main([str(tmp_path / "junk.plic"), str(tmp_path / "new" / "y.png"),
+                            "--model", str(d / "m.pt")]) == 2
+    _one_line(capsys)
+    assert not (tmp_path / "new").exists()
+    assert compress.main([str(d / "in.png"), str(out), "--model", str(d / "m.pt")]) == 0
+    assert out.is_file()
+
+
+def test_a_model_that_is_not_a_checkpoint_is_one_line(files, capsys, tmp_path):
+    d, _ = files
+    assert compress.main([str(d / "in.png"), str(tmp_path / "o"), "--model",
+                          str(d / "in.png")]) == 2
+    assert "not a loadable checkpoint" in _one_line(capsys)
+    assert compress.main([str(d / "in.png"), str(d / "s2.plic"), "--model",
+                          str(d / "m.pt")]) == 0
+    capsys.readouterr()
+    assert decompress.main([str(d / "s2.plic"), str(tmp_path / "o.png"), "--model",
+                            str(d / "in.png")]) == 2
+    assert "not a loadable checkpoint" in _one_line(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["--threads", "-1"], ["--threads", "x"], ["--max-pixels", "0"],
+                                  ["--bin-width", "nan"], ["--bin-width", "0"],
+                                  ["--device", "nonsense"], ["--alpha", "keep"]])
+def test_bad_numbers_and_choices_are_usage_errors(files, capsys, tmp_path, argv):
+    d, _ = files
+    with pytest.raises(SystemExit) as e:
+        compress.main([str(d / "in.png"), str(tmp_path / "o"), "--model", str(d / "m.pt"), *argv])
+    assert e.value.code == 2
+    assert argv[0] in _one_line(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_bomb_input_and_pixel_limits_are_one_line(files, capsys, tmp_path):
+    from .test_codec_inputs import _png
+
+    d, img = files
+    (tmp_path / "bomb.png").write_bytes(_png(30000, 30000, 8, 0, (b"\0" + bytes(30000)) * 2))
+    assert compress.main([str(tmp_path / "bomb.png"), str(tmp_path / "o"), "--model",
+                          str(d / "m.pt")]) == 2
+    assert "bomb.png" in _one_line(capsys)
+    n = img.shape[0] * img.shape[1]
+    assert compress.main([str(d / "in.png"), str(tmp_path / "o"), "--model", str(d / "m.pt"),
+                          "--max-pixels", str(n - 1)]) == 2
+    assert "--max-pixels" in _one_line(capsys)
+    assert compress.main([str(d / "in.png"), str(d / "lim.plic"), "--model", str(d / "m.pt"),
+                          "--max-pixels", str(n)]) == 0
+    capsys.readouterr()
+    assert decompress.main([str(d / "lim.plic"), str(tmp_path / "o.png"), "--model",
+                            str(d / "m.pt"), "--max-pixels", str(n - 1)]) == 2
+    assert "--max-pixels" in _one_line(capsys)
+    assert not list(tmp_path.iterdir()) or _listing(tmp_path) == [str(tmp_path / "bomb.png")]
+
+
+def test_out_of_memory_is_one_line(files, capsys, tmp_path, monkeypatch):
+    d, _ = files
+    assert compress.main([str(d / "in.png"), str(d / "m.plic"), "--model", str(d / "m.pt")]) == 0
+    capsys.readouterr()
+    real_load = api.load
+
+    def load_short_of_memory(*args, **kw):
+        model = real_load(*args, **kw)
+        model.g_s.register_forward_hook(lambda *a: torch.empty(2**62, dtype=torch.uint8))
+        return model
+
+    monkeypatch.setattr(api, "load", load_short_of_memory)
+    assert decompress.main([str(d / "m.plic"), str(tmp_path / "o.png"), "--model",
+                            str(d / "m.pt")]) == 2
+    err = _one_line(capsys)
+    assert "out of memory" in err and "corrupt" not in err
+    assert not list(tmp_path.iterdir())

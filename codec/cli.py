@@ -1,0 +1,123 @@
+"""What the codec's commands share: one-line errors, validated numbers, safe output paths.
+
+Every error of ``codec.compress`` and ``codec.decompress`` is one line on stderr and exit
+status 2, usage mistakes included, and never a traceback for a bad input, model or output
+path; nothing is written unless the command succeeds. An output's missing folders are created
+(documented in each ``--help``), but only once the output is ready, and removed again if the
+write fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .fsio import atomic_write_bytes
+
+
+class CliError(Exception):
+    """A problem the command reports in one line (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line: ``prog: error: ... (see --help)``."""
+
+    def error(self, message: str):
+        fail(f"{self.prog}: error: {message} (see --help)")
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def fail(message: str, status: int = 2):
+    print(one_line(message), file=sys.stderr)
+    raise SystemExit(status)
+
+
+def report(e: BaseException) -> int:
+    """Print ``error: <e>`` on one line; the exit status of a failed command (2)."""
+    print(f"error: {one_line(str(e)) or type(e).__name__}", file=sys.stderr)
+    return 2
+
+
+# ---- numbers ---------------------------------------------------------------------------------
+
+def number(kind=float, lo=None, hi=None, lo_open=False, allow_zero=False):
+    """An argparse ``type``: a finite ``kind`` in [lo, hi] ((lo, hi] with ``lo_open``);
+    ``allow_zero`` lets 0 through as well (e.g. "0: the default")."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if allow_zero and v == 0:
+            return v
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text} is not finite")
+        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+            left = "(" if lo_open else "["
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range {left}{'-inf' if lo is None else f'{lo:g}'}, "
+                f"{'inf' if hi is None else f'{hi:g}'}]" + (" (or 0)" if allow_zero else ""))
+        return v
+    return parse
+
+
+def device(text: str) -> str:
+    """An argparse ``type``: a torch device this machine has."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA device on this machine")
+    return text
+
+
+# ---- output files ----------------------------------------------------------------------------
+
+def check_output(path: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
+    """Refuse, before any work, an output that cannot be written: a folder, a read-only file,
+    a path under something that is not a folder, or the ``source`` file itself."""
+    path = Path(path)
+    if source is not None and path.exists() and Path(source).exists() \
+            and path.samefile(source):
+        raise CliError(f"{path}: is the input file; write the output elsewhere")
+    if path.is_dir():
+        raise CliError(f"{path}: is a folder, not a file")
+    if path.exists() and not os.stat(path).st_mode & 0o222:
+        raise CliError(f"{path}: is read-only")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CliError(f"{path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CliError(f"{path}: cannot write in {parent}")
+    return path
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` atomically, creating missing folders; on failure nothing is left
+    (the folders made for it are removed again) and the reason is a ``CliError``."""
+    made = []
+    parent = path.parent
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as e:
+        for d in made:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise CliError(f"{path}: cannot write ({e.strerror or e})") from None
