@@ -293,8 +293,8 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         # -- discriminator: only in its stage ----------------------------------------------
         if stage == "adversarial":
             disc.requires_grad_(True)
-            y = res["y"].detach()
-            logits = net_disc(torch.cat([x, x_hat.detach()]), torch.cat([y, y]))
+            # one latent conditions both halves (the discriminator shares its part of the work)
+            logits = net_disc(torch.cat([x, x_hat.detach()]), res["y"].detach())
             real, fake = logits.chunk(2)
             d_loss = discriminator_loss(real, fake)
             if not distributed.all_true(bool(torch.isfinite(d_loss)), dist, device):

@@ -2,7 +2,9 @@
 
 * rate: bits of all entropy stages (``out["bits"]``, stage -> (N,)) over pixels -> bpp;
 * distortion: MSE on the [0, 255] scale (HiFiC's k_M convention) and the frozen perceptual
-  metric, which sees the reconstruction clamped to [0, 1] with a straight-through gradient;
+  metric, which sees the reconstruction clamped to [0, 1] with a straight-through gradient (the
+  metric is frozen and the original is data, so with ``codec.fastpath`` on, an LPIPS metric takes
+  the original's features without autograd and the backward pass runs through half the trunk);
 * adversarial: the vanilla GAN loss for the discriminator and the non-saturating
   ``L_G = -E[log D(x_tilde)]`` for the decoder, both written with softplus on logits
   (``-log sigmoid(t) = softplus(-t)``), which is the numerically stable form.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .. import fastpath
 
 
 def bpp_per_image(bits: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
@@ -31,7 +35,31 @@ def clamp_st(x: torch.Tensor) -> torch.Tensor:
 
 
 def perceptual(metric, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return metric(clamp_st(x_hat), x).mean()
+    x_hat = clamp_st(x_hat)
+    if fastpath.enabled() and _frozen_lpips(metric):
+        return lpips_to_reference(metric, x_hat, x).mean()
+    return metric(x_hat, x).mean()
+
+
+def _frozen_lpips(metric) -> bool:
+    from perceptual_metric.lpips_model import LPIPS
+
+    return isinstance(metric, LPIPS) and not any(p.requires_grad for p in metric.parameters())
+
+
+def lpips_to_reference(metric, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """(N,) ``metric(x, ref)`` of a frozen LPIPS for a reference that needs no gradient: the
+    trunk runs on ``ref`` without autograd and on ``x`` with it, instead of once on
+    ``cat([x, ref])``, so the backward pass skips ``ref``'s half. Equal to ``metric(x, ref)`` up
+    to float rounding."""
+    from perceptual_metric.lpips_model import check_images
+
+    check_images(x, ref, metric.range_tol)
+    metric.follow(x)
+    with torch.no_grad():
+        f_ref = metric.unit_features(ref)
+    terms = [(a - b).pow(2).mean(dim=(2, 3)) for a, b in zip(metric.unit_features(x), f_ref)]
+    return metric.combine(terms).sum(1)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
