@@ -128,16 +128,20 @@ def run(index: str, out: str, mix: str, workers: int, batches_per_worker: int, o
 
 def markdown(r: dict, command: str) -> str:
     lines = [f"SIMULATED crowd ({r['workers']} workers, {r['submissions']} submissions, "
-             f"{r['judgments']} judgments over {r['batches']} batches of "
+             f"{r['judgments']} judgments over {r['batches']} batches of up to "
              f"{r['trials_per_batch']} trials), made by", "", f"    {command}", "",
-             "| worker type | workers | excluded | share excluded | caught by | accuracy of "
-             "their test answers |", "|---|---|---|---|---|---|"]
+             "| worker type | workers | excluded | share excluded | by sentinels alone "
+             "| caught by (flags) | accuracy of their test answers |",
+             "|---|---|---|---|---|---|---|"]
     for kind, t in r["types"].items():
         caught = ", ".join(f"{f} {n}" for f, n in sorted(t["flags"].items())) or "-"
+        alone = t["flags"].get("sentinels", 0) + t["flags"].get("few-sentinels", 0)
         lines.append(f"| {kind} | {t['workers']} | {t['excluded']} | "
-                     f"{t['excluded'] / t['workers']:.0%} | {caught} | "
-                     f"{t['judgment_accuracy']:.2f} |")
-    lines += ["", "| labels from | 2AFC accuracy | labels |", "|---|---|---|"]
+                     f"{t['excluded'] / t['workers']:.0%} | {alone / t['workers']:.0%} | "
+                     f"{caught} | {t['judgment_accuracy']:.2f} |")
+    lines += ["", "Label accuracy: the share of test trials whose label's majority picks the "
+              "side the careful workers' oracle prefers (a tie counts one half).", "",
+              "| labels from | 2AFC accuracy | labels |", "|---|---|---|"]
     for name, a in r["label_accuracy"].items():
         lines.append(f"| {name} | {a['accuracy']:.3f} | {a['labels']} |")
     return "\n".join(lines) + "\n"

@@ -8,8 +8,9 @@ Schema changes are the ordered list ``mturk.migrations.MIGRATIONS`` (``PRAGMA us
 counts how many ran). To change the schema, append ``(name, sql)`` to that list; never edit an
 entry that has shipped.
 
-API (all methods of ``StudyDB(path)``; workers, qualification types and bonuses live in
-``mturk.db_market``; timestamps are UTC ISO-8601 strings; money is a decimal
+API (all methods of ``StudyDB(path)``; accepting and claiming assignments live in
+``mturk.db_assign``, workers, qualification types and bonuses in ``mturk.db_market``, the secret
+and verification in ``mturk.db_trust``; timestamps are UTC ISO-8601 strings; money is a decimal
 string in USD such as ``"0.50"``, as MTurk writes it)::
 
     db = StudyDB(path)                        # creates/migrates; one connection per thread
@@ -83,6 +84,7 @@ from pathlib import Path
 
 from codec.paths import runs_dir
 
+from .db_assign import AssignmentRecords
 from .db_market import MarketRecords
 from .db_trust import TrustRecords
 from .migrations import MIGRATIONS
@@ -157,7 +159,7 @@ def _answers_sha(answers: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
 
 
-class StudyDB(MarketRecords, TrustRecords):
+class StudyDB(AssignmentRecords, MarketRecords, TrustRecords):
     """The study database at ``path`` (see the module docstring for the API)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
@@ -350,107 +352,6 @@ class StudyDB(MarketRecords, TrustRecords):
     def _ensure_worker(c, worker_id: str) -> None:
         c.execute("INSERT OR IGNORE INTO workers (worker_id, first_seen) VALUES (?, ?)",
                   (worker_id, utcnow()))
-
-    def accept_assignment(self, assignment_id: str, hit_id: str, worker_id: str, *,
-                          accepted_at: str | None = None) -> dict:
-        """Record that ``worker_id`` opened ``hit_id`` as ``assignment_id`` (idempotent).
-
-        A new assignment on a HIT that already has ``max_assignments`` holding a place raises
-        ``HitFullError``: every assignment ``mturk.collect`` verified holds one, and so does any
-        other accepted or submitted within the HIT's assignment duration (after that MTurk would
-        have given the place to someone else). Lab HITs (question ``local``) are only claimed.
-        """
-        with self._tx() as c:
-            hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
-            if hit is None:
-                raise UnknownIdError(f"unknown HIT {hit_id!r}")
-            old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
-                            (assignment_id,)).fetchone()
-            if old is not None:
-                if old["hit_id"] != hit_id or old["worker_id"] != worker_id:
-                    raise ConflictError(f"assignment {assignment_id!r} belongs to another "
-                                        "HIT or worker")
-                return dict(old)
-            if hit["question"] == "local":
-                raise UnknownIdError(f"unknown assignment {assignment_id!r} (lab assignments "
-                                     "come from a participant link)")
-            if self._places_taken(c, hit) >= hit["max_assignments"]:
-                raise HitFullError(f"HIT {hit_id!r} has no assignment left")
-            self._ensure_worker(c, worker_id)
-            c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
-                      "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
-                      (assignment_id, hit_id, worker_id, accepted_at or utcnow()))
-        return self.get_assignment(assignment_id)
-
-    @staticmethod
-    def _places_taken(c, hit) -> int:
-        from datetime import timedelta
-
-        duration = hit["assignment_duration_s"] or DEFAULT_ASSIGNMENT_DURATION_S
-        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=duration)).isoformat(
-            timespec="milliseconds")
-        return c.execute(
-            "SELECT COUNT(*) FROM assignments WHERE hit_id=? AND (verified_at IS NOT NULL OR "
-            "(status IN ('accepted', 'submitted') AND COALESCE(accepted_at, submitted_at)>=?))",
-            (hit["hit_id"], cutoff)).fetchone()[0]
-
-    def claim_local_assignment(self, worker_id: str, max_per_batch: int | None = None,
-                               stale_after_s: float = 3600.0) -> dict | None:
-        """Give a lab participant their open assignment, else the batch with fewest
-        assignments they have not done yet.
-
-        The caller has checked the participant's token (``mturk.tokens``), so the assignment is
-        verified at once (``verified_by`` = ``token``). Creates the batch's lab HIT
-        (``local-<batch_id>``, question ``local``) and an accepted assignment; returns the
-        assignment, or None when every batch is done by this worker or full. An assignment
-        accepted more than ``stale_after_s`` ago and never submitted no longer holds a place.
-        """
-        from datetime import timedelta
-
-        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=stale_after_s)).isoformat(
-            timespec="milliseconds")
-        with self._tx() as c:
-            mine = c.execute(
-                "SELECT a.assignment_id FROM assignments a JOIN hits h USING (hit_id) "
-                "WHERE a.worker_id=? AND h.question='local' AND a.status='accepted' "
-                "AND a.accepted_at>=? ORDER BY a.accepted_at LIMIT 1",
-                (worker_id, cutoff)).fetchone()
-            if mine is not None:        # a reload or a second visit: the same assignment
-                aid = mine["assignment_id"]
-            else:
-                aid = self._claim_new(c, worker_id, max_per_batch, cutoff)
-                if aid is None:
-                    return None
-        return self.get_assignment(aid)
-
-    def _claim_new(self, c, worker_id: str, max_per_batch: int | None, cutoff: str):
-        import uuid
-
-        rows = c.execute(
-            "SELECT b.batch_id, COUNT(a.assignment_id) AS n, "
-            "SUM(CASE WHEN a.worker_id=? THEN 1 ELSE 0 END) AS mine FROM batches b "
-            "LEFT JOIN hits h ON h.batch_id=b.batch_id AND h.question='local' "
-            "LEFT JOIN assignments a ON a.hit_id=h.hit_id AND a.status!='abandoned' "
-            "AND (a.status!='accepted' OR a.accepted_at>=? OR a.worker_id=?) "
-            "GROUP BY b.batch_id ORDER BY n, b.batch_id",
-            (worker_id, cutoff, worker_id)).fetchall()
-        pick = next((r["batch_id"] for r in rows if not r["mine"]
-                     and (max_per_batch is None or r["n"] < max_per_batch)), None)
-        if pick is None:
-            return None
-        hit_id = f"local-{pick}"
-        c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
-                  "max_assignments, question, created_at) "
-                  "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
-                  (hit_id, pick, max_per_batch or 1, utcnow()))
-        self._ensure_worker(c, worker_id)
-        aid = f"local-{uuid.uuid4().hex}"
-        now = utcnow()
-        c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
-                  "accepted_at, verified_at, verified_by) "
-                  "VALUES (?, ?, ?, 'accepted', ?, ?, 'token')",
-                  (aid, hit_id, worker_id, now, now))
-        return aid
 
     def record_submission(self, assignment_id: str, hit_id: str, worker_id: str,
                           answers: list[Mapping], *, simulated: bool = False,
