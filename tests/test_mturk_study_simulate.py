@@ -97,3 +97,26 @@ def test_worker_types_behave_as_documented():
     assert parse_mix("careful=3,fast=1") == {"careful": 0.75, "fast": 0.25}
     kinds = assign_types(10, parse_mix("careful=0.6,always_left=0.2,mse_bot=0.2"), rng)
     assert sorted(kinds) == ["always_left"] * 2 + ["careful"] * 6 + ["mse_bot"] * 2
+
+
+def test_label_accuracy_scores_majorities_and_ties_half():
+    from mturk.crowd_report import label_accuracy
+
+    labels = pd.DataFrame({"trial_id": ["t1", "t2", "t3", "t4", "t5"],
+                           "p_b": [0.9, 0.2, 0.5, 0.6, 0.7]})
+    truth = {"t1": "b", "t2": "a", "t3": "b", "t4": "a"}        # t5 has no truth: not scored
+    acc, n = label_accuracy(labels, truth)
+    assert n == 4 and acc == pytest.approx((1 + 1 + 0.5 + 0) / 4)
+
+
+@pytest.mark.slow
+def test_crowd_report_end_to_end(tmp_path):
+    from mturk.crowd_report import main as report
+
+    index = make_toy_index(tmp_path / "dist", n_refs=2, size=48, qualities=(5, 30, 60, 90))
+    assert report(["--index", str(index), "--out", str(tmp_path / "r"), "--workers", "10",
+                   "--oracle", "psnr", "--mix", "careful=0.6,always_left=0.2,fast=0.2"]) == 0
+    r = json.loads((tmp_path / "r" / "crowd_report.json").read_text())
+    assert r["simulated"] is True and r["types"]["always_left"]["excluded"] == 2
+    assert r["types"]["fast"]["excluded"] == 2 and "fast" in r["types"]["fast"]["flags"]
+    assert "SIMULATED" in (tmp_path / "r" / "crowd_report.md").read_text()
