@@ -96,8 +96,8 @@ def _one_thread():
     """Coding runs single-threaded: CPU kernels split their float sums by thread count, so
     results repeat bit for bit only at a fixed count. Measured: 1 vs 2 threads moves
     discretised means of the small model, and oneDNN's 1x1 convolution (GDN) at 2+ threads and
-    its transposed convolution at 3 threads move pixels of g_s, one level in 8-11 of a Kodak
-    image's 393,216. One thread is the count for the parameter path and both transforms."""
+    its transposed convolution at 3 threads move pixels of g_s (one level in 16-25 of kodim01's
+    393,216 values). One thread is the count for the parameter path and both transforms."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
