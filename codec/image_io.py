@@ -116,7 +116,7 @@ def read_image(path: str | os.PathLike, alpha: str = "error",
     table; ``ImageReadError`` (one line, naming the file) for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such image file")
+        raise ImageReadError(f"{path}: {'is a folder' if path.is_dir() else 'no such image file'}")
     return _open(path, str(path), alpha, max_pixels)
 
 

@@ -154,3 +154,17 @@ def test_out_of_memory_is_its_own_error(every_model, img, monkeypatch):
                 api.compress(img, model)
         finally:
             hook.remove()
+
+
+def test_the_stage_floor_is_close_to_the_cheapest_real_stage():
+    """The cheapest stage there is (a million zeros at the narrowest scale) passes the
+    stage-length floor, and the same stage cut to 85 % does not: a small stream claims at most
+    about 580 symbols a byte."""
+    from codec.coding import EscapeWriter, encode_symbols
+
+    n = 10**6
+    zeros = torch.zeros(n, dtype=torch.int64)
+    stage = encode_symbols(zeros, zeros, EscapeWriter())
+    api._check_stage_lengths([stage], [(1, n)])
+    with pytest.raises(BitstreamError, match="too few for the 1000000 symbols"):
+        api._check_stage_lengths([stage[:int(0.85 * len(stage)) // 4 * 4]], [(1, n)])
