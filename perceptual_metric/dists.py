@@ -157,19 +157,30 @@ class DISTS(nn.Module):
             self.to(x.device)
         return [x, *self.trunk(self.normalise(x))]
 
-    def score(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
-        """(N,) distances from the taps of the two images (``features``)."""
+    @staticmethod
+    def moments(f: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per tap, the spatial mean and variance (N, C, 1, 1) of one image's features: what
+        ``score`` needs of each image alone (computed once for a reference scored many times)."""
+        out = []
+        for t in f:
+            mean = t.mean([2, 3], keepdim=True)
+            out.append((mean, ((t - mean) ** 2).mean([2, 3], keepdim=True)))
+        return out
+
+    def score(self, fx: list[torch.Tensor], fy: list[torch.Tensor], mx=None, my=None
+              ) -> torch.Tensor:
+        """(N,) distances from the taps of the two images (``features``) and, optionally,
+        their ``moments`` (computed here when not given)."""
+        mx = self.moments(fx) if mx is None else mx
+        my = self.moments(fy) if my is None else my
         w_sum = self.alpha.sum() + self.beta.sum()
         alpha = torch.split(self.alpha / w_sum, LAYER_CHANNELS, dim=1)
         beta = torch.split(self.beta / w_sum, LAYER_CHANNELS, dim=1)
         dist1 = dist2 = 0
         for k in range(len(LAYER_CHANNELS)):
-            x_mean = fx[k].mean([2, 3], keepdim=True)
-            y_mean = fy[k].mean([2, 3], keepdim=True)
+            (x_mean, x_var), (y_mean, y_var) = mx[k], my[k]
             s1 = (2 * x_mean * y_mean + C1) / (x_mean**2 + y_mean**2 + C1)
             dist1 = dist1 + (alpha[k] * s1).sum(1, keepdim=True)
-            x_var = ((fx[k] - x_mean) ** 2).mean([2, 3], keepdim=True)
-            y_var = ((fy[k] - y_mean) ** 2).mean([2, 3], keepdim=True)
             xy_cov = (fx[k] * fy[k]).mean([2, 3], keepdim=True) - x_mean * y_mean
             s2 = (2 * xy_cov + C2) / (x_var + y_var + C2)
             dist2 = dist2 + (beta[k] * s2).sum(1, keepdim=True)

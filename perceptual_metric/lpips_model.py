@@ -64,6 +64,17 @@ def check_images(x: torch.Tensor, y: torch.Tensor, tol: float = DEFAULT_RANGE_TO
                          f"(tolerance {tol}). Images in [-1,1]? use (x + 1) / 2; else clamp.")
 
 
+def unit_normalise(taps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tap divided by its channel norm at each position (LPIPS's normalisation)."""
+    return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + EPS) for f in taps]
+
+
+def unit_terms(ux: list[torch.Tensor], uy: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per tapped layer, (N, C_l): the spatial mean of the squared difference of two images'
+    unit-normalised features (``LPIPS.unit_features``); ``LPIPS.combine`` weights and sums them."""
+    return [(a - b).pow(2).mean(dim=(2, 3)) for a, b in zip(ux, uy)]
+
+
 def lpips_v01_path(net: str) -> Path:
     spec = importlib.util.find_spec("lpips")
     if spec is None or not spec.submodule_search_locations:
@@ -150,8 +161,7 @@ class LPIPS(nn.Module):
     def unit_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The trunk's taps of images in [0,1], unit-normalised over channels at each position
         (no input checks: callers check)."""
-        return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + EPS)
-                for f in self.trunk((x * 2 - 1 - self.shift) / self.scale)]
+        return unit_normalise(self.trunk((x * 2 - 1 - self.shift) / self.scale))
 
     def channel_terms(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         """Per tapped layer, (N, C_l): spatial mean of the squared unit-feature differences.
@@ -159,8 +169,8 @@ class LPIPS(nn.Module):
         check_images(x, y, self.range_tol)
         self.follow(x)
         n = x.shape[0]
-        return [(f[:n] - f[n:]).pow(2).mean(dim=(2, 3))
-                for f in self.unit_features(torch.cat([x, y]))]
+        f = self.unit_features(torch.cat([x, y]))
+        return unit_terms([t[:n] for t in f], [t[n:] for t in f])
 
     def triplet_terms(self, ref: torch.Tensor, a: torch.Tensor, b: torch.Tensor
                       ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -169,12 +179,10 @@ class LPIPS(nn.Module):
         check_images(ref, b, self.range_tol)
         self.follow(ref)
         n = ref.shape[0]
-        ta, tb = [], []
-        for f in self.unit_features(torch.cat([ref, a, b])):
-            fr, fa, fb = f[:n], f[n:2 * n], f[2 * n:]
-            ta.append((fr - fa).pow(2).mean(dim=(2, 3)))
-            tb.append((fr - fb).pow(2).mean(dim=(2, 3)))
-        return ta, tb
+        f = self.unit_features(torch.cat([ref, a, b]))
+        fr = [t[:n] for t in f]
+        return (unit_terms(fr, [t[n:2 * n] for t in f]),
+                unit_terms(fr, [t[2 * n:] for t in f]))
 
     def combine(self, terms: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """(N, L) per-layer distances from ``channel_terms`` (a list, or its layers concatenated

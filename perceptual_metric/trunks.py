@@ -132,9 +132,11 @@ class Trunk(nn.Module):
         self.cuts = CUTS[net]
         self.channels = CHANNELS[net]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps, start = [], 0
-        for end in self.cuts:
+    def forward(self, x: torch.Tensor, first: int = 0) -> list[torch.Tensor]:
+        """The taps from number ``first`` on: ``x`` is the normalised input (``first`` 0) or
+        tap ``first - 1`` (to continue a pass that another trunk with equal layers began)."""
+        taps, start = [], self.cuts[first - 1] if first else 0
+        for end in self.cuts[first:]:
             for layer in self.features[start:end]:
                 x = layer(x)
             taps.append(x)

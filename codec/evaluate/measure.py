@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,13 @@ def to_tensor(image: np.ndarray):
 
 
 class Measurer:
-    """Callable ``(ref, dec, ref_sha, dec_sha) -> dict`` of every quality column.
+    """Every quality column of decoded images against their reference, cached by content.
+
+    ``measure_image(ref, decs)``: the fast path, one reference and all its decoded versions;
+    each trunk runs once per image and once for the reference (``perceptual_metric.bank``).
+    ``measurer(ref, dec, ...)``: the reference path, one pair at a time with each metric called
+    on its own (``measure_pair``). Both give the same numbers (1e-6; ``tests/test_eval_fast.py``)
+    and share one cache.
 
     ``names`` maps each column to the metric's own name (``lpips-squeeze-keras`` and so on);
     ``unavailable`` maps a column to why it is empty (weights missing: the message says the fix).
@@ -42,23 +49,20 @@ class Measurer:
 
     def __init__(self, nets=LPIPS_NETS, fitted: str | None = None,
                  cache_dir: str | Path | None = None, dists: bool = True):
+        import perceptual_metric
+
         self.metrics: dict = {}
         self.names: dict[str, str] = {}
         self.unavailable: dict[str, str] = {}
-        if nets:
-            import perceptual_metric
-
-            for net in nets:
-                col = LPIPS_COLUMNS[net]
-                try:
-                    m = perceptual_metric.official(net, download=False)
-                except Exception as e:  # noqa: BLE001 - a missing trunk empties one column
-                    self.unavailable[col] = f"{type(e).__name__}: {e}"
-                    continue
-                self.metrics[col], self.names[col] = m, getattr(m, "name", f"lpips-{net}")
+        for net in nets or ():
+            col = LPIPS_COLUMNS[net]
+            try:
+                m = perceptual_metric.official(net, download=False)
+            except Exception as e:  # noqa: BLE001 - a missing trunk empties one column
+                self.unavailable[col] = f"{type(e).__name__}: {e}"
+                continue
+            self.metrics[col], self.names[col] = m, getattr(m, "name", f"lpips-{net}")
         if dists:
-            import perceptual_metric
-
             try:
                 m = perceptual_metric.dists(download=False)
             except Exception as e:  # noqa: BLE001 - missing weights empty one column
@@ -66,49 +70,92 @@ class Measurer:
             else:
                 self.metrics[DISTS_COLUMN], self.names[DISTS_COLUMN] = m, m.name
         if fitted:
-            import perceptual_metric
-
             m = perceptual_metric.load(fitted)
             self.metrics[FITTED_COLUMN], self.names[FITTED_COLUMN] = m, m.name
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._tag = hashlib.sha256(json.dumps(self.names, sort_keys=True).encode()
                                    + (Path(fitted).read_bytes() if fitted else b"")).hexdigest()
+        self._bank = None
 
     @property
     def columns(self) -> list[str]:
         return [*LPIPS_COLUMNS.values(), DISTS_COLUMN, FITTED_COLUMN]
 
+    @property
+    def bank(self):
+        if self._bank is None:
+            from perceptual_metric.bank import MetricBank
+
+            self._bank = MetricBank(self.metrics)
+        return self._bank
+
     def _cache_path(self, ref_sha: str, dec_sha: str) -> Path | None:
-        if self.cache_dir is None:
+        if self.cache_dir is None or not (ref_sha and dec_sha):
             return None
         key = hashlib.sha256(f"{ref_sha}:{dec_sha}:{self._tag}".encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.json"
 
-    def __call__(self, ref: np.ndarray, dec: np.ndarray, ref_sha: str = "",
-                 dec_sha: str = "") -> dict:
-        path = self._cache_path(ref_sha, dec_sha) if ref_sha and dec_sha else None
-        if path is not None and path.is_file():
-            return json.loads(path.read_text())
-        out = measure_pair(ref, dec, self.metrics)
+    def cached(self, ref_sha: str, dec_sha: str) -> dict | None:
+        path = self._cache_path(ref_sha, dec_sha)
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+    def _store(self, out: dict, ref_sha: str, dec_sha: str) -> dict:
         for col in self.columns:
             out.setdefault(col, None)
+        path = self._cache_path(ref_sha, dec_sha)
         if path is not None:
             atomic_write_text(path, json.dumps(out))
         return out
 
+    def __call__(self, ref: np.ndarray, dec: np.ndarray, ref_sha: str = "",
+                 dec_sha: str = "") -> dict:
+        hit = self.cached(ref_sha, dec_sha)
+        if hit is not None:
+            return hit
+        return self._store(measure_pair(ref, dec, self.metrics), ref_sha, dec_sha)
 
-def measure_pair(ref: np.ndarray, dec: np.ndarray, metrics: dict | None = None) -> dict:
-    """PSNR, MS-SSIM (with its scale count) and each ``metrics`` column for one pair."""
+    def measure_image(self, ref: np.ndarray | Callable[[], np.ndarray], decs,
+                      ref_sha: str = "") -> list[dict]:
+        """One dict per ``(dec, dec_sha)`` of ``decs``; ``ref`` and each ``dec`` may be arrays
+        or functions returning one (called only when the values are not cached)."""
+        out: list[dict | None] = [self.cached(ref_sha, sha) for _, sha in decs]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            ref = ref() if callable(ref) else ref
+            x = to_tensor(ref)
+            ref_feats = self.bank.reference(x) if self.metrics else None
+            for i in todo:
+                dec, sha = decs[i]
+                dec = dec() if callable(dec) else dec
+                vals = quality_pair(ref, dec)
+                if ref_feats is not None:
+                    vals.update(self.bank.scores(ref_feats, to_tensor(dec)))
+                out[i] = self._store(vals, ref_sha, sha)
+        return out
+
+
+def quality_pair(ref: np.ndarray, dec: np.ndarray) -> dict:
+    """PSNR and MS-SSIM (with its scale count) of one pair."""
     import torch
 
+    if ref.shape != dec.shape:
+        raise ValueError(f"reference {ref.shape} and decoded {dec.shape} differ in shape")
     p = psnr(ref, dec)
-    x, y = to_tensor(ref), to_tensor(dec)
     with torch.inference_mode():
+        x, y = to_tensor(ref), to_tensor(dec)
         # float32 on [0, 255]: 5x faster than codec.quality.ms_ssim's float64, same to ~1e-7
         m = float(ms_ssim_torch(x * 255.0, y * 255.0, data_range=255.0)[0])
-    out = {"psnr": p if math.isfinite(p) else None, "ms_ssim": m,
-           "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}
+    return {"psnr": p if math.isfinite(p) else None, "ms_ssim": m,
+            "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}
+
+
+def measure_pair(ref: np.ndarray, dec: np.ndarray, metrics: dict | None = None) -> dict:
+    """PSNR, MS-SSIM and each ``metrics`` column for one pair, each metric called on its own."""
+    import torch
+
+    out = quality_pair(ref, dec)
     if metrics:
+        x, y = to_tensor(ref), to_tensor(dec)
         with torch.inference_mode():
             for col, m in metrics.items():
                 out[col] = float(m(x, y).reshape(-1)[0])

@@ -36,6 +36,7 @@ class EvalConfig:
     fid: bool = True
     fid_shifted: bool = True
     jobs: int = 0
+    fast: bool = True  # per image, trunks shared (False: the per-pair reference path)
     progress: bool = True
     backend: object = None  # distortions.backends.BackendOptions (x265 preset, learned codecs)
 
@@ -47,23 +48,48 @@ def _bar(total: int, desc: str, enabled: bool):
                 file=sys.stderr)
 
 
-def _fid_features(images, cache: Path, shas, shifted: bool) -> np.ndarray:
-    """Inception features of each image's patches, cached per image sha256."""
+class Lazy:
+    """An image read on first use and kept: ``Lazy(path)()``."""
+
+    def __init__(self, path):
+        self.path, self.value = path, None
+
+    def __call__(self) -> np.ndarray:
+        if self.value is None:
+            self.value = read_image(self.path)
+        return self.value
+
+
+def _fid_one(image, cache: Path, sha: str, shifted: bool) -> np.ndarray:
+    """Inception features of one image's patches (``image``: an array or a ``Lazy``), cached
+    per image sha256: a reference is computed once for every codec and target."""
     from codec import fid
 
-    feats = []
-    for im, sha in zip(images, shas):
-        p = cache / "fid" / f"{sha}{'' if shifted else '-plain'}.npy"
-        if p.is_file():
-            feats.append(np.load(p))
-            continue
-        f = fid.features([im], shifted=shifted)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp.npy")
-        np.save(tmp, f)
-        tmp.replace(p)
-        feats.append(f)
-    return np.concatenate(feats, 0)
+    p = cache / "fid" / f"{sha}{'' if shifted else '-plain'}.npy"
+    if p.is_file():
+        return np.load(p)
+    f = fid.features([image() if callable(image) else image], shifted=shifted)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp.npy")
+    np.save(tmp, f)
+    tmp.replace(p)
+    return f
+
+
+def _fid_features(images, cache: Path, shas, shifted: bool) -> np.ndarray:
+    return np.concatenate([_fid_one(im, cache, sha, shifted) for im, sha in zip(images, shas)])
+
+
+def _fid_ready(cfg) -> bool:
+    if not cfg.fid:
+        return False
+    from codec import fid
+
+    try:
+        fid.inception_path()
+    except fid.FIDUnavailable:
+        return False
+    return True
 
 
 def evaluate(records, cfg: EvalConfig):
@@ -85,24 +111,37 @@ def evaluate(records, cfg: EvalConfig):
 
     meas = Measurer(cfg.lpips, cfg.metric, cache / "metrics", dists=cfg.dists)
     notes += [f"{col} empty: {why}" for col, why in meas.unavailable.items()]
-    refs = {r.id: r for r in records}
-    ref_images: dict[str, np.ndarray] = {}
-
-    def ref_image(image_id):
-        if image_id not in ref_images:
-            ref_images[image_id] = read_image(refs[image_id].path)
-        return ref_images[image_id]
-
+    refs = {r.id: Lazy(r.path) for r in records}
     ok = [r for r in rows if r["status"] == STATUS_OK]
     bar = _bar(len(ok), "measure", cfg.progress)
-    for r in ok:
-        dec = read_image(r["decoded_path"])
-        r.update(meas(ref_image(r["image_id"]), dec, r["ref_sha256"], r["sha256"]))
-        bar.update(1)
+    if cfg.fast:
+        # per reference image: its trunk features once, then every decoded version of it,
+        # the Inception features of both while the images are in memory
+        fid_on = _fid_ready(cfg)
+        by_image: dict[str, list[dict]] = {}
+        for r in ok:
+            by_image.setdefault(r["image_id"], []).append(r)
+        for image_id, rs in by_image.items():
+            decs = [Lazy(r["decoded_path"]) for r in rs]
+            vals = meas.measure_image(refs[image_id], [(d, r["sha256"]) for d, r in
+                                                       zip(decs, rs)], rs[0]["ref_sha256"])
+            if fid_on:
+                _fid_one(refs[image_id], cache, rs[0]["ref_sha256"], cfg.fid_shifted)
+            for r, d, v in zip(rs, decs, vals):
+                r.update(v)
+                if fid_on:
+                    _fid_one(d, cache, r["sha256"], cfg.fid_shifted)
+                bar.update(1)
+            refs[image_id].value = None  # done with this reference: free it
+    else:
+        for r in ok:
+            dec = read_image(r["decoded_path"])
+            r.update(meas(refs[r["image_id"]](), dec, r["ref_sha256"], r["sha256"]))
+            bar.update(1)
     bar.close()
     summary = summarise(rows, records)
     if cfg.fid:
-        _add_fid(summary, rows, records, ref_image, cache, cfg, notes)
+        _add_fid(summary, rows, records, lambda i: refs[i], cache, cfg, notes)
     return rows, summary, {"notes": notes, "metric_names": meas.names,
                            "unavailable": meas.unavailable}
 
@@ -181,7 +220,7 @@ def _add_fid(summary, rows, records, ref_image, cache, cfg, notes):
         # reference patches of exactly the images this method coded: equal counts per side
         f_ref = _fid_features([ref_image(r["image_id"]) for r in ok], cache,
                               [r["ref_sha256"] for r in ok], cfg.fid_shifted)
-        f_dec = _fid_features([read_image(r["decoded_path"]) for r in ok], cache,
+        f_dec = _fid_features([Lazy(r["decoded_path"]) for r in ok], cache,
                               [r["sha256"] for r in ok], cfg.fid_shifted)
         if len(f_ref) < 2:
             notes.append(f"{s['method']} @ {s['target_bpp']}: fewer than 2 patches, no FID")
