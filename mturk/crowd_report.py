@@ -12,7 +12,8 @@ a pixel-MSE script, a fast clicker), then scores what ``mturk.aggregate`` would 
   control of ``mturk.quality``.
 
 Every number comes from this run; the report (``OUT/crowd_report.md`` and ``.json``) says
-SIMULATED and gives the command that produced it.
+SIMULATED and gives the command that produced it. The study (trials, views, the judgments
+database) stays in ``OUT/study``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import argparse
 import json
 import shlex
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, replace
@@ -94,11 +94,12 @@ def run(index: str, out: str, mix: str, workers: int, batches_per_worker: int, o
     out_dir = Path(out)
     study = out_dir / "study"
     trials_csv, _ = build(index, study, trials_cfg, force=True)
-    work = Path(tempfile.mkdtemp(prefix="plic-crowd-"))
-    app = create_app(AppConfig(trials=str(trials_csv), db=str(work / "judgments.sqlite"),
+    for f in study.glob("judgments.sqlite*"):     # a fresh study each run
+        f.unlink()
+    app = create_app(AppConfig(trials=str(trials_csv), db=str(study / "judgments.sqlite"),
                                local=True, simulated=True))
     db = app.extensions["plic_db"]
-    links = work / "participants.txt"
+    links = study / "participants.txt"
     links.write_text("".join(db.keys().participant_token(i) + "\n"
                              for i in range(1, workers + 1)))
     import logging
