@@ -43,6 +43,7 @@ from .entropy import MIN_SYMBOL_BITS
 from .image_io import check_rgb_uint8
 from .models import build
 from .quality import bpp as bits_per_pixel
+from .threads import one_thread
 
 DELTA_MIN, DELTA_MAX = 2.0**-4, 2.0**8   # the rate-control search range of the bin width
 SEARCH_STEPS = 10  # 12 octaves / 2^10: delta to within 0.8 %
@@ -93,25 +94,10 @@ def load(ckpt_path: str | os.PathLike, device: str = "cpu"):
 # ---- helpers -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _one_thread():
-    """Coding runs single-threaded: CPU kernels split their float sums by thread count, so
-    results repeat bit for bit only at a fixed count. Measured: 1 vs 2 threads moves
-    discretised means of the small model, and oneDNN's 1x1 convolution (GDN) at 2+ threads and
-    its transposed convolution at 3 threads move pixels of g_s (one level in 16-25 of kodim01's
-    393,216 values). One thread is the count for the parameter path and both transforms."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-@contextlib.contextmanager
 def _exact_mode():
-    """No TF32, no autotuned kernels, one CPU thread: parameters, streams and pixels must
-    repeat bit for bit."""
-    with torch.no_grad(), _one_thread(), torch.backends.cudnn.flags(
+    """No TF32, no autotuned kernels, one CPU thread (``codec.threads``): parameters, streams
+    and pixels must repeat bit for bit."""
+    with torch.no_grad(), one_thread(), torch.backends.cudnn.flags(
             enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
         old = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -139,16 +125,10 @@ def _to_tensor(image: np.ndarray, model) -> torch.Tensor:
 
 
 def stage_shapes(model, height: int, width: int) -> list[tuple[int, ...]]:
-    """Shapes (1, C, h, w) of every stage for an image of this size (probed once per model)."""
-    probe = getattr(model, "_plic_probe", None)
-    if probe is None:
-        s = model.stride
-        with torch.no_grad():
-            lat = model.analysis(torch.zeros(1, 3, s, s, device=_device(model)))
-        probe = [(t.shape[1], s // t.shape[2], s // t.shape[3]) for t in lat]
-        object.__setattr__(model, "_plic_probe", probe)
+    """Shapes (1, C, h, w) of every stage for an image of this size (``codec.limits.probe``:
+    once per model)."""
     hp, wp = _padded(height, width, model.stride)
-    return [(1, c, hp // fh, wp // fw) for c, fh, fw in probe]
+    return [(1, c, hp // fh, wp // fw) for c, fh, fw in limits.probe(model).stages]
 
 
 def _coding_order(model) -> int:

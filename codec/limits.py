@@ -20,10 +20,12 @@ is refused in milliseconds.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
 from .bitstream import MAX_PIXELS, BitstreamError
+from .threads import one_thread
 
 MEMORY_BUDGET = 8 * 2**30
 PEAK_FACTOR = 6.0
@@ -50,11 +52,21 @@ def _tensor_bytes(obj) -> int:
     return 0
 
 
-def bytes_per_pixel(model) -> float:
-    """Estimated peak bytes per image pixel of coding with ``model`` (see the module doc);
-    probed once per model on a stride x stride image, then cached on it."""
-    cached = getattr(model, "_plic_bytes_per_pixel", None)
-    if cached is not None:
+@dataclass(frozen=True)
+class Probe:
+    """What one pass of a stride x stride image through ``g_a`` and ``g_s`` tells about a
+    model: per stage (bottom first) its channels and downsampling (c, fh, fw), and the
+    estimated peak bytes of coding per image pixel (see the module doc)."""
+
+    stages: tuple[tuple[int, int, int], ...]
+    bytes_per_pixel: float
+
+
+def probe(model) -> Probe:
+    """The model's ``Probe``, computed once and cached on the model (shapes only: weights may
+    change, the architecture does not)."""
+    cached = getattr(model, "_plic_probe", None)
+    if isinstance(cached, Probe):
         return cached
     widest = 0
 
@@ -66,15 +78,21 @@ def bytes_per_pixel(model) -> float:
     device = next(model.parameters()).device
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad(), out_of_memory_as("probing the model's memory use"):
-            y = model.analysis(torch.zeros(1, 3, s, s, device=device))[0]
-            model.g_s(torch.zeros_like(y))
+        with torch.no_grad(), one_thread(), out_of_memory_as("probing the model's memory use"):
+            lat = model.analysis(torch.zeros(1, 3, s, s, device=device))
+            model.g_s(torch.zeros_like(lat[0]))
     finally:
         for h in handles:
             h.remove()
-    value = PEAK_FACTOR * widest / (s * s)
-    object.__setattr__(model, "_plic_bytes_per_pixel", value)
+    stages = tuple((t.shape[1], s // t.shape[2], s // t.shape[3]) for t in lat)
+    value = Probe(stages, PEAK_FACTOR * widest / (s * s))
+    object.__setattr__(model, "_plic_probe", value)
     return value
+
+
+def bytes_per_pixel(model) -> float:
+    """Estimated peak bytes per image pixel of coding with ``model`` (see the module doc)."""
+    return probe(model).bytes_per_pixel
 
 
 def default_max_pixels(model) -> int:
