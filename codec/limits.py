@@ -13,8 +13,9 @@ small presets.
 The default limit, ``default_max_pixels(model)``, is the largest pixel count whose estimate fits
 ``MEMORY_BUDGET`` (8 GiB: room on a 24 GB machine shared with other work), and never more than
 the container allows (``codec.bitstream.MAX_PIXELS``). ``max_pixels`` (``--max-pixels``) sets
-another limit; it is checked before the estimate is needed, so a stream claiming a huge image
-is refused in milliseconds.
+another limit. Either way the check needs only the header and the probe (one pass of a
+stride x stride image, once per model), so a stream claiming a huge image is refused in
+milliseconds.
 """
 
 from __future__ import annotations
