@@ -207,7 +207,8 @@ class Encoder:
         return res
 
 
-MAX_TARGET_BPP = 24.0  # raw 8-bit RGB: a target above it is a mistake, not a request
+# raw RGBA at 16 bits a sample: no image needs more, so a larger target is a mistake (1e9, inf)
+MAX_TARGET_BPP = 64.0
 
 
 def check_target_bpp(target_bpp) -> float:
