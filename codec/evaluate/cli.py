@@ -80,9 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs/distortions, the cache `python -m distortions` fills)")
     p.add_argument("--crop-images", type=int, default=2,
                    help="images shown as side-by-side crops in the HTML (default 2)")
+    p.add_argument("--crop-size", type=int, default=256,
+                   help="side of those crops in pixels, shown at 1:1 (default 256)")
     p.add_argument("--simulated", default="",
                    help="text of a SIMULATED banner for every output (the demo sets it)")
     p.add_argument("--jobs", type=int, default=0, help="worker processes for the classic codecs")
+    p.add_argument("--cache-only", action="store_true",
+                   help="measure and cache every value, write no tables or report (a later run "
+                        "with the same --out reuses them; make demo runs one beside training)")
+    p.add_argument("--per-pair", action="store_true",
+                   help="the per-pair reference path: each metric on each pair on its own "
+                        "(slower; the default path gives the same numbers, see "
+                        "tests/test_eval_fast.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -129,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
                      dist_out=Path(args.dist_cache or runs_dir() / "distortions"),
                      lpips=_names(args.lpips), metric=args.metric, dists=not args.no_dists,
                      fid=not args.no_fid,
-                     fid_shifted=not args.fid_plain_grid, jobs=args.jobs,
+                     fid_shifted=not args.fid_plain_grid, jobs=args.jobs, fast=not args.per_pair,
                      progress=not args.no_progress, backend=backend)
     print(f"evaluating {len(tracks)} model(s) and {len(classic)} classic codec(s) on "
           f"{len(records)} images of {data_name}", file=sys.stderr)
     rows, summary, info = evaluate(records, cfg)
+    if args.cache_only:
+        print(f"cached: {sum(r['status'] == 'ok' for r in rows)} decoded images measured, "
+              f"in {out / 'cache'}", file=sys.stderr)
+        return 0
     simulated = args.simulated or _simulated(args.metric, tracks)
     meta = {"data": data_name, "n_images": len(records),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -146,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "metric_names": info["metric_names"], "notes": info["notes"],
             "fid_grid": "plain" if args.fid_plain_grid else "plain+shifted"}
     report = write_all(out, rows, summary, records, meta, anchors=data_name == "kodak",
-                       crop_images=args.crop_images)
+                       crop_images=args.crop_images, crop_size=args.crop_size)
     for n in info["notes"]:
         print(f"note: {n}", file=sys.stderr)
     print((out / "table.md").read_text())

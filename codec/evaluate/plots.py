@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codec.image_io import center_crop, read_image, write_png
+import numpy as np
+
+from codec.image_io import read_image, write_png
 
 # published Kodak curves drawn dashed (stems in ../shared/anchors/rd_kodak)
 KODAK_ANCHORS = ("bpg_444_x265_ycbcr", "vtm", "compressai-bmshj2018-hyperprior_mse_cpu",
@@ -68,38 +70,65 @@ def rd_plots(summary: list[dict], out: Path, anchors: bool, title: str = "") -> 
         ax.set_xlim(0, xmax)
         ax.grid(alpha=0.3)
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        # below the axes, so that no curve hides behind it
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+                  frameon=False)
         p = out / fname
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(p)
     return paths
 
 
-def crops(rows: list[dict], records, out: Path, n_images: int = 2, size: int = 512) -> list:
-    """512x512 centre crops: per image and target, the original then every method."""
+def busiest_box(ref: np.ndarray, decoded: list[np.ndarray], size: int, step: int = 16
+                ) -> tuple[int, int]:
+    """(y, x) of the ``size`` x ``size`` window where the decoded images differ most from the
+    reference (squared error summed over them): where the codecs' differences show."""
+    h, w = ref.shape[:2]
+    err = np.zeros((h, w), np.float64)
+    r = ref.astype(np.float64)
+    for d in decoded:
+        err += ((d.astype(np.float64) - r) ** 2).sum(2)
+    ii = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    ys, xs = np.arange(0, h - size + 1, step), np.arange(0, w - size + 1, step)
+    if ys[-1] != h - size:
+        ys = np.append(ys, h - size)
+    if xs[-1] != w - size:
+        xs = np.append(xs, w - size)
+    win = (ii[ys[:, None] + size, xs[None, :] + size] - ii[ys[:, None], xs[None, :] + size]
+           - ii[ys[:, None] + size, xs[None, :]] + ii[ys[:, None], xs[None, :]])
+    iy, ix = np.unravel_index(int(np.argmax(win)), win.shape)
+    return int(ys[iy]), int(xs[ix])
+
+
+def crops(rows: list[dict], records, out: Path, n_images: int = 2, size: int = 256) -> list:
+    """Per image: one ``size`` crop, where the codecs differ most (``busiest_box``), cut from the
+    original and from every decoded image; per target, the tiles to show side by side at 1:1."""
     from .encode import STATUS_OK
 
     figs = []
     d = out / "crops"
     for rec in list(records)[:n_images]:
+        mine = [r for r in rows if r["image_id"] == rec.id and r["status"] == STATUS_OK]
+        if not mine:
+            continue
         ref = read_image(rec.path)
         s = min(size, *ref.shape[:2])
-        ref_p = write_png(d / f"{rec.id}_original.png", center_crop(ref, s))
-        for target in sorted({r["target_bpp"] for r in rows}):
+        decoded = {id(r): read_image(r["decoded_path"]) for r in mine}
+        y, x = busiest_box(ref, list(decoded.values()), s)
+        box = (slice(y, y + s), slice(x, x + s))
+        ref_p = write_png(d / f"{rec.id}_original.png", ref[box])
+        for target in sorted({r["target_bpp"] for r in mine}):
             tiles = [{"label": "original", "path": ref_p.relative_to(out).as_posix(),
                       "bpp": None}]
-            for r in rows:
-                if (r["image_id"] != rec.id or r["target_bpp"] != target
-                        or r["status"] != STATUS_OK):
-                    continue
-                img = read_image(r["decoded_path"])
+            for r in (r for r in mine if r["target_bpp"] == target):
                 safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in r["method"])
-                p = write_png(d / f"{rec.id}_{target:g}_{safe}.png", center_crop(img, s))
-                tiles.append({"label": r["method"], "path": p.relative_to(out).as_posix(),
-                              "bpp": r["bpp"], "psnr": r.get("psnr"),
-                              "lpips": r.get("lpips_alex")})
-            if len(tiles) > 1:
-                figs.append({"image": rec.id, "target": target, "size": s, "tiles": tiles})
+                p = write_png(d / f"{rec.id}_{target:g}_{safe}.png", decoded[id(r)][box])
+                tiles.append({"label": r["method"], "kind": r["kind"],
+                              "path": p.relative_to(out).as_posix(), "bpp": r["bpp"],
+                              "psnr": r.get("psnr"), "lpips": r.get("lpips_alex"),
+                              "dists": r.get("dists"),
+                              "trained_with": r.get("trained_with", "")})
+            figs.append({"image": rec.id, "target": target, "size": s, "box": (x, y),
+                         "full": (ref.shape[1], ref.shape[0]), "tiles": tiles})
     return figs

@@ -105,20 +105,23 @@ def trained_cell(s: dict) -> str:
     return s.get("trained_with") or ("–" if s["kind"] == "classic" else "unknown")
 
 
-def metric_headers(names: dict) -> list[tuple[str, str]]:
-    """(column, header) of the full-reference perceptual metrics, in table order."""
+def metric_headers(names: dict, summary: list[dict] | None = None) -> list[tuple[str, str]]:
+    """(column, header) of the full-reference perceptual metrics, in table order; with
+    ``summary``, only the metrics this run measured (a value in some row)."""
     sq = names.get("lpips_squeeze", "lpips-squeeze").replace("lpips", "LPIPS")
     cols = [("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"), ("lpips_squeeze", sq),
             ("dists", "DISTS")]
     if names.get("metric_fitted"):
         cols.append(("metric_fitted", f"fitted ({names['metric_fitted']})"))
+    if summary is not None:
+        cols = [(c, h) for c, h in cols if any(s.get(c) is not None for s in summary)]
     return cols
 
 
 def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -> str:
     """HiFiC Table-1 layout: one block per target; rows are codecs and our tracks."""
     n_fid = fid_patch_count(summary)
-    metrics = metric_headers(names)
+    metrics = metric_headers(names, summary)
     head = ["method", "trained with", "target", "bpp", "PSNR", "MS-SSIM",
             f"FID ({n_fid} patches)" if n_fid else "FID", "KID x1e3", *(h for _, h in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

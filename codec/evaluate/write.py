@@ -15,7 +15,7 @@ def _fmt(v, spec):
 
 
 def write_all(out: Path, rows, summary, records, meta: dict, anchors: bool,
-              crop_images: int = 2) -> Path:
+              crop_images: int = 2, crop_size: int = 256) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     from codec.rd import anchors_dir
@@ -30,7 +30,7 @@ def write_all(out: Path, rows, summary, records, meta: dict, anchors: bool,
     title = f"{meta['data']} ({meta['n_images']} images)" + (" — SIMULATED labels"
                                                               if banner else "")
     plot_paths = plots.rd_plots(summary, out, anchors, title)
-    figs = plots.crops(rows, records, out, n_images=crop_images)
+    figs = plots.crops(rows, records, out, n_images=crop_images, size=crop_size)
     ad = anchors_dir()
     clic = report.clic_tables(ad.parent / "clic" if ad is not None else None)
     scales = sorted({s["ms_ssim_scales"] for s in summary if s.get("ms_ssim_scales")})
@@ -40,7 +40,7 @@ def write_all(out: Path, rows, summary, records, meta: dict, anchors: bool,
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         meta=meta, summary=summary, names=names, plots=[p.name for p in plot_paths],
-        metrics=report.metric_headers(names), n_fid=report.fid_patch_count(summary),
+        metrics=report.metric_headers(names, summary), n_fid=report.fid_patch_count(summary),
         trained_cell=report.trained_cell,
         anchors=anchors and ad is not None, bd=bd, bd_note=report.BD_NOTE, kid_cell=report.kid_cell,
         figs=figs, clic=clic,
