@@ -14,6 +14,7 @@ Command line::
     python -m codec.datasets verify kodak [--data-root DIR]
     python -m codec.datasets fetch kodak --data-root DIR      # needs internet
     python -m codec.datasets make-manifest FOLDER --out CSV [--prefix P] [--split S] ...
+    python -m codec.datasets crop samples --size 256 --out DIR   # centre crops as a new set
 """
 
 from __future__ import annotations
@@ -224,6 +225,34 @@ def make_manifest(folder: Path, out: Path, prefix: str = "", split: str = "", li
     return write_table(out, rows, MANIFEST_COLUMNS, id_column="id")
 
 
+def crop_set(records: list[ImageRecord], size: int, out_dir: Path, name: str) -> Path:
+    """Centre crops (``size`` x ``size``, or the whole side where the image is smaller) of
+    ``records`` as PNGs in ``out_dir``, and their manifest ``out_dir/NAME.csv``; ids are kept.
+    Files already there with the same pixels are not rewritten."""
+    import numpy as np
+
+    from .image_io import read_image, write_png
+    from .tables import write_table
+
+    if size < 1:
+        raise DataError(f"crop size must be positive, got {size}")
+    out_dir = Path(out_dir)
+    rows = []
+    for r in records:
+        img = read_image(r.path)
+        h, w = img.shape[:2]
+        ch, cw = min(size, h), min(size, w)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        crop = np.ascontiguousarray(img[y : y + ch, x : x + cw])
+        p = out_dir / f"{r.id}.png"
+        if not (p.is_file() and np.array_equal(read_image(p), crop)):
+            write_png(p, crop)
+        rows.append({"id": r.id, "path": p.name, "sha256": sha256_file(p), "width": cw,
+                     "height": ch, "split": r.split, "license": r.license,
+                     "source_url": f"centre {cw}x{ch} crop of {r.source_url or r.path.name}"})
+    return write_table(out_dir / f"{name}.csv", rows, MANIFEST_COLUMNS, id_column="id")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m codec.datasets", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url-template", default="", help="source_url, with {name} and {stem}")
     p.add_argument("--relative-to", type=Path, default=None,
                    help="folder the paths are written relative to (default: the manifest's)")
+    p = sub.add_parser("crop", help="centre crops of a data set as a new set (PNGs + manifest)")
+    p.add_argument("data", help="manifest name, .csv path or folder of images")
+    p.add_argument("--size", type=int, required=True, help="side of the square crops in pixels")
+    p.add_argument("--out", type=Path, required=True, help="folder of the crops and manifest")
+    p.add_argument("--name", default=None, help="manifest name (default DATA-cropSIZE)")
+    p.add_argument("--data-root", default=None)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -251,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "verify":
             recs = resolve_data(args.data, args.data_root)
             print(f"{args.data}: {len(recs)} images verified")
+        elif args.cmd == "crop":
+            recs = resolve_data(args.data, args.data_root)
+            name = args.name or f"{Path(args.data).stem}-crop{args.size}"
+            print(f"wrote {crop_set(recs, args.size, args.out, name)} ({len(recs)} crops)")
         elif args.cmd == "fetch":
             n = fetch(args.data, default_data_root(args.data_root))
             print(f"{args.data}: fetched {n} file(s); all verified")

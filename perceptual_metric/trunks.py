@@ -135,10 +135,16 @@ class Trunk(nn.Module):
     def forward(self, x: torch.Tensor, first: int = 0) -> list[torch.Tensor]:
         """The taps from number ``first`` on: ``x`` is the normalised input (``first`` 0) or
         tap ``first - 1`` (to continue a pass that another trunk with equal layers began)."""
+        # without autograd, a ReLU may overwrite the tensor the layer before it just made (never
+        # a tap: each slice begins with a convolution or a pool), saving a copy per ReLU
+        inplace = not torch.is_grad_enabled()
         taps, start = [], self.cuts[first - 1] if first else 0
         for end in self.cuts[first:]:
-            for layer in self.features[start:end]:
-                x = layer(x)
+            for i, layer in enumerate(self.features[start:end]):
+                if inplace and i > 0 and type(layer) is nn.ReLU:
+                    x = torch.relu_(x)
+                else:
+                    x = layer(x)
             taps.append(x)
             start = end
         return taps

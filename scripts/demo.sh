@@ -3,22 +3,26 @@
 #
 #   bash scripts/demo.sh [--data X] [--data-root R]          (make demo [DATA=X] [DATA_ROOT=R])
 #
-# distortions -> trials -> a local study answered by a SIMULATED crowd through the real HIT
-# server -> labels -> metric fit -> a short codec training run with that metric -> compress /
-# decompress -> the evaluation report. Each stage says what it does; the last line prints the
-# report's path. A rerun reuses what is done (distortions, study, metric, training, encodes).
+# centre crops of the set -> distortions -> trials -> a local study answered by a SIMULATED crowd
+# through the real HIT server -> labels -> metric fit -> a short codec training run with that
+# metric (beside it, the evaluation measures the codecs of step 1) -> compress / decompress -> the
+# evaluation report. Each stage says what it does and how long it took; the end lists the stage
+# times, and the last line says where the report is and how to open it. A rerun reuses what is
+# done (distortions, study, metric, training, encodes, metric values).
 #
-# Environment: DEMO_OUT (output folder, default runs/demo), DEMO_FAST=1 (a reduced setting for
-# the test suite: two targets, fewer steps, LPIPS-Alex only, no FID), DEMO_THREADS (torch threads,
-# default 1: the fastest on a shared CPU), DEMO_TRAIN_STEPS, DEMO_X265_PRESET (default slow),
-# DEMO_LEARNED=0 (leave out the learned baselines of checkpoints/*.pt), PY (default .venv).
+# Environment: DEMO_OUT (output folder, default runs/demo), DEMO_CROP (side of the centre crops
+# every stage works on, default 256; 0: whole images), DEMO_FAST=1 (a reduced setting for the
+# test suite: two targets, fewer steps, no FID), DEMO_THREADS (torch threads, default 1: the
+# fastest on a shared CPU), DEMO_TRAIN_STEPS, DEMO_X265_PRESET (default slow), DEMO_LEARNED=0
+# (leave out the learned baselines of checkpoints/*.pt), PY (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 PY=${PY:-.venv/bin/python}
 OUT=${DEMO_OUT:-runs/demo}
 FAST=${DEMO_FAST:-0}
 THREADS=${DEMO_THREADS:-1}
+CROP=${DEMO_CROP:-256}
 PRESET=${DEMO_X265_PRESET:-slow}
 export OMP_NUM_THREADS=$THREADS
 DATA_ARGS=("$@")
@@ -33,32 +37,43 @@ done
 if [ "$FAST" = 1 ]; then
   TARGETS=0.15,0.3; TRAIN_STEPS=${DEMO_TRAIN_STEPS:-10}; FIT_ARGS=(--steps 100)
   WORKERS=6; EVAL_ARGS=(--no-fid --lpips alex --crop-images 1)
-  EVAL_NOTE="reduced: LPIPS-Alex only, no FID/KID"
+  EVAL_NOTE="reduced: LPIPS-Alex, DISTS and the fitted metric; no FID/KID"
 else
   TARGETS=0.15,0.3,0.6; TRAIN_STEPS=${DEMO_TRAIN_STEPS:-400}; FIT_ARGS=()
-  # LPIPS-VGG costs about 20x LPIPS-Alex on a CPU: the demo leaves it out (python -m
-  # codec.evaluate reports it by default), and FID/KID use the plain 256 grid only
-  WORKERS=10; EVAL_ARGS=(--lpips alex,squeeze --fid-plain-grid)
-  EVAL_NOTE="LPIPS-VGG left out (slow on a CPU), FID/KID on the plain 256x256 grid"
+  # LPIPS-Alex, DISTS (a VGG16) and the fitted metric; python -m codec.evaluate also reports
+  # LPIPS-VGG and LPIPS-Squeeze by default (the Keras SqueezeNet lives in ../shared, and the demo
+  # gives the same result with or without ../shared); FID/KID on the plain 256 grid
+  WORKERS=10; EVAL_ARGS=(--lpips alex --fid-plain-grid)
+  EVAL_NOTE="LPIPS-VGG and LPIPS-Squeeze left out, FID/KID on the plain 256x256 grid"
 fi
 BANNER="Every judgment of this demo's study comes from a simulated crowd \
 (python -m mturk.simulate, an MS-SSIM oracle plus noise), not from people; the fitted metric, \
 the codec trained with it and these numbers show that the pipeline works, not what people prefer."
 mkdir -p "$OUT"
+loadavg() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
 start=$(date +%s)
+LOAD_START=$(loadavg)
 stage_start=
+STAGE_NAMES=()
+STAGE_TIMES=()
 say() {  # a stage's header, after the time the previous stage took
   local now; now=$(date +%s)
-  [ -z "$stage_start" ] || printf '   (%ss)\n' "$(( now - stage_start ))"
+  if [ -n "$stage_start" ]; then
+    printf '   (%ss)\n' "$(( now - stage_start ))"
+    STAGE_TIMES+=("$(( now - stage_start ))")
+  fi
   stage_start=$now
+  STAGE_NAMES+=("${1%%:*}")
   printf '\n== %s\n' "$*"
 }
-loadavg() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
 
-say "0. checks: every stage's command is installed, and every image of the set matches its sha256"
-# a missing stage fails the demo here, loudly, before any work: nothing is skipped silently
-$PY - <<'PYEOF'
-import importlib.util, sys
+say "0. checks: every stage's command is installed, every image of the set matches its \
+sha256; the set's centre crops (DEMO_CROP=$CROP px) are what every stage works on"
+# a missing stage fails the demo here, loudly, before any work: nothing is skipped silently.
+# One Python process does the checks, the crops and the list of learned baselines.
+CHECKS=$($PY - "$OUT/images" "$CROP" "${DEMO_LEARNED:-1}" "${DATA_ARGS[@]}" <<'PYEOF'
+import argparse, importlib.util, sys
+out, crop, learned = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 stages = ["distortions", "mturk.trials", "mturk.serve", "mturk.simulate", "mturk.aggregate",
           "perceptual_metric.fit", "codec.train", "codec.compress", "codec.decompress",
           "codec.evaluate"]
@@ -72,22 +87,33 @@ for m in stages:
 if missing:
     sys.exit("error: the demo needs " + ", ".join(missing) + " and cannot find it: "
              "is the project installed (make setup) and up to date?")
-PYEOF
-FIRST_IMAGE=$($PY - "${DATA_ARGS[@]}" <<'PYEOF'
-import argparse, sys
-from codec.datasets import add_data_args, records_from_args
+from pathlib import Path
+from codec.datasets import add_data_args, crop_set, records_from_args
 ap = argparse.ArgumentParser(); add_data_args(ap)
-recs = records_from_args(ap.parse_args(sys.argv[1:]))
+args = ap.parse_args(sys.argv[4:])
+recs = records_from_args(args)
 print(f"{len(recs)} images verified: " + ", ".join(r.id for r in recs), file=sys.stderr)
+data = args.data
+if crop > 0:
+    name = f"{Path(args.data).stem}-crop{crop}"
+    data = str(crop_set(recs, crop, Path(out), name))
+    print(f"centre crops of at most {crop}x{crop} px: {data} "
+          f"(python -m codec.datasets crop {args.data} --size {crop} --out {out})",
+          file=sys.stderr)
+    recs = records_from_args(argparse.Namespace(data=data, data_root=None))
+codecs = ""
+if learned:  # the learned baselines: every codec checkpoint in checkpoints/ (none is fine)
+    from distortions.checkpoints import choose_learned
+    codecs = ",".join(choose_learned(None).codecs)
+print(data)
 print(recs[0].path)
+print(codecs)
 PYEOF
 )
-
-# the learned baselines: every codec checkpoint in checkpoints/ (none is fine)
-LEARNED=
-if [ "${DEMO_LEARNED:-1}" = 1 ]; then
-  LEARNED=$($PY -c "from distortions.checkpoints import choose_learned
-print(','.join(choose_learned(None).codecs))")
+{ read -r DATA_SET; read -r FIRST_IMAGE; read -r LEARNED || true; } <<< "$CHECKS"
+if [ "$CROP" -gt 0 ]; then
+  DATA_ARGS=(--data "$DATA_SET")
+  DATA=$DATA_SET
 fi
 CODECS=jpeg,webp,hevc-bpgcfg${LEARNED:+,learned}
 say "1. distortions: $CODECS at ${TARGETS} bpp (per image, the best quality whose real file is \
@@ -154,14 +180,33 @@ say "6. metric: fitting an LPIPS-style metric (AlexNet trunk, linear weights) on
 # (a metric already fitted with this config on these labels is kept: the fit says so)
 $PY -m perceptual_metric.fit --labels "$STUDY/labels.csv" --out "$OUT/metric.pt" "${FIT_ARGS[@]}"
 
+CLASSIC="jpeg,webp,hevc-bpgcfg${LEARNED:+,learned}"
+EVAL_COMMON=("${DATA_ARGS[@]}" --classic "$CLASSIC" --classic-targets "$TARGETS"
+  --x265-preset "$PRESET" --dist-cache "$OUT/distortions" --metric "$OUT/metric.pt"
+  --out "$OUT/eval" --no-progress "${EVAL_ARGS[@]}")
 say "7. training: a tiny HiFiC-style codec for $TRAIN_STEPS steps (rate + MSE + the fitted \
-metric + GAN), 0.15 bpp track"
+metric + GAN), 0.15 bpp track; beside it, on the other core, the evaluation measures the codecs \
+of step 1 (python -m codec.evaluate --cache-only; log $OUT/eval-step1.log)"
+# independent of the training: its values land in the evaluation's cache, which step 9 reuses
+$PY -m codec.evaluate "${EVAL_COMMON[@]}" --cache-only >"$OUT/eval-step1.log" 2>&1 &
+EVAL1_PID=$!
+EVAL1_START=$(date +%s)
+trap 'kill "$EVAL1_PID" 2>/dev/null || true' EXIT
 $PY -m codec.train --model hific --preset tiny --track 0.15 --steps "$TRAIN_STEPS" \
   "${DATA_ARGS[@]}" --val-data "$DATA" --val-images 2 --val-every "$TRAIN_STEPS" \
   --lpips "$OUT/metric.pt" --lr 1e-3 --lr-milestones 0.7 0.9 --workers 0 \
   --threads "$THREADS" --device cpu --out "$OUT/train" --resume
 CKPT=$OUT/train/best.pt
 [ -s "$CKPT" ] || CKPT=$OUT/train/last.pt
+TRAIN_END=$(date +%s)
+if ! wait "$EVAL1_PID"; then
+  cat "$OUT/eval-step1.log" >&2
+  echo "error: measuring the codecs of step 1 failed (log above: $OUT/eval-step1.log)" >&2
+  exit 1
+fi
+trap - EXIT
+echo "training done; the measurements beside it took $(( $(date +%s) - EVAL1_START ))s and \
+ended $(( $(date +%s) - TRAIN_END ))s after it ($(tail -n 1 "$OUT/eval-step1.log"))"
 
 say "8. codec: one image to a real bitstream at or under 0.15 bpp and back"
 NAME=$(basename "${FIRST_IMAGE%.*}")
@@ -170,13 +215,16 @@ $PY -m codec.compress "$FIRST_IMAGE" "$OUT/codec/$NAME.plic" --model "$CKPT" --t
 $PY -m codec.decompress "$OUT/codec/$NAME.plic" "$OUT/codec/$NAME.png" --model "$CKPT"
 
 say "9. evaluation: our checkpoint and the codecs of step 1 at matched real bitrates (the \
-distortions cache is reused): bpp, PSNR, MS-SSIM, LPIPS, the fitted metric, FID/KID \
-($EVAL_NOTE)"
-$PY -m codec.evaluate --model "$CKPT" --label ours-demo-tiny "${DATA_ARGS[@]}" \
-  --classic "jpeg,webp,hevc-bpgcfg${LEARNED:+,learned}" --classic-targets "$TARGETS" \
-  --x265-preset "$PRESET" --dist-cache "$OUT/distortions" --metric "$OUT/metric.pt" \
-  --simulated "$BANNER" --out "$OUT/eval" "${EVAL_ARGS[@]}"
+distortions cache and the values measured beside the training are reused): bpp, PSNR, \
+MS-SSIM, LPIPS, DISTS, the fitted metric, FID/KID ($EVAL_NOTE)"
+$PY -m codec.evaluate --model "$CKPT" --label ours-demo-tiny "${EVAL_COMMON[@]}" \
+  --simulated "$BANNER"
 
 say "done"
-printf 'demo finished in %ss (1-minute load average now %s); report: %s\n' \
-  "$(( $(date +%s) - start ))" "$(loadavg)" "$OUT/eval/report.html"
+echo "stage times (1-minute load average at the start $LOAD_START, now $(loadavg)):"
+for ((i = 0; i < ${#STAGE_TIMES[@]}; i++)); do
+  printf '  %-28s %5ss\n' "${STAGE_NAMES[i]}" "${STAGE_TIMES[i]}"
+done
+REPORT=$(cd "$OUT/eval" && pwd)/report.html
+printf 'demo finished in %ss; open the report in a browser: file://%s (report: %s)\n' \
+  "$(( $(date +%s) - start ))" "$REPORT" "$OUT/eval/report.html"

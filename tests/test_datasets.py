@@ -141,3 +141,24 @@ def test_make_manifest_round_trip(tmp_path):
     assert df.loc[0, "id"] == "x-a" and df.loc[0, "path"] == "imgs/a.png"
     assert df.loc[0, "source_url"] == "http://example.org/a.png"
     assert len(resolve_data(str(out))) == 1
+
+
+def test_crop_set_is_a_verified_set_of_centre_crops(tmp_path, sample_images):
+    from codec.image_io import read_image
+
+    recs = resolve_data("samples")[:2]
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.fromarray(np.full((40, 90, 3), 7, np.uint8)).save(small / "tiny.png")
+    manifest = datasets.crop_set(recs + resolve_data(str(small)), 128, tmp_path / "crops", "c")
+    got = resolve_data(str(manifest))  # every file checked against the manifest's sha256
+    assert [r.id for r in got] == [recs[0].id, recs[1].id, "tiny"]
+    full = sample_images[recs[0].id]
+    h, w = full.shape[:2]
+    y, x = (h - 128) // 2, (w - 128) // 2
+    assert np.array_equal(read_image(got[0].path), full[y : y + 128, x : x + 128])
+    assert (got[2].width, got[2].height) == (90, 40)  # smaller than the crop: kept whole
+    before = [p.stat().st_mtime_ns for p in sorted((tmp_path / "crops").glob("*.png"))]
+    datasets.crop_set(recs + resolve_data(str(small)), 128, tmp_path / "crops", "c")
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "crops").glob("*.png"))] == before
+    assert datasets.main(["crop", "samples", "--size", "0", "--out", str(tmp_path / "z")]) == 2

@@ -5,6 +5,7 @@ The outputs are checked against what each stage promises, not against fixed numb
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,8 +44,24 @@ def test_every_stage_says_what_it_does_and_the_last_line_is_the_report(demo):
                   "8. codec", "9. evaluation"):
         assert f"== {stage}" in stdout, stage
     last = stdout.strip().splitlines()[-1]
-    assert last.endswith(str(out / "eval" / "report.html"))
+    assert str(out / "eval" / "report.html") in last
+    assert f"file://{(out / 'eval' / 'report.html').resolve()}" in last and "open" in last
     assert (out / "eval" / "report.html").is_file()
+    # the stage times are listed at the end, one line per stage
+    times = stdout[stdout.index("stage times"):]
+    for stage in ("0. checks", "1. distortions", "7. training", "9. evaluation"):
+        assert stage in times
+
+
+def test_every_stage_works_on_the_centre_crops(demo):
+    from codec.datasets import read_manifest
+
+    out, imgs, stdout = demo
+    crops = read_manifest(out / "images" / "imgs-crop256.csv")
+    assert [r.id for r in crops] == ["kodim03", "kodim23"]
+    assert all((r.width, r.height) == (256, 256) for r in crops)
+    # stage 7 measured the codecs of step 1 beside the training; step 9 reused those values
+    assert "cached:" in (out / "eval-step1.log").read_text()
 
 
 def test_study_labels_come_from_the_simulated_crowd(demo):
@@ -72,7 +89,7 @@ def test_metric_and_codec_checkpoints_load_and_work(demo):
 
     out, imgs, _ = demo
     metric = perceptual_metric.load(out / "metric.pt")
-    ref = read_image(imgs / "kodim03.png")
+    ref = read_image(out / "images" / "kodim03.png")  # the centre crop every stage used
     x = torch.from_numpy(ref).permute(2, 0, 1)[None].float() / 255
     noisy = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
     with torch.inference_mode():
@@ -128,7 +145,8 @@ def test_every_output_says_simulated(demo):
     assert "SIMULATED" in (ev / "report.html").read_text()
     meta = json.loads((ev / "results.json").read_text())["meta"]
     assert "simulated crowd" in meta["simulated"]
-    for name in ("rd_psnr.png", "rd_ms_ssim.png", "rd_lpips.png"):
+    dists = importlib.util.find_spec("DISTS_pytorch") is not None  # the wheel with its weights
+    for name in ("rd_psnr.png", "rd_ms_ssim.png", "rd_lpips.png") + ("rd_dists.png",) * dists:
         assert (ev / name).stat().st_size > 0
 
 

@@ -118,6 +118,13 @@ def metric_headers(names: dict, summary: list[dict] | None = None) -> list[tuple
     return cols
 
 
+def by_target(summary: list[dict]) -> list[dict]:
+    """Table 1's row order: one block per target (methods in ``summary``'s order inside it), so
+    that rows side by side are at the same rate."""
+    return [s for t in sorted({s["target_bpp"] for s in summary}) for s in summary
+            if s["target_bpp"] == t]
+
+
 def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -> str:
     """HiFiC Table-1 layout: one block per target; rows are codecs and our tracks."""
     n_fid = fid_patch_count(summary)
@@ -125,14 +132,13 @@ def markdown_table(summary: list[dict], names: dict, simulated_note: str = "") -
     head = ["method", "trained with", "target", "bpp", "PSNR", "MS-SSIM",
             f"FID ({n_fid} patches)" if n_fid else "FID", "KID x1e3", *(h for _, h in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for target in sorted({s["target_bpp"] for s in summary}):
-        for s in [s for s in summary if s["target_bpp"] == target]:
-            short = "" if s["n_images"] == s["n_set"] else f" ({s['n_images']}/{s['n_set']} img)"
-            name = f"**{s['method']}**" if s["kind"] == "ours" else s["method"]
-            cells = [name + short, trained_cell(s), f"{target:g}", _f(s["bpp"], ".3f"),
-                     _f(s["psnr"], ".2f"), _f(s["ms_ssim"], ".4f"), _f(s["fid"], ".1f"),
-                     kid_cell(s), *(_f(s.get(c), ".4f") for c, _ in metrics)]
-            lines.append("| " + " | ".join(cells) + " |")
+    for s in by_target(summary):
+        short = "" if s["n_images"] == s["n_set"] else f" ({s['n_images']}/{s['n_set']} img)"
+        name = f"**{s['method']}**" if s["kind"] == "ours" else s["method"]
+        cells = [name + short, trained_cell(s), f"{s['target_bpp']:g}", _f(s["bpp"], ".3f"),
+                 _f(s["psnr"], ".2f"), _f(s["ms_ssim"], ".4f"), _f(s["fid"], ".1f"),
+                 kid_cell(s), *(_f(s.get(c), ".4f") for c, _ in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
     notes = ["", "bpp: measured on the files (8 x bytes / pixels), mean over images; every file "
              "is at or under its target. PSNR: mean of per-image RGB PSNRs. LPIPS and DISTS: "
              "lower is better. FID/KID on 256x256 patches, the same patch count in every row "

@@ -39,7 +39,8 @@ def write_all(out: Path, rows, summary, records, meta: dict, anchors: bool,
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        meta=meta, summary=summary, names=names, plots=[p.name for p in plot_paths],
+        meta=meta, summary=summary, rows1=report.by_target(summary), names=names,
+        plots=[p.name for p in plot_paths],
         metrics=report.metric_headers(names, summary), n_fid=report.fid_patch_count(summary),
         trained_cell=report.trained_cell,
         anchors=anchors and ad is not None, bd=bd, bd_note=report.BD_NOTE, kid_cell=report.kid_cell,
