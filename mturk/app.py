@@ -68,6 +68,8 @@ from .page import (
     stored_answers,
     view_source,
 )
+from .rating_page import parse_ratings, rating_page_trials, render_rating_page, stored_ratings
+from .ratings import RATING_DESIGNS, study_design
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 from .tokens import VIEWS
 
@@ -125,6 +127,8 @@ def create_app(cfg: AppConfig) -> Flask:
     trials_path = Path(cfg.trials)
     df = read_table(trials_path, TRIALS_COLUMNS, TRIALS_ID)
     trials = df.to_dict("records")
+    design = study_design(trials_path)         # 2afc, or acr/dsis ratings (mturk.ratings)
+    rating = design in RATING_DESIGNS
     db = StudyDB(cfg.db)
     db.load_trials(trials, study_id=cfg.study_id, trials_csv=str(trials_path.resolve()))
     keys = db.keys()
@@ -180,10 +184,11 @@ def create_app(cfg: AppConfig) -> Flask:
     def stored_of(asg: dict | None, batch_id: str, scope: str) -> dict | None:
         if not asg or not asg.get("answers_sha"):
             return None
-        rows = db.judgments(asg["assignment_id"])
+        rows = (db.ratings if rating else db.judgments)(asg["assignment_id"])
         by_trial = {r["trial_id"]: r for r in rows}
         ordered = [by_trial[t] for t in order(batch_id, scope) if t in by_trial]
-        return dict(answers=stored_answers(ordered, keys, scope), saved_at=asg["submitted_at"])
+        answers = (stored_ratings if rating else stored_answers)(ordered, keys, scope)
+        return dict(answers=answers, saved_at=asg["submitted_at"])
 
     def _lookup(record: bool, probe: bool = False):
         """(hit, assignment id, worker id, preview, assignment) from the query; writes only
@@ -221,6 +226,7 @@ def create_app(cfg: AppConfig) -> Flask:
     @app.get("/health")
     def health():
         return jsonify(ok=True, schema_version=db.schema_version(), trials=len(trials),
+                       design=design,
                        batches=len(by_batch), local=cfg.local, simulated=cfg.simulated)
 
     @app.get("/")
@@ -242,13 +248,14 @@ def create_app(cfg: AppConfig) -> Flask:
         batch = hit["batch_id"]
         scope = f"preview-{hit['hit_id']}" if preview else aid
         mode = "preview" if preview else ("local" if local else "hit")
-        html = render_page(by_batch[batch], mode=mode, keys=keys, scope=scope,
-                           image_url=img_url(batch, scope), size=size,
-                           assignment_id=aid if not preview else "", hit_id=hit["hit_id"],
-                           worker_id=wid,
-                           submit_to="" if local else request.args.get("turkSubmitTo", ""),
-                           record_url="" if preview else url_for("submit"),
-                           stored=stored_of(asg, batch, scope))
+        render = (lambda *a, **k: render_rating_page(design, *a, **k)) if rating else render_page
+        html = render(by_batch[batch], mode=mode, keys=keys, scope=scope,
+                      image_url=img_url(batch, scope), size=size,
+                      assignment_id=aid if not preview else "", hit_id=hit["hit_id"],
+                      worker_id=wid,
+                      submit_to="" if local else request.args.get("turkSubmitTo", ""),
+                      record_url="" if preview else url_for("submit"),
+                      stored=stored_of(asg, batch, scope))
         return html, 200, {"Content-Type": "text/html; charset=utf-8",
                            "Cache-Control": "no-store"}
 
@@ -259,9 +266,10 @@ def create_app(cfg: AppConfig) -> Flask:
         hit, aid, wid, preview, asg = _lookup(record=False)
         batch = hit["batch_id"]
         scope = f"preview-{hit['hit_id']}" if preview else aid
+        made = (lambda *a: rating_page_trials(design, *a)) if rating else page_trials
         return jsonify(hit_id=hit["hit_id"], assignment_id=aid, worker_id=wid, preview=preview,
-                       trials=page_trials(by_batch[batch], keys, scope, img_url(batch, scope),
-                                          size),
+                       design=design,
+                       trials=made(by_batch[batch], keys, scope, img_url(batch, scope), size),
                        stored=stored_of(asg, batch, scope))
 
     @app.post("/api/submit")
@@ -286,8 +294,12 @@ def create_app(cfg: AppConfig) -> Flask:
                 raise UnknownIdError(f"unknown assignment {aid!r}")
             if (asg["hit_id"], asg["worker_id"]) != (hid, wid):
                 raise ConflictError(f"assignment {aid!r} belongs to another HIT/worker")
-            ids, rows = parse_answers(payload, by_id, page_ids(hit["batch_id"], aid))
-            res = db.record_submission(aid, hid, wid, rows, simulated=cfg.simulated)
+            parse = parse_ratings if rating else parse_answers
+            ids, rows = parse(payload, by_id, page_ids(hit["batch_id"], aid))
+            if rating:
+                res = db.record_ratings(aid, hid, wid, design, rows, simulated=cfg.simulated)
+            else:
+                res = db.record_submission(aid, hid, wid, rows, simulated=cfg.simulated)
         except AlreadySubmittedError as e:
             return fail(e, stored=stored_of(db.get_assignment(aid), hit["batch_id"], aid))
         except (AnswerError, DBError) as e:

@@ -60,6 +60,7 @@ string in USD such as ``"0.50"``, as MTurk writes it)::
     db.mark_bonus_paid(unique_token, paid_at=None) -> None
     db.list_bonuses(unpaid_only=False) -> list[dict]
     db.counts() -> dict[str, int]             # rows per table
+    # absolute ratings (mturk.db_ratings): record_ratings, ratings, ratings_frame
     # trust (mturk.db_trust): the study secret, verification, quality flags
     db.secret() -> bytes;  db.keys() -> mturk.tokens.Keys
     db.verify_assignment(assignment_id, hit_id, worker_id, by="mturk") -> bool
@@ -86,6 +87,7 @@ from codec.paths import runs_dir
 
 from .db_assign import AssignmentRecords
 from .db_market import MarketRecords
+from .db_ratings import RatingRecords
 from .db_trust import TrustRecords
 from .migrations import MIGRATIONS
 
@@ -159,7 +161,7 @@ def _answers_sha(answers: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
 
 
-class StudyDB(AssignmentRecords, MarketRecords, TrustRecords):
+class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
     """The study database at ``path`` (see the module docstring for the API)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):

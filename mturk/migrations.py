@@ -114,3 +114,16 @@ ALTER TABLE assignments ADD COLUMN verified_by TEXT;
 ALTER TABLE hits ADD COLUMN assignment_duration_s INTEGER;
 ALTER TABLE workers ADD COLUMN qc_flags TEXT
 """))
+MIGRATIONS.append(("0003_ratings", """
+CREATE TABLE ratings (
+    rating_id INTEGER PRIMARY KEY,
+    assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    design TEXT NOT NULL CHECK (design IN ('acr', 'dsis')),
+    score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+    rt_ms INTEGER,
+    created_at TEXT NOT NULL,
+    UNIQUE (assignment_id, trial_id)
+);
+CREATE INDEX ratings_trial ON ratings(trial_id)
+"""))

@@ -14,6 +14,10 @@ score candidates with an oracle: ``ms_ssim``, ``psnr`` or ``mse`` from ``codec.q
 never imports ``perceptual_metric``); ``--lower-is-closer`` for distances. Their noise ``T``
 (``--temperature``) defaults to half the median |q_b - q_a| over the test trials of the study.
 
+On an ACR or DSIS study (``mturk.ratings``) the workers rate instead: ``mturk.rate_sim``
+documents the oracle-to-scale mapping and the per-worker bias and noise (``--rating-bias-sd``,
+``--rating-noise``).
+
 Answers are flagged simulated by the server (``mturk.serve --simulated``), never by this client;
 every output file here says ``"simulated": true``. ``summary["worker_types"]`` maps each worker
 id to its type (``mturk.crowd_report`` scores the quality control with it).
@@ -43,6 +47,8 @@ from codec.tables import read_table, resolve_path
 
 from .cli import add_config_args, config_from_args
 from .crowd import Scorer, assign_types, choose, load_oracle, parse_mix, response_ms
+from .rate_sim import run_rating_crowd
+from .ratings import RATING_DESIGNS, study_design
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 
 
@@ -67,6 +73,10 @@ class SimConfig:
     concurrency: int = field(default=4, metadata={"help": "workers answering at once"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     out: str = field(default="", metadata={"help": "summary JSON (default: next to trials)"})
+    rating_bias_sd: float = field(default=0.5, metadata={
+        "help": "acr/dsis studies: sd of careful workers' bias in scale points (mturk.rate_sim)"})
+    rating_noise: str = field(default="0.3,0.8", metadata={
+        "help": "acr/dsis studies: LO,HI of careful workers' noise sd in scale points"})
 
 
 def oracle_scores(trials_csv: str | Path, oracle: str, lower_is_closer: bool = False) -> dict:
@@ -188,6 +198,14 @@ def run_worker(client: Client, token: str, kind: str, scorer: Scorer, temperatur
 
 def run_crowd(cfg: SimConfig) -> dict:
     df = read_table(cfg.trials, TRIALS_COLUMNS, TRIALS_ID)
+    design = study_design(cfg.trials)
+    if design in RATING_DESIGNS:            # ACR/DSIS: simulated raters (mturk.rate_sim)
+        tokens = read_participants(cfg.participants or Path(cfg.trials).parent /
+                                   "participants.txt")
+        if len(tokens) < cfg.workers:
+            raise ValueError(f"{cfg.workers} workers need as many participant links; the file "
+                             f"has {len(tokens)}")
+        return run_rating_crowd(cfg, design, tokens)
     fn, lower = load_oracle(cfg.oracle)
     sign = -1.0 if (lower or cfg.lower_is_closer) else 1.0
     temperature = cfg.temperature

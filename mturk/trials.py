@@ -42,6 +42,7 @@ from codec.tables import read_table, rel_path, resolve_path, write_table
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
 
 from .cli import add_config_args, config_from_args
+from .ratings import RATING_DESIGNS, check_design, make_rating_trials
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 from .views import NEAR_LOSSLESS_CODEC, ViewWriter
 
@@ -58,8 +59,12 @@ class TrialsConfig:
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
     max_pairs_per_group: int = field(default=0, metadata={
         "help": "at most this many pairs per (reference, target_bpp); 0 = all pairs"})
+    design: str = field(default="2afc", metadata={
+        "help": "2afc | acr | dsis (absolute ratings: mturk.ratings; sentinels and repeats "
+                "apply to 2afc only)"})
 
     def check(self) -> None:
+        check_design(self.design)
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2")
         if not 0 <= self.sentinel_share < 1:
@@ -132,6 +137,8 @@ def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig) 
     """Build the trial rows (not written) and write their images into ``out_csv``'s
     ``views/``. Paths are relative to ``out_csv``'s folder."""
     cfg.check()
+    if cfg.design in RATING_DESIGNS:
+        return make_rating_trials(index_path, out_csv, cfg, _Views(index_path, out_csv, cfg.crop))
     index = read_table(index_path, INDEX_COLUMNS, INDEX_ID)
     if index.empty:
         raise ValueError(f"{index_path}: no distortions")
@@ -231,7 +238,7 @@ def build(index_path: str | Path, out_dir: str | Path, cfg: TrialsConfig,
             return out_csv, False
     rows = make_trials(index_path, out_csv, cfg)
     write_table(out_csv, rows, TRIALS_COLUMNS, TRIALS_ID)
-    meta = dict(key, trials_sha256=sha256_file(out_csv), n_trials=len(rows),
+    meta = dict(key, design=cfg.design, trials_sha256=sha256_file(out_csv), n_trials=len(rows),
                 n_test=sum(r["kind"] == "test" for r in rows),
                 n_sentinel=sum(r["kind"] == "sentinel" for r in rows),
                 n_repeat=sum(bool(r["repeat_of"]) for r in rows),

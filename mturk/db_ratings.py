@@ -1,0 +1,107 @@
+"""Absolute ratings (ACR, DSIS) in the study database (mixed into ``StudyDB``).
+
+The ``ratings`` table (migration ``0003_ratings``) sits beside ``judgments``: one row per
+(assignment, trial), the score on the design's 5-point scale (``mturk.ratings``). An assignment
+holds either judgments or ratings, never both. Submissions follow ``record_submission``'s rules
+(all or nothing, every trial of the batch exactly once, a repeat with the same scores is a no-op,
+different scores raise ``AlreadySubmittedError`` and the stored scores stand)::
+
+    db.record_ratings(assignment_id, hit_id, worker_id, design, answers, *, simulated=False,
+                      require_accepted=True, submitted_at=None) -> SubmitResult
+        # answers: [{"trial_id", "score": 1..5, "rt_ms"}]
+    db.ratings(assignment_id=None) -> list[dict]
+    db.ratings_frame() -> pandas.DataFrame    # ratings joined with trials, assignments, workers
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from . import db as _db
+from .ratings import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
+
+
+def ratings_sha(answers: list[dict]) -> str:
+    canon = sorted((a["trial_id"], int(a["score"])) for a in answers)
+    return hashlib.sha256(json.dumps(["ratings", canon]).encode()).hexdigest()
+
+
+def _valid_score(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and SCALE_MIN <= v <= SCALE_MAX
+
+
+class RatingRecords:
+    """Methods of ``StudyDB`` for absolute ratings (see the module docstring)."""
+
+    def record_ratings(self, assignment_id: str, hit_id: str, worker_id: str, design: str,
+                       answers: list[Mapping], *, simulated: bool = False,
+                       require_accepted: bool = True, submitted_at: str | None = None
+                       ) -> _db.SubmitResult:
+        if design not in RATING_DESIGNS:
+            raise _db.DBError(f"design must be one of {RATING_DESIGNS}, not {design!r}")
+        answers = [dict(a) for a in answers]
+        for a in answers:
+            if not _valid_score(a.get("score")):
+                raise _db.DBError(f"each rating needs an integer score in "
+                                  f"[{SCALE_MIN}, {SCALE_MAX}]")
+        sha = ratings_sha(answers)
+        now = submitted_at or _db.utcnow()
+        with self._tx() as c:
+            hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
+            if hit is None:
+                raise _db.UnknownIdError(f"unknown HIT {hit_id!r}")
+            old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
+                            (assignment_id,)).fetchone()
+            if old is not None and (old["hit_id"] != hit_id or old["worker_id"] != worker_id):
+                raise _db.ConflictError(f"assignment {assignment_id!r} belongs to another "
+                                        "HIT/worker")
+            if old is not None and old["answers_sha"] is not None:
+                if old["answers_sha"] != sha:
+                    raise _db.AlreadySubmittedError(f"assignment {assignment_id!r} was already "
+                                                    "submitted with other answers", assignment_id)
+                return _db.SubmitResult("duplicate", assignment_id, len(answers))
+            if old is None and require_accepted:
+                raise _db.UnknownIdError(f"unknown assignment {assignment_id!r}")
+            batch = {r[0] for r in c.execute("SELECT trial_id FROM trials WHERE batch_id=?",
+                                             (hit["batch_id"],))}
+            ids = [a.get("trial_id") for a in answers]
+            if len(set(ids)) != len(ids) or set(ids) != batch:
+                raise _db.DBError(f"ratings must cover each of the {len(batch)} trials of batch "
+                                  f"{hit['batch_id']} exactly once")
+            self._ensure_worker(c, worker_id)
+            if old is None:
+                c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                          "submitted_at, simulated, answers_sha) VALUES (?,?,?,'submitted',?,?,?)",
+                          (assignment_id, hit_id, worker_id, now, int(simulated), sha))
+            else:
+                c.execute("UPDATE assignments SET status='submitted', submitted_at=?, "
+                          "simulated=?, answers_sha=? WHERE assignment_id=?",
+                          (now, int(simulated), sha, assignment_id))
+            for a in answers:
+                rt = a.get("rt_ms")
+                c.execute("INSERT INTO ratings (assignment_id, trial_id, design, score, rt_ms, "
+                          "created_at) VALUES (?,?,?,?,?,?)",
+                          (assignment_id, a["trial_id"], design, int(a["score"]),
+                           None if rt is None else int(rt), now))
+        return _db.SubmitResult("created", assignment_id, len(answers))
+
+    def ratings(self, assignment_id: str | None = None) -> list[dict]:
+        if assignment_id is None:
+            return self._rows("SELECT * FROM ratings ORDER BY rating_id")
+        return self._rows("SELECT * FROM ratings WHERE assignment_id=? ORDER BY rating_id",
+                          (assignment_id,))
+
+    def ratings_frame(self):
+        """Ratings joined with their trial, assignment, HIT and worker (a pandas DataFrame)."""
+        import pandas as pd
+
+        sql = ("SELECT r.assignment_id, r.trial_id, r.design, r.score, r.rt_ms, a.worker_id, "
+               "a.hit_id, a.status AS assignment_status, a.simulated, a.accepted_at, "
+               "a.submitted_at, a.verified_at, a.verified_by, t.batch_id, t.ref_id, t.ref_path, "
+               "t.a_id AS stimulus_id, t.a_path AS path, t.a_codec AS codec, t.a_bpp AS bpp, "
+               "t.target_bpp, w.blocked FROM ratings r JOIN assignments a USING (assignment_id) "
+               "JOIN trials t ON t.trial_id=r.trial_id JOIN workers w ON w.worker_id=a.worker_id "
+               "ORDER BY r.rating_id")
+        return pd.read_sql_query(sql, self._conn())

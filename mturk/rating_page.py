@@ -1,0 +1,136 @@
+"""The HIT page of the rating designs (ACR, DSIS): ``templates/rate.html`` + ``static/rate.js``.
+
+The same conventions as the 2AFC page (``mturk.page``): keyed page trial ids and image URLs per
+assignment (``mturk.tokens``; an ACR page never gets its reference's URL), 1:1 display (every
+image pixel is ``max(1, floor(devicePixelRatio))`` device pixels; answers are off while the
+window is too small), zoom ``z`` (3x, nearest-neighbour), preview mode, stored answers on a
+reopened assignment, the answers posted to ``/api/submit`` and then to
+``{turkSubmitTo}/mturk/externalSubmit`` (HIT mode) in the form field ``answers``. Keys: ``5`` to
+``1`` rate (the scale is listed best first), ``Backspace`` back; DSIS: the reference is shown
+first, ``Space``/``Enter`` (or the button) goes on to the test image, ``r`` shows the reference
+again. The submitted JSON::
+
+    {"assignment_id", "hit_id", "worker_id",
+     "answers": [{"trial_id": <page trial id>, "score": 1..5, "rt_ms"}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+
+from .page import (
+    ANSWER_FIELD,
+    BODY_PAD_PX,
+    CAPTION_PX,
+    FRAME_BORDER_PX,
+    ID_RE,
+    MAX_RT_MS,
+    MTURK_SUBMIT_HOSTS,
+    PAGE_MODES,
+    PREVIEW_ASSIGNMENT,
+    SCROLLBAR_PX,
+    STATIC,
+    AnswerError,
+    _env,
+)
+from .ratings import SCALE_MAX, SCALE_MIN, scale_labels
+from .tokens import Keys
+
+TITLES = {"acr": "How good is the image?", "dsis": "How impaired is the second image?"}
+VIEW_REF, VIEW_STIMULUS = 0, 1      # mturk.tokens view numbers: the stimulus is the "left" view
+
+
+def min_window_rating(width: int, height: int) -> tuple[int, int]:
+    """(width, height) in CSS pixels a rating page needs at 100 % zoom to show one view at
+    one image pixel per device pixel."""
+    return (width + 2 * FRAME_BORDER_PX + 2 * BODY_PAD_PX + SCROLLBAR_PX,
+            height + 2 * FRAME_BORDER_PX + CAPTION_PX)
+
+
+def rating_page_trials(design: str, trials: Sequence[Mapping], keys: Keys, scope: str,
+                       image_url: Callable[[int, int, Mapping], str],
+                       size: Callable[[Mapping], tuple[int, int]]) -> list[dict]:
+    """Per trial in ``scope``'s order: page id, the stimulus URL (``img``), the reference's URL
+    (``ref``, DSIS only) and the size."""
+    out = []
+    for pos, t in enumerate(keys.page_order(scope, trials)):
+        w, h = size(t)
+        row = dict(trial_id=keys.page_trial_id(scope, t["trial_id"]),
+                   img=image_url(pos, VIEW_STIMULUS, t), w=w, h=h)
+        if design == "dsis":
+            row["ref"] = image_url(pos, VIEW_REF, t)
+        out.append(row)
+    return out
+
+
+def stored_ratings(rows: Sequence[Mapping], keys: Keys, scope: str) -> list[dict]:
+    """The database's ratings of one assignment as the page's answers (a reopened page)."""
+    return [dict(trial_id=keys.page_trial_id(scope, r["trial_id"]), score=int(r["score"]),
+                 rt_ms=r["rt_ms"]) for r in rows]
+
+
+def render_rating_page(design: str, trials: Sequence[Mapping], *, mode: str, keys: Keys,
+                       scope: str, image_url, size, assignment_id: str = "", hit_id: str = "",
+                       worker_id: str = "", submit_to: str = "", record_url: str = "",
+                       stored: Mapping | None = None, static_url=None,
+                       inline_assets: bool = False) -> str:
+    if mode not in PAGE_MODES:
+        raise ValueError(f"unknown page mode {mode!r}")
+    labels = scale_labels(design)
+    task = dict(design=design, mode=mode, assignment_id=assignment_id, hit_id=hit_id,
+                worker_id=worker_id, record_url=record_url,
+                stored=dict(stored) if stored else None,
+                trials=rating_page_trials(design, trials, keys, scope, image_url, size),
+                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
+                scale=[dict(score=s, label=labels[s]) for s in sorted(labels, reverse=True)],
+                layout=dict(border=FRAME_BORDER_PX, pad=BODY_PAD_PX, caption=CAPTION_PX,
+                            scrollbar=SCROLLBAR_PX))
+    assets = {}
+    if inline_assets:
+        assets = dict(css=(STATIC / "rate.css").read_text(), js=(STATIC / "rate.js").read_text())
+    return _env.get_template("rate.html").render(
+        task=task, design=design, mode=mode, title=TITLES[design], assignment_id=assignment_id,
+        submit_action=(submit_to.rstrip("/") + "/mturk/externalSubmit") if submit_to else "",
+        answer_field=ANSWER_FIELD, n_trials=len(trials), inline=inline_assets, assets=assets,
+        scale=task["scale"], static_url=static_url or (lambda name: f"/static/{name}"))
+
+
+def parse_ratings(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
+                  page_ids: Mapping[str, str], max_answers: int = 1000
+                  ) -> tuple[dict, list[dict]]:
+    """Validate a rating submission; returns (ids, rows for ``StudyDB.record_ratings``).
+    Raises ``AnswerError`` on anything malformed (ids, trial ids not of this page, a score
+    that is not an integer in [1, 5], response times out of range, too many answers)."""
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise AnswerError("answers are not valid JSON") from e
+    if not isinstance(payload, Mapping):
+        raise AnswerError("a submission is a JSON object")
+    ids = {}
+    for key in ("assignment_id", "hit_id", "worker_id"):
+        v = payload.get(key)
+        if not isinstance(v, str) or not ID_RE.match(v):
+            raise AnswerError(f"{key} must match {ID_RE.pattern}")
+        ids[key] = v
+    answers = payload.get("answers")
+    if not isinstance(answers, list) or not 0 < len(answers) <= max_answers:
+        raise AnswerError(f"answers must be a list of 1 to {max_answers} items")
+    rows = []
+    for a in answers:
+        if not isinstance(a, Mapping):
+            raise AnswerError("each answer is an object")
+        pid, score, rt = a.get("trial_id"), a.get("score"), a.get("rt_ms")
+        tid = page_ids.get(pid) if isinstance(pid, str) else None
+        if tid is None or tid not in trials_by_id:
+            raise AnswerError("a trial id that is not on this page")
+        if isinstance(score, bool) or not isinstance(score, int) \
+                or not SCALE_MIN <= score <= SCALE_MAX:
+            raise AnswerError(f"score must be an integer from {SCALE_MIN} to {SCALE_MAX}")
+        if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float))
+                               or not 0 <= rt <= MAX_RT_MS):
+            raise AnswerError("rt_ms must be a number of milliseconds")
+        rows.append(dict(trial_id=tid, score=score, rt_ms=None if rt is None else int(rt)))
+    return ids, rows

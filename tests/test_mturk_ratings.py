@@ -1,0 +1,178 @@
+"""ACR and DSIS studies: trials, the ratings table and its migration, the server, the simulator."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pandas as pd
+import pytest
+
+from mturk.app import AppConfig, create_app
+from mturk.db import AlreadySubmittedError, DBError, StudyDB
+from mturk.migrations import MIGRATIONS
+from mturk.page import AnswerError
+from mturk.rate_sim import mapped, rate
+from mturk.rating_page import parse_ratings
+from mturk.ratings import HIDDEN_REF_CODEC, study_design
+from mturk.simulate import SimConfig, run_crowd
+from mturk.synth import make_toy_index
+from mturk.trials import TrialsConfig, build
+from mturk.trials import main as trials_main
+
+QUALITIES = (5, 20, 50, 95)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    return make_toy_index(tmp_path_factory.mktemp("dist"), n_refs=3, size=32,
+                          qualities=QUALITIES)
+
+
+@pytest.mark.parametrize("design", ["acr", "dsis"])
+def test_rating_trials_layout(index, tmp_path, design):
+    path, written = build(index, tmp_path, TrialsConfig(batch_size=10, design=design))
+    assert written and study_design(path) == design
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    # a rating trial names one stimulus on both sides, shown "left", no sentinels or repeats
+    assert (df.a_id == df.b_id).all() and (df.a_path == df.b_path).all()
+    assert (df.left == "a").all() and (df.kind == "test").all() and (df.repeat_of == "").all()
+    dists = df[df.a_codec != HIDDEN_REF_CODEC]
+    assert sorted(dists.a_id) == sorted(f"toy{r}-jpegq{q}-t1.0" for r in range(3)
+                                        for q in QUALITIES)       # every distortion once
+    hidden = df[df.a_codec == HIDDEN_REF_CODEC]
+    if design == "dsis":
+        assert hidden.empty
+    else:
+        assert sorted(hidden.a_id) == ["toy0", "toy1", "toy2"]
+        assert (hidden.a_id == hidden.ref_id).all() and (hidden.a_path == hidden.ref_path).all()
+        # every distortion shares its batch with its reference's hidden reference
+        for r in dists.itertuples():
+            assert ((hidden.ref_id == r.ref_id) & (hidden.batch_id == r.batch_id)).any()
+    assert df.groupby("batch_id").size().max() <= 10
+    assert not build(index, tmp_path, TrialsConfig(batch_size=10, design=design))[1]
+
+
+def test_trials_cli_refuses_unknown_design(index, tmp_path, capsys):
+    assert trials_main(["--index", str(index), "--out", str(tmp_path), "--design", "mos"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mturk.trials: error: unknown design 'mos'") and "\n" not in err
+    assert not (tmp_path / "trials.csv").exists()
+
+
+def test_migration_upgrades_a_version_2_database(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    for _name, sql in MIGRATIONS[:2]:               # the schema before the ratings table
+        for stmt in sql.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute("INSERT INTO studies VALUES ('s', NULL, 'now')")
+    conn.commit()
+    conn.close()
+    db = StudyDB(path)
+    assert db.schema_version() == len(MIGRATIONS) >= 3
+    assert db.ratings() == [] and db._one("SELECT study_id FROM studies") == {"study_id": "s"}
+    cols = {r["name"] for r in db._rows("PRAGMA table_info(ratings)")}
+    assert {"assignment_id", "trial_id", "design", "score", "rt_ms"} <= cols
+
+
+def test_record_ratings_rules(index, tmp_path):
+    trials = build(index, tmp_path, TrialsConfig(batch_size=10, design="acr"))[0]
+    db = StudyDB(tmp_path / "j.sqlite")
+    rows = pd.read_csv(trials, dtype=str, keep_default_na=False)
+    db.load_trials(rows)
+    batch = rows.batch_id.iloc[0]
+    ids = list(rows[rows.batch_id == batch].trial_id)
+    db.add_hit("H1", batch, "local")
+    answers = [dict(trial_id=t, score=1 + i % 5, rt_ms=900) for i, t in enumerate(ids)]
+    with pytest.raises(DBError, match="exactly once"):
+        db.record_ratings("A1", "H1", "W1", "acr", answers[:-1], require_accepted=False)
+    with pytest.raises(DBError, match="integer score"):
+        db.record_ratings("A1", "H1", "W1", "acr", [dict(answers[0], score=6)] + answers[1:],
+                          require_accepted=False)
+    assert db.ratings() == []                       # all or nothing
+    assert db.record_ratings("A1", "H1", "W1", "acr", answers,
+                             require_accepted=False).status == "created"
+    assert db.record_ratings("A1", "H1", "W1", "acr", answers[::-1]).status == "duplicate"
+    with pytest.raises(AlreadySubmittedError):
+        db.record_ratings("A1", "H1", "W1", "acr", [dict(answers[0], score=5 - answers[0]["score"]
+                                                         % 5)] + answers[1:])
+    stored = {r["trial_id"]: r["score"] for r in db.ratings("A1")}
+    assert stored == {a["trial_id"]: a["score"] for a in answers}
+
+
+def test_parse_ratings_refuses_malformed():
+    trials = {"t1": {"left": "a"}}
+    page = {"p1": "t1"}
+    base = dict(assignment_id="A", hit_id="H", worker_id="W")
+    assert parse_ratings(dict(base, answers=[dict(trial_id="p1", score=4, rt_ms=10)]), trials,
+                         page)[1] == [dict(trial_id="t1", score=4, rt_ms=10)]
+    for bad in (dict(trial_id="p1", score=0), dict(trial_id="p1", score=4.0),
+                dict(trial_id="p1", score=True), dict(trial_id="p2", score=3),
+                dict(trial_id="p1", score=3, rt_ms=-1), dict(trial_id="p1", side="left")):
+        with pytest.raises(AnswerError):
+            parse_ratings(dict(base, answers=[bad]), trials, page)
+
+
+def test_simulated_rating_keeps_the_scale_and_follows_the_truth():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    assert mapped(1e9, 0.5, 0.1) == pytest.approx(5) and mapped(-1e9, 0.5, 0.1) == pytest.approx(1)
+    assert mapped(0.5, 0.5, 0.1) == pytest.approx(3)
+    careful = [rate("careful", 3.4, 0.5, 0.5, rng) for _ in range(4000)]
+    assert set(careful) <= {1, 2, 3, 4, 5} and abs(np.mean(careful) - 3.9) < 0.05
+    spam = [rate("random", 3.4, 0.5, 0.5, rng) for _ in range(4000)]
+    assert abs(np.mean(spam) - 3.0) < 0.1 and set(spam) == {1, 2, 3, 4, 5}
+
+
+@pytest.fixture
+def live(index, tmp_path, request):
+    from werkzeug.serving import make_server
+
+    design = request.param
+    trials = build(index, tmp_path / "study", TrialsConfig(batch_size=10, design=design))[0]
+    app = create_app(AppConfig(trials=str(trials), db=str(tmp_path / "j.sqlite"), local=True,
+                               simulated=True))
+    db = app.extensions["plic_db"]
+    links = tmp_path / "participants.txt"
+    links.write_text("".join(f"{db.keys().participant_token(i)}\n" for i in range(1, 13)))
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield design, f"http://127.0.0.1:{srv.server_port}", trials, db, links, app
+    srv.shutdown()
+
+
+@pytest.mark.parametrize("live", ["acr", "dsis"], indirect=True)
+def test_simulated_raters_over_http(live):
+    design, url, trials, db, links, app = live
+    s = run_crowd(SimConfig(url=url, trials=str(trials), participants=str(links), workers=12,
+                            batches_per_worker=5, oracle="psnr", mix="careful=0.75,random=0.25",
+                            concurrency=3, seed=3))
+    assert s["simulated"] and s["design"] == design and s["failures"] == []
+    n_batches = len(db.batch_ids())
+    assert s["submissions"] == 12 * n_batches       # everyone rated every batch once
+    r = db.ratings_frame()
+    assert len(r) == s["judgments"] == 12 * db.counts()["trials"] and db.judgments() == []
+    assert set(r.design) == {design} and (r.simulated == 1).all()
+    assert (r.stimulus_id.map(s["mapped_scores"]).notna()).all()
+    # careful raters follow the oracle's order: JPEG quality 95 above quality 5
+    careful = r[r.worker_id.map(s["worker_types"]) == "careful"]
+    by_codec = careful.groupby("codec").score.mean()
+    assert by_codec["jpeg-q95"] > by_codec["jpeg-q50"] > by_codec["jpeg-q5"]
+    # the page trial data of an ACR page never carries the reference's image
+    client = app.test_client()
+    a = db.list_assignments()[0]
+    task = client.get(f"/api/task?assignmentId={a['assignment_id']}&hitId={a['hit_id']}"
+                      f"&workerId={a['worker_id']}").get_json()
+    assert task["design"] == design and task["stored"] is not None
+    assert all(("ref" in t) == (design == "dsis") for t in task["trials"])
+    # a changed resubmission gets 409 with the stored scores; they stand
+    changed = [dict(x, score=1 if x["score"] != 1 else 2) for x in task["stored"]["answers"]]
+    res = client.post("/api/submit", data=json.dumps(dict(
+        assignment_id=a["assignment_id"], hit_id=a["hit_id"], worker_id=a["worker_id"],
+        answers=changed)))
+    assert res.status_code == 409 and res.get_json()["stored"] == task["stored"]
