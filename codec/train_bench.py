@@ -39,7 +39,6 @@ from .paths import runs_dir
 
 DEFAULT_CASES = ["hific:tiny", "bmshj2018-hyperprior:tiny", "hific:small",
                  "bmshj2018-hyperprior:small", "mbt2018:small"]
-BASELINES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018")
 
 
 def bench_case(model: str, preset: str, steps: int, warmup: int, lpips: str, device: str,
@@ -59,7 +58,9 @@ def bench_case(model: str, preset: str, steps: int, warmup: int, lpips: str, dev
         append(out, row)
 
     if loss == "auto":
-        loss = "mse" if model in BASELINES else "full"
+        from .models import baselines
+
+        loss = "mse" if model in baselines() else "full"
     full = loss == "full"
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(model=model, preset=preset, steps=warmup + steps, out=tmp,

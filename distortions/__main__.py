@@ -21,9 +21,9 @@ from pathlib import Path
 from codec.datasets import DataError, add_data_args, records_from_args
 from codec.paths import runs_dir
 
-from .backends import ALL_CODECS, DEFAULT_CODECS, BackendOptions
+from .backends import BackendOptions, choices_text, default_names, is_known, names
 from .backends.hevc import X265_PRESETS
-from .checkpoints import LEARNED_PREFIX, CheckpointChoiceError, choose_learned, select_codecs
+from .checkpoints import CheckpointChoiceError, choose_learned, select_codecs
 from .run import DEFAULT_TARGETS, RunConfig, run
 
 
@@ -38,12 +38,11 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _codecs(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    bad = [n for n in names if n not in ALL_CODECS and not n.startswith(LEARNED_PREFIX)]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown codec(s) {bad}; choose from "
-                                         f"{', '.join(ALL_CODECS)} or learned-NAME")
-    return names
+    codecs = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    bad = [n for n in codecs if not is_known(n)]
+    if bad or not codecs:
+        raise argparse.ArgumentTypeError(f"unknown codec(s) {bad}; choose from {choices_text()}")
+    return codecs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/distortions)")
     p.add_argument("--codecs", type=_codecs, default=None,
-                   help=f"comma-separated codecs from {', '.join(ALL_CODECS)}, learned-NAME "
-                        f"(default: {','.join(DEFAULT_CODECS)} and every learned codec; bpg "
+                   help=f"comma-separated codecs from {', '.join(names())}, learned-NAME "
+                        f"(default: {','.join(default_names())} and every learned codec; bpg "
                         f"needs bpgenc; learned = all learned codecs)")
     p.add_argument("--targets", type=_floats, default=DEFAULT_TARGETS,
                    help="comma-separated target bpps (default: "
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointChoiceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    codecs, choice_errors = select_codecs(args.codecs, learned.codecs, DEFAULT_CODECS)
+    codecs, choice_errors = select_codecs(args.codecs, learned.codecs, default_names())
     if args.codecs is None or any(c.startswith("learned") for c in args.codecs):
         print(learned.summary())
         for line in learned.skipped:

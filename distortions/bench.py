@@ -32,7 +32,7 @@ from codec.paths import runs_dir
 from codec.tables import read_table
 
 from . import store as st
-from .backends import ALL_CODECS, CLASSIC_CODECS, BackendOptions
+from .backends import BackendOptions, classic_names, names
 from .checkpoints import CheckpointChoiceError, choose_learned, select_codecs
 from .run import DEFAULT_TARGETS, RunConfig, run
 from .schema import INDEX_COLUMNS, INDEX_ID
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, default="kodak")
     p.add_argument("--codecs", default=None,
-                   help=f"comma-separated codecs (default: {','.join(CLASSIC_CODECS)} and every "
-                        f"learned codec; known: {','.join(ALL_CODECS)}, learned-NAME)")
+                   help=f"comma-separated codecs (default: {','.join(classic_names())} and every "
+                        f"learned codec; known: {','.join(names())}, learned-NAME)")
     p.add_argument("--checkpoint", action="append", default=None, metavar="[NAME=]PATH",
                    help="codec checkpoint of a learned codec (repeatable; replaces the "
                         "checkpoints found in --checkpoint-dir)")
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     requested = None if args.codecs is None else tuple(c for c in args.codecs.split(",") if c)
-    codecs, choice_errors = select_codecs(requested, learned.codecs, CLASSIC_CODECS)
+    codecs, choice_errors = select_codecs(requested, learned.codecs, classic_names())
     print(learned.summary())
     for msg in choice_errors:
         print(f"error: {msg}", file=sys.stderr)

@@ -5,5 +5,5 @@ Modules: ``intmath`` (fixed-point arithmetic), ``intnet`` (integer-exact hyper d
 ``masked`` (the float model that is trained), ``step`` (THE step function and the integer
 discretisation of its output), ``wavefront`` (schedules, the coding loop shared by encoder and
 decoders, the stream decoder), ``latent`` (the model mixin and the ``wavefront`` latent coder),
-``models`` (mbt2018), ``bench`` (``python -m codec.context.bench``).
+``bench`` (``python -m codec.context.bench``).
 """

@@ -171,16 +171,15 @@ def _classic_codecs(names: tuple[str, ...], checkpoint_dir: str | None, x265_pre
     """(codec names, BackendOptions): ``learned`` expands to every codec checkpoint of
     ``checkpoint_dir`` (as ``python -m distortions`` names them), to nothing when it has none;
     unknown names and a missing ``learned-NAME`` are errors."""
-    from distortions.backends import ALL_CODECS, BackendOptions
+    from distortions.backends import BackendOptions, choices_text, is_known
     from distortions.backends.hevc import X265_PRESETS
-    from distortions.checkpoints import LEARNED_PREFIX, choose_learned, select_codecs
+    from distortions.checkpoints import choose_learned, select_codecs
 
     if x265_preset not in X265_PRESETS:
         raise ValueError(f"--x265-preset must be one of {', '.join(X265_PRESETS)}")
-    bad = [n for n in names if n not in ALL_CODECS and not n.startswith(LEARNED_PREFIX)]
+    bad = [n for n in names if not is_known(n)]
     if bad:
-        raise ValueError(f"unknown codec(s) {', '.join(bad)}; choose from "
-                         f"{', '.join(ALL_CODECS)} or learned-NAME")
+        raise ValueError(f"unknown codec(s) {', '.join(bad)}; choose from {choices_text()}")
     learned = {}
     if any(n.startswith("learned") for n in names):
         choice = choose_learned(None, checkpoint_dir)

@@ -46,7 +46,9 @@ class LaplaceHead(nn.Module):
 class LatentModel(nn.Module):
     """Base class; see the module docstring for the data flow."""
 
-    name: str = ""
+    name: str = ""                # set by ``codec.models.register``, like the two below
+    baseline: bool = False
+    anchor: str | None = None
     stages: tuple[str, ...] = ("y",)
     stride: int = 1
 
@@ -72,7 +74,7 @@ class LatentModel(nn.Module):
 
     def latent_context_input(self, y: torch.Tensor, delta: torch.Tensor, mode: str):
         """The quantised latent a context model sees in the training forward (then also the one
-        the likelihood is taken at); None without a context model (``codec.context.models``)."""
+        the likelihood is taken at); None without a context model (``codec.context.latent``)."""
         return None
 
     def top_params(self, shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:

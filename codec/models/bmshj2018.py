@@ -53,7 +53,7 @@ class Abs(nn.Module):
         return x.abs()
 
 
-@register("bmshj2018-factorized")
+@register("bmshj2018-factorized", baseline=True)
 class Bmshj2018Factorized(LatentModel):
     stages = ("y",)
     stride = 16
@@ -69,7 +69,8 @@ class Bmshj2018Factorized(LatentModel):
         self.top_prior = PerChannelLaplace(config.M, init_scale=4.0)
 
 
-@register("bmshj2018-hyperprior")
+@register("bmshj2018-hyperprior", baseline=True,
+          anchor="compressai-bmshj2018-hyperprior_mse_cpu")
 class Bmshj2018Hyperprior(LatentModel):
     stages = ("y", "z")
     stride = 64

@@ -22,7 +22,16 @@ examples:
 """
 
 
+def registry_help() -> dict[str, str]:
+    """What the model registry holds now, added to the help of the fields that name models."""
+    from ..models import baselines, names
+
+    return {"model": f"; registered: {', '.join(names())}",
+            "loss": f"; the baselines: {', '.join(baselines())}"}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    listed = registry_help()
     p = argparse.ArgumentParser(
         prog="python -m codec.train", description="Train a learned image codec (rate + MSE + "
         "perceptual metric + non-saturating GAN) for one bpp track.", epilog=EPILOG,
@@ -30,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata["help"] + f" (default: {default})"
+        help_ = f.metadata["help"] + listed.get(f.name, "") + f" (default: {default})"
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                            help=f.metadata["help"])

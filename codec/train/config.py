@@ -37,7 +37,6 @@ PRESET_DEFAULTS = {
     "small": {"batch_size": 8, "crop": 256, "disc_width": 32},
     "tiny": {"batch_size": 4, "crop": 64, "disc_width": 8},
 }
-BASELINES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018")
 STAGES = ("mse", "perceptual", "adversarial")
 
 
@@ -134,7 +133,9 @@ class TrainConfig:
         c.lambda_rate = c.lambda_rate or tr["lambda_rate"]
         c.lambda_rate_low = c.lambda_rate_low or tr["lambda_rate_low"]
         if c.loss == "auto":
-            c.loss = "mse" if c.model in BASELINES else "full"
+            from ..models import baselines
+
+            c.loss = "mse" if c.model in baselines() else "full"
         c.val_every = c.val_every or max(1, c.steps // 10)
         c.ckpt_every = c.ckpt_every or c.val_every
         if not c.out:

@@ -27,9 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_ANCHORS = {"bmshj2018-hyperprior": "compressai-bmshj2018-hyperprior_mse_cpu",
-                   "mbt2018": "compressai-mbt2018_mse_cpu"}
-
 
 def _floats(s: str) -> list[float]:
     try:
@@ -138,6 +135,8 @@ def markdown(results: list[dict], meta: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..models import anchors
+
     p = argparse.ArgumentParser(
         prog="python -m codec.train.rd", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -152,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-bpp", type=_floats, default=[],
                    help="targets for the rate-control check (e.g. 0.075,0.6)")
     p.add_argument("--anchor", action="append", default=[], metavar="MODEL=ANCHOR",
-                   help="anchor file stem per registry name (default: CompressAI's MSE curves "
-                        "of bmshj2018-hyperprior and mbt2018)")
+                   help="anchor file stem per registry name (default: the one each model "
+                        "declares: " + ", ".join(f"{k}={v}" for k, v in anchors().items()) + ")")
     p.add_argument("--out", default="", help="output folder (default runs/train/rd)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -168,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..checkpoint import CheckpointError, git_commit
     from ..datasets import resolve_data
     from ..image_io import read_image
+    from ..models import anchors as declared_anchors
     from ..paths import runs_dir
     from ..rd import anchors_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    anchors = dict(DEFAULT_ANCHORS)
+    anchors = declared_anchors()
     for a in args.anchor:
         k, sep, v = a.partition("=")
         if not sep:

@@ -102,3 +102,19 @@ class LearnedBackend(Backend):
             return self._api().decompress(data, self.model())
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"{self.name}: decoding failed: {e}") from e
+
+
+def from_options(options, name: str) -> LearnedBackend:
+    """The registry's factory: ``learned`` is ``options.checkpoint``, ``learned-<label>`` the
+    checkpoint ``options.learned`` pairs with that name."""
+    if name == "learned":
+        if not options.checkpoint:
+            raise BackendUnavailable("learned: needs a checkpoint; pass --checkpoint PATH or "
+                                     "put codec checkpoints in checkpoints/")
+        return LearnedBackend(options.checkpoint)
+    paths = dict(options.learned)
+    if name not in paths:
+        known = ", ".join(paths) or "none"
+        raise BackendUnavailable(f"{name}: no checkpoint given for this codec (learned "
+                                 f"codecs here: {known}); pass --checkpoint PATH")
+    return LearnedBackend(paths[name], name=name)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..context.latent import ContextLatentMixin
 from ..layers import conv, deconv
-from ..models import register
-from ..models.base import LaplaceHead
-from ..models.bmshj2018 import Bmshj2018Hyperprior, BmshjConfig
-from .latent import ContextLatentMixin
+from . import register
+from .base import LaplaceHead
+from .bmshj2018 import Bmshj2018Hyperprior, BmshjConfig
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Mbt2018Config(BmshjConfig):
     context_kernel: int = 5
 
 
-@register("mbt2018")
+@register("mbt2018", baseline=True, anchor="compressai-mbt2018_mse_cpu")
 class Mbt2018(ContextLatentMixin, Bmshj2018Hyperprior):
     presets = {"paper": Mbt2018Config(preset="paper", N=192, M=192),
                "small": Mbt2018Config(),
