@@ -11,3 +11,7 @@ LABELS_COLUMNS = [
     "p_b", "n", "a_codec", "b_codec", "a_bpp", "b_bpp",
 ]
 LABELS_ID = "trial_id"
+
+# written by perceptual_metric.predict, read by mturk.acquire (the metric's view of each pair)
+PREDICTIONS_COLUMNS = ["trial_id", "a_id", "b_id", "d_a", "d_b", "p_b"]
+PREDICTIONS_ID = "trial_id"

@@ -41,6 +41,7 @@ from codec.paths import runs_dir
 from codec.tables import read_table, rel_path, resolve_path, write_table
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
 
+from .acquire import RoundConfig, input_hashes, selector
 from .cli import add_config_args, config_from_args
 from .ratings import RATING_DESIGNS, check_design, make_rating_trials
 from .schema import TRIALS_COLUMNS, TRIALS_ID
@@ -133,9 +134,11 @@ class _Views:
         return nid, rel_path(p, self.out_csv), rate
 
 
-def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig) -> list[dict]:
+def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig,
+                select=None) -> list[dict]:
     """Build the trial rows (not written) and write their images into ``out_csv``'s
-    ``views/``. Paths are relative to ``out_csv``'s folder."""
+    ``views/``. Paths are relative to ``out_csv``'s folder. ``select`` (an active round,
+    ``mturk.acquire.selector``) keeps a subset of the candidate tests, best first."""
     cfg.check()
     if cfg.design in RATING_DESIGNS:
         return make_rating_trials(index_path, out_csv, cfg, _Views(index_path, out_csv, cfg.crop))
@@ -173,6 +176,8 @@ def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig) 
                          "nothing to compare")
     order = rng.permutation(len(tests))
     tests = [tests[i] for i in order]
+    if select is not None:
+        tests = select(tests)
 
     # one sentinel candidate per reference: its near-lossless encode vs its most degraded one
     pool = [(ref_id, ref_path, _degraded(rows)) for (ref_id, ref_path), rows
@@ -224,19 +229,25 @@ def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig) 
 
 
 def build(index_path: str | Path, out_dir: str | Path, cfg: TrialsConfig,
-          force: bool = False) -> tuple[Path, bool]:
-    """Write ``out_dir/trials.csv`` and its meta file. Returns (path, whether it was written)."""
+          force: bool = False, rounds: RoundConfig | None = None) -> tuple[Path, bool]:
+    """Write ``out_dir/trials.csv`` and its meta file. Returns (path, whether it was written).
+    ``rounds``: the strategy (``mturk.acquire``); random, the default, is today's study."""
+    rounds = rounds or RoundConfig()
+    rounds.check()
     out_dir = Path(out_dir)
     out_csv = out_dir / "trials.csv"
     meta_path = out_dir / "trials.meta.json"
     key = dict(index=str(Path(index_path).resolve()), index_sha256=sha256_file(index_path),
                config=asdict(cfg))
+    if rounds.strategy != "random":             # a random study keeps today's meta
+        key["round"] = dict(asdict(rounds), **input_hashes(rounds))
     if not force and out_csv.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if {k: meta.get(k) for k in key} == key and meta.get("trials_sha256") == \
                 sha256_file(out_csv):
             return out_csv, False
-    rows = make_trials(index_path, out_csv, cfg)
+    rows = make_trials(index_path, out_csv, cfg,
+                       select=selector(rounds) if rounds.strategy == "active" else None)
     write_table(out_csv, rows, TRIALS_COLUMNS, TRIALS_ID)
     meta = dict(key, design=cfg.design, trials_sha256=sha256_file(out_csv), n_trials=len(rows),
                 n_test=sum(r["kind"] == "test" for r in rows),
@@ -256,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="output folder for trials.csv (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="rewrite even when up to date")
     add_config_args(p, TrialsConfig)
+    add_config_args(p, RoundConfig)
     args = p.parse_args(argv)
     try:
         cfg = config_from_args(TrialsConfig, args)
-        path, written = build(args.index, args.out, cfg, force=args.force)
+        path, written = build(args.index, args.out, cfg, force=args.force,
+                              rounds=config_from_args(RoundConfig, args))
     except (ValueError, FileNotFoundError) as e:
         print(f"mturk.trials: error: {e}", file=sys.stderr)
         return 2
