@@ -15,3 +15,10 @@ LABELS_ID = "trial_id"
 # written by perceptual_metric.predict, read by mturk.acquire (the metric's view of each pair)
 PREDICTIONS_COLUMNS = ["trial_id", "a_id", "b_id", "d_a", "d_b", "p_b"]
 PREDICTIONS_ID = "trial_id"
+
+#: ``runs/study/mos.csv`` (``mturk.mos``): one row per rated stimulus of an ACR or DSIS study
+MOS_COLUMNS = [
+    "stimulus_id", "ref_id", "ref_path", "path", "codec", "bpp", "target_bpp", "design",
+    "hidden_ref", "n", "mos", "mos_ci", "dmos", "dmos_ci", "sureal", "sureal_ci",
+]
+MOS_ID = "stimulus_id"
