@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import api, kernels, models
+from . import api, models
 from .coding import EscapeReader, latent_coder
-from .context import wavefront
+from .context import kernels, wavefront
 from .datasets import resolve_data
 from .fsio import atomic_write_text
 from .image_io import center_crop, read_image

@@ -1,4 +1,5 @@
-"""Building blocks of the codec transforms: GDN / inverse GDN, ChannelNorm, residual blocks.
+"""Building blocks of the codec models: GDN / inverse GDN, ChannelNorm, residual blocks, and the
+Laplace parameter head of an entropy stage.
 
 GDN (Balle et al. 2016, "Density modeling of images using a generalized normalization
 transformation") computes, per position, ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2)``.
@@ -135,3 +136,23 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+class LaplaceHead(nn.Module):
+    """Hyper features -> (means, scales) of a stage: a 1x1 convolution, scales = exp(log_scales).
+
+    With ``predict_means=False`` (scale-only hyperprior, Balle 2018) the means are zero."""
+
+    def __init__(self, features: int, channels: int, predict_means: bool = True):
+        super().__init__()
+        self.channels = channels
+        self.predict_means = predict_means
+        self.proj = nn.Conv2d(features, channels * (2 if predict_means else 1), 1)
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.proj(feats)
+        if self.predict_means:
+            means_hat, log_scales = out.chunk(2, dim=1)
+        else:
+            means_hat, log_scales = torch.zeros_like(out), out
+        return means_hat, torch.exp(log_scales.clamp(-20.0, 20.0))

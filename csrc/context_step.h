@@ -56,6 +56,45 @@ struct LayerDesc {
   int64_t in;
 };
 
+// A layer's epilogue at output o, from its accumulated products acc = sum(x * w) (wrapped):
+// y[o] = [residual[o] +] act(clamp(rshift_round(acc + b[o] [+ extra[o]]))); extra (nullable):
+// a per-output partial sum computed elsewhere (the CPU kernel's precomputed hyper half).
+// residual may be y itself (residual[o] is read before y[o] is written).
+PLIC_HD void layer_epilogue(const LayerDesc& L, int64_t o, uint64_t acc, int64_t* y,
+                            const int64_t* residual, int wb, int64_t limit,
+                            const int64_t* extra) {
+  int64_t a = wadd(static_cast<int64_t>(acc), L.b[o]);
+  if (extra != nullptr) a = wadd(a, extra[o]);
+  int64_t v = linear_out(a, wb, limit);
+  if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
+  y[o] = residual != nullptr ? wadd(residual[o], v) : v;
+}
+
+// step.py's discretize_fixed at one value: the mean's symbol offset and the scale's table index
+//   m = rshift_round(mean, mean_shift)
+//   idx = clamp(rshift_round((log_scale - offset) * inv_step, idx_shift), 0, levels - 1)
+PLIC_HD int64_t discretize_mean(int64_t mean, int mean_shift) {
+  return rshift_round(mean, mean_shift);
+}
+
+PLIC_HD int64_t discretize_index(int64_t log_scale, int64_t offset, int64_t inv_step,
+                                 int idx_shift, int64_t levels) {
+  const int64_t v = rshift_round(wmul(wadd(log_scale, wmul(offset, -1)), inv_step), idx_shift);
+  return v < 0 ? 0 : (v > levels - 1 ? levels - 1 : v);
+}
+
+// wavefront.py's commit_step at one value: (m << mean_shift) + k * delta, with delta =
+// num / 2**shift and k * delta = (k * num) << delta_shift or rshift_round(k * num,
+// -delta_shift) as delta_shift = ACT_BITS - shift >= 0 or < 0 (step.py's delta_times).
+PLIC_HD int64_t committed_value(int64_t m, int64_t k, int mean_shift, int64_t delta_num,
+                                int delta_shift) {
+  const int64_t kd = wmul(k, delta_num);
+  const int64_t step = delta_shift >= 0
+      ? static_cast<int64_t>(static_cast<uint64_t>(kd) << delta_shift)
+      : rshift_round(kd, -delta_shift);
+  return wadd(static_cast<int64_t>(static_cast<uint64_t>(m) << mean_shift), step);
+}
+
 // Everything a kernel needs, by value (fits a CUDA kernel's parameter space).
 struct StepDesc {
   LayerDesc layers[kMaxLayers];

@@ -25,9 +25,9 @@ namespace {
 #define PLIC_CLONES
 #endif
 
-// y = [residual +] act(clamp(rshift_round(W x + b [+ extra]))); four output rows at a time,
-// so each input is loaded once per four multiply-adds. extra (nullable): a per-output partial
-// sum computed elsewhere (the head's hyper-feature half, see context_params_cpu).
+// y = [residual +] act(clamp(rshift_round(W x + b [+ extra]))) (layer_epilogue, context_step.h);
+// four output rows at a time, so each input is loaded once per four multiply-adds. extra
+// (nullable): the head's hyper-feature half computed elsewhere (see context_params_cpu).
 PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_t* y,
                        const int64_t* residual, int wb, int64_t limit, const int64_t* extra) {
   const int64_t n = L.in;
@@ -45,23 +45,13 @@ PLIC_CLONES void layer(const LayerDesc& L, const int64_t* __restrict__ x, int64_
       a3 += v * w3[k];
     }
     const uint64_t acc[4] = {a0, a1, a2, a3};
-    for (int q = 0; q < 4; ++q) {
-      int64_t a = wadd(static_cast<int64_t>(acc[q]), L.b[o + q]);
-      if (extra != nullptr) a = wadd(a, extra[o + q]);
-      int64_t v = linear_out(a, wb, limit);
-      if (L.slope != nullptr) v = prelu(v, L.slope[o + q], wb);
-      y[o + q] = residual != nullptr ? wadd(residual[o + q], v) : v;
-    }
+    for (int q = 0; q < 4; ++q) layer_epilogue(L, o + q, acc[q], y, residual, wb, limit, extra);
   }
   for (; o < L.out; ++o) {
     const uint64_t* wr = reinterpret_cast<const uint64_t*>(L.w + o * n);
     uint64_t acc = 0;
     for (int64_t k = 0; k < n; ++k) acc += xu[k] * wr[k];
-    int64_t a = wadd(static_cast<int64_t>(acc), L.b[o]);
-    if (extra != nullptr) a = wadd(a, extra[o]);
-    int64_t v = linear_out(a, wb, limit);
-    if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
-    y[o] = residual != nullptr ? wadd(residual[o], v) : v;
+    layer_epilogue(L, o, acc, y, residual, wb, limit, extra);
   }
 }
 
@@ -86,23 +76,13 @@ PLIC_CLONES void layer32(const LayerDesc& L, const int32_t* __restrict__ w32,
       a3 += static_cast<uint64_t>(v * w3[k]);
     }
     const uint64_t acc[4] = {a0, a1, a2, a3};
-    for (int q = 0; q < 4; ++q) {
-      int64_t a = wadd(static_cast<int64_t>(acc[q]), L.b[o + q]);
-      if (extra != nullptr) a = wadd(a, extra[o + q]);
-      int64_t v = linear_out(a, wb, limit);
-      if (L.slope != nullptr) v = prelu(v, L.slope[o + q], wb);
-      y[o + q] = residual != nullptr ? wadd(residual[o + q], v) : v;
-    }
+    for (int q = 0; q < 4; ++q) layer_epilogue(L, o + q, acc[q], y, residual, wb, limit, extra);
   }
   for (; o < L.out; ++o) {
     const int32_t* wr = w32 + o * n;
     uint64_t acc = 0;
     for (int64_t k = 0; k < n; ++k) acc += static_cast<uint64_t>(int64_t{x[k]} * wr[k]);
-    int64_t a = wadd(static_cast<int64_t>(acc), L.b[o]);
-    if (extra != nullptr) a = wadd(a, extra[o]);
-    int64_t v = linear_out(a, wb, limit);
-    if (L.slope != nullptr) v = prelu(v, L.slope[o], wb);
-    y[o] = residual != nullptr ? wadd(residual[o], v) : v;
+    layer_epilogue(L, o, acc, y, residual, wb, limit, extra);
   }
 }
 
@@ -255,10 +235,9 @@ std::vector<at::Tensor> context_step_cpu(at::Tensor y_pad, at::Tensor psi, at::T
 }
 
 // context_step followed by step.py's discretize_fixed, in one call (the decoder's hot loop
-// makes one call per wavefront step): (m, idx), each (P, C) int64. psi_head: empty, or the
-// precomputed hyper half of the first head layer (step.py's hyper_partial), exact either way.
-//   m = rshift_round(means, mean_shift)
-//   idx = clamp(rshift_round((log_scales - offset) * inv_step, idx_shift), 0, levels - 1)
+// makes one call per wavefront step): (m, idx), each (P, C) int64 (discretize_mean and
+// discretize_index, context_step.h). psi_head: empty, or the precomputed hyper half of the
+// first head layer (step.py's hyper_partial), exact either way.
 std::vector<at::Tensor> context_params_cpu(at::Tensor y_pad, at::Tensor psi, at::Tensor rows,
                                            at::Tensor cols, at::Tensor offsets, int64_t kernel,
                                            int64_t channels, int64_t n_blocks,
@@ -268,52 +247,37 @@ std::vector<at::Tensor> context_params_cpu(at::Tensor y_pad, at::Tensor psi, at:
                                            int64_t act_limit, int64_t mean_shift,
                                            int64_t offset, int64_t inv_step, int64_t idx_shift,
                                            int64_t levels, at::Tensor psi_head) {
-  TORCH_CHECK(mean_shift >= 0 && mean_shift < 63 && idx_shift >= 0 && idx_shift < 63,
-              "shifts must be in 0..62");
-  TORCH_CHECK(levels >= 1, "levels must be positive");
+  check_discretize_args(mean_shift, idx_shift, levels);
   at::Tensor out = step_out(y_pad, psi, psi_head, rows, cols, offsets, kernel, channels,
                             n_blocks, weights, biases, slopes, weight_bits, act_limit);
   at::Tensor m = out.narrow(1, 0, channels).contiguous();
   at::Tensor idx = out.narrow(1, channels, channels).contiguous();
   int64_t* mp = m.data_ptr<int64_t>();
   int64_t* ip = idx.data_ptr<int64_t>();
-  const int64_t n = m.numel(), neg = -offset;
+  const int64_t n = m.numel();
   const int ms = static_cast<int>(mean_shift), is = static_cast<int>(idx_shift);
   for (int64_t e = 0; e < n; ++e) {
-    mp[e] = rshift_round(mp[e], ms);
-    const int64_t v = rshift_round(wmul(wadd(ip[e], neg), inv_step), is);
-    ip[e] = v < 0 ? 0 : (v > levels - 1 ? levels - 1 : v);
+    mp[e] = discretize_mean(mp[e], ms);
+    ip[e] = discretize_index(ip[e], offset, inv_step, is, levels);
   }
   return {m, idx};
 }
 
 // The decoder loop's write-back after the symbols k of a step are known (wavefront.py's
 // commit_step): at each position p and channel ch
-//   y_pad[ch, rows[p] + r, cols[p] + r] = (m << mean_shift) + k * delta   (delta_times)
+//   y_pad[ch, rows[p] + r, cols[p] + r] = committed_value(m, k, ...)  (context_step.h)
 //   k_all[ch, rows[p], cols[p]] = k;  idx_all[ch, rows[p], cols[p]] = idx
-// with k * delta = (k * num) << (ACT_BITS - shift) or rshift_round(k * num, shift - ACT_BITS)
-// as delta_shift >= 0 or < 0 (delta = num / 2**shift).
 void commit_step_cpu(at::Tensor y_pad, at::Tensor k_all, at::Tensor idx_all, at::Tensor rows,
                      at::Tensor cols, at::Tensor m, at::Tensor k, at::Tensor idx,
                      int64_t mean_shift, int64_t delta_num, int64_t delta_shift) {
-  const auto dev = y_pad.device();
-  TORCH_CHECK(dev.is_cpu(), "commit_step_cpu needs CPU tensors");
-  for (const at::Tensor* t : {&y_pad, &k_all, &idx_all, &rows, &cols, &m, &k, &idx}) {
-    check_i64(*t, "commit_step's tensors", dev);
-  }
-  const int64_t c = k_all.size(0), h = k_all.size(1), w = k_all.size(2), n = rows.numel();
-  const int64_t r = (y_pad.size(2) - w) / 2;
-  TORCH_CHECK(y_pad.size(0) == c && y_pad.size(1) == h + r && idx_all.sizes() == k_all.sizes(),
-              "y_pad must be (C, H + r, W + 2r) and idx_all like k_all (C, H, W)");
-  TORCH_CHECK(cols.numel() == n && m.numel() == n * c && k.numel() == n * c &&
-                  idx.numel() == n * c, "rows, cols: (P,); m, k, idx: (P, C)");
-  TORCH_CHECK(mean_shift >= 0 && mean_shift < 64 && delta_shift > -64 && delta_shift < 64,
-              "shifts out of range");
+  TORCH_CHECK(y_pad.device().is_cpu(), "commit_step_cpu needs CPU tensors");
+  const CommitDesc d =
+      check_commit(y_pad, k_all, idx_all, rows, cols, m, k, idx, mean_shift, delta_shift);
   const int64_t* rp = rows.data_ptr<int64_t>();
   const int64_t* cp = cols.data_ptr<int64_t>();
-  for (int64_t p = 0; p < n; ++p) {
-    TORCH_CHECK(rp[p] >= 0 && rp[p] < h && cp[p] >= 0 && cp[p] < w, "position (", rp[p], ", ",
-                cp[p], ") is outside the ", h, " x ", w, " latent");
+  for (int64_t p = 0; p < d.n; ++p) {
+    TORCH_CHECK(rp[p] >= 0 && rp[p] < d.h && cp[p] >= 0 && cp[p] < d.w, "position (", rp[p],
+                ", ", cp[p], ") is outside the ", d.h, " x ", d.w, " latent");
   }
   int64_t* yp = y_pad.data_ptr<int64_t>();
   int64_t* kp = k_all.data_ptr<int64_t>();
@@ -321,17 +285,13 @@ void commit_step_cpu(at::Tensor y_pad, at::Tensor k_all, at::Tensor idx_all, at:
   const int64_t* mp = m.data_ptr<int64_t>();
   const int64_t* ks = k.data_ptr<int64_t>();
   const int64_t* is = idx.data_ptr<int64_t>();
-  const int64_t wp = y_pad.size(2), plane = (h + r) * wp, hw = h * w;
-  for (int64_t p = 0; p < n; ++p) {
-    const int64_t pad = (rp[p] + r) * wp + cp[p] + r, at = rp[p] * w + cp[p];
+  const int64_t c = d.c, plane = (d.h + d.r) * d.wp, hw = d.h * d.w;
+  const int ms = static_cast<int>(mean_shift), ds = static_cast<int>(delta_shift);
+  for (int64_t p = 0; p < d.n; ++p) {
+    const int64_t pad = (rp[p] + d.r) * d.wp + cp[p] + d.r, at = rp[p] * d.w + cp[p];
     for (int64_t ch = 0; ch < c; ++ch) {
       const int64_t e = p * c + ch;
-      const int64_t kd = wmul(ks[e], delta_num);
-      const int64_t step = delta_shift >= 0
-          ? static_cast<int64_t>(static_cast<uint64_t>(kd) << delta_shift)
-          : rshift_round(kd, static_cast<int>(-delta_shift));
-      yp[ch * plane + pad] =
-          wadd(static_cast<int64_t>(static_cast<uint64_t>(mp[e]) << mean_shift), step);
+      yp[ch * plane + pad] = committed_value(mp[e], ks[e], ms, delta_num, ds);
       kp[ch * hw + at] = ks[e];
       ip[ch * hw + at] = is[e];
     }

@@ -1,5 +1,5 @@
 // Host side shared by the CPU and CUDA extensions: checks the tensors the Python dispatcher
-// (codec/kernels.py) passes and fills a StepDesc. The layer order is step.py's context_step:
+// (codec/context/kernels.py) passes and fills a StepDesc. The layer order is step.py's context_step:
 // masked layer + PReLU; per residual block 1x1 + PReLU, 1x1 (+ skip); concat psi;
 // 1x1 + PReLU, 1x1 + PReLU, 1x1 -> (means, log_scales).
 #pragma once
@@ -105,6 +105,39 @@ inline StepDesc make_desc(const at::Tensor& y_pad, const at::Tensor& psi, const 
   }
   TORCH_CHECK(d.layers[n_layers - 1].out == 2 * channels, "the head must give 2C outputs");
   d.max_width = max_w;
+  return d;
+}
+
+// context_params' discretisation arguments
+inline void check_discretize_args(int64_t mean_shift, int64_t idx_shift, int64_t levels) {
+  TORCH_CHECK(mean_shift >= 0 && mean_shift < 63 && idx_shift >= 0 && idx_shift < 63,
+              "shifts must be in 0..62");
+  TORCH_CHECK(levels >= 1, "levels must be positive");
+}
+
+// commit_step's buffers: y_pad (C, H + r, W + 2r), k_all and idx_all (C, H, W), rows and cols
+// (P,), m, k, idx (P, C), all int64 on one device
+struct CommitDesc {
+  int64_t c, h, w, r, n, wp;
+};
+
+inline CommitDesc check_commit(const at::Tensor& y_pad, const at::Tensor& k_all,
+                               const at::Tensor& idx_all, const at::Tensor& rows,
+                               const at::Tensor& cols, const at::Tensor& m, const at::Tensor& k,
+                               const at::Tensor& idx, int64_t mean_shift, int64_t delta_shift) {
+  const auto dev = y_pad.device();
+  for (const at::Tensor* t : {&y_pad, &k_all, &idx_all, &rows, &cols, &m, &k, &idx}) {
+    check_i64(*t, "commit_step's tensors", dev);
+  }
+  CommitDesc d{k_all.size(0), k_all.size(1), k_all.size(2), 0, rows.numel(), y_pad.size(2)};
+  d.r = (y_pad.size(2) - d.w) / 2;
+  TORCH_CHECK(y_pad.size(0) == d.c && y_pad.size(1) == d.h + d.r &&
+                  idx_all.sizes() == k_all.sizes(),
+              "y_pad must be (C, H + r, W + 2r) and idx_all like k_all (C, H, W)");
+  TORCH_CHECK(cols.numel() == d.n && m.numel() == d.n * d.c && k.numel() == d.n * d.c &&
+                  idx.numel() == d.n * d.c, "rows, cols: (P,); m, k, idx: (P, C)");
+  TORCH_CHECK(mean_shift >= 0 && mean_shift < 64 && delta_shift > -64 && delta_shift < 64,
+              "shifts out of range");
   return d;
 }
 

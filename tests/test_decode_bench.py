@@ -40,7 +40,7 @@ def test_decode_bench_refuses_a_bad_crop(tmp_path):
 
 
 def test_a_decoder_that_differs_fails_the_benchmark(monkeypatch):
-    reference = wavefront.step_params
+    reference, commit = wavefront.step_params, wavefront.commit_step
 
     def wrong_params(sw, grid, delta, y_hat_pad, psi, rows, cols):
         """Off by one mean step at the last position only (no later context sees it, so the
@@ -53,6 +53,8 @@ def test_a_decoder_that_differs_fails_the_benchmark(monkeypatch):
     monkeypatch.setattr(decode_bench.kernels, "load", lambda kind: object())
     monkeypatch.setattr(decode_bench.kernels, "compiled_params",
                         lambda mod, *args: wrong_params(*args))
+    monkeypatch.setattr(decode_bench.kernels, "compiled_commit",
+                        lambda mod, *args: commit(*args))
     with pytest.raises(AssertionError, match="differ"):
         decode_bench.bench_preset(image, "small", ["wavefront pytorch", "wavefront c++"])
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import codec.context.wavefront as wavefront
-from codec import kernels
 from codec.coding import EscapeReader, EscapeWriter, encode_symbols
+from codec.context import kernels
 from codec.context.intmath import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, to_fixed
 from codec.context.masked import ContextModel
 from codec.context.step import (
@@ -257,7 +257,7 @@ def test_failed_build_falls_back_with_one_warning(tmp_path, monkeypatch):
 def test_build_cache_is_reused_by_a_new_process(cpu_ext):
     so = cpu_ext.__file__
     before = os.stat(so).st_mtime_ns
-    code = ("import warnings, codec.kernels as k; warnings.simplefilter('error');"
+    code = ("import warnings, codec.context.kernels as k; warnings.simplefilter('error');"
             "m = k.load('cpu'); print(m.__file__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PLIC_KERNELS": "1"})

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec import api, kernels, models
+from codec import api, models
+from codec.context import kernels
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import torch
 
 from ..coding import CodingError, StageCode, encode_symbols, register_latent_coder
 from ..entropy import SCALE_TABLE, estimate_bits
-from ..models.base import LaplaceHead
+from ..layers import LaplaceHead
 from .intmath import ACT_BITS, from_fixed, to_fixed
 from .intnet import ExactSequential, IntConv
+from .kernels import step_hooks
 from .masked import ContextModel
 from .step import ParamGrid, discretize_fixed, step_weights
 from .wavefront import (
@@ -120,13 +121,6 @@ def _fixed_features(features: torch.Tensor) -> torch.Tensor:
     return fixed
 
 
-def _hooks(sw, psi):
-    """The compiled context step where it is built (``codec.kernels``), else the reference."""
-    from .. import kernels  # kernels imports this package: resolved at call time
-
-    return kernels.step_hooks(sw, psi.device)
-
-
 class WavefrontLatentCoder:
     """Coding order ``wavefront``; ``serial=True`` decodes one position per step (reference)."""
 
@@ -143,7 +137,8 @@ class WavefrontLatentCoder:
         shape = tuple(y.shape[1:])
         sched = wavefront_schedule(shape[1], shape[2], sw.kernel)
         y_hat, k, idx = run_schedule(sw, grid, psi, shape, delta, sched,
-                                     quantizer_source(y[0], grid, delta), *_hooks(sw, psi))
+                                     quantizer_source(y[0], grid, delta),
+                                     *step_hooks(sw, psi.device))
         ks, ids = ordered_symbols(k, idx, sched)
         data = encode_symbols(ks, ids, escapes)
         return StageCode(data, from_fixed(y_hat, ACT_BITS).float()[None], estimate_bits(ks, ids),
@@ -157,7 +152,7 @@ class WavefrontLatentCoder:
         sched = (serial_schedule if self.serial else wavefront_schedule)(h, w, sw.kernel)
         source = StreamSource(data, escapes)
         y_hat, k, idx = run_schedule(sw, grid, psi, (c, h, w), delta, sched, source,
-                                     *_hooks(sw, psi))
+                                     *step_hooks(sw, psi.device))
         source.finish()
         ks, ids = ordered_symbols(k, idx, sched)
         return StageCode(data, from_fixed(y_hat, ACT_BITS).float()[None], estimate_bits(ks, ids),

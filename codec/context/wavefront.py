@@ -69,7 +69,7 @@ def step_params(sw: StepWeights, grid: ParamGrid, delta: float, y_hat_pad: torch
                 psi: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The coder's integers (mean grid index m, scale index), each (P, C) int64, at the
-    positions: ``context_step`` then the discretisation (``codec.kernels.compiled_params``
+    positions: ``context_step`` then the discretisation (``codec.context.kernels.compiled_params``
     does both in one kernel call)."""
     means, log_scales = context_step(sw, y_hat_pad, psi, rows, cols)
     if sw.integer:
@@ -86,7 +86,7 @@ def run_schedule(sw: StepWeights, grid: ParamGrid, psi: torch.Tensor, shape: tup
     buffer. Returns
     (y_hat (C, H, W), k, idx) with k and idx (C, H, W) int64. Integer weights: y_hat is int64
     at ACT_BITS, exact. ``params_fn``/``commit_fn`` replace the two per-step functions (the
-    compiled kernels, ``codec.kernels.step_hooks``); same signatures, same integers."""
+    compiled kernels, ``codec.context.kernels.step_hooks``); same signatures, same integers."""
     step_params_ = params_fn or step_params
     commit_step_ = commit_fn or commit_step
     c, h, w = shape
@@ -112,7 +112,7 @@ def commit_step(grid: ParamGrid, delta: float, y_pad: torch.Tensor, k_all: torch
                 k: torch.Tensor, idx: torch.Tensor) -> None:
     """A coded step into the buffers: y_hat = means_q + k * delta into the window buffer
     ``y_pad`` (int64 at ACT_BITS, exact; float64 for float weights), k and idx into their
-    (C, H, W) maps (``codec.kernels.compiled_commit`` does the same in one kernel call)."""
+    (C, H, W) maps (``codec.context.kernels.compiled_commit`` does the same in one kernel call)."""
     r = (y_pad.shape[2] - k_all.shape[2]) // 2
     if y_pad.dtype == torch.int64:
         v = (m << (ACT_BITS - grid.mean_bits)) + delta_times(k, delta)

@@ -23,26 +23,6 @@ from torch import nn
 from ..entropy import as_delta, laplace_likelihood, quantize
 
 
-class LaplaceHead(nn.Module):
-    """Hyper features -> (means, scales) of a stage: a 1x1 convolution, scales = exp(log_scales).
-
-    With ``predict_means=False`` (scale-only hyperprior, Balle 2018) the means are zero."""
-
-    def __init__(self, features: int, channels: int, predict_means: bool = True):
-        super().__init__()
-        self.channels = channels
-        self.predict_means = predict_means
-        self.proj = nn.Conv2d(features, channels * (2 if predict_means else 1), 1)
-
-    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.proj(feats)
-        if self.predict_means:
-            means_hat, log_scales = out.chunk(2, dim=1)
-        else:
-            means_hat, log_scales = torch.zeros_like(out), out
-        return means_hat, torch.exp(log_scales.clamp(-20.0, 20.0))
-
-
 class LatentModel(nn.Module):
     """Base class; see the module docstring for the data flow."""
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..entropy import PerChannelLaplace
-from ..layers import GDN, IGDN, conv, deconv
+from ..layers import GDN, IGDN, LaplaceHead, conv, deconv
 from . import register
-from .base import LaplaceHead, LatentModel
+from .base import LatentModel
 
 
 @dataclass

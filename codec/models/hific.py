@@ -22,9 +22,9 @@ from torch import nn
 
 from ..context.latent import ContextLatentMixin
 from ..entropy import PerChannelLaplace
-from ..layers import GDN, IGDN, ChannelNorm, ResidualBlock, Upsample2x, conv
+from ..layers import GDN, IGDN, ChannelNorm, LaplaceHead, ResidualBlock, Upsample2x, conv
 from . import register
-from .base import LaplaceHead, LatentModel
+from .base import LatentModel
 
 
 @dataclass

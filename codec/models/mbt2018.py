@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..context.latent import ContextLatentMixin
-from ..layers import conv, deconv
+from ..layers import LaplaceHead, conv, deconv
 from . import register
-from .base import LaplaceHead
 from .bmshj2018 import Bmshj2018Hyperprior, BmshjConfig
 
 

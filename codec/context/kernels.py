@@ -1,7 +1,7 @@
 """Compiled kernels of the integer context step (``csrc/``), with the PyTorch reference as twin.
 
-``context_step(sw, y_hat_pad, psi, rows, cols)`` has the signature of
-``codec.context.step.context_step`` and gives the same int64 results bit for bit: the C++ kernel
+``context_step(sw, y_hat_pad, psi, rows, cols)`` has the signature of its twin beside it,
+``codec.context.step.context_step``, and gives the same int64 results bit for bit: the C++ kernel
 for integer weights on CPU tensors, the CUDA kernel on CUDA tensors, the reference otherwise
 (float weights, ``PLIC_KERNELS=0``, or a build that failed or is missing: then ONE warning per
 kernel and process, and the reference from then on).
@@ -23,20 +23,19 @@ from pathlib import Path
 
 import torch
 
-from .context.intmath import ACT_BITS, ACT_LIMIT, WEIGHT_BITS
-from .context.step import (
+from .intmath import ACT_BITS, ACT_LIMIT, WEIGHT_BITS
+from .step import (
     ParamGrid,
     StepWeights,
     delta_parts,
-    discretize_fixed,
     hyper_partial,
     scale_constants,
 )
-from .context.step import context_step as reference_step
-from .context.wavefront import commit_step as reference_commit
-from .context.wavefront import step_params as reference_params
+from .step import context_step as reference_step
+from .wavefront import commit_step as reference_commit
+from .wavefront import step_params as reference_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 _COMMON = ["context_step.h", "context_step_host.h"]
 SOURCES = {"cpu": ["context_step_cpu.cpp"], "cuda": ["context_step_cuda.cu"]}
@@ -152,12 +151,11 @@ def compiled_step(mod, sw: StepWeights, y_hat_pad: torch.Tensor, psi: torch.Tens
 def compiled_params(mod, sw: StepWeights, grid: ParamGrid, delta: float,
                     y_hat_pad: torch.Tensor, psi: torch.Tensor, rows: torch.Tensor,
                     cols: torch.Tensor, split: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``discretize_fixed(*compiled_step(...), grid, delta)`` in one call of a built extension
-    that has ``context_params`` (the CPU one): (m, idx), each (P, C) int64. ``split``: the
-    first head layer's hyper half comes precomputed for the whole latent (``hyper_partial``,
-    once per decode), so a step multiplies only the context half; same integers."""
-    if not hasattr(mod, "context_params"):
-        return discretize_fixed(*compiled_step(mod, sw, y_hat_pad, psi, rows, cols), grid, delta)
+    """``discretize_fixed(*compiled_step(...), grid, delta)`` in one call of a built extension:
+    (m, idx), each (P, C) int64. ``split``: the CPU kernel gets the first head layer's hyper
+    half precomputed for the whole latent (``hyper_partial``, once per decode), so a step
+    multiplies only the context half; same integers (the CUDA kernel reads psi itself)."""
+    split = split and psi.device.type == "cpu"
     offset, inv_step = scale_constants(grid, float(delta))
     c = lambda t: t.contiguous()  # noqa: E731
     m, idx = mod.context_params(
@@ -191,9 +189,9 @@ def compiled_commit(mod, grid: ParamGrid, delta: float, y_pad: torch.Tensor,
                     k_all: torch.Tensor, idx_all: torch.Tensor, rows: torch.Tensor,
                     cols: torch.Tensor, m: torch.Tensor, k: torch.Tensor,
                     idx: torch.Tensor) -> None:
-    """``codec.context.wavefront.commit_step`` in one call of a built extension that has
-    ``commit_step`` (the CPU one; int64 buffers); the reference otherwise."""
-    if not hasattr(mod, "commit_step") or y_pad.dtype != torch.int64:
+    """``codec.context.wavefront.commit_step`` in one call of a built extension (int64
+    buffers); the reference otherwise."""
+    if y_pad.dtype != torch.int64:
         return reference_commit(grid, delta, y_pad, k_all, idx_all, rows, cols, m, k, idx)
     num, lshift = delta_parts(delta)
     c = lambda t: t.contiguous()  # noqa: E731
