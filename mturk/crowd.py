@@ -101,12 +101,17 @@ class Scorer:
         return self._score[kr, ki]
 
 
+def careful_p_right(q_left: float, q_right: float, temperature: float, lapse: float) -> float:
+    """A careful worker's probability of picking right (oracle scores, larger = closer)."""
+    z = max(-50.0, min(50.0, (q_right - q_left) / temperature))
+    return lapse / 2 + (1 - lapse) / (1 + math.exp(-z))
+
+
 def choose(kind: str, left: tuple[float, float], right: tuple[float, float], temperature: float,
            lapse: float, rng: np.random.Generator) -> str:
     """``"left"`` or ``"right"`` for one trial; ``left``/``right`` are (score, mse)."""
     if kind == "careful":
-        z = max(-50.0, min(50.0, (right[0] - left[0]) / temperature))
-        p_right = lapse / 2 + (1 - lapse) / (1 + math.exp(-z))
+        p_right = careful_p_right(left[0], right[0], temperature, lapse)
         return "right" if rng.random() < p_right else "left"
     if kind == "always_left":
         return "left"

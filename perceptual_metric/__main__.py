@@ -11,6 +11,8 @@ COMMANDS = {
     "evaluate": "2AFC agreement of metrics with the labels, with bootstrap intervals",
     "simulate": "SIMULATED labels from a hidden metric (tests, demos; not human data)",
     "bench": "throughput and fit-time benchmark (runs/bench/perceptual_metric.md)",
+    "predict": "the fitted metric's p_b for every candidate pair (an active study's next round)",
+    "budget": "SIMULATED learning curves: judgments paid vs 2AFC, random vs active sampling",
 }
 
 

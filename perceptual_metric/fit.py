@@ -48,6 +48,7 @@ from .labels import (
 )
 from .lpips_model import LPIPS, MODES, RankHead
 from .official import METRIC_KIND, metric_name
+from .predict import load_head
 from .scoring import bootstrap_ci, ceiling, two_afc
 from .trunks import NETS
 
@@ -96,6 +97,9 @@ class FitConfig:
         "help": "continue from OUT.state (saved at every validation) instead of starting over"})
     force: bool = field(default=False, metadata={
         "help": "refit even when OUT was already fitted with this config on these labels"})
+    init: str = field(default="", metadata={
+        "help": "warm start: a fitted metric.pt (the previous round's) whose linear weights, "
+                "head and trunk are the starting point (same net and trunk)"})
 
 
 def lr_at(step: int, total: int, base: float, decay_fraction: float) -> float:
@@ -189,6 +193,13 @@ class Validator:
         return {"val_2afc": float(s.mean()), "val_2afc_ci": [lo, hi]}
 
 
+def rank_loss(head: RankHead, d_a: torch.Tensor, d_b: torch.Tensor, p_b: torch.Tensor,
+              n: torch.Tensor) -> torch.Tensor:
+    """BCE of the head's logit against the soft label, each trial weighted by its judgments."""
+    return F.binary_cross_entropy_with_logits(head(d_a, d_b), p_b, weight=n,
+                                              reduction="sum") / n.sum()
+
+
 def lin_batches(terms: torch.Tensor, n_views: torch.Tensor, p_b: torch.Tensor, n: torch.Tensor,
                 batch_size: int, gen: torch.Generator):
     """Endless shuffled batches of (terms (B, 2, S), p_b, n), one random view per trial (of its
@@ -208,6 +219,18 @@ def crop_batches(ds: TripletDataset, idx: list[int], batch_size: int, gen: torch
         loader = torch.utils.data.DataLoader(sub, batch_size=batch_size, shuffle=True,
                                              generator=gen)
         yield from loader
+
+
+def warm_start(model: LPIPS, head: RankHead, path: str) -> None:
+    """Load a fitted metric's weights and head into ``model``/``head`` (strictly)."""
+    ckpt = load_checkpoint(path, METRIC_KIND)
+    c = ckpt["config"]
+    if (c.get("net"), c.get("trunk_id")) != (model.net, model.trunk_id):
+        raise ValueError(f"--init {path}: a {c.get('net')} metric on {c.get('trunk_id')}; this "
+                         f"fit is {model.net} on {model.trunk_id}")
+    sd = ckpt["state_dict"]
+    model.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head.")})
+    head.load_state_dict(load_head(path).state_dict())
 
 
 def _comparable(cfg: FitConfig | dict) -> dict:
@@ -251,6 +274,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
     model = LPIPS.build(cfg.trunk, cfg.mode, weights=cfg.trunk_weights,
                         linear=cfg.linear_init).to(cfg.device)
     head = RankHead().to(cfg.device)
+    if cfg.init:
+        warm_start(model, head, cfg.init)
     params = list(model.lins) + list(head.parameters())
     if cfg.mode != "lin":
         params += list(model.trunk.parameters())
@@ -300,8 +325,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
             (d_a, d_b), p, w = model.pair_distances(*batch[:3]), batch[3], batch[4]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
-        loss = F.binary_cross_entropy_with_logits(head(d_a, d_b), p, weight=w,
-                                                  reduction="sum") / w.sum()
+        loss = rank_loss(head, d_a, d_b, p, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -10,8 +10,14 @@ import pytest
 from codec.tables import read_table, write_table
 from mturk import rounds
 from mturk.acquire import RoundConfig, pick, scores, settled
-from mturk.schema import (LABELS_COLUMNS, LABELS_ID, PREDICTIONS_COLUMNS, PREDICTIONS_ID,
-                          TRIALS_COLUMNS, TRIALS_ID)
+from mturk.schema import (
+    LABELS_COLUMNS,
+    LABELS_ID,
+    PREDICTIONS_COLUMNS,
+    PREDICTIONS_ID,
+    TRIALS_COLUMNS,
+    TRIALS_ID,
+)
 from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build, main
 

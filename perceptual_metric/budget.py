@@ -1,0 +1,283 @@
+"""SIMULATED learning curves: how many paid judgments active 2AFC sampling saves.
+
+    python -m perceptual_metric.budget --trials runs/budget/pool/trials.csv --out runs/budget
+
+``--trials`` is a study's pool (``mturk.trials`` with the random strategy: every pair, with the
+views the page shows). Per seed, a quarter of the references (``--held-out``) is held out; on the
+others a simulated crowd (``budget_sim``: LPIPS-VGG oracle, per-worker noise, ``--clickers``
+random clickers) answers round after round, the metric (``lin`` on AlexNet, warm-started) is
+refitted after every round, and its 2AFC on the held-out pairs (against the crowd's expected
+answers) is recorded against the judgments paid so far, for both strategies:
+
+- ``random``: today's study, every training pair asked once per pass, ``--passes`` passes: that
+  is the full budget B;
+- ``active``: ``mturk.acquire`` (uncertainty + disagreement, settled pairs skipped, cap per
+  reference) up to the same budget.
+
+The saving: per seed, the judgments J after which active's curve reaches random's accuracy at B
+and stays at or above it, linearly interpolated between rounds; the ratio J / B with a 95 %
+t-interval over seeds. A seed whose active curve never gets there counts as "not reached" (no
+ratio). Outputs: ``OUT/budget.md`` (table, ratio, the command), ``OUT/budget.png``,
+``OUT/budget.json``; each (strategy, seed) run is saved in ``OUT/runs/`` as it finishes, so an
+interrupted run resumes where it stopped (same settings). Trunk features and oracle distances are
+computed once (``term_cache``: ``OUT/cache/terms.npz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from tqdm import tqdm
+
+from codec.fsio import atomic_write_text
+from mturk.acquire import RoundConfig
+from mturk.simulate import auto_temperature
+
+from .budget_sim import Crowd, SimConfig, SimStudy, ceiling_of, run
+from .lpips_model import LPIPS
+from .scoring import two_afc
+from .term_cache import compute, test_pairs
+
+STRATEGIES = ("random", "active")
+
+
+@dataclass
+class BudgetConfig:
+    trials: str = field(default="runs/budget/pool/trials.csv", metadata={
+        "help": "the pool: a random-strategy trials.csv (mturk.trials)"})
+    out: str = field(default="runs/budget", metadata={"help": "output folder"})
+    seeds: int = field(default=5, metadata={"help": "seeds (held-out split, crowd, order)"})
+    passes: int = field(default=3, metadata={
+        "help": "random's full budget: every training pair asked this many times"})
+    round_judgments: int = field(default=96, metadata={"help": "judgments per round"})
+    assignments: int = field(default=1, metadata={
+        "help": "active: judgments per picked pair per round"})
+    held_out: float = field(default=0.25, metadata={"help": "share of references held out"})
+    workers: int = field(default=100, metadata={"help": "simulated workers"})
+    clickers: float = field(default=0.1, metadata={"help": "share of random clickers"})
+    lapse: float = field(default=0.05, metadata={"help": "careful workers' slips"})
+    worker_noise: float = field(default=0.5, metadata={
+        "help": "sd of log temperature across careful workers"})
+    steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})
+    confidence: float = field(default=0.9, metadata={"help": "mturk.acquire settled rule"})
+    max_n: int = field(default=8, metadata={"help": "mturk.acquire settled rule"})
+    fit_trunk: str = field(default="alex", metadata={"help": "trunk of the fitted lin metric"})
+    oracle_trunk: str = field(default="vgg", metadata={"help": "trunk of the LPIPS oracle"})
+
+    def check(self) -> None:
+        if self.seeds < 1 or self.passes < 1 or self.round_judgments < 1 or self.workers < 1:
+            raise ValueError("--seeds, --passes, --round-judgments and --workers must be >= 1")
+        if not 0 < self.held_out < 1 or not 0 <= self.clickers <= 1:
+            raise ValueError("--held-out must be in (0, 1), --clickers in [0, 1]")
+        if self.assignments < 1 or self.assignments > self.round_judgments:
+            raise ValueError("--assignments must be in [1, --round-judgments]")
+
+
+def load_study(cfg: BudgetConfig) -> tuple[SimStudy, object]:
+    cache = compute(cfg.trials, Path(cfg.out) / "cache", cfg.fit_trunk, cfg.oracle_trunk)
+    row = {k: i for i, k in enumerate(cache["keys"])}
+    df = test_pairs(cfg.trials)
+    study = SimStudy(refs=list(df.ref_id),
+                     ia=np.array([row[r.ref_path, r.a_path] for r in df.itertuples()]),
+                     ib=np.array([row[r.ref_path, r.b_path] for r in df.itertuples()]),
+                     terms=torch.from_numpy(cache["terms"]), oracle=cache["oracle"])
+    return study, df
+
+
+def split(refs: list[str], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    names = sorted(set(refs))
+    held = set(np.random.default_rng(seed).permutation(names)[:max(1, round(share * len(names)))])
+    mask = np.array([r in held for r in refs])
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def crowd_for(study: SimStudy, cfg: BudgetConfig, seed: int) -> Crowd:
+    d = study.oracle
+    gaps = {i: (-d[a], -d[b]) for i, (a, b) in enumerate(zip(study.ia, study.ib))}
+    base_t = auto_temperature(gaps, list(gaps))
+    return Crowd.draw(cfg.workers, cfg.clickers, base_t, cfg.worker_noise, cfg.lapse,
+                      np.random.default_rng(10_000 + seed))
+
+
+def reach(curve: list[dict], target: float) -> float:
+    """Judgments from which the curve is at or above ``target`` to its end (interpolated);
+    nan when its last point is below."""
+    j = np.array([c["judgments"] for c in curve], float)
+    a = np.array([c["accuracy"] for c in curve], float)
+    if a[-1] < target:
+        return float("nan")
+    below = np.flatnonzero(a < target)
+    if not len(below):
+        return 0.0
+    i = below[-1]                                   # last point below; i + 1 is above
+    return float(j[i] + (target - a[i]) / (a[i + 1] - a[i]) * (j[i + 1] - j[i]))
+
+
+def ratio_ci(ratios: list[float]) -> dict:
+    r = np.array([x for x in ratios if not np.isnan(x)])
+    out = dict(per_seed=ratios, reached=int(len(r)), seeds=len(ratios))
+    if len(r):
+        out["mean"] = float(r.mean())
+    if len(r) >= 2:
+        half = float(stats.t.ppf(0.975, len(r) - 1) * r.std(ddof=1) / np.sqrt(len(r)))
+        out["ci95"] = [out["mean"] - half, out["mean"] + half]
+    return out
+
+
+def _key(cfg: BudgetConfig) -> str:
+    d = dataclasses.asdict(cfg)
+    d.pop("out")
+    d.pop("seeds")                          # a seed's run does not depend on how many there are
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def experiment(cfg: BudgetConfig, log=print) -> dict:
+    cfg.check()
+    torch.set_num_threads(1)
+    study, _ = load_study(cfg)
+    sim = SimConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
+                    assignments=cfg.assignments, steps=cfg.steps or None,
+                    acquire=RoundConfig(strategy="active", confidence=cfg.confidence,
+                                        max_n=cfg.max_n))
+    runs_dir = Path(cfg.out) / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    key = _key(cfg)
+    v01 = LPIPS.build(cfg.fit_trunk, "lin", linear="v0.1")
+    seeds = []
+    n_train = [len(split(study.refs, cfg.held_out, s)[0]) for s in range(cfg.seeds)]
+    bar = tqdm(total=2 * cfg.passes * sum(n_train), desc="simulated judgments", mininterval=2)
+    for s in range(cfg.seeds):
+        train, held = split(study.refs, cfg.held_out, s)
+        crowd = crowd_for(study, cfg, s)
+        p_true = crowd.p_true(study.oracle[study.ia[held]], study.oracle[study.ib[held]])
+        with torch.no_grad():
+            d = v01.combine(study.terms).sum(1).double().numpy()
+        res = dict(seed=s, train_pairs=len(train), held_pairs=len(held),
+                   held_refs=sorted({study.refs[i] for i in held}),
+                   ceiling=ceiling_of(study, held, crowd),
+                   lpips_v01=float(two_afc(d[study.ia[held]], d[study.ib[held]], p_true).mean()))
+        for strategy in STRATEGIES:
+            path = runs_dir / f"{strategy}-s{s}.json"
+            if path.is_file() and json.loads(path.read_text()).get("key") == key:
+                res[strategy] = json.loads(path.read_text())["curve"]
+                bar.update(cfg.passes * len(train))
+                continue
+            curve = run(study, train, held, crowd, strategy, sim, seed=s, net=cfg.fit_trunk,
+                        progress=bar.update)
+            bar.update(cfg.passes * len(train) - curve[-1]["judgments"])
+            atomic_write_text(path, json.dumps(dict(key=key, curve=curve)) + "\n")
+            res[strategy] = curve
+        target = res["random"][-1]["accuracy"]
+        res["target"] = target
+        res["budget"] = res["random"][-1]["judgments"]
+        res["active_reach"] = reach(res["active"], target)
+        res["ratio"] = res["active_reach"] / res["budget"]
+        seeds.append(res)
+        log(f"seed {s}: random {target:.4f} at {res['budget']} judgments; active reaches it "
+            f"at {res['active_reach']:.0f} (ratio {res['ratio']:.3f}); ceiling "
+            f"{res['ceiling']:.4f}")
+    bar.close()
+    return dict(simulated=True, config=dataclasses.asdict(cfg), seeds=seeds,
+                ratio=ratio_ci([r["ratio"] for r in seeds]))
+
+
+def table(result: dict) -> str:
+    """Mean (sd) held-out 2AFC per share of the budget, both strategies."""
+    seeds = result["seeds"]
+    budget = seeds[0]["budget"]
+    lines = ["| judgments (share of random's budget) | random 2AFC | active 2AFC |",
+             "|---|---|---|"]
+    for share in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
+        cells = []
+        for strategy in STRATEGIES:
+            acc = [np.interp(share * r["budget"], [c["judgments"] for c in r[strategy]],
+                             [c["accuracy"] for c in r[strategy]]) for r in seeds]
+            cells.append(f"{np.mean(acc):.4f} ({np.std(acc, ddof=1) if len(acc) > 1 else 0:.4f})")
+        lines.append(f"| {share * budget:.0f} ({share:.0%}) | {cells[0]} | {cells[1]} |")
+    ceil = np.mean([r["ceiling"] for r in seeds])
+    v01 = np.mean([r["lpips_v01"] for r in seeds])
+    lines += ["", f"Oracle's own 2AFC (the ceiling): {ceil:.4f}; LPIPS-Alex v0.1 (not fitted "
+              f"here): {v01:.4f}. Mean (sd) over {len(seeds)} seeds; budgets differ a little "
+              f"between seeds (held-out references differ), the first seed's is shown."]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    grid = np.linspace(0, 1, 51)
+    for strategy, color in zip(STRATEGIES, ("tab:blue", "tab:red")):
+        acc = np.array([np.interp(grid * r["budget"], [c["judgments"] for c in r[strategy]],
+                                  [c["accuracy"] for c in r[strategy]])
+                        for r in result["seeds"]])
+        x = grid * np.mean([r["budget"] for r in result["seeds"]])
+        ax.plot(x, acc.mean(0), color=color, label=strategy)
+        ax.fill_between(x, acc.min(0), acc.max(0), color=color, alpha=0.15)
+    ax.axhline(np.mean([r["ceiling"] for r in result["seeds"]]), color="k", ls="--",
+               label="oracle (ceiling)")
+    ax.axhline(np.mean([r["lpips_v01"] for r in result["seeds"]]), color="gray", ls=":",
+               label="LPIPS-Alex v0.1")
+    ax.set_xlabel("paid judgments")
+    ax.set_ylabel("held-out 2AFC of the fitted metric")
+    ax.set_title(f"SIMULATED crowd: lin-AlexNet fitted per round "
+                 f"({len(result['seeds'])} seeds, min-max band)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(result: dict, command: str) -> str:
+    r = result["ratio"]
+    if "ci95" in r:
+        ratio = f"{r['mean']:.3f} (95 % CI {r['ci95'][0]:.3f} to {r['ci95'][1]:.3f})"
+    else:
+        ratio = f"{r.get('mean', float('nan')):.3f}"
+    per = ", ".join("not reached" if np.isnan(x) else f"{x:.3f}" for x in r["per_seed"])
+    return (f"SIMULATED study (LPIPS-VGG oracle crowd, lin AlexNet metric), made by\n\n"
+            f"    {command}\n\n{table(result)}\n\nJudgments active sampling needs to reach "
+            f"random sampling's full-budget accuracy, as a share of that budget: **{ratio}**, "
+            f"reached in {r['reached']} of {r['seeds']} seeds (per seed: {per}).\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perceptual_metric.budget", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(BudgetConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                       help=f"{f.metadata['help']} (default: %(default)s)")
+    args = p.parse_args(argv)
+    cfg = BudgetConfig(**vars(args))
+    command = "python -m perceptual_metric.budget " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        result = experiment(cfg)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"perceptual_metric.budget: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(cfg.out)
+    plot(result, out / "budget.png")
+    md = markdown(result, command.strip())
+    atomic_write_text(out / "budget.md", md)
+    atomic_write_text(out / "budget.json", json.dumps(dict(result, command=command), indent=2)
+                      + "\n")
+    print(md, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
