@@ -60,7 +60,8 @@ DEFAULT_EPOCHS = 5
 
 @dataclass
 class FitConfig:
-    labels: str = field(default="runs/study/labels.csv", metadata={"help": "labels.csv to fit on"})
+    labels: str = field(default="runs/study/labels.csv", metadata={
+        "help": "labels.csv (2AFC) or mos.csv (opinion scores: perceptual_metric.fit_mos)"})
     out: str = field(default="runs/metric.pt", metadata={"help": "checkpoint to write"})
     trunk: str = field(default="alex", metadata={"help": f"feature trunk: {', '.join(NETS)}"})
     mode: str = field(default="lin", metadata={
@@ -258,6 +259,9 @@ def fit(cfg: FitConfig, log=print) -> dict:
         raise ValueError(f"trunk must be one of {NETS}, mode one of {MODES}")
     if cfg.patch and cfg.patch < 32:
         raise ValueError(f"--patch {cfg.patch}: the trunks need at least 32 px (0: whole images)")
+    from .fit_mos import fit_on_mos, is_mos_table    # opinion scores (mturk.mos's mos.csv)
+    if is_mos_table(cfg.labels):
+        return fit_on_mos(cfg, log)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
