@@ -12,7 +12,8 @@ Layout (every round is a study of its own: its trials, its judgments database, i
 A pair asked in several rounds keeps its trial id (``mturk.trials`` ids are stable per pair), so
 the merged row has ``n`` = the sum of the rounds' ``n`` and ``p_b`` their ``n``-weighted mean (a
 round that showed the pair with a and b swapped counts ``1 - p_b``). Paths are rewritten
-relative to the merged file. ``STUDY/aggregate.json`` says ``simulated`` when any round was.
+relative to the merged file; an image id keeps the path of the first round that showed it (each
+round writes the same view of it into its own ``views/``). ``STUDY/aggregate.json`` says ``simulated`` when any round was.
 Rounds are resumable: a round folder with a ``labels.csv`` is done, the first one without is the
 one in progress, and merging again gives the same file.
 """
@@ -61,10 +62,12 @@ def merge_labels(label_files: list[Path], out_csv: Path) -> list[dict]:
     """One row per pair over every file (see the module docstring); paths relative to
     ``out_csv``."""
     merged: dict[str, dict] = {}
+    paths: dict[str, str] = {}
     for f in label_files:
         for r in read_table(f, LABELS_COLUMNS, LABELS_ID).to_dict("records"):
             for side in ("ref", "a", "b"):
-                r[f"{side}_path"] = rel_path(resolve_path(r[f"{side}_path"], f), out_csv)
+                r[f"{side}_path"] = paths.setdefault(
+                    r[f"{side}_id"], rel_path(resolve_path(r[f"{side}_path"], f), out_csv))
             p_b, n = float(r["p_b"]), int(r["n"])
             have = merged.get(r["trial_id"])
             if have is None:

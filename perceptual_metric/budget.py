@@ -46,6 +46,7 @@ from mturk.simulate import auto_temperature
 from .budget_sim import Crowd, SimConfig, SimStudy, ceiling_of, run
 from .lpips_model import LPIPS
 from .scoring import two_afc
+from .simulate import make_oracle
 from .term_cache import compute, test_pairs
 
 STRATEGIES = ("random", "active")
@@ -73,6 +74,10 @@ class BudgetConfig:
     max_n: int = field(default=8, metadata={"help": "mturk.acquire settled rule"})
     fit_trunk: str = field(default="alex", metadata={"help": "trunk of the fitted lin metric"})
     oracle_trunk: str = field(default="vgg", metadata={"help": "trunk of the LPIPS oracle"})
+    oracle_weights: str = field(default="v0.1", metadata={
+        "help": "v0.1: the oracle is LPIPS as published; sparse: a hidden LPIPS on the same trunk "
+                "with sparse log-normal channel weights (perceptual_metric.simulate.make_oracle)"})
+    oracle_seed: int = field(default=0, metadata={"help": "seed of the sparse oracle's weights"})
 
     def check(self) -> None:
         if self.seeds < 1 or self.passes < 1 or self.round_judgments < 1 or self.workers < 1:
@@ -81,16 +86,26 @@ class BudgetConfig:
             raise ValueError("--held-out must be in (0, 1), --clickers in [0, 1]")
         if self.assignments < 1 or self.assignments > self.round_judgments:
             raise ValueError("--assignments must be in [1, --round-judgments]")
+        if self.oracle_weights not in ("v0.1", "sparse"):
+            raise ValueError(f"--oracle-weights {self.oracle_weights!r}: v0.1 or sparse")
 
 
 def load_study(cfg: BudgetConfig) -> tuple[SimStudy, object]:
-    cache = compute(cfg.trials, Path(cfg.out) / "cache", cfg.fit_trunk, cfg.oracle_trunk)
+    sparse = cfg.oracle_weights == "sparse"
+    cache = compute(cfg.trials, Path(cfg.out) / "cache", cfg.fit_trunk, cfg.oracle_trunk,
+                    need_oracle_terms=sparse)
+    oracle = cache["oracle"]
+    if sparse:
+        with torch.no_grad():
+            hidden = make_oracle(cfg.oracle_seed, net=cfg.oracle_trunk)
+            oracle = hidden.combine(torch.from_numpy(cache["oracle_terms"])).sum(1).double()
+        oracle = oracle.numpy()
     row = {k: i for i, k in enumerate(cache["keys"])}
     df = test_pairs(cfg.trials)
     study = SimStudy(refs=list(df.ref_id),
                      ia=np.array([row[r.ref_path, r.a_path] for r in df.itertuples()]),
                      ib=np.array([row[r.ref_path, r.b_path] for r in df.itertuples()]),
-                     terms=torch.from_numpy(cache["terms"]), oracle=cache["oracle"])
+                     terms=torch.from_numpy(cache["terms"]), oracle=oracle)
     return study, df
 
 
@@ -138,6 +153,9 @@ def _key(cfg: BudgetConfig) -> str:
     d = dataclasses.asdict(cfg)
     d.pop("out")
     d.pop("seeds")                          # a seed's run does not depend on how many there are
+    if d["oracle_weights"] == "v0.1":       # the key of runs made before the option existed
+        d.pop("oracle_weights")
+        d.pop("oracle_seed")
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -248,7 +266,9 @@ def markdown(result: dict, command: str) -> str:
     else:
         ratio = f"{r.get('mean', float('nan')):.3f}"
     per = ", ".join("not reached" if np.isnan(x) else f"{x:.3f}" for x in r["per_seed"])
-    return (f"SIMULATED study (LPIPS-VGG oracle crowd, lin AlexNet metric), made by\n\n"
+    c = result["config"]
+    oracle = f"LPIPS-{c['oracle_trunk']} ({c['oracle_weights']} weights)"
+    return (f"SIMULATED study ({oracle} oracle crowd, lin {c['fit_trunk']} metric), made by\n\n"
             f"    {command}\n\n{table(result)}\n\nJudgments active sampling needs to reach "
             f"random sampling's full-budget accuracy, as a share of that budget: **{ratio}**, "
             f"reached in {r['reached']} of {r['seeds']} seeds (per seed: {per}).\n")

@@ -6,7 +6,8 @@ d is linear in the weights given them). So each distinct (reference view, distor
 ``trials.csv`` gets, in one trunk pass per image:
 
 - ``terms``: the fitted trunk's channel terms on the whole view (``--fit-trunk``, AlexNet), and
-- ``oracle``: the oracle metric's distance (LPIPS ``--oracle-trunk`` v0.1, VGG16 by default).
+- ``oracle``: the oracle metric's distance (LPIPS ``--oracle-trunk`` v0.1, VGG16 by default),
+  and ``oracle_terms``, its trunk's channel terms (other oracle weights cost no trunk pass).
 
 Stored in ``OUT/terms.npz`` with the trials file's hash; a second run with the same trials and
 trunks reads it back.
@@ -62,8 +63,9 @@ def pair_terms(trials_csv: str | Path, model: LPIPS, desc: str = "trunk features
 
 
 def compute(trials_csv: str | Path, out: str | Path, fit_trunk: str = "alex",
-            oracle_trunk: str = "vgg", log=print) -> dict:
-    """``{"keys": [(ref_path, path)], "terms": (K, sum C), "oracle": (K,)}``, cached in
+            oracle_trunk: str = "vgg", log=print, need_oracle_terms: bool = False) -> dict:
+    """``{"keys": [(ref_path, path)], "terms": (K, sum C), "oracle": (K,), "oracle_terms":
+    (K, sum C')}``, cached in
     ``out/terms.npz`` (keys are the view paths as written in the trials table)."""
     out = Path(out)
     cache = out / "terms.npz"
@@ -71,9 +73,11 @@ def compute(trials_csv: str | Path, out: str | Path, fit_trunk: str = "alex",
                oracle_trunk=oracle_trunk)
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
-        if json.loads(str(z["key"])) == key:
+        has = "oracle_terms" in z.files
+        if json.loads(str(z["key"])) == key and (has or not need_oracle_terms):
             return {"keys": [tuple(k) for k in z["keys"].tolist()], "terms": z["terms"],
-                    "oracle": z["oracle"], "trunk_id": str(z["trunk_id"])}
+                    "oracle": z["oracle"], "oracle_terms": z["oracle_terms"] if has else None,
+                    "trunk_id": str(z["trunk_id"])}
     fitm = LPIPS.build(fit_trunk, "lin").freeze()
     oracle = LPIPS.build(oracle_trunk, "lin", linear="v0.1").freeze()
     keys, terms = pair_terms(trials_csv, fitm, f"{fit_trunk} features")
@@ -82,10 +86,11 @@ def compute(trials_csv: str | Path, out: str | Path, fit_trunk: str = "alex",
     with torch.no_grad():
         dist = oracle.combine(torch.from_numpy(oterms)).sum(1).double().numpy()
     out.mkdir(parents=True, exist_ok=True)
-    res = {"keys": keys, "terms": terms, "oracle": dist, "trunk_id": fitm.trunk_id}
+    res = {"keys": keys, "terms": terms, "oracle": dist, "oracle_terms": oterms,
+           "trunk_id": fitm.trunk_id}
     tmp = out / "terms.tmp.npz"
     np.savez(tmp, key=json.dumps(key), keys=np.array(keys), terms=terms, oracle=dist,
-             trunk_id=fitm.trunk_id)
+             oracle_terms=oterms, trunk_id=fitm.trunk_id)
     tmp.replace(cache)
     log(f"wrote {cache}: {len(keys)} (reference, distortion) views")
     return res

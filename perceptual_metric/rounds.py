@@ -1,0 +1,145 @@
+"""Rounds on the real server with a SIMULATED crowd: ``python -m perceptual_metric.rounds``.
+
+    python -m perceptual_metric.rounds --index runs/distortions/index.csv --study runs/study \\
+        --strategy active --rounds 4 --round-trials 96 --workers 3
+
+Per round ``rNNN`` (``mturk.rounds`` describes the layout), the same steps a study on MTurk takes
+with ``mturk.publish``/``mturk.collect`` in place of the simulated crowd:
+
+1. ``mturk.trials --strategy active --labels STUDY/labels.csv --predictions <last round's>``
+   (the first round has neither: a random draw) writes the round's batches;
+2. the round is served (``mturk.serve --local --simulated``, in process) and ``--workers``
+   simulated workers (``mturk.simulate``) each answer every batch once, over HTTP;
+3. ``mturk.aggregate`` writes the round's labels; ``mturk.rounds`` merges every round's;
+4. ``perceptual_metric.fit --init <last round's metric.pt>`` (``lin``: seconds);
+5. ``perceptual_metric.predict`` on the pool's pairs: the next round's predictions.
+
+Resumable: a round is finished when its ``predictions.csv`` (written last) exists and is not run
+again; one with labels but no predictions resumes at step 3 (merge, fit, predict); a fit already
+done on the same labels is not redone; a larger ``--rounds`` continues the study. With
+``--strategy random`` every round asks the whole pool once (today's study, repeated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from codec.checkpoint import CheckpointError
+from codec.tables import write_table
+from mturk.acquire import RoundConfig
+from mturk.aggregate import aggregate
+from mturk.app import AppConfig, create_app
+from mturk.cli import add_config_args, config_from_args
+from mturk.rounds import done_rounds, merge
+from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
+from mturk.serve import make_study_server
+from mturk.simulate import SimConfig, run_crowd
+from mturk.trials import TrialsConfig, build
+
+from .fit import FitConfig, fit
+from .predict import predict
+
+
+@dataclass
+class RoundsConfig:
+    index: str = field(default="runs/distortions/index.csv", metadata={
+        "help": "distortions index.csv"})
+    study: str = field(default="runs/study", metadata={"help": "study folder (pool/, r001/...)"})
+    strategy: str = field(default="active", metadata={"help": "random | active"})
+    rounds: int = field(default=3, metadata={"help": "run until this many rounds are done"})
+    round_trials: int = field(default=96, metadata={"help": "active: test pairs per round"})
+    workers: int = field(default=3, metadata={
+        "help": "simulated workers; each answers every batch of a round once"})
+    mix: str = field(default="careful=0.9,random=0.1", metadata={"help": "mturk.simulate --mix"})
+    oracle: str = field(default="ms_ssim", metadata={"help": "mturk.simulate --oracle"})
+    batch_size: int = field(default=20, metadata={"help": "mturk.trials --batch-size"})
+    crop: int = field(default=256, metadata={"help": "mturk.trials --crop"})
+    steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})
+    patch: int = field(default=64, metadata={"help": "fit --patch"})
+    seed: int = field(default=0, metadata={"help": "seed of trials, crowd and fit"})
+
+
+def _serve_and_answer(rdir: Path, cfg: RoundsConfig, rnd: int) -> dict:
+    trials_csv = rdir / "trials.csv"
+    app = create_app(AppConfig(trials=str(trials_csv), db=str(rdir / "judgments.sqlite"),
+                               local=True, simulated=True))
+    db = app.extensions["plic_db"]
+    links = rdir / "participants.txt"
+    links.write_text("".join(db.keys().participant_token(i) + "\n"
+                             for i in range(1, cfg.workers + 1)))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    srv = make_study_server("127.0.0.1", 0, app)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        sim = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
+                                  trials=str(trials_csv), participants=str(links),
+                                  workers=cfg.workers, batches_per_worker=1000, mix=cfg.mix,
+                                  oracle=cfg.oracle, seed=cfg.seed * 1000 + rnd,
+                                  concurrency=2))
+    finally:
+        srv.shutdown()
+    if sim["failures"]:
+        raise RuntimeError(f"the simulated crowd met errors: {sim['failures'][:3]}")
+    return sim
+
+
+def run_rounds(cfg: RoundsConfig, log=print) -> list[dict]:
+    """Run rounds until ``cfg.rounds`` are done; returns one summary per round run now."""
+    study = Path(cfg.study)
+    tcfg = TrialsConfig(batch_size=cfg.batch_size, crop=cfg.crop, seed=cfg.seed)
+    pool, _ = build(cfg.index, study / "pool", tcfg)
+    out = []
+    labels = study / "labels.csv"
+    for rnd in range(1, cfg.rounds + 1):
+        rdir, prev = study / f"r{rnd:03d}", study / f"r{rnd - 1:03d}"
+        if (rdir / "predictions.csv").is_file():
+            continue
+        judged = 0
+        if not (rdir / "labels.csv").is_file():
+            rc = RoundConfig(strategy=cfg.strategy, round_trials=cfg.round_trials)
+            if cfg.strategy == "active" and rnd > 1:
+                rc.labels, rc.predictions = str(labels), str(prev / "predictions.csv")
+            trials_csv, _ = build(cfg.index, rdir, tcfg, rounds=rc)
+            judged = _serve_and_answer(rdir, cfg, rnd)["judgments"]
+            aggregate(rdir / "judgments.sqlite", trials_csv, rdir)
+        _, merged = merge(study)
+        metric = rdir / "metric.pt"
+        fit(FitConfig(labels=str(labels), out=str(metric), patch=cfg.patch,
+                      steps=cfg.steps or None, seed=cfg.seed,
+                      init=str(prev / "metric.pt") if (prev / "metric.pt").is_file() else ""),
+            log=lambda *_: None)
+        write_table(rdir / "predictions.csv", predict(metric, pool), PREDICTIONS_COLUMNS,
+                    PREDICTIONS_ID)
+        s = dict(round=rdir.name, judgments=judged, study_judgments=merged["judgments"],
+                 pairs=merged["pairs"], settled=merged["settled"])
+        log(f"{rdir.name}: SIMULATED {judged} judgments (tests, sentinels, repeats); study: "
+            f"{s['pairs']} pairs labelled by {s['study_judgments']} kept judgments, "
+            f"{s['settled']} settled")
+        out.append(s)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perceptual_metric.rounds", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, RoundsConfig)
+    cfg = config_from_args(RoundsConfig, p.parse_args(argv))
+    try:
+        RoundConfig(strategy=cfg.strategy, round_trials=cfg.round_trials).check()
+        if cfg.rounds < 1 or cfg.workers < 1:
+            raise ValueError("--rounds and --workers must be >= 1")
+        run_rounds(cfg)
+    except (ValueError, FileNotFoundError, RuntimeError, CheckpointError) as e:
+        print(f"perceptual_metric.rounds: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(done_rounds(cfg.study))} rounds done in {cfg.study} ({asdict(cfg)['strategy']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
