@@ -30,6 +30,7 @@ from . import bitstream as bs
 from . import limits
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .coding import (
+    CODING_ORDER_NAMES,
     CODING_ORDERS,
     CodingError,
     EscapeReader,
@@ -45,7 +46,7 @@ from .models import build
 from .quality import bpp as bits_per_pixel
 from .threads import one_thread
 
-DELTA_MIN, DELTA_MAX = 2.0**-4, 2.0**8   # the rate-control search range of the bin width
+DELTA_MIN, DELTA_MAX = bs.RATE_SEARCH_RANGE   # the rate-control search range of the bin width
 SEARCH_STEPS = 10  # 12 octaves / 2^10: delta to within 0.8 %
 FLOOR_FRACTION = 0.9  # of the least a stage's symbols can cost (_check_stage_lengths)
 
@@ -131,11 +132,12 @@ def stage_shapes(model, height: int, width: int) -> list[tuple[int, ...]]:
     return [(1, c, hp // fh, wp // fw) for c, fh, fw in limits.probe(model).stages]
 
 
-def _coding_order(model) -> int:
+def _coding_order(model) -> str:
+    """The coding order the model's config names (``codec.coding.CODING_ORDERS``)."""
     name = model.config.get("coding_order", "parallel")
     if name not in CODING_ORDERS:
         raise ValueError(f"model config names unknown coding order {name!r}")
-    return CODING_ORDERS[name]
+    return name
 
 
 # ---- encoding --------------------------------------------------------------------------------
@@ -166,14 +168,14 @@ class _Encoder:
         model, y = self.model, self.latents[0]
         esc = EscapeWriter()
         esc.buf = bytearray(self.escapes.buf)
+        order = _coding_order(model)
         if self.features is None:
             means, scales = model.top_params(y.shape)
             y_code = encode_stage(y, means, scales, delta, esc)
         else:
-            coder = latent_coder(model.config.get("coding_order", "parallel"))
-            y_code = coder.encode(model, y, self.features, delta, esc)
+            y_code = latent_coder(order).encode(model, y, self.features, delta, esc)
         header = bs.Header(model.name, bs.model_hash(model), self.h, self.w, delta,
-                           _coding_order(model))
+                           CODING_ORDERS[order])
         sections = [c.data for c in self.hyper] + [y_code.data, bytes(esc.buf)]
         data = bs.pack(header, sections)
         est = sum(c.est_bits for c in self.hyper) + y_code.est_bits
@@ -295,8 +297,7 @@ def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
         raise bs.BitstreamError(f"bitstream was made by other weights of {model.name!r} "
                                 f"(hash {header.weights_hash.hex()}, this model "
                                 f"{bs.model_hash(model).hex()}): use the same checkpoint")
-    orders = {v: k for k, v in CODING_ORDERS.items()}
-    if header.coding_order not in orders:
+    if header.coding_order not in CODING_ORDER_NAMES:
         raise bs.BitstreamError(f"unknown coding order {header.coding_order}")
     limits.check_pixels(model, header.height, header.width, max_pixels, stream=True)
     shapes = stage_shapes(model, header.height, header.width)
@@ -307,7 +308,7 @@ def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
     with _exact_mode(), limits.out_of_memory_as(f"decoding a {header.width}x{header.height} "
                                                 f"image"):
         try:
-            codes = _decode_stages(model, header, sections, shapes, orders)
+            codes = _decode_stages(model, header, sections, shapes)
             x_hat = model.g_s(codes[-1].v_hat.to(_device(model)))
         except (CodingError, RuntimeError, ValueError) as e:
             if isinstance(e, bs.BitstreamError) or limits.is_out_of_memory(e):
@@ -337,7 +338,7 @@ def _check_stage_lengths(sections: list[bytes], shapes: list[tuple[int, ...]]) -
                 f"{n} symbols the header's image size implies")
 
 
-def _decode_stages(model, header, sections, shapes, orders) -> list[StageCode]:
+def _decode_stages(model, header, sections, shapes) -> list[StageCode]:
     """Every stage, top first; the last is the latent y."""
     escapes = EscapeReader(sections[-1])
     dev = _device(model)
@@ -353,7 +354,7 @@ def _decode_stages(model, header, sections, shapes, orders) -> list[StageCode]:
         means, scales = model.top_params(shapes[0])
         code = decode_stage(sections[0], means, scales, header.delta, escapes)
     else:
-        coder = latent_coder(orders[header.coding_order])
+        coder = latent_coder(CODING_ORDER_NAMES[header.coding_order])
         code = coder.decode(model, sections[top], model.h_s[0](above), shapes[0],
                             header.delta, escapes)
     codes.append(code)

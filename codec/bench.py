@@ -13,9 +13,6 @@ load average at the start is recorded beside them.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -24,10 +21,9 @@ import numpy as np
 import torch
 
 from . import api, models
-from .datasets import resolve_data
-from .fsio import atomic_write_text
-from .image_io import read_image
+from .benchmeta import image_meta, parse_and_pick, write_report
 from .paths import runs_dir
+from .quality import bpp
 
 
 def _median_time(fn, repeat: int):
@@ -80,7 +76,7 @@ def bench_compressai(image: np.ndarray, repeat: int, factory) -> dict:
     n = sum(len(s[0]) for s in enc["strings"])
     return {"codec": "compressai bmshj2018-hyperprior", "preset": "quality 3",
             "weights_MiB": round(sum(p.numel() * 4 for p in net.parameters()) / 2**20, 2),
-            "bytes": n, "bpp": round(8 * n / (h * w), 4), "compress_s": round(t_enc, 3),
+            "bytes": n, "bpp": round(bpp(n, h, w), 4), "compress_s": round(t_enc, 3),
             "decompress_s": round(t_dec, 3)}
 
 
@@ -108,19 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadiest on a shared CPU; 0: torch default)")
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
-    args, unknown = p.parse_known_args(argv)
-    if unknown:
-        print(f"codec.bench: ignoring {unknown}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recs = {r.id: r for r in resolve_data("samples")}
-    if args.image not in recs:
-        p.error(f"--image {args.image!r} not in the sample set ({', '.join(recs)})")
-    image = read_image(recs[args.image].path)
-    meta = {"image": args.image, "size": f"{image.shape[1]}x{image.shape[0]}",
-            "repeat": args.repeat, "threads": torch.get_num_threads(),
-            "loadavg": round(os.getloadavg()[0], 2), "machine": platform.processor() or
-            platform.machine(), "torch": str(torch.__version__)}
+    args, image = parse_and_pick(p, argv, "codec.bench")
+    meta = image_meta(args.image, image, args.repeat)
     rows = []
     for name in args.models.split(","):
         for preset in args.presets.split(","):
@@ -135,12 +120,7 @@ def main(argv=None) -> int:
     if ref is not None:
         print(ref, flush=True)
         rows.append(ref)
-    os.makedirs(args.out, exist_ok=True)
-    atomic_write_text(os.path.join(args.out, "codec.json"),
-                      json.dumps({"meta": meta, "rows": rows}, indent=2))
-    md = to_markdown(meta, rows)
-    atomic_write_text(os.path.join(args.out, "codec.md"), md)
-    print(md)
+    write_report(args.out, "codec", {"meta": meta, "rows": rows}, to_markdown(meta, rows))
     return 0
 
 

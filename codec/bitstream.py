@@ -37,6 +37,9 @@ MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 16
 BIN_WIDTH_RANGE = (2.0**-20, 2.0**20)   # delta, both ends excluded
+# the bin widths a rate search for a learned codec tries (codec.api's target_bpp and the
+# learned backend of distortions): 12 octaves, from near-lossless to the coarsest useful
+RATE_SEARCH_RANGE = (2.0**-4, 2.0**8)
 
 
 class BitstreamError(ValueError):

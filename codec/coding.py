@@ -134,21 +134,47 @@ def encode_symbols(k: torch.Tensor, scale_idx: torch.Tensor, escapes: EscapeWrit
     return coder.get_compressed().astype("<u4").tobytes()
 
 
+class SymbolStream:
+    """Symbols popped off one ANS stream that ``encode_symbols`` wrote, in the order written:
+    the one decoding loop of every stage (``decode_symbols`` pops a stage at once, the wavefront
+    decoder a step at a time). ``what`` names the stream in errors."""
+
+    def __init__(self, data: bytes, escapes: EscapeReader, what: str = "stage"):
+        if len(data) % 4:
+            raise CodingError(f"stage length {len(data)} is not a whole number of 32-bit words")
+        self.escapes, self.what = escapes, what
+        self._zeros = np.zeros(0)  # the zero means of the symbol model, reused
+        try:
+            self.coder = constriction.stream.stack.AnsCoder(
+                np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
+            raise CodingError(f"entropy decoding failed ({e})") from e
+
+    def pop(self, scale_idx: torch.Tensor, where: str = "") -> torch.Tensor:
+        """The next ``scale_idx.numel()`` symbols (escapes resolved), int64 shaped like
+        ``scale_idx`` and on its device."""
+        flat = scale_idx.reshape(-1).cpu().numpy()
+        if len(self._zeros) < len(flat):
+            self._zeros = np.zeros(len(flat))
+        try:
+            k = self.coder.decode(_MODEL, self._zeros[:len(flat)], SCALE_TABLE[flat])
+        except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
+            raise CodingError(f"entropy decoding failed{where} ({e})") from e
+        k = torch.from_numpy(resolve_escapes(k.astype(np.int64), self.escapes))
+        k = k.reshape(scale_idx.shape)
+        return k if scale_idx.device.type == "cpu" else k.to(scale_idx.device)
+
+    def finish(self) -> None:
+        if not self.coder.is_empty():
+            raise CodingError(f"{self.what} stream has words left over after decoding")
+
+
 def decode_symbols(data: bytes, scale_idx: torch.Tensor, escapes: EscapeReader) -> torch.Tensor:
     """Inverse of ``encode_symbols``; returns int64 symbols shaped like ``scale_idx``."""
-    if len(data) % 4:
-        raise CodingError(f"stage length {len(data)} is not a whole number of 32-bit words")
-    idx = scale_idx.reshape(-1).cpu().numpy()
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    try:
-        coder = constriction.stream.stack.AnsCoder(words)
-        k = coder.decode(_MODEL, np.zeros(len(idx)), SCALE_TABLE[idx]).astype(np.int64)
-    except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
-        raise CodingError(f"entropy decoding failed ({e})") from e
-    if not coder.is_empty():
-        raise CodingError("stage stream has words left over after decoding")
-    resolve_escapes(k, escapes)
-    return torch.from_numpy(k).reshape(scale_idx.shape).to(scale_idx.device)
+    stream = SymbolStream(data, escapes)
+    k = stream.pop(scale_idx)
+    stream.finish()
+    return k
 
 
 # ---- one stage ---------------------------------------------------------------------------------
@@ -218,6 +244,7 @@ class ParallelLatentCoder:
 
 # Coding orders: the bitstream stores the number, the model config the name.
 CODING_ORDERS: dict[str, int] = {"parallel": 0, "wavefront": 1}
+CODING_ORDER_NAMES: dict[int, str] = {v: k for k, v in CODING_ORDERS.items()}
 _LATENT_CODERS: dict[str, LatentCoder] = {"parallel": ParallelLatentCoder()}
 
 

@@ -23,6 +23,7 @@ from .bitstream import BIN_WIDTH_RANGE, MAX_PIXELS
 from .checkpoint import CheckpointError
 from .cli import CliError, Parser, check_output, device, number, report, write_output
 from .image_io import ALPHA_POLICIES, ImageReadError, read_image
+from .quality import est_bpp
 
 
 def main(argv=None) -> int:
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         return report(e)
     h, w = image.shape[:2]
     print(f"{args.out}: {len(res.data)} bytes, {res.bpp:.4f} bpp "
-          f"(estimate {res.est_bits / (h * w):.4f} bpp), bin width {res.bin_width:.6g}, "
+          f"(estimate {est_bpp(res.est_bits, h, w):.4f} bpp), bin width {res.bin_width:.6g}, "
           f"{w}x{h} px, {res.seconds:.2f} s")
     return 0
 

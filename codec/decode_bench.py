@@ -25,9 +25,7 @@ import functools
 import importlib
 import importlib.abc
 import importlib.machinery
-import json
 import os
-import platform
 import sys
 import time
 import types
@@ -37,11 +35,10 @@ import torch
 from tqdm import tqdm
 
 from . import api, models
+from .benchmeta import image_meta, load_1min, parse_and_pick, write_report
 from .coding import EscapeReader, latent_coder
 from .context import kernels, wavefront
-from .datasets import resolve_data
-from .fsio import atomic_write_text
-from .image_io import center_crop, read_image
+from .image_io import center_crop
 from .paths import runs_dir
 
 
@@ -123,7 +120,7 @@ def bench_preset(image: np.ndarray, preset: str, kinds: list[str], repeat: int =
         enc = api.encode(image, model, bin_width=1.0)
     rows, ref = [], None
     for kind in tqdm(kinds, desc=f"decode {preset}", unit="decoder"):
-        load = round(os.getloadavg()[0], 2)
+        load = load_1min()
         if kind == "serial reference":
             out = _decode_with(model, enc.data, {}, serial=True)
         elif kind == "wavefront pytorch":
@@ -242,7 +239,7 @@ def bench_mbt2018(image: np.ndarray) -> dict | None:
     x = torch.nn.functional.pad(x, (0, -ww % 64, 0, -hh % 64), mode="replicate")
     with torch.no_grad():
         enc = net.compress(x)
-        load = round(os.getloadavg()[0], 2)
+        load = load_1min()
         t0, c0 = time.perf_counter(), time.process_time()
         net.decompress(enc["strings"], enc["shape"])
         t, tc = time.perf_counter() - t0, time.process_time() - c0
@@ -323,24 +320,12 @@ def main(argv=None) -> int:
                         "(tens of seconds) and every whole decode run once")
     p.add_argument("--no-compressai", action="store_true", help="skip the mbt2018 row")
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
-    args, unknown = p.parse_known_args(argv)
-    if unknown:
-        print(f"codec.decode_bench: ignoring {unknown}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recs = {r.id: r for r in resolve_data("samples")}
-    if args.image not in recs:
-        p.error(f"--image {args.image!r} not in the sample set ({', '.join(recs)})")
-    image = read_image(recs[args.image].path)
+    args, image = parse_and_pick(p, argv, "codec.decode_bench")
     if args.crop:
         if args.crop % 64 or args.crop > min(image.shape[:2]):
             p.error(f"--crop {args.crop}: needs a multiple of 64 within the image")
         image = np.ascontiguousarray(center_crop(image, args.crop))
-    meta = {"image": args.image, "size": f"{image.shape[1]}x{image.shape[0]}",
-            "repeat": max(1, args.repeat),
-            "threads": torch.get_num_threads(), "loadavg": round(os.getloadavg()[0], 2),
-            "machine": platform.processor() or platform.machine(),
-            "torch": str(torch.__version__)}
+    meta = image_meta(args.image, image, max(1, args.repeat))
     rows = []
     for preset in args.presets.split(","):
         rows += bench_preset(image, preset, args.decoders.split(","), max(1, args.repeat))
@@ -349,12 +334,8 @@ def main(argv=None) -> int:
         print(ref, flush=True)
         rows.append(ref)
     notes = targets(rows)
-    os.makedirs(args.out, exist_ok=True)
-    atomic_write_text(os.path.join(args.out, "codec_decode.json"),
-                      json.dumps({"meta": meta, "rows": rows, "targets": notes}, indent=2))
-    md = to_markdown(meta, rows, notes)
-    atomic_write_text(os.path.join(args.out, "codec_decode.md"), md)
-    print(md)
+    write_report(args.out, "codec_decode", {"meta": meta, "rows": rows, "targets": notes},
+                 to_markdown(meta, rows, notes))
     return 0
 
 

@@ -22,6 +22,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .cli import CliError, Parser, check_output, device, number, report, write_output
 from .image_io import png_bytes
 from .paths import runs_dir
+from .quality import est_bpp
 
 
 def find_checkpoint(header: bitstream.Header, dirs: list[Path]) -> Path | None:
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         return report(e)
     h, w = res.image.shape[:2]
     print(f"{args.out}: {w}x{h} px from {len(data)} bytes, {res.bpp:.4f} bpp "
-          f"(estimate {res.est_bits / (h * w):.4f} bpp), model {model_path}, "
+          f"(estimate {est_bpp(res.est_bits, h, w):.4f} bpp), model {model_path}, "
           f"{res.seconds:.2f} s")
     return 0
 

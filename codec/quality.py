@@ -7,7 +7,7 @@ Conventions (those of the published anchors in ``../shared/anchors``):
 * MS-SSIM comes from ``pytorch-msssim`` on RGB in [0, 255] with its default 11x11 Gaussian window
   and the five standard scale weights. Five scales need both sides > 160 px; smaller images use as
   many scales as fit (weights renormalised), and ``ms_ssim_scales`` says how many were used.
-* bpp = 8 x bytes of the whole file / pixels of the image.
+* bpp = 8 x bytes of the whole file / pixels of the image; ``est_bpp`` = estimated bits / pixels.
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ def bpp(num_bytes: int, height: int, width: int) -> float:
     return 8.0 * num_bytes / (height * width)
 
 
+def est_bpp(bits, height: int, width: int):
+    """A likelihood estimate in bits (a float or a tensor of them) per pixel of the image:
+    what ``bpp`` would be if the file held exactly the estimated bits."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"bad image size {width}x{height}")
+    return bits / (height * width)
+
+
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
@@ -45,7 +53,11 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """PSNR in dB of two uint8 RGB images (H, W, 3); ``inf`` when identical."""
-    m = mse(a, b)
+    return psnr_from_mse(mse(a, b), peak)
+
+
+def psnr_from_mse(m: float, peak: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error on the [0, peak] scale; ``inf`` at 0."""
     return math.inf if m == 0 else 10.0 * math.log10(peak * peak / m)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 from . import fastpath
+from .benchmeta import load_1min, versions
 from .fsio import atomic_write_text
 from .paths import runs_dir
 
@@ -119,8 +119,7 @@ def _parser() -> argparse.ArgumentParser:
 def _host(device: str) -> dict:
     import torch
 
-    return {"python": sys.version.split()[0], "torch": str(torch.__version__),
-            "machine": platform.machine(), "cpu_count": os.cpu_count(),
+    return {**versions(),
             "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else ""}
 
 
@@ -137,10 +136,10 @@ def run_cases(a, device: str) -> list[dict]:
     results = []
     for case in a.cases:
         model, preset = case.split(":")
-        load_before = os.getloadavg()[0]
+        load_before = load_1min()
         res = bench_case(model, preset, a.steps, a.warmup, a.lpips, device, a.threads,
                          a.batch_size, a.crop, a.loss, a.data, a.data_split, a.workers)
-        res["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        res["load_1min"] = [load_before, load_1min()]
         print(f"{model:24s} {preset:6s} {res['loss']:4s} batch {res['batch_size']} x "
               f"{res['crop']}px  {res['steps_per_s']:.3f} steps/s  {res['images_per_s']:.2f} "
               f"img/s  {res['cpu_s_per_step']:.2f} CPU s/step"

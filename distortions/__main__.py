@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from codec.datasets import DataError, add_data_args, records_from_args
+from codec.datasets import DataError, add_data_args
 from codec.paths import runs_dir
 
 from .backends import BackendOptions, choices_text, default_names, is_known, names
 from .backends.hevc import X265_PRESETS
-from .checkpoints import CheckpointChoiceError, choose_learned, select_codecs
+from .checkpoints import CheckpointChoiceError, read_inputs, select_codecs
 from .run import DEFAULT_TARGETS, RunConfig, run
 
 
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --crop must be at least 16 pixels", file=sys.stderr)
         return 2
     try:
-        records = records_from_args(args)
-        learned = choose_learned(args.checkpoint, args.checkpoint_dir)
+        records, learned = read_inputs(args)
     except (DataError, CheckpointChoiceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,6 @@ on all 24 Kodak images (the anchor is their mean), so a ``--limit`` run says so 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -26,14 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-from codec.datasets import DataError, add_data_args, records_from_args
-from codec.fsio import atomic_write_text
+from codec.benchmeta import load_averages, write_report
+from codec.datasets import DataError, add_data_args
 from codec.paths import runs_dir
 from codec.tables import read_table
 
 from . import store as st
 from .backends import BackendOptions, classic_names, names
-from .checkpoints import CheckpointChoiceError, choose_learned, select_codecs
+from .checkpoints import CheckpointChoiceError, read_inputs, select_codecs
 from .run import DEFAULT_TARGETS, RunConfig, run
 from .schema import INDEX_COLUMNS, INDEX_ID
 
@@ -233,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                         "comparable with the anchor")
     args = p.parse_args(argv)
     try:
-        records = records_from_args(args)
-        learned = choose_learned(args.checkpoint, args.checkpoint_dir)
+        records, learned = read_inputs(args)
     except (DataError, CheckpointChoiceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -256,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig(out=str(work), codecs=codecs, targets=targets, crop=args.crop, jobs=jobs,
                     backend=BackendOptions(x265_preset=args.x265_preset,
                                            learned=tuple(learned.codecs.items())))
-    load_before = [round(v, 2) for v in os.getloadavg()]
+    load_before = load_averages()
     t0 = time.perf_counter()
     report = run(records, cfg)
     wall = time.perf_counter() - t0
@@ -271,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                    "unreachable": report.unreachable, "errors": len(report.errors)},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": load_before,
-                    "load_after": [round(v, 2) for v in os.getloadavg()]},
+                    "load_after": load_averages()},
     }
     curves = all_curves(work)
     res["curves"] = curves
@@ -285,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             res["hevc_sweep"]["wall_s"] = time.perf_counter() - t1
         if curve["images"] and len(curve["bpp"]) >= 2:
             res["bd"] = bd_against_anchor(curve)
-    bench_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(bench_dir / f"{args.name}.json", json.dumps(res, indent=2) + "\n")
-    atomic_write_text(bench_dir / f"{args.name}.md", _md(res))
-    print(_md(res))
+    write_report(bench_dir, args.name, res, _md(res), json_end="\n")
     for where, msg in report.errors:
         print(f"error: {where}: {msg}", file=sys.stderr)
     return 0

@@ -95,6 +95,14 @@ def choose_learned(specs: list[str] | None, folder: str | Path | None = None) ->
     return choice
 
 
+def read_inputs(args) -> tuple[list, LearnedChoice]:
+    """(image records, learned codecs) of a command's ``--data`` options (``codec.datasets``)
+    and ``--checkpoint`` / ``--checkpoint-dir``; ``DataError`` or ``CheckpointChoiceError``."""
+    from codec.datasets import records_from_args
+
+    return records_from_args(args), choose_learned(args.checkpoint, args.checkpoint_dir)
+
+
 def select_codecs(requested: tuple[str, ...] | None, learned: dict[str, str],
                   defaults: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
     """(codec names to run, errors). ``requested`` None: ``defaults`` plus every learned codec;

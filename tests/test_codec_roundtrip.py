@@ -39,8 +39,7 @@ def test_decoded_symbols_equal_encoder_latents(name, crop):
         res = enc.code(0.75)
         header, sections = bitstream.unpack(res.data)
         shapes = api.stage_shapes(m, *crop.shape[:2])
-        orders = {v: k for k, v in api.CODING_ORDERS.items()}
-        codes = api._decode_stages(m, header, sections, shapes, orders)
+        codes = api._decode_stages(m, header, sections, shapes)
         # the encoder's quantised latents, stage by stage (top first, y last)
         if enc.features is not None:
             y_code = api.latent_coder("parallel").encode(m, enc.latents[0], enc.features, 0.75,

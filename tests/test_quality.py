@@ -17,6 +17,18 @@ def test_bpp():
         quality.bpp(1, 0, 5)
 
 
+def test_estimated_bpp_and_psnr_of_an_mse_are_the_same_formulas():
+    assert quality.est_bpp(8000.0, 100, 80) == quality.bpp(1000, 100, 80)
+    bits = torch.tensor([800.0, 1600.0])  # a batch's estimates (training)
+    assert torch.equal(quality.est_bpp(bits, 10, 10), torch.tensor([8.0, 16.0]))
+    with pytest.raises(ValueError):
+        quality.est_bpp(1.0, 5, 0)
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(2))
+    assert quality.psnr(a, b) == quality.psnr_from_mse(quality.mse(a, b))
+    assert quality.psnr_from_mse(0.0) == math.inf
+
+
 def test_psnr_by_hand():
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,11 +25,11 @@ import torch
 from tqdm import tqdm
 
 from .. import models
+from ..benchmeta import NoSuchImage, load_1min, pick_image, write_report
 from ..coding import EscapeReader, EscapeWriter
 from ..datasets import resolve_data
 from ..entropy import estimate_bits
-from ..fsio import atomic_write_text
-from ..image_io import center_crop, read_image
+from ..image_io import center_crop
 from ..paths import runs_dir
 from .intmath import ACT_BITS, to_fixed
 from .latent import WavefrontLatentCoder
@@ -45,14 +43,14 @@ from .wavefront import (
 )
 
 
-def _image(image_id: str, crop: int | None = None, data: str = "samples"):
-    recs = {r.id: r for r in resolve_data(data)}
-    if image_id not in recs:
-        raise SystemExit(f"no image {image_id!r} in --data {data} ({', '.join(sorted(recs))})")
-    img = read_image(recs[image_id].path)
+def _image(image_id: str, crop: int | None = None, data: str = "samples") -> torch.Tensor:
+    try:
+        img = pick_image(image_id, data)
+    except NoSuchImage as e:
+        raise SystemExit(f"--data {data}: {e}") from None
     if crop:
         img = center_crop(img, crop)
-    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0, recs
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
 
 
 def _latent_inputs(model, x, exact: bool = True):
@@ -207,13 +205,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for context.md/.json (runs/bench)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0]
-    x, recs = _image(args.image, args.crop)
+    load = load_1min()
+    x = _image(args.image, args.crop)
     decode_rows = [] if args.no_decode else [bench_decode(p, x, not args.no_serial)
                                              for p in args.presets.split(",")]
     rate_recs = {r.id: r for r in resolve_data(args.rate_data)}
     rate_ids = sorted(rate_recs)[:args.rate_images]
-    rate_xs = {i: _image(i, args.crop, args.rate_data)[0] for i in rate_ids}
+    rate_xs = {i: _image(i, args.crop, args.rate_data) for i in rate_ids}
     rate_rows = rate_cost(args.rate_preset, rate_xs)
     if args.train_steps:
         rate_rows += rate_cost(args.rate_preset, rate_xs, args.train_steps)
@@ -231,10 +229,7 @@ def main(argv=None) -> int:
           f"{_table(decode_rows)}\n\n## Rate cost of the integer conversion ("
           f"{args.rate_preset} preset; train_steps 0 = untrained)\n\n{_table(rate_rows)}\n")
     out = Path(args.out) if args.out else runs_dir() / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "context.md", md)
-    atomic_write_text(out / "context.json", json.dumps(report, indent=2))
-    print(md)
+    write_report(out, "context", report, md)
     return 0
 
 

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import constriction
-import numpy as np
 import torch
 
-from ..coding import CodingError, EscapeReader, check_symbols, resolve_escapes
-from ..entropy import ESCAPE_AT, SCALE_TABLE
+from ..coding import EscapeReader, SymbolStream, check_symbols
 from .intmath import ACT_BITS
 from .step import (
     ParamGrid,
@@ -34,8 +31,6 @@ from .step import (
 )
 
 Schedule = list[tuple[torch.Tensor, torch.Tensor]]
-# the same model as codec.coding: zero-mean Laplace on [-(E+1), E+1], boundary = escape
-_MODEL = constriction.stream.model.QuantizedLaplace(-(ESCAPE_AT + 1), ESCAPE_AT + 1)
 
 
 def wavefront_schedule(h: int, w: int, kernel: int = 5) -> Schedule:
@@ -144,25 +139,10 @@ class StreamSource:
     ``codec.coding.encode_symbols`` wrote for the whole latent in coding order."""
 
     def __init__(self, data: bytes, escapes: EscapeReader):
-        if len(data) % 4:
-            raise CodingError(f"stage length {len(data)} is not a whole number of 32-bit words")
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        self.coder = constriction.stream.stack.AnsCoder(words)
-        self.escapes = escapes
-        self._zeros = np.zeros(0)  # the zero means of the symbol model, reused
+        self.stream = SymbolStream(data, escapes, what="latent")
 
     def __call__(self, t, rows, cols, m, idx):
-        flat = idx.reshape(-1).cpu().numpy()
-        if len(self._zeros) < len(flat):
-            self._zeros = np.zeros(len(flat))
-        try:
-            k = self.coder.decode(_MODEL, self._zeros[:len(flat)], SCALE_TABLE[flat])
-        except Exception as e:  # constriction raises plain ValueError/AssertionError on bad data
-            raise CodingError(f"entropy decoding failed at step {t} ({e})") from e
-        k = resolve_escapes(k.astype(np.int64), self.escapes)
-        out = torch.from_numpy(k).reshape(idx.shape)
-        return out if idx.device.type == "cpu" else out.to(idx.device)
+        return self.stream.pop(idx, where=f" at step {t}")
 
     def finish(self) -> None:
-        if not self.coder.is_empty():
-            raise CodingError("latent stream has words left over after decoding")
+        self.stream.finish()

@@ -18,6 +18,7 @@ from pathlib import Path
 from codec.fsio import atomic_write_bytes, atomic_write_text, sha256_file
 from codec.image_io import read_image, write_png
 from codec.quality import bpp as bits_per_pixel
+from codec.quality import est_bpp
 
 STATUS_OK, STATUS_UNREACHABLE, STATUS_FAILED = "ok", "unreachable", "failed"
 
@@ -135,7 +136,7 @@ def encode_track(track: Track, records, cache: Path, progress=None) -> list[dict
                 dec_s = time.perf_counter() - t0
                 write_png(png, dec)
                 h, w = ref.shape[:2]
-                meta = {"status": STATUS_OK, "est_bpp": res.est_bits / (h * w),
+                meta = {"status": STATUS_OK, "est_bpp": est_bpp(res.est_bits, h, w),
                         "param": res.bin_width, "encode_s": res.seconds, "decode_s": dec_s,
                         "sha256": sha256_file(png), "height": h, "width": w}
                 atomic_write_text(meta_p, json.dumps(meta))

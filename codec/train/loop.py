@@ -23,6 +23,7 @@ import torch
 from ..checkpoint import git_commit
 from ..fsio import sha256_file
 from ..paths import runs_dir
+from ..quality import psnr_from_mse
 from . import distributed, rundir
 from .amp import autocast_autoencoder
 from .config import TrainConfig, draw_delta, lr_at, parse_model_config, rate_weight, stage_at
@@ -309,7 +310,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         if dist.main and (done % log_every == 0 or done == stop):
             row = {"step": done, "stage": stage, "delta": delta,
                    "lr": opt_main.param_groups[0]["lr"],
-                   "psnr": 10 * math.log10(255 ** 2 / max(terms["mse"], 1e-10)),
+                   "psnr": psnr_from_mse(max(terms["mse"], 1e-10)),
                    "steps_per_s": (done - start) / (time.perf_counter() - t0), **terms}
             rundir.append_metrics(out, row)
             for k, v in row.items():

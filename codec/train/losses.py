@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import fastpath
+from ..quality import est_bpp
 
 
 def bpp_per_image(bits: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
     """(N,) estimated bits per pixel, summed over every stage."""
     if not bits:
         raise ValueError("the model reported no bits")
-    return sum(bits.values()) / float(height * width)
+    return est_bpp(sum(bits.values()), height, width)
 
 
 def mse255(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

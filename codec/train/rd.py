@@ -17,10 +17,7 @@ Writes ``OUT/rd.json`` (every per-image number) and ``OUT/rd.md`` (the tables).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -164,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from .. import api
+    from ..benchmeta import load_1min, machine, write_report
     from ..checkpoint import CheckpointError, git_commit
     from ..datasets import resolve_data
     from ..image_io import read_image
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = records[:args.limit] if args.limit else records
     images = [(r.id, read_image(r.path)) for r in records]
-    load_before = round(os.getloadavg()[0], 2)
+    load_before = load_1min()
     t0 = time.time()
     results = []
     for path, model in models:
@@ -202,18 +200,15 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"label": model.name, "checkpoint": str(path),
                         "size_mb": Path(path).stat().st_size / 2 ** 20, **m, "anchors": comp})
     meta = {"data": args.data, "n_images": len(images), "seconds": time.time() - t0,
-            "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
-            "platform": f"{platform.processor() or platform.machine()}, torch "
+            "load_before": load_before, "load_after": load_1min(),
+            "platform": f"{machine()}, torch "
                         f"{torch.__version__}, {torch.get_num_threads()} thread(s)",
             "git_commit": git_commit(),
             "command": "python -m codec.train.rd " + " ".join(argv if argv is not None
                                                               else sys.argv[1:])}
     out = Path(args.out) if args.out else runs_dir() / "train" / "rd"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rd.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    text = markdown(results, meta)
-    (out / "rd.md").write_text(text)
-    print(text)
+    write_report(out, "rd", {"meta": meta, "results": results}, markdown(results, meta),
+                 indent=1)
     print(f"wrote {out / 'rd.md'} and {out / 'rd.json'}")
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..quality import ms_ssim, mse, psnr
+from ..quality import est_bpp, ms_ssim, mse, psnr
 
 
 def _api():
@@ -40,7 +40,7 @@ def validate(model: torch.nn.Module, images: list[tuple[str, np.ndarray]], *, bi
             h, w = img.shape[:2]
             x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
             out = model(x, delta=bin_width)
-            est = float(sum(b.sum() for b in out["bits"].values())) / (h * w)
+            est = est_bpp(float(sum(b.sum() for b in out["bits"].values())), h, w)
             if api is not None:
                 res = api.encode(img, model, bin_width=bin_width)
                 rec = api.decompress(res.data, model)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.bitstream import RATE_SEARCH_RANGE
 from codec.fsio import sha256_file
 
 from .base import Backend, BackendError, BackendUnavailable, ParamSpec
@@ -22,13 +23,14 @@ from .base import Backend, BackendError, BackendUnavailable, ParamSpec
 class LearnedBackend(Backend):
     """A trained checkpoint (``codec.checkpoint`` format) coded with ``codec.api``.
 
-    The bin width is searched over codec.api's own rate-control range (2^-4 .. 2^8) to 1%.
+    The bin width is searched over codec.api's own rate-control range
+    (``codec.bitstream.RATE_SEARCH_RANGE``, 2^-4 .. 2^8) to 1%.
     """
 
     ext = "plic"
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu",
-                 delta_range: tuple[float, float] = (2.0**-4, 2.0**8), name: str | None = None):
+                 delta_range: tuple[float, float] = RATE_SEARCH_RANGE, name: str | None = None):
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.param = ParamSpec("bin_width", delta_range[0], delta_range[1],
