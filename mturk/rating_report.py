@@ -1,0 +1,181 @@
+"""A simulated ACR (or DSIS) study end to end, scored: ``python -m mturk.rating_report``.
+
+Builds a rating study from a distortions index (``mturk.trials --design``), serves it in process
+as a ``--local --simulated`` lab study, lets ``mturk.simulate`` rate it with a crowd of careful
+workers (each with a bias and a noise: ``mturk.rate_sim``) and spammers (``--mix``), aggregates
+with ``mturk.mos`` (BT.500 screening, MOS/DMOS, the SUREAL bias model), and measures:
+
+- **screening**: the share of spammers rejected, and of careful workers rejected;
+- **bias recovery**: per kept careful worker, the model's bias against the simulated one, both
+  centred over the kept careful workers (the model identifies biases up to a constant): RMSE,
+  largest error, correlation;
+- **interval coverage**: the share of distorted stimuli whose 95% MOS interval holds the
+  oracle's mapped score (``mturk.rate_sim``: what a careful worker without bias or noise
+  would rate before rounding), and the same for the SUREAL interval; also over the stimuli
+  mapped inside [1.5, 4.5] only, away from the ends where clipping pulls the mean inwards.
+
+The study stays in ``OUT/study`` (``mos.csv`` there is what ``perceptual_metric.fit --labels``
+takes); the report (``OUT/rating_report.json`` and ``.md``) says SIMULATED and gives the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from codec.fsio import atomic_write_text
+from codec.paths import runs_dir
+
+from .app import AppConfig, create_app
+from .mos import aggregate_ratings
+from .ratings import RATING_DESIGNS
+from .serve import make_study_server
+from .simulate import SimConfig, run_crowd
+from .trials import TrialsConfig, build
+
+
+def score_run(out: Path, sim: dict) -> dict:
+    """Screening, bias recovery and coverage from ``out``'s mturk.mos files and the crowd."""
+    w = pd.read_csv(out / "workers_mos.csv").set_index("worker_id")
+    kinds = pd.Series(sim["worker_types"])
+    careful = kinds.index[kinds == "careful"]
+    spam = kinds.index[kinds != "careful"]
+    kept_careful = [c for c in careful if w.kept[c]]
+    true = pd.Series(sim["worker_bias"])[kept_careful]
+    est = w.loc[kept_careful, "bias"]
+    err = (est - est.mean()) - (true - true.mean())
+    mos = pd.read_csv(out / "mos.csv")
+    dist = mos[mos.hidden_ref == 0].copy()
+    dist["truth"] = dist.stimulus_id.map(sim["mapped_scores"])
+
+    def coverage(col: str, where=None) -> float:
+        d = dist if where is None else dist[where]
+        lo, hi = d[col] - d[col + "_ci"], d[col] + d[col + "_ci"]
+        return float(((d.truth >= lo) & (d.truth <= hi)).mean())
+
+    interior = dist.truth.between(1.5, 4.5)      # away from the scale's clipped ends
+
+    return dict(
+        spammers=len(spam), spammers_rejected=int(w.loc[spam, "rejected"].sum()),
+        spammer_rejection_share=float(w.loc[spam, "rejected"].mean()) if len(spam) else None,
+        careful=len(careful), careful_rejected=int(w.loc[careful, "rejected"].sum()),
+        careful_rejection_share=float(w.loc[careful, "rejected"].mean()),
+        bias_rmse=float(np.sqrt(np.mean(err ** 2))), bias_max_error=float(err.abs().max()),
+        bias_sd_true=float(true.std()), bias_corr=float(np.corrcoef(true, est)[0, 1]),
+        stimuli=len(dist), mean_n=float(dist.n.mean()),
+        mos_coverage=coverage("mos"), sureal_coverage=coverage("sureal"),
+        interior_stimuli=int(interior.sum()), mos_coverage_interior=coverage("mos", interior),
+        sureal_coverage_interior=coverage("sureal", interior),
+        mos_ci_mean=float(dist.mos_ci.mean()), sureal_ci_mean=float(dist.sureal_ci.mean()),
+        mos_abs_error=float((dist.mos - dist.truth).abs().mean()),
+        sureal_abs_error=float((dist.sureal - dist.truth).abs().mean()))
+
+
+def run(index: str, out: str, design: str, workers: int, batches_per_worker: int, mix: str,
+        oracle: str, seed: int, batch_size: int, bias_sd: float, noise: str) -> dict:
+    out_dir = Path(out)
+    study = out_dir / "study"
+    trials_csv, _ = build(index, study, TrialsConfig(batch_size=batch_size, design=design,
+                                                     seed=seed), force=True)
+    for f in study.glob("judgments.sqlite*"):     # a fresh study each run
+        f.unlink()
+    app = create_app(AppConfig(trials=str(trials_csv), db=str(study / "judgments.sqlite"),
+                               local=True, simulated=True))
+    db = app.extensions["plic_db"]
+    links = study / "participants.txt"
+    links.write_text("".join(db.keys().participant_token(i) + "\n"
+                             for i in range(1, workers + 1)))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    srv = make_study_server("127.0.0.1", 0, app)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        sim = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
+                                  trials=str(trials_csv), participants=str(links),
+                                  workers=workers, batches_per_worker=batches_per_worker,
+                                  mix=mix, oracle=oracle, seed=seed, concurrency=4,
+                                  rating_bias_sd=bias_sd, rating_noise=noise))
+    finally:
+        srv.shutdown()
+    if sim["failures"]:
+        raise RuntimeError(f"the simulated crowd failed: {sim['failures'][:3]}")
+    atomic_write_text(study / "simulated_crowd.json", json.dumps(sim, indent=2) + "\n")
+    agg = aggregate_ratings(db.path, trials_csv, study)
+    return dict(simulated=True, design=design, aggregate=agg, mapping=sim["mapping"],
+                submissions=sim["submissions"], ratings=sim["judgments"],
+                wall_s=sim["wall_s"], type_counts=sim["type_counts"],
+                scores=score_run(study, sim))
+
+
+def markdown(rep: dict, command: str) -> str:
+    s = rep["scores"]
+    return "\n".join([
+        f"SIMULATED {rep['design'].upper()} study ({rep['submissions']} submissions, "
+        f"{rep['ratings']} ratings, {s['stimuli']} distorted stimuli, {s['mean_n']:.1f} ratings "
+        f"each), made by", "", f"    {command}", "",
+        "| measure | value |", "|---|---|",
+        f"| spammers rejected by BT.500 screening | {s['spammers_rejected']} of "
+        f"{s['spammers']} ({s['spammer_rejection_share']:.0%}) |",
+        f"| careful workers rejected | {s['careful_rejected']} of {s['careful']} "
+        f"({s['careful_rejection_share']:.0%}) |",
+        f"| bias recovery, kept careful workers: RMSE / largest error (scale points) | "
+        f"{s['bias_rmse']:.3f} / {s['bias_max_error']:.3f} (true biases' sd "
+        f"{s['bias_sd_true']:.3f}, correlation {s['bias_corr']:.3f}) |",
+        f"| 95% MOS intervals holding the oracle's mapped score | {s['mos_coverage']:.0%} "
+        f"(mean half-width {s['mos_ci_mean']:.2f}; mean abs error {s['mos_abs_error']:.2f}) |",
+        f"| 95% SUREAL intervals holding it | {s['sureal_coverage']:.0%} (mean half-width "
+        f"{s['sureal_ci_mean']:.2f}; mean abs error {s['sureal_abs_error']:.2f}) |",
+        f"| the same, {s['interior_stimuli']} stimuli mapped inside [1.5, 4.5] (MOS / SUREAL) | "
+        f"{s['mos_coverage_interior']:.0%} / {s['sureal_coverage_interior']:.0%} |", ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mturk.rating_report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--index", default=str(runs_dir() / "distortions" / "index.csv"),
+                   help="the distortions index.csv (default: %(default)s)")
+    p.add_argument("--out", default=str(runs_dir() / "rating_report"),
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--design", default="acr", choices=RATING_DESIGNS, help="default: acr")
+    p.add_argument("--workers", type=int, default=40, help="simulated workers (default: 40)")
+    p.add_argument("--batches-per-worker", type=int, default=1000,
+                   help="batches each worker rates, at most every batch (default: 1000)")
+    p.add_argument("--mix", default="careful=0.85,random=0.15",
+                   help="worker types and shares (default: %(default)s)")
+    p.add_argument("--oracle", default="ms_ssim", help="default: ms_ssim")
+    p.add_argument("--batch-size", type=int, default=20, help="trials per batch (default: 20)")
+    p.add_argument("--rating-bias-sd", type=float, default=0.5, help="default: 0.5")
+    p.add_argument("--rating-noise", default="0.3,0.8", help="default: 0.3,0.8")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    command = "python -m mturk.rating_report " + shlex.join(argv if argv is not None
+                                                            else sys.argv[1:])
+    try:
+        if args.workers < 2:
+            raise ValueError("--workers must be >= 2")
+        if not Path(args.index).is_file():
+            raise FileNotFoundError(f"{args.index}: no such index")
+        rep = run(args.index, args.out, args.design, args.workers, args.batches_per_worker,
+                  args.mix, args.oracle, args.seed, args.batch_size, args.rating_bias_sd,
+                  args.rating_noise)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+        print(f"mturk.rating_report: error: {e}", file=sys.stderr)
+        return 2
+    rep["command"] = command
+    out = Path(args.out)
+    atomic_write_text(out / "rating_report.json", json.dumps(rep, indent=2) + "\n")
+    md = markdown(rep, command)
+    atomic_write_text(out / "rating_report.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
