@@ -66,6 +66,8 @@ from .market.config import (
     opt,
 )
 from .page import ANSWER_FIELD, AnswerError, parse_answers
+from .rating_page import parse_ratings
+from .ratings import rating_design
 from .quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
 from .questions import parse_answers as parse_form
 from .tokens import html_scope
@@ -141,7 +143,8 @@ def read_answers(a: Assignment, trials_by_id: dict, page_ids: dict) -> list[dict
         raise AnswerError("a submission is a JSON object")
     # MTurk's ids are the truth; the page's copies are not trusted.
     payload.update(assignment_id=a.assignment_id, hit_id=a.hit_id, worker_id=a.worker_id)
-    return parse_answers(payload, trials_by_id, page_ids)[1]
+    parse = parse_ratings if rating_design(trials_by_id) else parse_answers   # ACR/DSIS scores
+    return parse(payload, trials_by_id, page_ids)[1]
 
 
 def sentinel_score(rows: list[dict], trials_by_id: dict) -> tuple[int, int]:
@@ -211,11 +214,14 @@ def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, 
                  rule: QualityRule) -> None:
     submitted_at = a.submit_time.isoformat() if a.submit_time else None
     accepted_at = a.accept_time.isoformat() if a.accept_time else None
+    design = rating_design(trials)    # ACR/DSIS: scores to the ratings table, no sentinels
+    record = (lambda *x, **k: db.record_ratings(*x[:3], design, *x[3:], **k)) if design \
+        else db.record_submission
     try:
         rows = read_answers(a, trials, page_ids)
-        res = db.record_submission(a.assignment_id, a.hit_id, a.worker_id, rows,
-                                   require_accepted=False, submitted_at=submitted_at,
-                                   accepted_at=accepted_at)
+        res = record(a.assignment_id, a.hit_id, a.worker_id, rows,
+                     require_accepted=False, submitted_at=submitted_at,
+                     accepted_at=accepted_at)
         rep.new_judgments += res.n_judgments if res.status == "created" else 0
     except AlreadySubmittedError as e:
         rep.conflicts.append(a.assignment_id)
@@ -247,7 +253,9 @@ def _collect_one(cfg, market, db, a: Assignment, trials, page_ids, rep: Report, 
         return
     right, total = sentinel_score(rows, trials)
     verdict, feedback = decide(right, total, cfg.reject_below, cfg.reject_min_wrong)
-    evidence = _evidence(db, a.assignment_id, rows, rule) if verdict == APPROVED else ""
+    # ratings carry no evidence inside one assignment: mturk.mos screens observers instead
+    evidence = _evidence(db, a.assignment_id, rows, rule) \
+        if verdict == APPROVED and not design else ""
     if evidence:
         verdict, feedback = REJECTED, (f"{evidence}, which a careful comparison of each pair "
                                        "cannot do, so we cannot use this work.")

@@ -7,7 +7,8 @@ holds either judgments or ratings, never both. Submissions follow ``record_submi
 different scores raise ``AlreadySubmittedError`` and the stored scores stand)::
 
     db.record_ratings(assignment_id, hit_id, worker_id, design, answers, *, simulated=False,
-                      require_accepted=True, submitted_at=None) -> SubmitResult
+                      require_accepted=True, submitted_at=None, accepted_at=None)
+        -> SubmitResult
         # answers: [{"trial_id", "score": 1..5, "rt_ms"}]
     db.ratings(assignment_id=None) -> list[dict]
     db.ratings_frame() -> pandas.DataFrame    # ratings joined with trials, assignments, workers
@@ -37,8 +38,8 @@ class RatingRecords:
 
     def record_ratings(self, assignment_id: str, hit_id: str, worker_id: str, design: str,
                        answers: list[Mapping], *, simulated: bool = False,
-                       require_accepted: bool = True, submitted_at: str | None = None
-                       ) -> _db.SubmitResult:
+                       require_accepted: bool = True, submitted_at: str | None = None,
+                       accepted_at: str | None = None) -> _db.SubmitResult:
         if design not in RATING_DESIGNS:
             raise _db.DBError(f"design must be one of {RATING_DESIGNS}, not {design!r}")
         answers = [dict(a) for a in answers]
@@ -73,8 +74,10 @@ class RatingRecords:
             self._ensure_worker(c, worker_id)
             if old is None:
                 c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
-                          "submitted_at, simulated, answers_sha) VALUES (?,?,?,'submitted',?,?,?)",
-                          (assignment_id, hit_id, worker_id, now, int(simulated), sha))
+                          "accepted_at, submitted_at, simulated, answers_sha) "
+                          "VALUES (?,?,?,'submitted',?,?,?,?)",
+                          (assignment_id, hit_id, worker_id, accepted_at, now, int(simulated),
+                           sha))
             else:
                 c.execute("UPDATE assignments SET status='submitted', submitted_at=?, "
                           "simulated=?, answers_sha=? WHERE assignment_id=?",

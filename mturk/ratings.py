@@ -20,7 +20,8 @@ stimuli, its hidden reference first drawn among them at random); a reference wit
 stimuli than a batch takes several batches, each with its own hidden-reference trial.
 
 The design is recorded in ``trials.meta.json`` (``design``; absent means ``2afc``), which the
-server, the simulator and the aggregation read with ``study_design``.
+server, the simulator and the aggregation read with ``study_design``; every rating trial id also
+starts with its design (``rating_design``), for ``mturk.collect``, which sees only the database.
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def study_design(trials_csv: str | Path) -> str:
     except (ValueError, AttributeError) as e:
         raise ValueError(f"{meta}: not a JSON object ({e})") from e
     return check_design(design)
+
+
+def rating_design(trial_ids) -> str | None:
+    """The rating design of a batch from its trial ids (``mturk.trials`` starts each rating
+    trial's id with its design: ``acr-...``, ``dsis-...``), or None for a 2AFC batch."""
+    for tid in trial_ids:
+        head = str(tid).split("-", 1)[0]
+        return head if head in RATING_DESIGNS else None
+    return None
 
 
 def is_hidden_ref(trial: dict) -> bool:

@@ -176,3 +176,42 @@ def test_simulated_raters_over_http(live):
         assignment_id=a["assignment_id"], hit_id=a["hit_id"], worker_id=a["worker_id"],
         answers=changed)))
     assert res.status_code == 409 and res.get_json()["stored"] == task["stored"]
+
+
+def test_collect_brings_ratings_from_mturk(tmp_path):
+    from datetime import timedelta
+
+    from mturk import collect as C
+    from mturk import publish as P
+    from mturk.market.memory import InMemoryMarket
+    from mturk.ratings import rating_design
+    from tests.test_mturk_market import Clock
+    from tests.test_mturk_publish import URL
+
+    rows = [dict(trial_id=f"acr-{b}{i}", batch_id=f"b{b}", ref_id="r", ref_path="img/r.png",
+                 a_id=f"d{b}{i}", a_path=f"img/d{b}{i}.png", b_id=f"d{b}{i}",
+                 b_path=f"img/d{b}{i}.png", a_codec="jpeg", b_codec="jpeg", a_bpp="0.3",
+                 b_bpp="0.3", target_bpp="0.3", left="a", kind="test", expected="",
+                 repeat_of="") for b in range(2) for i in range(3)]
+    assert rating_design([r["trial_id"] for r in rows]) == "acr"
+    assert rating_design(["t-1", "acr-2"]) is None and rating_design([]) is None
+    db = StudyDB(tmp_path / "s.sqlite")
+    db.load_trials(rows)
+    m = InMemoryMarket(clock=Clock())
+    quiet = dict(out=lambda *a, **k: None)
+    P.publish(P.PublishConfig(external_url=URL, assignments=2, min_window="none"), m, db,
+              "local", **quiet)
+    hit = next(h["hit_id"] for h in db.list_hits() if h["batch_id"] == "b0")
+    aid = m.accept(hit, "W1")
+    m.clock.t += timedelta(seconds=40)
+    keys = db.keys()
+    scores = {t["trial_id"]: 1 + k for k, t in enumerate(db.batch_trials("b0"))}
+    answers = [dict(trial_id=keys.page_trial_id(aid, t), score=s, rt_ms=900)
+               for t, s in scores.items()]
+    m.submit(aid, {"answers": json.dumps(dict(assignment_id=aid, hit_id=hit, worker_id="W1",
+                                              answers=answers))})
+    rep = C.collect(C.CollectConfig(), m, db, "local", **quiet)
+    assert rep.approved == [aid] and rep.verified == [aid] and db.judgments() == []
+    assert {r["trial_id"]: r["score"] for r in db.ratings(aid)} == scores
+    assert db.get_assignment(aid)["status"] == "approved"
+    assert C.collect(C.CollectConfig(), m, db, "local", **quiet).approved == []   # idempotent
