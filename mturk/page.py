@@ -167,9 +167,14 @@ def render_html_question(trials: Sequence[Mapping], keys: Keys, batch_id: str,
     def url(pos: int, view: int, t: Mapping) -> str:
         return f"{base}/{keys.static_name('html', batch_id, t['trial_id'], VIEWS[view])}"
 
-    return render_page(trials, mode="htmlquestion", keys=keys, scope=html_scope(batch_id),
-                       image_url=url, size=lambda t: image_size(str(resolve(t["ref_path"]))),
-                       submit_to=host, inline_assets=True)
+    from .rating_page import render_rating_page
+    from .ratings import rating_design
+
+    design = rating_design(t["trial_id"] for t in trials)      # ACR/DSIS: the rating page
+    render = (lambda *a, **k: render_rating_page(design, *a, **k)) if design else render_page
+    return render(trials, mode="htmlquestion", keys=keys, scope=html_scope(batch_id),
+                  image_url=url, size=lambda t: image_size(str(resolve(t["ref_path"]))),
+                  submit_to=host, inline_assets=True)
 
 
 def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],

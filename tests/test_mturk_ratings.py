@@ -215,3 +215,25 @@ def test_collect_brings_ratings_from_mturk(tmp_path):
     assert {r["trial_id"]: r["score"] for r in db.ratings(aid)} == scores
     assert db.get_assignment(aid)["status"] == "approved"
     assert C.collect(C.CollectConfig(), m, db, "local", **quiet).approved == []   # idempotent
+
+
+@pytest.mark.parametrize("design", ["acr", "dsis"])
+def test_html_question_of_a_rating_batch_is_the_rating_page(index, tmp_path, design):
+    from mturk.page import render_html_question
+    from mturk.tokens import html_scope
+
+    trials = build(index, tmp_path, TrialsConfig(batch_size=10, design=design))[0]
+    db = StudyDB(tmp_path / "j.sqlite")
+    db.load_trials(pd.read_csv(trials, dtype=str, keep_default_na=False))
+    batch = db.batch_ids()[0]
+    html = render_html_question(db.batch_trials(batch), db.keys(), batch,
+                                "https://img.example.org/s",
+                                lambda p: trials.parent / p)
+    task = json.loads(html.split('id="task-data">')[1].split("</script>")[0])
+    assert task["design"] == design and task["mode"] == "htmlquestion"
+    assert len(task["trials"]) == len(db.batch_trials(batch))
+    assert all(("ref" in t) == (design == "dsis") for t in task["trials"])
+    page_ids = db.keys().page_ids(html_scope(batch), [t["trial_id"] for t in
+                                                      db.batch_trials(batch)])
+    assert {t["trial_id"] for t in task["trials"]} == set(page_ids)
+    assert "rate.js" not in html and "function rate(" in html         # assets inlined
