@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -100,11 +101,14 @@ def rate(kind: str, true_score: float, bias: float, noise: float,
 
 
 def run_rater(client, token: str, kind: str, bias: float, noise: float, by_sha: dict,
-              rng: np.random.Generator) -> dict:
-    """One worker rating one batch over HTTP, as the page would."""
+              seed: int) -> dict:
+    """One worker rating one batch over HTTP, as the page would. The worker's random draws
+    for an image come from (``seed``, the batch's HIT, the image's bytes), so neither the
+    order in which threads claim batches nor the page's order changes a rating."""
     st, claim = client.request("POST", "/api/local/claim", {"token": token})
     if st != 200:
         return dict(status="no_batch", code=st)
+    hit_key = zlib.crc32(claim["hit_id"].encode())
     q = urlencode(dict(assignmentId=claim["assignment_id"], hitId=claim["hit_id"],
                        workerId=claim["worker_id"]))
     st, task = client.request("GET", f"/api/task?{q}")
@@ -116,9 +120,11 @@ def run_rater(client, token: str, kind: str, bias: float, noise: float, by_sha: 
             st, data = client.fetch("GET", t[view])
             if st != 200:
                 return dict(status="image_error", code=st)
-        truth = by_sha.get(hashlib.sha1(data).hexdigest())
+        sha = hashlib.sha1(data).hexdigest()
+        truth = by_sha.get(sha)
         if truth is None:
             return dict(status="unknown_image", code=st)
+        rng = np.random.default_rng([seed, hit_key, int(sha[:12], 16)])
         answers.append(dict(trial_id=t["trial_id"], score=rate(kind, truth, bias, noise, rng),
                             rt_ms=response_ms(kind, rng)))
     body = dict(assignment_id=claim["assignment_id"], hit_id=claim["hit_id"],
@@ -149,10 +155,9 @@ def run_rating_crowd(cfg, design: str, tokens: list[str]) -> dict:
     def one(i: int):
         if not hasattr(local, "client"):
             local.client = Client(cfg.url)
-        rng = np.random.default_rng(int(seeds[i]))
         for _ in range(cfg.batches_per_worker):
             r = run_rater(local.client, tokens[i], kinds[i], float(biases[i]),
-                          float(noises[i]), truth["by_sha"], rng)
+                          float(noises[i]), truth["by_sha"], int(seeds[i]))
             r.setdefault("kind", kinds[i])
             r["index"] = i
             with lock:
