@@ -169,3 +169,11 @@ def test_budget_end_to_end_on_a_toy_pool(tmp_path, sample_images, capsys):
     capsys.readouterr()
     assert budget_main(argv[:4] + ["--seeds", "0"]) == 2
     assert capsys.readouterr().err.startswith("perceptual_metric.budget: error:")
+
+
+@pytest.mark.parametrize("main, flag", [(budget_main, "--round-judgments"),
+                                        (predict_main, "--metric")])
+def test_help(main, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and flag in capsys.readouterr().out
