@@ -15,8 +15,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 from .fsio import atomic_write_bytes
 
 
@@ -70,8 +68,27 @@ def number(kind=float, lo=None, hi=None, lo_open=False, allow_zero=False):
     return parse
 
 
+def positive_numbers(message: str, finite: bool = False, empty: bool = False):
+    """An argparse ``type``: a comma-separated list of numbers > 0 (a tuple; ``finite``: inf
+    refused too; ``empty``: no numbers at all accepted); ``message`` says what must be
+    positive."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            vals = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}"
+                                             ) from e
+        bad = (lambda v: not (math.isfinite(v) and v > 0)) if finite else (lambda v: v <= 0)
+        if (not vals and not empty) or any(bad(v) for v in vals):
+            raise argparse.ArgumentTypeError(f"{message}: {text!r}")
+        return vals
+    return parse
+
+
 def device(text: str) -> str:
     """An argparse ``type``: a torch device this machine has."""
+    import torch
+
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from codec.cli import positive_numbers
 from codec.datasets import DataError, add_data_args
 from codec.paths import runs_dir
 
@@ -25,16 +26,6 @@ from .backends import BackendOptions, choices_text, default_names, is_known, nam
 from .backends.hevc import X265_PRESETS
 from .checkpoints import CheckpointChoiceError, read_inputs, select_codecs
 from .run import DEFAULT_TARGETS, RunConfig, run
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from e
-    if not vals or any(v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"targets must be positive bpp values: {text!r}")
-    return vals
 
 
 def _codecs(text: str) -> tuple[str, ...]:
@@ -59,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated codecs from {', '.join(names())}, learned-NAME "
                         f"(default: {','.join(default_names())} and every learned codec; bpg "
                         f"needs bpgenc; learned = all learned codecs)")
-    p.add_argument("--targets", type=_floats, default=DEFAULT_TARGETS,
+    p.add_argument("--targets", type=positive_numbers("targets must be positive bpp values"),
+                   default=DEFAULT_TARGETS,
                    help="comma-separated target bpps (default: "
                         f"{','.join(str(t) for t in DEFAULT_TARGETS)})")
     p.add_argument("--crop", type=int, default=None, metavar="SIZE",

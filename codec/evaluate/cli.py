@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from codec.cli import positive_numbers
+
 EPILOG = """\
 examples:
   python -m codec.evaluate --model runs/train/hific-0.15/best.pt --data kodak
@@ -22,14 +24,7 @@ Inception feature.
 """
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from e
-    if not vals or any(v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"bpp values must be positive: {text!r}")
-    return vals
+_BPPS = positive_numbers("bpp values must be positive")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", default=[],
                    help="display name per --model, in order (default: ours-<model>-<track>)")
     add_data_args(p)
-    p.add_argument("--target-bpp", type=_floats, default=None,
+    p.add_argument("--target-bpp", type=_BPPS, default=None,
                    help="comma-separated targets for every --model (default: each checkpoint's)")
     p.add_argument("--classic", default="jpeg,webp,hevc-bpgcfg",
                    help="comma-separated classic codecs from the distortions backends, or "
@@ -61,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x265-preset", default="slow",
                    help="x265 preset of hevc-bpgcfg (default: slow, as python -m distortions; "
                         "give the one the --dist-cache was made with to reuse it)")
-    p.add_argument("--classic-targets", type=_floats, default=(0.075, 0.15, 0.3, 0.6),
+    p.add_argument("--classic-targets", type=_BPPS, default=(0.075, 0.15, 0.3, 0.6),
                    help="targets for the classic codecs' curves; our targets are always added "
                         "(default: 0.075,0.15,0.3,0.6)")
     p.add_argument("--metric", default=None,

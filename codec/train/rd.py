@@ -25,16 +25,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _floats(s: str) -> list[float]:
-    try:
-        out = [float(v) for v in s.split(",") if v.strip()]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {s!r}") from e
-    if any(not (math.isfinite(v) and v > 0) for v in out):
-        raise argparse.ArgumentTypeError(f"values must be positive: {s!r}")
-    return out
-
-
 def measure(model, images: list[tuple[str, np.ndarray]], bin_widths: list[float],
             targets: list[float], progress: bool = True) -> dict:
     """Per-image rows at each bin width and target, and their means."""
@@ -132,8 +122,10 @@ def markdown(results: list[dict], meta: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..cli import positive_numbers
     from ..models import anchors
 
+    floats = positive_numbers("values must be positive", finite=True, empty=True)
     p = argparse.ArgumentParser(
         prog="python -m codec.train.rd", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="kodak", help="manifest name, manifest .csv or folder")
     p.add_argument("--data-root", default="", help="folder manifest paths resolve against")
     p.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
-    p.add_argument("--bin-widths", type=_floats, default=[0.25, 0.5, 1.0, 2.0, 4.0],
+    p.add_argument("--bin-widths", type=floats, default=[0.25, 0.5, 1.0, 2.0, 4.0],
                    help="bin widths delta of the RD curve (default 0.25,0.5,1,2,4)")
-    p.add_argument("--target-bpp", type=_floats, default=[],
+    p.add_argument("--target-bpp", type=floats, default=[],
                    help="targets for the rate-control check (e.g. 0.075,0.6)")
     p.add_argument("--anchor", action="append", default=[], metavar="MODEL=ANCHOR",
                    help="anchor file stem per registry name (default: the one each model "
