@@ -5,7 +5,8 @@ as a ``--local --simulated`` lab study, lets ``mturk.simulate`` rate it with a c
 workers (each with a bias and a noise: ``mturk.rate_sim``) and spammers (``--mix``), aggregates
 with ``mturk.mos`` (BT.500 screening, MOS/DMOS, the SUREAL bias model), and measures:
 
-- **screening**: the share of spammers rejected, and of careful workers rejected;
+- **screening**: the share of spammers rejected, and of careful workers rejected, by BT.500
+  alone and with ``mturk.mos``'s inconsistency check;
 - **bias recovery**: per kept careful worker, the model's bias against the simulated one, both
   centred over the kept careful workers (the model identifies biases up to a constant): RMSE,
   largest error, correlation;
@@ -63,11 +64,14 @@ def score_run(out: Path, sim: dict) -> dict:
 
     interior = dist.truth.between(1.5, 4.5)      # away from the scale's clipped ends
 
+    out_ = ~w.kept.astype(bool)
     return dict(
-        spammers=len(spam), spammers_rejected=int(w.loc[spam, "rejected"].sum()),
-        spammer_rejection_share=float(w.loc[spam, "rejected"].mean()) if len(spam) else None,
-        careful=len(careful), careful_rejected=int(w.loc[careful, "rejected"].sum()),
-        careful_rejection_share=float(w.loc[careful, "rejected"].mean()),
+        spammers=len(spam), spammers_rejected=int(out_[spam].sum()),
+        spammer_rejection_share=float(out_[spam].mean()) if len(spam) else None,
+        spammers_rejected_bt500=int(w.loc[spam, "rejected"].sum()),
+        careful=len(careful), careful_rejected=int(out_[careful].sum()),
+        careful_rejection_share=float(out_[careful].mean()),
+        careful_rejected_bt500=int(w.loc[careful, "rejected"].sum()),
         bias_rmse=float(np.sqrt(np.mean(err ** 2))), bias_max_error=float(err.abs().max()),
         bias_sd_true=float(true.std()), bias_corr=float(np.corrcoef(true, est)[0, 1]),
         stimuli=len(dist), mean_n=float(dist.n.mean()),
@@ -121,9 +125,11 @@ def markdown(rep: dict, command: str) -> str:
         f"{rep['ratings']} ratings, {s['stimuli']} distorted stimuli, {s['mean_n']:.1f} ratings "
         f"each), made by", "", f"    {command}", "",
         "| measure | value |", "|---|---|",
-        f"| spammers rejected by BT.500 screening | {s['spammers_rejected']} of "
-        f"{s['spammers']} ({s['spammer_rejection_share']:.0%}) |",
-        f"| careful workers rejected | {s['careful_rejected']} of {s['careful']} "
+        f"| spammers rejected: BT.500 screening alone / with the inconsistency check | "
+        f"{s['spammers_rejected_bt500']} / {s['spammers_rejected']} of {s['spammers']} "
+        f"({s['spammer_rejection_share']:.0%}) |",
+        f"| careful workers rejected: BT.500 alone / with the inconsistency check | "
+        f"{s['careful_rejected_bt500']} / {s['careful_rejected']} of {s['careful']} "
         f"({s['careful_rejection_share']:.0%}) |",
         f"| bias recovery, kept careful workers: RMSE / largest error (scale points) | "
         f"{s['bias_rmse']:.3f} / {s['bias_max_error']:.3f} (true biases' sd "

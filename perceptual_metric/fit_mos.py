@@ -190,7 +190,7 @@ def fit_on_mos(cfg, log=print) -> dict:
             "trunk_id": model.trunk_id, "n_train": len(train_idx), "n_val": len(val_idx),
             "val_refs": sorted({trials[i].ref_id for i in val_idx}), "steps": total,
             "final_loss": float(np.mean(losses[-max(1, total // 10):])),
-            "rank_scale": float(log_k.exp())}
+            "rank_scale": float(log_k.detach().exp())}
     if len(val_idx) >= 3:
         with torch.no_grad():
             mean_terms = terms.sum(1) / n_views.view(-1, 1)

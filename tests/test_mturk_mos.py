@@ -157,6 +157,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("mturk.mos: error:") and "\n" not in err
     assert not (tmp_path / "none.sqlite").exists()
+    db = tmp_path / "empty.sqlite"
+    from mturk.db import StudyDB
+
+    StudyDB(db)
+    (tmp_path / "t.csv").write_text("x\n")
+    assert main(["--db", str(db), "--trials", str(tmp_path / "t.csv"),
+                 "--max-inconsistency", "0.5"]) == 2
+    assert "--max-inconsistency" in capsys.readouterr().err
+    assert main(["--db", str(db), "--trials", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no ratings" in err and "\n" not in err and not (tmp_path / "mos.csv").exists()
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
@@ -198,7 +209,9 @@ def test_mos_end_to_end_on_a_simulated_acr_crowd(acr_study, capsys):
     kinds = pd.Series(s["worker_types"])
     spam = kinds.index[kinds != "careful"]
     careful = kinds.index[kinds == "careful"]
-    assert w.loc[spam, "rejected"].mean() >= 0.5 and w.loc[careful, "rejected"].mean() <= 0.1
+    # screening (BT.500, then the inconsistency check) leaves the spammers out, not the careful
+    assert (~w.loc[spam, "kept"]).mean() >= 0.8 and (~w.loc[careful, "kept"]).mean() <= 0.1
+    assert (w.loc[spam, "noise"].dropna() > w.loc[careful, "noise"].max()).all()
     # the bias model recovers the careful workers' biases (centred over the careful ones)
     kept_careful = [c for c in careful if w.kept[c]]
     true = pd.Series(s["worker_bias"])[kept_careful]
