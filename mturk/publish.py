@@ -192,6 +192,13 @@ def window_sentence(cfg: PublishConfig, db, batches) -> str:
                 raise ValueError(f"cannot read the trial images to state the window size the "
                                  f"page needs ({e}); pass --min-window WxH or none") from e
             width, height = max(width, w), max(height, h)
+    from .rating_page import min_window_rating
+    from .ratings import rating_design
+
+    if rating_design(t["trial_id"] for b in batches for t in db.batch_trials(b)):
+        w, h = min_window_rating(width, height)          # ACR/DSIS: one view at a time
+        return (f"Needs a browser window at least {w} x {h} pixels to show the images at full "
+                "size.")
     return describe_min_window(width, height)
 
 

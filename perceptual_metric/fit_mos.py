@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,12 +107,13 @@ def mapped_plcc(d: np.ndarray, s: np.ndarray) -> float:
     """PLCC between the score and the 4-parameter logistic mapping of ``d`` (linear fallback)."""
     try:
         p0 = [s.min(), s.max(), float(np.median(d)), float(np.std(d)) or 1.0]
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)   # no covariance needed
             b, _ = optimize.curve_fit(logistic4, d, s, p0=p0, maxfev=20000)
             pred = logistic4(d, *b)
         if not np.isfinite(pred).all() or np.std(pred) == 0:
             raise RuntimeError("degenerate mapping")
-    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+    except (RuntimeError, ValueError):
         pred = -d
     return float(stats.pearsonr(pred, s)[0])
 

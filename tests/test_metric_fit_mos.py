@@ -40,9 +40,9 @@ def test_correlations_and_their_intervals():
     rng = np.random.default_rng(0)
     s = rng.uniform(1, 5, 40)
     d = np.exp(-s)                           # a distance that falls as the score rises
-    c = correlations(d, s, n_boot=200)
+    c = correlations(d, s, n_boot=60)
     assert c["srocc"] == pytest.approx(1.0) and c["plcc"] > 0.99
-    noisy = correlations(d + rng.normal(0, 0.05, 40), s, n_boot=200)
+    noisy = correlations(d + rng.normal(0, 0.05, 40), s, n_boot=60)
     assert noisy["srocc"] < 1
     for k in ("srocc", "plcc"):
         lo, hi = noisy[k + "_ci"]

@@ -237,3 +237,18 @@ def test_html_question_of_a_rating_batch_is_the_rating_page(index, tmp_path, des
                                                       db.batch_trials(batch)])
     assert {t["trial_id"] for t in task["trials"]} == set(page_ids)
     assert "rate.js" not in html and "function rate(" in html         # assets inlined
+
+
+def test_publish_states_the_rating_pages_window(index, tmp_path):
+    from mturk.page import min_window
+    from mturk.publish import PublishConfig, window_sentence
+    from mturk.rating_page import min_window_rating
+
+    trials = build(index, tmp_path, TrialsConfig(batch_size=10, design="acr"))[0]
+    db = StudyDB(tmp_path / "j.sqlite")
+    db.load_trials(pd.read_csv(trials, dtype=str, keep_default_na=False),
+                   trials_csv=str(trials.resolve()))
+    cfg = PublishConfig(external_url="https://study.example.org/task")
+    w, h = min_window_rating(32, 32)                   # the toy views are 32 x 32
+    assert f"{w} x {h} pixels" in window_sentence(cfg, db, db.batch_ids())
+    assert (w, h) < min_window(32, 32)                 # one view needs less than three
