@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m perceptual_metric.evaluate",
                                  description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--labels", default="runs/study/labels.csv", help="labels.csv to score on")
+    ap.add_argument("--labels", default="runs/study/labels.csv",
+                    help="labels.csv (2AFC) or mos.csv (opinion scores) to score on")
     ap.add_argument("--metric", action="append", default=[],
                     help="fitted metric checkpoint(s) (repeatable)")
     ap.add_argument("--baselines", default=",".join(BASELINES),
@@ -162,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of the CLIC leaderboards, for a sense of scale (optional)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from .fit_mos import is_mos_table
 
+    if is_mos_table(args.labels):            # opinion scores: SROCC/PLCC (evaluate_mos)
+        from .evaluate_mos import evaluate_on_mos
+
+        return evaluate_on_mos(args, ap, BASELINES)
     trials = read_labels(args.labels)
     idx = list(range(len(trials)))
     if args.split == "val":

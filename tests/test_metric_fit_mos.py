@@ -116,3 +116,22 @@ def test_fit_cli_on_mos_refuses_other_modes_in_one_line(mos_csv, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "lin only" in err and "\n" not in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_evaluate_scores_metrics_against_opinion_scores(mos_csv, tmp_path, capsys):
+    from perceptual_metric.evaluate import main as evaluate_main
+
+    out = tmp_path / "eval"
+    assert evaluate_main(["--labels", str(mos_csv), "--baselines", "psnr,lpips-alex",
+                          "--bootstrap", "60", "--out", str(out)]) == 0
+    assert "SIMULATED" in capsys.readouterr().out
+    rows = {r["metric"]: r for r in json.loads((out / "mos_scores.json").read_text())["rows"]}
+    assert set(rows) == {"psnr", "lpips-alex"} and (out / "mos_scores.csv").is_file()
+    n = 5 * len(QUALITIES)
+    for r in rows.values():
+        assert r["n_stimuli"] == n and r["n_pairs"] == n * (n - 1) // 2
+        for k in ("srocc", "plcc", "two_afc"):
+            assert r[f"{k}_low"] <= r[k] <= r[f"{k}_high"]
+    # the scores were made from an LPIPS-Alex distance: it ranks them better than PSNR
+    assert rows["lpips-alex"]["srocc"] > rows["psnr"]["srocc"]
+    assert rows["lpips-alex"]["two_afc"] > rows["psnr"]["two_afc"]
