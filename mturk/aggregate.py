@@ -276,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.db).is_file():
         print(f"mturk.aggregate: error: no database at {args.db}", file=sys.stderr)
         return 2
+    from .ratings import RATING_DESIGNS, study_design
+
+    design = study_design(args.trials) if Path(args.trials).is_file() else "2afc"
+    if design in RATING_DESIGNS:
+        print(f"mturk.aggregate: error: {args.trials} is an {design.upper()} rating study; "
+              "python -m mturk.mos makes its opinion scores", file=sys.stderr)
+        return 2
     s = aggregate(args.db, args.trials, args.out, config_from_args(QualityRule, args),
                   write_scores=not args.no_write_scores,
                   include_unverified=args.include_unverified)

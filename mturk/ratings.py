@@ -16,7 +16,7 @@ A rating trial's row: ``a_*`` and ``b_*`` both name the stimulus (``a_id == b_id
 ``a``, ``kind`` is ``test``, ``expected`` and ``repeat_of`` are empty. The reference view is
 ``ref_path`` as in 2AFC. Sentinels and repeats do not apply to ratings: observer screening
 (``mturk.screening``) replaces them. A batch holds whole references (all of a reference's
-stimuli, its hidden reference first drawn among them at random); a reference with more
+stimuli and, for ACR, its hidden reference, in random page order); a reference with more
 stimuli than a batch takes several batches, each with its own hidden-reference trial.
 
 The design is recorded in ``trials.meta.json`` (``design``; absent means ``2afc``), which the
@@ -124,7 +124,7 @@ def rating_units(index_path, design: str, batch_size: int, rng: np.random.Genera
     return units
 
 
-def make_rating_trials(index_path, out_csv, cfg, views) -> list[dict]:
+def make_rating_trials(index_path, cfg, views) -> list[dict]:
     """Rating trial rows (``mturk.schema.TRIALS_COLUMNS``), views written by ``views`` (the
     ``mturk.trials`` writer): whole references packed into batches of ``cfg.batch_size``."""
     rng = np.random.default_rng(cfg.seed)

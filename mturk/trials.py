@@ -141,7 +141,7 @@ def make_trials(index_path: str | Path, out_csv: str | Path, cfg: TrialsConfig,
     ``mturk.acquire.selector``) keeps a subset of the candidate tests, best first."""
     cfg.check()
     if cfg.design in RATING_DESIGNS:
-        return make_rating_trials(index_path, out_csv, cfg, _Views(index_path, out_csv, cfg.crop))
+        return make_rating_trials(index_path, cfg, _Views(index_path, out_csv, cfg.crop))
     index = read_table(index_path, INDEX_COLUMNS, INDEX_ID)
     if index.empty:
         raise ValueError(f"{index_path}: no distortions")

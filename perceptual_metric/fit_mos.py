@@ -42,6 +42,7 @@ from codec.checkpoint import save_checkpoint
 from codec.fsio import atomic_write_text
 from codec.tables import read_table, resolve_path
 from mturk.schema import LABELS_COLUMNS, MOS_COLUMNS, MOS_ID
+from mturk.sureal import Z95
 
 from .labels import LabelsError, Trial, TripletDataset, group_split, labels_sha256
 from .lpips_model import LPIPS
@@ -49,7 +50,6 @@ from .official import METRIC_KIND, metric_name
 from .scoring import two_afc
 
 SE_FLOOR = 0.05
-Z95 = 1.959963984540054
 
 
 def is_mos_table(path) -> bool:

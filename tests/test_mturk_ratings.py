@@ -252,3 +252,14 @@ def test_publish_states_the_rating_pages_window(index, tmp_path):
     w, h = min_window_rating(32, 32)                   # the toy views are 32 x 32
     assert f"{w} x {h} pixels" in window_sentence(cfg, db, db.batch_ids())
     assert (w, h) < min_window(32, 32)                 # one view needs less than three
+
+
+def test_aggregate_points_a_rating_study_to_mturk_mos(index, tmp_path, capsys):
+    from mturk.aggregate import main as aggregate_main
+
+    trials = build(index, tmp_path, TrialsConfig(batch_size=10, design="dsis"))[0]
+    StudyDB(tmp_path / "j.sqlite")
+    assert aggregate_main(["--db", str(tmp_path / "j.sqlite"), "--trials", str(trials),
+                           "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mturk.mos" in err and "\n" not in err and not (tmp_path / "o").exists()
