@@ -66,10 +66,10 @@ from .market.config import (
     opt,
 )
 from .page import ANSWER_FIELD, AnswerError, parse_answers
-from .rating_page import parse_ratings
-from .ratings import rating_design
 from .quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
 from .questions import parse_answers as parse_form
+from .rating_page import parse_ratings
+from .ratings import rating_design
 from .tokens import html_scope
 
 THANKS = "Thank you for your careful comparisons."

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zlib
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path

@@ -52,7 +52,8 @@ def fit_sureal(ratings: pd.DataFrame, worker: str = "worker_id", stimulus: str =
     delta = np.zeros(nw)
     ups2 = np.ones(nw)
     it = 0
-    for it in range(1, max_iter + 1):
+    while it < max_iter:
+        it += 1
         old = np.concatenate([psi, delta, ups2])
         delta = np.bincount(wi, u - psi[sj], nw) / n_i
         r = u - psi[sj] - delta[wi]

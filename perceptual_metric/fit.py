@@ -259,7 +259,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
         raise ValueError(f"trunk must be one of {NETS}, mode one of {MODES}")
     if cfg.patch and cfg.patch < 32:
         raise ValueError(f"--patch {cfg.patch}: the trunks need at least 32 px (0: whole images)")
-    from .fit_mos import fit_on_mos, is_mos_table    # opinion scores (mturk.mos's mos.csv)
+    from .fit_mos import fit_on_mos, is_mos_table  # opinion scores (mturk.mos's mos.csv)
     if is_mos_table(cfg.labels):
         return fit_on_mos(cfg, log)
     torch.set_num_threads(cfg.threads)

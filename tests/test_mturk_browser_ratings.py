@@ -59,7 +59,7 @@ def rating_server(index, tmp_path):
         s.shutdown()
 
 
-def open_in_frame(browser, base, query, viewport, posted):
+def open_in_frame(browser, base, query, viewport, posted):  # noqa: F811
     page = browser.new_page(viewport=viewport)
     page.route(f"{PUBLIC}/**", lambda route: route.fulfill(
         response=route.fetch(url=route.request.url.replace(PUBLIC, base))))
@@ -96,7 +96,7 @@ def check_recorded(db, aid, posted_answers):
     assert rows == {ids[a["trial_id"]]: a["score"] for a in posted_answers}
 
 
-def test_acr_page_in_an_mturk_frame(browser, rating_server, tmp_path):
+def test_acr_page_in_an_mturk_frame(browser, rating_server, tmp_path):  # noqa: F811
     base, db = rating_server("acr")
     db.add_hit("HITA", db.batch_ids()[0], "sandbox", max_assignments=3)
     posted: list = []
@@ -132,7 +132,7 @@ def test_acr_page_in_an_mturk_frame(browser, rating_server, tmp_path):
     check_recorded(db, "ASGA", answers["answers"])
 
 
-def test_dsis_page_shows_the_reference_first(browser, rating_server, tmp_path):
+def test_dsis_page_shows_the_reference_first(browser, rating_server, tmp_path):  # noqa: F811
     base, db = rating_server("dsis")
     db.add_hit("HITD", db.batch_ids()[0], "sandbox", max_assignments=3)
     posted: list = []
@@ -166,7 +166,8 @@ def test_dsis_page_shows_the_reference_first(browser, rating_server, tmp_path):
 
 
 @pytest.mark.parametrize("design", ["acr", "dsis"])
-def test_preview_and_small_windows_take_no_ratings(browser, rating_server, design, tmp_path):
+def test_preview_and_small_windows_take_no_ratings(browser, rating_server, design,  # noqa: F811
+                                                  tmp_path):
     base, db = rating_server(design)
     db.add_hit("HITP", db.batch_ids()[0], "sandbox", max_assignments=3)
     posted: list = []

@@ -130,7 +130,7 @@ def test_sureal_down_weights_an_inconsistent_worker():
 
 def test_stimulus_and_codec_tables():
     rows = []
-    for w, b in (("w1", 0), ("w2", 0), ("w3", 0)):
+    for w in ("w1", "w2", "w3"):
         for ref in ("r1", "r2"):
             a = f"{w}-{ref}"
             rows.append(dict(assignment_id=a, worker_id=w, ref_id=ref, ref_path=f"{ref}.png",
