@@ -195,3 +195,19 @@ def test_preview_and_small_windows_take_no_ratings(browser, rating_server, desig
     frame.press("body", "4")
     assert rated(frame) == 0 and frame.locator("#submit").is_disabled()
     assert db.ratings() == [] and posted == []
+
+
+def test_min_window_rating_is_where_the_page_starts_to_fit(browser, rating_server):  # noqa: F811
+    from mturk.page import SCROLLBAR_PX
+    from mturk.rating_page import min_window_rating
+
+    base, db = rating_server("acr")
+    db.add_hit("HITW", db.batch_ids()[0], "sandbox", max_assignments=3)
+    w, h = min_window_rating(256, 256)
+    url = f"{base}/task?assignmentId=ASGW&hitId=HITW&workerId=WRKW&turkSubmitTo={SANDBOX}"
+    for size, fits in (((w, h), True), ((w - SCROLLBAR_PX - 1, h), False), ((w, h - 1), False)):
+        page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+        page.goto(url)
+        assert wait_until(page, LOADED)
+        assert page.locator("#too-small").is_visible() is not fits, size
+        page.close()
