@@ -142,13 +142,43 @@ def reach(curve: list[dict], target: float) -> float:
 
 
 def ratio_ci(ratios: list[float]) -> dict:
-    r = np.array([x for x in ratios if not np.isnan(x)])
-    out = dict(per_seed=ratios, reached=int(len(r)), seeds=len(ratios))
-    if len(r):
+    """Per-seed ratios; mean and 95 % t-interval only when every seed reached the target (a
+    mean over the seeds that did would flatter active sampling)."""
+    r = np.array(ratios, dtype=np.float64)
+    out = dict(per_seed=ratios, reached=int((~np.isnan(r)).sum()), seeds=len(ratios))
+    if len(r) and not np.isnan(r).any():
         out["mean"] = float(r.mean())
-    if len(r) >= 2:
-        half = float(stats.t.ppf(0.975, len(r) - 1) * r.std(ddof=1) / np.sqrt(len(r)))
-        out["ci95"] = [out["mean"] - half, out["mean"] + half]
+        if len(r) >= 2:
+            half = float(stats.t.ppf(0.975, len(r) - 1) * r.std(ddof=1) / np.sqrt(len(r)))
+            out["ci95"] = [out["mean"] - half, out["mean"] + half]
+    return out
+
+
+GRID = np.linspace(0, 1, 101)
+
+
+def _on_grid(run: dict, strategy: str) -> np.ndarray:
+    """A seed's curve at fractions ``GRID`` of its own budget."""
+    return np.interp(GRID * run["budget"], [c["judgments"] for c in run[strategy]],
+                     [c["accuracy"] for c in run[strategy]])
+
+
+def mean_curve_ratio(seeds: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """The same ratio on the seeds' mean curves (budgets as shares), with a percentile bootstrap
+    over seeds; a resample whose active curve never gets there counts as not reached."""
+    rnd = np.array([_on_grid(s, "random") for s in seeds])
+    act = np.array([_on_grid(s, "active") for s in seeds])
+
+    def one(idx):
+        curve = [dict(judgments=g, accuracy=a) for g, a in zip(GRID, act[idx].mean(0))]
+        return reach(curve, rnd[idx].mean(0)[-1])
+
+    rng = np.random.default_rng(seed)
+    boot = np.array([one(rng.integers(0, len(seeds), len(seeds))) for _ in range(n_boot)])
+    ok = boot[~np.isnan(boot)]
+    out = dict(ratio=one(np.arange(len(seeds))), boot_reached=float(len(ok) / n_boot))
+    if len(ok):
+        out["ci95"] = [float(np.quantile(ok, 0.025)), float(np.quantile(ok, 0.975))]
     return out
 
 
@@ -215,7 +245,8 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     bar.close()
     return dict(simulated=True, config=dataclasses.asdict(cfg), seeds=seeds,
                 ratio=ratio_ci([r["ratio"] for r in seeds]),
-                ratio_90=ratio_ci([r["ratio_90"] for r in seeds]))
+                ratio_90=ratio_ci([r["ratio_90"] for r in seeds]),
+                mean_curves=mean_curve_ratio(seeds))
 
 
 def table(result: dict) -> str:
@@ -279,6 +310,15 @@ def _ratio_text(r: dict) -> str:
     return f"**{text}**, reached in {r['reached']} of {r['seeds']} seeds (per seed: {per})"
 
 
+def _mean_text(m: dict) -> str:
+    share = "not reached" if np.isnan(m["ratio"]) else f"{m['ratio']:.3f}"
+    ci = (f"bootstrap 95 % interval over seeds {m['ci95'][0]:.3f} to {m['ci95'][1]:.3f} among "
+          f"the {m['boot_reached']:.0%} of resamples in which active gets there"
+          if "ci95" in m else "no resample gets there")
+    return (f"On the seeds' mean curves (budgets as shares of each seed's): active reaches "
+            f"random's full-budget accuracy at **{share}** of the budget ({ci}).")
+
+
 def markdown(result: dict, command: str) -> str:
     seeds = result["seeds"]
     random90 = ", ".join("-" if np.isnan(s["random_reach_90"]) else
@@ -298,7 +338,8 @@ def markdown(result: dict, command: str) -> str:
             f"random sampling's full-budget accuracy, as a share of that budget: "
             f"{_ratio_text(result['ratio'])}.\n\nTo get 90 % of the way there from the unfitted "
             f"metric: active {_ratio_text(result['ratio_90'])}; random itself needs "
-            f"{random90} of its budget for that.\n\n{gain}\n")
+            f"{random90} of its budget for that.\n\n{_mean_text(result['mean_curves'])}\n\n"
+            f"{gain}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

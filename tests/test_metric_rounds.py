@@ -17,7 +17,7 @@ from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build
 from perceptual_metric import load
 from perceptual_metric.budget import main as budget_main
-from perceptual_metric.budget import ratio_ci, reach
+from perceptual_metric.budget import mean_curve_ratio, ratio_ci, reach
 from perceptual_metric.budget_sim import Crowd
 from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
@@ -123,9 +123,18 @@ def test_reach_and_ratio():
     assert reach(curve, 0.7) == pytest.approx(200 + (0.7 - 0.65) / 0.15 * 100)  # stays above
     assert reach(curve, 0.5) == 0.0
     assert math.isnan(reach(curve, 0.9))
-    r = ratio_ci([0.4, 0.5, float("nan"), 0.6])
+    r = ratio_ci([0.4, 0.5, 0.6])
     assert r["reached"] == 3 and r["mean"] == pytest.approx(0.5)
     assert r["ci95"][0] < 0.5 < r["ci95"][1]
+    r = ratio_ci([0.4, 0.5, float("nan")])          # no mean that forgets the seed that failed
+    assert r["reached"] == 2 and "mean" not in r and "ci95" not in r
+    # mean curves: active at 0.8 from a quarter of the budget on, random gets there at the end
+    runs = [dict(budget=100, random=[dict(judgments=0, accuracy=0.5),
+                                     dict(judgments=100, accuracy=0.8)],
+                 active=[dict(judgments=0, accuracy=0.5), dict(judgments=25, accuracy=0.8),
+                         dict(judgments=100, accuracy=0.8)])] * 3
+    m = mean_curve_ratio(runs, n_boot=20)
+    assert m["ratio"] == pytest.approx(0.25) and m["boot_reached"] == 1.0
 
 
 def test_crowd_expectation_matches_its_answers():
