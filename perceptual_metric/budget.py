@@ -305,7 +305,7 @@ def _ratio_text(r: dict) -> str:
     elif "mean" in r:
         text = f"{r['mean']:.3f}"
     else:
-        text = "not reached in any seed"
+        text = f"no single ratio: not reached in {r['seeds'] - r['reached']} of {r['seeds']} seeds"
     per = ", ".join("not reached" if np.isnan(x) else f"{x:.3f}" for x in r["per_seed"])
     return f"**{text}**, reached in {r['reached']} of {r['seeds']} seeds (per seed: {per})"
 
