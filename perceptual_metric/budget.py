@@ -271,31 +271,38 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
+    """Left: mean curves over seeds (held-out sets differ, so their levels do too); right: the
+    paired difference active - random per seed, mean and min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    grid = np.linspace(0, 1, 51)
+    seeds = result["seeds"]
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(10, 4.0))
+    x = GRID * np.mean([r["budget"] for r in seeds])
+    acc = {k: np.array([_on_grid(r, k) for r in seeds]) for k in STRATEGIES}
     for strategy, color in zip(STRATEGIES, ("tab:blue", "tab:red")):
-        acc = np.array([np.interp(grid * r["budget"], [c["judgments"] for c in r[strategy]],
-                                  [c["accuracy"] for c in r[strategy]])
-                        for r in result["seeds"]])
-        x = grid * np.mean([r["budget"] for r in result["seeds"]])
-        ax.plot(x, acc.mean(0), color=color, label=strategy)
-        ax.fill_between(x, acc.min(0), acc.max(0), color=color, alpha=0.15)
-    ax.axhline(np.mean([r["ceiling"] for r in result["seeds"]]), color="k", ls="--",
+        ax.plot(x, acc[strategy].mean(0), color=color, label=strategy)
+    ax.axhline(np.mean([r["ceiling"] for r in seeds]), color="k", ls="--",
                label="oracle (ceiling)")
-    ax.axhline(np.mean([r["lpips_v01"] for r in result["seeds"]]), color="gray", ls=":",
+    ax.axhline(np.mean([r["lpips_v01"] for r in seeds]), color="gray", ls=":",
                label="LPIPS-Alex v0.1")
     ax.set_xlabel("paid judgments")
     ax.set_ylabel("held-out 2AFC of the fitted metric")
-    ax.set_title(f"SIMULATED crowd: lin-AlexNet fitted per round "
-                 f"({len(result['seeds'])} seeds, min-max band)", fontsize=9)
+    ax.set_title(f"SIMULATED: mean of {len(seeds)} seeds", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
+    diff = acc["active"] - acc["random"]
+    dx.plot(x, diff.mean(0), color="tab:purple", label="mean")
+    dx.fill_between(x, diff.min(0), diff.max(0), color="tab:purple", alpha=0.2,
+                    label="min-max over seeds")
+    dx.axhline(0, color="k", lw=0.8)
+    dx.set_xlabel("paid judgments")
+    dx.set_ylabel("2AFC: active - random (same seed)")
+    dx.set_title("SIMULATED: paired difference", fontsize=9)
+    dx.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
