@@ -36,7 +36,7 @@ from codec.fsio import atomic_write_text
 from codec.paths import runs_dir
 
 from .db import StudyDB
-from .simulate import Client
+from .http_client import Client
 from .synth import make_toy_index
 from .trials import TrialsConfig, build
 

@@ -10,8 +10,9 @@ entry that has shipped.
 
 API (all methods of ``StudyDB(path)``; accepting and claiming assignments live in
 ``mturk.db_assign``, workers, qualification types and bonuses in ``mturk.db_market``, the secret
-and verification in ``mturk.db_trust``; timestamps are UTC ISO-8601 strings; money is a decimal
-string in USD such as ``"0.50"``, as MTurk writes it)::
+and verification in ``mturk.db_trust``, ratings in ``mturk.db_ratings``; what they share (modes,
+statuses, the typed errors, timestamps, money) in ``mturk.db_common``; timestamps are UTC
+ISO-8601 strings; money is a decimal string in USD such as ``"0.50"``, as MTurk writes it)::
 
     db = StudyDB(path)                        # creates/migrates; one connection per thread
     db.schema_version() -> int
@@ -78,81 +79,44 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from codec.paths import runs_dir
 
 from .db_assign import AssignmentRecords
+from .db_common import (
+    ASSIGNMENT_STATUSES,
+    DEFAULT_ASSIGNMENT_DURATION_S,
+    MODES,
+    SIDES,
+    AlreadySubmittedError,
+    ConflictError,
+    DBError,
+    HitFullError,
+    SubmitResult,
+    UnknownIdError,
+    money,
+    utcnow,
+)
 from .db_market import MarketRecords
 from .db_ratings import RatingRecords
 from .db_trust import TrustRecords
 from .migrations import MIGRATIONS
 
-MODES = ("sandbox", "live", "local")
-ASSIGNMENT_STATUSES = ("accepted", "submitted", "approved", "rejected", "abandoned")
-SIDES = ("a", "b")
+#: the database's public names: ``StudyDB`` and what its callers catch and compare with (defined
+#: in ``mturk.db_common``, which the record mixins share)
+__all__ = ["ASSIGNMENT_STATUSES", "DEFAULT_ASSIGNMENT_DURATION_S", "MIGRATIONS", "MODES", "SIDES",
+           "AlreadySubmittedError", "ConflictError", "DBError", "HitFullError", "StudyDB",
+           "SubmitResult", "UnknownIdError", "default_db_path", "utcnow"]
 
 
 def default_db_path() -> Path:
     return runs_dir() / "study" / "judgments.sqlite"
 
 
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class DBError(ValueError):
-    """A write the database refuses (bad values); nothing was written. The study server answers
-    each subclass with its own HTTP status (``mturk.app.STATUS``), never by reading the text."""
-
-
-class UnknownIdError(DBError):
-    """An id (HIT, assignment, batch, bonus token) the database does not know."""
-
-
-class ConflictError(DBError):
-    """An id used with other content: another HIT or worker, another bonus, other answers."""
-
-
-class AlreadySubmittedError(ConflictError):
-    """A resubmission of an assignment with answers different from those recorded: the
-    recorded answers stand (``StudyDB.stored_answers``)."""
-
-    def __init__(self, msg: str, assignment_id: str):
-        super().__init__(msg)
-        self.assignment_id = assignment_id
-
-
-class HitFullError(DBError):
-    """The HIT already has as many assignments as it allows (``StudyDB.accept_assignment``)."""
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    status: str          # "created" or "duplicate"
-    assignment_id: str
-    n_judgments: int
-
-
 _TRIAL_FIELDS = ("trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
                  "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected",
                  "repeat_of")
-#: seconds an accepted assignment holds its place on a HIT whose assignment duration is unknown
-DEFAULT_ASSIGNMENT_DURATION_S = 3600
-
-
-def _money(amount) -> str:
-    try:
-        d = Decimal(str(amount))
-    except InvalidOperation as e:
-        raise DBError(f"bad amount {amount!r}") from e
-    if d < 0 or d.as_tuple().exponent < -2:
-        raise DBError(f"bad amount {amount!r}: use a non-negative USD value like '0.50'")
-    return f"{d:.2f}"
-
 
 def _answers_sha(answers: list[dict]) -> str:
     import hashlib
@@ -300,7 +264,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
             raise DBError(f"mode must be one of {MODES}, not {mode!r}")
         if max_assignments < 1:
             raise DBError("max_assignments must be >= 1")
-        reward = _money(reward) if reward is not None else None
+        reward = money(reward) if reward is not None else None
         with self._tx() as c:
             if c.execute("SELECT 1 FROM batches WHERE batch_id=?", (batch_id,)).fetchone() is None:
                 raise UnknownIdError(f"unknown batch {batch_id!r}")

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from . import db as _db
+from .db_common import (
+    DEFAULT_ASSIGNMENT_DURATION_S,
+    ConflictError,
+    HitFullError,
+    UnknownIdError,
+    utcnow,
+)
 
 
 class AssignmentRecords:
@@ -27,28 +33,28 @@ class AssignmentRecords:
         with self._tx() as c:
             hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
             if hit is None:
-                raise _db.UnknownIdError(f"unknown HIT {hit_id!r}")
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
             old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
                             (assignment_id,)).fetchone()
             if old is not None:
                 if old["hit_id"] != hit_id or old["worker_id"] != worker_id:
-                    raise _db.ConflictError(f"assignment {assignment_id!r} belongs to another "
+                    raise ConflictError(f"assignment {assignment_id!r} belongs to another "
                                         "HIT or worker")
                 return dict(old)
             if hit["question"] == "local":
-                raise _db.UnknownIdError(f"unknown assignment {assignment_id!r} (lab assignments "
+                raise UnknownIdError(f"unknown assignment {assignment_id!r} (lab assignments "
                                      "come from a participant link)")
             if self._places_taken(c, hit) >= hit["max_assignments"]:
-                raise _db.HitFullError(f"HIT {hit_id!r} has no assignment left")
+                raise HitFullError(f"HIT {hit_id!r} has no assignment left")
             self._ensure_worker(c, worker_id)
             c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                       "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
-                      (assignment_id, hit_id, worker_id, accepted_at or _db.utcnow()))
+                      (assignment_id, hit_id, worker_id, accepted_at or utcnow()))
         return self.get_assignment(assignment_id)
 
     @staticmethod
     def _places_taken(c, hit) -> int:
-        duration = hit["assignment_duration_s"] or _db.DEFAULT_ASSIGNMENT_DURATION_S
+        duration = hit["assignment_duration_s"] or DEFAULT_ASSIGNMENT_DURATION_S
         cutoff = (datetime.now(timezone.utc) - timedelta(seconds=duration)).isoformat(
             timespec="milliseconds")
         return c.execute(
@@ -102,10 +108,10 @@ class AssignmentRecords:
         c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
                   "max_assignments, question, created_at) "
                   "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
-                  (hit_id, pick, max_per_batch or 1, _db.utcnow()))
+                  (hit_id, pick, max_per_batch or 1, utcnow()))
         self._ensure_worker(c, worker_id)
         aid = f"local-{uuid.uuid4().hex}"
-        now = _db.utcnow()
+        now = utcnow()
         c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                   "accepted_at, verified_at, verified_by) "
                   "VALUES (?, ?, ?, 'accepted', ?, ?, 'token')",

@@ -5,7 +5,7 @@ Used by the publishing side (``mturk.collect``, ``mturk.manage``); see ``mturk.d
 
 from __future__ import annotations
 
-from . import db as _db
+from .db_common import MODES, ConflictError, DBError, money, utcnow
 
 
 class MarketRecords:
@@ -29,7 +29,7 @@ class MarketRecords:
         with self._tx() as c:
             self._ensure_worker(c, worker_id)
             c.execute("UPDATE workers SET blocked=1, blocked_reason=?, blocked_at=? "
-                      "WHERE worker_id=?", (reason, _db.utcnow(), worker_id))
+                      "WHERE worker_id=?", (reason, utcnow(), worker_id))
 
     def unblock_worker(self, worker_id: str) -> None:
         with self._tx() as c:
@@ -42,12 +42,12 @@ class MarketRecords:
 
     # -- qualification types -----------------------------------------------------------------
     def set_qualification_type(self, name: str, mode: str, qualification_type_id: str) -> None:
-        if mode not in _db.MODES:
-            raise _db.DBError(f"mode must be one of {_db.MODES}")
+        if mode not in MODES:
+            raise DBError(f"mode must be one of {MODES}")
         with self._tx() as c:
             c.execute("INSERT INTO qualification_types VALUES (?,?,?,?) ON CONFLICT(name, mode) "
                       "DO UPDATE SET qualification_type_id=excluded.qualification_type_id",
-                      (name, mode, qualification_type_id, _db.utcnow()))
+                      (name, mode, qualification_type_id, utcnow()))
 
     def get_qualification_type(self, name: str, mode: str) -> str | None:
         r = self._one("SELECT qualification_type_id FROM qualification_types "
@@ -57,29 +57,29 @@ class MarketRecords:
     # -- bonuses -----------------------------------------------------------------------------
     def add_bonus(self, assignment_id: str, worker_id: str, amount, reason: str,
                   unique_token: str) -> dict:
-        amount = _db._money(amount)
+        amount = money(amount)
         with self._tx() as c:
             old = c.execute("SELECT * FROM bonuses WHERE unique_token=?",
                             (unique_token,)).fetchone()
             if old is not None:
                 if (old["assignment_id"], old["worker_id"], old["amount"]) != \
                         (assignment_id, worker_id, amount):
-                    raise _db.ConflictError(f"bonus token {unique_token!r} used for another bonus")
+                    raise ConflictError(f"bonus token {unique_token!r} used for another bonus")
                 return dict(old)
             if c.execute("SELECT 1 FROM assignments WHERE assignment_id=?",
                          (assignment_id,)).fetchone() is None:
-                raise _db.DBError(f"unknown assignment {assignment_id!r}")
+                raise DBError(f"unknown assignment {assignment_id!r}")
             c.execute("INSERT INTO bonuses (assignment_id, worker_id, amount, reason, "
                       "unique_token, created_at) VALUES (?,?,?,?,?,?)",
-                      (assignment_id, worker_id, amount, reason, unique_token, _db.utcnow()))
+                      (assignment_id, worker_id, amount, reason, unique_token, utcnow()))
         return self._one("SELECT * FROM bonuses WHERE unique_token=?", (unique_token,))
 
     def mark_bonus_paid(self, unique_token: str, paid_at: str | None = None) -> None:
         with self._tx() as c:
             n = c.execute("UPDATE bonuses SET paid_at=COALESCE(paid_at, ?) WHERE unique_token=?",
-                          (paid_at or _db.utcnow(), unique_token)).rowcount
+                          (paid_at or utcnow(), unique_token)).rowcount
             if n != 1:
-                raise _db.DBError(f"unknown bonus token {unique_token!r}")
+                raise DBError(f"unknown bonus token {unique_token!r}")
 
     def list_bonuses(self, unpaid_only: bool = False) -> list[dict]:
         sql = "SELECT * FROM bonuses" + (" WHERE paid_at IS NULL" if unpaid_only else "")

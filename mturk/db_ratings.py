@@ -20,7 +20,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from . import db as _db
+from .db_common import (
+    AlreadySubmittedError,
+    ConflictError,
+    DBError,
+    SubmitResult,
+    UnknownIdError,
+    utcnow,
+)
 from .ratings import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
 
 
@@ -39,37 +46,37 @@ class RatingRecords:
     def record_ratings(self, assignment_id: str, hit_id: str, worker_id: str, design: str,
                        answers: list[Mapping], *, simulated: bool = False,
                        require_accepted: bool = True, submitted_at: str | None = None,
-                       accepted_at: str | None = None) -> _db.SubmitResult:
+                       accepted_at: str | None = None) -> SubmitResult:
         if design not in RATING_DESIGNS:
-            raise _db.DBError(f"design must be one of {RATING_DESIGNS}, not {design!r}")
+            raise DBError(f"design must be one of {RATING_DESIGNS}, not {design!r}")
         answers = [dict(a) for a in answers]
         for a in answers:
             if not _valid_score(a.get("score")):
-                raise _db.DBError(f"each rating needs an integer score in "
+                raise DBError(f"each rating needs an integer score in "
                                   f"[{SCALE_MIN}, {SCALE_MAX}]")
         sha = ratings_sha(answers)
-        now = submitted_at or _db.utcnow()
+        now = submitted_at or utcnow()
         with self._tx() as c:
             hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
             if hit is None:
-                raise _db.UnknownIdError(f"unknown HIT {hit_id!r}")
+                raise UnknownIdError(f"unknown HIT {hit_id!r}")
             old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
                             (assignment_id,)).fetchone()
             if old is not None and (old["hit_id"] != hit_id or old["worker_id"] != worker_id):
-                raise _db.ConflictError(f"assignment {assignment_id!r} belongs to another "
+                raise ConflictError(f"assignment {assignment_id!r} belongs to another "
                                         "HIT/worker")
             if old is not None and old["answers_sha"] is not None:
                 if old["answers_sha"] != sha:
-                    raise _db.AlreadySubmittedError(f"assignment {assignment_id!r} was already "
+                    raise AlreadySubmittedError(f"assignment {assignment_id!r} was already "
                                                     "submitted with other answers", assignment_id)
-                return _db.SubmitResult("duplicate", assignment_id, len(answers))
+                return SubmitResult("duplicate", assignment_id, len(answers))
             if old is None and require_accepted:
-                raise _db.UnknownIdError(f"unknown assignment {assignment_id!r}")
+                raise UnknownIdError(f"unknown assignment {assignment_id!r}")
             batch = {r[0] for r in c.execute("SELECT trial_id FROM trials WHERE batch_id=?",
                                              (hit["batch_id"],))}
             ids = [a.get("trial_id") for a in answers]
             if len(set(ids)) != len(ids) or set(ids) != batch:
-                raise _db.DBError(f"ratings must cover each of the {len(batch)} trials of batch "
+                raise DBError(f"ratings must cover each of the {len(batch)} trials of batch "
                                   f"{hit['batch_id']} exactly once")
             self._ensure_worker(c, worker_id)
             if old is None:
@@ -88,7 +95,7 @@ class RatingRecords:
                           "created_at) VALUES (?,?,?,?,?,?)",
                           (assignment_id, a["trial_id"], design, int(a["score"]),
                            None if rt is None else int(rt), now))
-        return _db.SubmitResult("created", assignment_id, len(answers))
+        return SubmitResult("created", assignment_id, len(answers))
 
     def ratings(self, assignment_id: str | None = None) -> list[dict]:
         if assignment_id is None:

@@ -39,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .cost import CostEstimate
+from .html_question import html_image_files, render_html_question
 from .market import HitTypeSpec, Market, MarketError, QualificationRequirement
 from .market.config import (
     add_arguments,
@@ -51,7 +52,7 @@ from .market.config import (
     open_db,
     opt,
 )
-from .page import describe_min_window, html_image_files, image_size, render_html_question
+from .page import describe_min_window, image_size
 from .questions import (
     QuizItem,
     external_question,

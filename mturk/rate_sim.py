@@ -37,6 +37,7 @@ import numpy as np
 from codec.tables import read_table, resolve_path
 
 from .crowd import assign_types, load_oracle, parse_mix, response_ms
+from .http_client import Client
 from .ratings import HIDDEN_REF_CODEC, SCALE_MAX, SCALE_MIN
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 
@@ -137,8 +138,6 @@ def run_rater(client, token: str, kind: str, bias: float, noise: float, by_sha: 
 
 def run_rating_crowd(cfg, design: str, tokens: list[str]) -> dict:
     """The simulated crowd of ``mturk.simulate`` (its ``SimConfig``) on a rating study."""
-    from .simulate import Client
-
     lo, hi = parse_noise(cfg.rating_noise)
     if cfg.rating_bias_sd < 0:
         raise ValueError("--rating-bias-sd must be >= 0")

@@ -26,18 +26,16 @@ id to its type (``mturk.crowd_report`` scores the quality control with it).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
 import re
-import socket
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -47,6 +45,7 @@ from codec.tables import read_table, resolve_path
 
 from .cli import add_config_args, config_from_args
 from .crowd import Scorer, assign_types, choose, load_oracle, parse_mix, response_ms
+from .http_client import Client
 from .rate_sim import run_rating_crowd
 from .ratings import RATING_DESIGNS, study_design
 from .schema import TRIALS_COLUMNS, TRIALS_ID
@@ -114,46 +113,6 @@ def read_participants(path: str | Path) -> list[str]:
             m = re.search(r"[?&]p=([^&\s]+)", line)
             out.append(m.group(1) if m else line)
     return out
-
-
-class Client:
-    """One keep-alive HTTP connection with retries (submissions are idempotent, so retry)."""
-
-    def __init__(self, url: str, timeout: float = 10.0, retries: int = 20, backoff: float = 0.2):
-        u = urlsplit(url)
-        self.host, self.port = u.hostname, u.port or 80
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.conn = None
-
-    def request(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        status, raw = self.fetch(method, path, body)
-        try:
-            payload = json.loads(raw) if raw else {}
-        except ValueError:
-            payload = {"raw": raw[:200].decode("latin-1")}
-        return status, payload
-
-    def fetch(self, method: str, path: str, body=None) -> tuple[int, bytes]:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        for attempt in range(self.retries + 1):
-            try:
-                if self.conn is None:
-                    self.conn = http.client.HTTPConnection(self.host, self.port,
-                                                           timeout=self.timeout)
-                    self.conn.connect()          # a request's header and body go out at once
-                    self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.conn.request(method, path, body=data, headers=headers)
-                r = self.conn.getresponse()
-                return r.status, r.read()
-            except (OSError, http.client.HTTPException):
-                if self.conn is not None:
-                    self.conn.close()
-                self.conn = None
-                if attempt == self.retries:
-                    raise
-                time.sleep(self.backoff * min(2 ** attempt, 10))
-        raise AssertionError("unreachable")
 
 
 def auto_temperature(scores: dict, test_ids) -> float:

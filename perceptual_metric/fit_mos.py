@@ -137,7 +137,14 @@ def correlations(d: np.ndarray, s: np.ndarray, n_boot: int = 1000, seed: int = 0
 
 def fit_on_mos(cfg, log=print) -> dict:
     """``perceptual_metric.fit`` on a ``mos.csv`` (``cfg``: its ``FitConfig``)."""
-    from .fit import _done_before, lr_at, make_views, psnr_distances, total_steps, view_terms
+    from .fit_steps import (
+        _done_before,
+        lr_at,
+        make_views,
+        psnr_distances,
+        total_steps,
+        view_terms,
+    )
 
     if cfg.mode != "lin":
         raise ValueError(f"--mode {cfg.mode}: fitting on opinion scores supports lin only")

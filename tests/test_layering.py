@@ -19,6 +19,10 @@ def layer(module: str) -> int | None:
     return {"distortions": 1, "mturk": 2, "perceptual_metric": 3}.get(root)
 
 
+def in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -90,3 +94,62 @@ def test_layers_of_known_modules():
     assert layer("distortions.backends") == 1
     assert layer("mturk.db") == 2 and layer("perceptual_metric.fit") == 3
     assert layer("torch") is None
+
+
+def import_graph(files) -> dict[str, set[str]]:
+    """Module -> the project's modules it imports (function-level imports included); an import
+    of a name that is not a module (``from m import f``) counts as an import of ``m``."""
+    mods = {module_name(f) for f in files}
+    graph = {}
+    for f in files:
+        mine = module_name(f)
+        deps = set()
+        for imp in imports_of(f):
+            while imp and imp not in mods:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != mine and not in_package(mine, imp):  # a package's own __init__
+                deps.add(imp)
+        graph[mine] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles():
+    assert cycles(import_graph(project_files())) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(g) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

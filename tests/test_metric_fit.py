@@ -18,15 +18,9 @@ from codec.quality import psnr
 from codec.tables import read_table, write_table
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
 from perceptual_metric import InputError, load
-from perceptual_metric.fit import (
-    FitConfig,
-    fit,
-    lr_at,
-    make_views,
-    view_distances,
-    view_terms,
-)
+from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
+from perceptual_metric.fit_steps import lr_at, make_views, view_distances, view_terms
 from perceptual_metric.labels import LabelsError, TripletDataset, group_split, read_labels
 from perceptual_metric.lpips_model import LPIPS
 from perceptual_metric.scoring import bootstrap_ci, ceiling, metric_distances, two_afc

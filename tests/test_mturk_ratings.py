@@ -219,7 +219,7 @@ def test_collect_brings_ratings_from_mturk(tmp_path):
 
 @pytest.mark.parametrize("design", ["acr", "dsis"])
 def test_html_question_of_a_rating_batch_is_the_rating_page(index, tmp_path, design):
-    from mturk.page import render_html_question
+    from mturk.html_question import render_html_question
     from mturk.tokens import html_scope
 
     trials = build(index, tmp_path, TrialsConfig(batch_size=10, design=design))[0]

@@ -182,7 +182,8 @@ def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
 def test_html_question_rendering(trials_csv, tmp_path):
     from codec.tables import read_table, resolve_path
     from mturk.db import StudyDB
-    from mturk.page import parse_answers, render_html_question
+    from mturk.html_question import render_html_question
+    from mturk.page import parse_answers
     from mturk.schema import TRIALS_COLUMNS
     from mturk.tokens import html_scope
 
