@@ -182,8 +182,12 @@ def mean_curve_ratio(seeds: list[dict], n_boot: int = 2000, seed: int = 0) -> di
     return out
 
 
-def _key(cfg: BudgetConfig) -> str:
+def _key(cfg: BudgetConfig, strategy: str) -> str:
+    """The settings a (strategy, seed) run depends on."""
     d = dataclasses.asdict(cfg)
+    if strategy == "random":                # the acquisition settings do not touch random
+        for k in ("assignments", "confidence", "max_n"):
+            d.pop(k)
     d.pop("out")
     d.pop("seeds")                          # a seed's run does not depend on how many there are
     if d["oracle_weights"] == "v0.1":       # the key of runs made before the option existed
@@ -202,7 +206,6 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
                                         max_n=cfg.max_n))
     runs_dir = Path(cfg.out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    key = _key(cfg)
     v01 = LPIPS.build(cfg.fit_trunk, "lin", linear="v0.1")
     seeds = []
     n_train = [len(split(study.refs, cfg.held_out, s)[0]) for s in range(cfg.seeds)]
@@ -219,6 +222,7 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
                    lpips_v01=float(two_afc(d[study.ia[held]], d[study.ib[held]], p_true).mean()))
         for strategy in STRATEGIES:
             path = runs_dir / f"{strategy}-s{s}.json"
+            key = _key(cfg, strategy)
             if path.is_file() and json.loads(path.read_text()).get("key") == key:
                 res[strategy] = json.loads(path.read_text())["curve"]
                 bar.update(cfg.passes * len(train))
