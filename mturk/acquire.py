@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta
 
+from codec.fsio import sha256_file
 from codec.tables import read_table
 
 from .schema import LABELS_COLUMNS, LABELS_ID, PREDICTIONS_COLUMNS, PREDICTIONS_ID
@@ -174,7 +175,5 @@ def selector(cfg: RoundConfig):
 
 def input_hashes(cfg: RoundConfig) -> dict:
     """What an active round depends on besides the index (for ``trials.meta.json``)."""
-    from codec.fsio import sha256_file
-
     return {k: (sha256_file(p) if p and Path(p).is_file() else "")
             for k, p in (("labels_sha256", cfg.labels), ("predictions_sha256", cfg.predictions))}

@@ -19,6 +19,10 @@ Every image shown is written to ``OUT/views/``: its centre ``--crop`` pixels (de
 whole images), all by one PNG encoder. The page shows them at one image pixel per device pixel
 or larger (``mturk.page``), so a crop must fit three times across the worker's window.
 
+``--strategy active`` (a study in rounds, ``mturk.rounds``): only the test pairs ``mturk.acquire``
+picks from these candidates, given the labels so far and the current metric's predictions;
+``--strategy random`` (the default) is the study above, unchanged.
+
 Outputs: ``OUT/trials.csv`` (``mturk.schema.TRIALS_COLUMNS``, paths relative to OUT),
 ``OUT/views/`` and ``OUT/trials.meta.json`` (index hash, config, counts).
 """

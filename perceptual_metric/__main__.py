@@ -12,6 +12,7 @@ COMMANDS = {
     "simulate": "SIMULATED labels from a hidden metric (tests, demos; not human data)",
     "bench": "throughput and fit-time benchmark (runs/bench/perceptual_metric.md)",
     "predict": "the fitted metric's p_b for every candidate pair (an active study's next round)",
+    "rounds": "a study in rounds on the real server with the SIMULATED crowd (active sampling)",
     "budget": "SIMULATED learning curves: judgments paid vs 2AFC, random vs active sampling",
 }
 

@@ -46,7 +46,7 @@ from codec.fsio import atomic_write_text
 from mturk.acquire import RoundConfig
 from mturk.simulate import auto_temperature
 
-from .budget_sim import Crowd, SimConfig, SimStudy, ceiling_of, run
+from .budget_sim import Crowd, RunConfig, SimStudy, ceiling_of, run
 from .lpips_model import LPIPS
 from .scoring import two_afc
 from .simulate import make_oracle
@@ -200,7 +200,7 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     cfg.check()
     torch.set_num_threads(1)
     study, _ = load_study(cfg)
-    sim = SimConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
+    sim = RunConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
                     assignments=cfg.assignments, steps=cfg.steps or None,
                     acquire=RoundConfig(strategy="active", confidence=cfg.confidence,
                                         max_n=cfg.max_n))

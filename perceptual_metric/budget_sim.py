@@ -75,7 +75,7 @@ class Crowd:
 
 
 @dataclass
-class SimConfig:
+class RunConfig:
     passes: int = 3
     round_judgments: int = 96
     assignments: int = 1
@@ -125,7 +125,7 @@ class LinMetric:
 
 
 def run(study: SimStudy, train: np.ndarray, held: np.ndarray, crowd: Crowd, strategy: str,
-        cfg: SimConfig, seed: int, net: str = "alex", progress=None) -> list[dict]:
+        cfg: RunConfig, seed: int, net: str = "alex", progress=None) -> list[dict]:
     """The learning curve of one strategy: after every round, judgments paid and held-out 2AFC.
     ``train``/``held``: pair indices."""
     rng = np.random.default_rng(seed)

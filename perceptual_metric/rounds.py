@@ -26,7 +26,7 @@ import argparse
 import logging
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.checkpoint import CheckpointError
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, CheckpointError) as e:
         print(f"perceptual_metric.rounds: error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(done_rounds(cfg.study))} rounds done in {cfg.study} ({asdict(cfg)['strategy']})")
+    print(f"{len(done_rounds(cfg.study))} rounds done in {cfg.study} ({cfg.strategy})")
     return 0
 
 
