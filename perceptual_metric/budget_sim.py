@@ -29,7 +29,8 @@ import torch
 from mturk.acquire import RoundConfig, pick
 from mturk.crowd import careful_p_right, choose
 
-from .fit import FitConfig, lin_batches, lr_at, rank_loss, total_steps, view_distances
+from .fit import FitConfig, lin_batches, rank_loss
+from .fit_steps import lr_at, total_steps, view_distances
 from .lpips_model import LPIPS, RankHead
 from .scoring import ceiling, two_afc
 
