@@ -2,10 +2,12 @@
 
 Two layers live here (see docs/CONTRACTS.md):
 
-* the codec *core* (everything except ``codec.train*`` and ``codec.evaluate*``): image I/O,
-  quality formulas, datasets, tables, checkpoints, models, entropy coding, bitstreams. It imports
-  no other package of the project;
-* the *top* (``codec.train``, ``codec.evaluate``), which may import every package.
+* the codec *engine* (everything except the top): models, layers, entropy coding, the context
+  model and its kernels, bitstreams, rate control, ``codec.compress``/``decompress``. It imports
+  only the ground package ``plic`` (paths, tables, image I/O, quality formulas, data sets,
+  checkpoints);
+* the *top* (the packages ``codec.train`` and ``codec.evaluate``, the modules ``codec.demo`` and
+  ``codec.train_bench``), which may import every package.
 """
 
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@
     image_hat = decompress(res.data, model)
     enc = Encoder(image, model); enc.code(0.5); enc.code(2.0)   # analysis once, many deltas
 
-``bpp`` is always measured on the whole file (header included, ``codec.quality.bpp``);
+``bpp`` is always measured on the whole file (header included, ``plic.quality.bpp``);
 ``est_bits`` is the likelihood estimate from the same discretised parameters that were coded.
 Any image size works: the image is padded (edge replication) to the model's stride and the
 decoder crops back. Images over ``max_pixels`` (default: what fits the memory budget,
@@ -26,9 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plic.image_io import check_rgb_uint8
+from plic.quality import bpp as bits_per_pixel
+
 from . import bitstream as bs
 from . import limits
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .coding import (
     CODING_ORDER_NAMES,
     CODING_ORDERS,
@@ -41,9 +44,7 @@ from .coding import (
     latent_coder,
 )
 from .entropy import MIN_SYMBOL_BITS
-from .image_io import check_rgb_uint8
 from .models import build
-from .quality import bpp as bits_per_pixel
 from .threads import one_thread
 
 DELTA_MIN, DELTA_MAX = bs.RATE_SEARCH_RANGE   # the rate-control search range of the bin width

@@ -20,10 +20,11 @@ import time
 import numpy as np
 import torch
 
+from plic.paths import runs_dir
+from plic.quality import bpp
+
 from . import api, models
 from .benchmeta import image_meta, parse_and_pick, write_report
-from .paths import runs_dir
-from .quality import bpp
 
 
 def _median_time(fn, repeat: int):

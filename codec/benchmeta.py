@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsio import atomic_write_text
+from plic.fsio import atomic_write_text
 
 
 def machine() -> str:
@@ -79,8 +79,8 @@ def parse_and_pick(p, argv, prog: str):
 
 def pick_image(image_id: str, data: str = "samples") -> np.ndarray:
     """The uint8 RGB image ``image_id`` of the data set ``data`` (a manifest name or a folder)."""
-    from .datasets import resolve_data
-    from .image_io import read_image
+    from plic.datasets import resolve_data
+    from plic.image_io import read_image
 
     recs = {r.id: r for r in resolve_data(data)}
     if image_id not in recs:

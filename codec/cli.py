@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .fsio import atomic_write_bytes
+from plic.fsio import atomic_write_bytes
 
 
 class CliError(Exception):

@@ -6,7 +6,7 @@ Prints the real rate (8 x file bytes / pixels, header included), the likelihood 
 it and the time. ``--target-bpp`` searches the bin width so that the file is at or under X;
 ``--bin-width`` sets it directly (default 1). Any image size up to ``--max-pixels`` works
 (default: what the model codes within 8 GiB, ``codec.limits``). Images are read by the table in
-``codec.image_io``: 16-bit samples keep their high byte, float images are refused, and so is
+``plic.image_io``: 16-bit samples keep their high byte, float images are refused, and so is
 transparency unless ``--alpha drop``. A missing folder of OUT is created. Errors: one line on
 stderr, exit status 2, no file written.
 """
@@ -18,18 +18,19 @@ import sys
 
 import torch
 
+from plic.checkpoint import CheckpointError
+from plic.image_io import ALPHA_POLICIES, ImageReadError, read_image
+from plic.quality import est_bpp
+
 from . import api, limits
 from .bitstream import BIN_WIDTH_RANGE, MAX_PIXELS
-from .checkpoint import CheckpointError
 from .cli import CliError, Parser, check_output, device, number, report, write_output
-from .image_io import ALPHA_POLICIES, ImageReadError, read_image
-from .quality import est_bpp
 
 
 def main(argv=None) -> int:
     p = Parser(prog="python -m codec.compress", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", help="input image (any format Pillow reads; see codec.image_io)")
+    p.add_argument("image", help="input image (any format Pillow reads; see plic.image_io)")
     p.add_argument("out", help="bitstream file to write (a missing folder is created)")
     p.add_argument("--model", required=True, help="codec checkpoint (python -m codec.init)")
     g = p.add_mutually_exclusive_group()

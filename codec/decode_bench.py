@@ -34,12 +34,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from plic.image_io import center_crop
+from plic.paths import runs_dir
+
 from . import api, models
 from .benchmeta import image_meta, load_1min, parse_and_pick, write_report
 from .coding import EscapeReader, latent_coder
 from .context import kernels, wavefront
-from .image_io import center_crop
-from .paths import runs_dir
 
 
 @contextlib.contextmanager

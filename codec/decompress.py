@@ -17,12 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from plic.checkpoint import CheckpointError, load_checkpoint
+from plic.image_io import png_bytes
+from plic.paths import runs_dir
+from plic.quality import est_bpp
+
 from . import api, bitstream, limits
-from .checkpoint import CheckpointError, load_checkpoint
 from .cli import CliError, Parser, check_output, device, number, report, write_output
-from .image_io import png_bytes
-from .paths import runs_dir
-from .quality import est_bpp
 
 
 def find_checkpoint(header: bitstream.Header, dirs: list[Path]) -> Path | None:

@@ -1,9 +1,9 @@
 """Helpers of ``make demo`` (``scripts/demo.sh``).
 
 ``ms_ssim_oracle`` is the simulated crowd's oracle there (``python -m mturk.simulate --oracle
-codec.demo:ms_ssim_oracle``): the MS-SSIM of ``codec.quality`` (pytorch-msssim on RGB in [0, 255],
+codec.demo:ms_ssim_oracle``): the MS-SSIM of ``plic.quality`` (pytorch-msssim on RGB in [0, 255],
 the same scales) computed in float32 instead of float64, as ``codec.evaluate`` measures it. On a
-Kodak image it agrees with ``codec.quality.ms_ssim`` to about 1e-7 and takes about a quarter of
+Kodak image it agrees with ``plic.quality.ms_ssim`` to about 1e-7 and takes about a quarter of
 the time on a CPU, which is most of the simulated study's cost.
 """
 
@@ -16,7 +16,7 @@ def ms_ssim_oracle(ref: np.ndarray, img: np.ndarray) -> float:
     """MS-SSIM of two uint8 RGB images (H, W, 3) of the same shape, in float32."""
     import torch
 
-    from codec.quality import ms_ssim_torch
+    from plic.quality import ms_ssim_torch
 
     if ref.shape != img.shape or ref.ndim != 3 or ref.shape[2] != 3:
         raise ValueError(f"need two RGB images of one shape, got {ref.shape} and {img.shape}")

@@ -32,10 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
+
 from . import fastpath
 from .benchmeta import load_1min, versions
-from .fsio import atomic_write_text
-from .paths import runs_dir
 
 DEFAULT_CASES = ["hific:tiny", "bmshj2018-hyperprior:tiny", "hific:small",
                  "bmshj2018-hyperprior:small", "mbt2018:small"]

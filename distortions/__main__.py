@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from codec.cli import positive_numbers
-from codec.datasets import DataError, add_data_args
-from codec.paths import runs_dir
+from plic.datasets import DataError, add_data_args
+from plic.paths import runs_dir
 
 from .backends import BackendOptions, choices_text, default_names, is_known, names
 from .backends.hevc import X265_PRESETS
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bpgenc", default="bpgenc", help="bpgenc binary for the bpg codec")
     p.add_argument("--bpgdec", default="bpgdec", help="bpgdec binary for the bpg codec")
     p.add_argument("--checkpoint", action="append", default=None, metavar="[NAME=]PATH",
-                   help="codec checkpoint (codec.checkpoint format) for a learned codec named "
+                   help="codec checkpoint (plic.checkpoint format) for a learned codec named "
                         "learned-NAME (default NAME: the file's stem); repeatable; replaces "
                         "the checkpoints found in --checkpoint-dir")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",

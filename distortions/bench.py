@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from codec.benchmeta import load_averages, write_report
-from codec.datasets import DataError, add_data_args
-from codec.paths import runs_dir
-from codec.tables import read_table
+from plic.datasets import DataError, add_data_args
+from plic.paths import runs_dir
+from plic.tables import read_table
 
 from . import store as st
 from .backends import BackendOptions, classic_names, names
@@ -81,7 +81,7 @@ def all_curves(out: Path) -> dict:
 
 
 def bd_against_anchor(curve: dict, anchor: str = ANCHOR) -> dict:
-    from codec.rd import bd_quality, bd_rate, load_anchor
+    from plic.rd import bd_quality, bd_rate, load_anchor
 
     try:
         a = load_anchor(anchor)
@@ -100,8 +100,8 @@ SWEEP_QPS = (32, 37, 42, 47)  # BPG q = QP - 1; spans the anchor's 0.07 .. 0.7 b
 
 def _sweep_one(path: str, qps: tuple, preset: str, ffmpeg: str, crop: int | None) -> list:
     """Worker: one image coded by hevc-bpgcfg at each QP -> [(qp, bpp, psnr, ms_ssim)]."""
-    from codec.image_io import center_crop, read_image
-    from codec.quality import bpp, ms_ssim, psnr
+    from plic.image_io import center_crop, read_image
+    from plic.quality import bpp, ms_ssim, psnr
 
     from .backends import HevcBpgcfgBackend
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.paths import REPO_ROOT
+from plic.paths import REPO_ROOT
 
 DEFAULT_CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 LEARNED_PREFIX = "learned-"
@@ -59,7 +59,7 @@ def _parse(spec: str) -> tuple[str, Path]:
 
 def _is_codec_checkpoint(path: Path) -> str | None:
     """None when ``path`` is a codec checkpoint, else why not."""
-    from codec.checkpoint import CheckpointError, load_checkpoint
+    from plic.checkpoint import CheckpointError, load_checkpoint
 
     try:
         load_checkpoint(path, kind="codec")
@@ -96,9 +96,9 @@ def choose_learned(specs: list[str] | None, folder: str | Path | None = None) ->
 
 
 def read_inputs(args) -> tuple[list, LearnedChoice]:
-    """(image records, learned codecs) of a command's ``--data`` options (``codec.datasets``)
+    """(image records, learned codecs) of a command's ``--data`` options (``plic.datasets``)
     and ``--checkpoint`` / ``--checkpoint-dir``; ``DataError`` or ``CheckpointChoiceError``."""
-    from codec.datasets import records_from_args
+    from plic.datasets import records_from_args
 
     return records_from_args(args), choose_learned(args.checkpoint, args.checkpoint_dir)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.quality import bpp as bits_per_pixel
+from plic.quality import bpp as bits_per_pixel
 
 from .backends.base import Backend
 

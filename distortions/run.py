@@ -18,9 +18,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from codec.fsio import sha256_file
-from codec.image_io import ImageReadError, png_bytes, read_image
-from codec.quality import ms_ssim, ms_ssim_scales, psnr
+from plic.fsio import sha256_file
+from plic.image_io import ImageReadError, png_bytes, read_image
+from plic.quality import ms_ssim, ms_ssim_scales, psnr
 
 from . import store as st
 from .backends import BackendError, BackendOptions, BackendUnavailable, make_backend
@@ -80,7 +80,7 @@ class RunReport:
 
 
 def crop_box(height: int, width: int, size: int | None) -> tuple[int, int, int] | None:
-    """The deterministic (x, y, size) crop: centred, as ``codec.image_io.center_crop``."""
+    """The deterministic (x, y, size) crop: centred, as ``plic.image_io.center_crop``."""
     if size is None:
         return None
     if size > min(height, width):
@@ -247,7 +247,7 @@ def _executor(jobs: int):
 
 
 def run(records, cfg: RunConfig) -> RunReport:
-    """Distort ``records`` (``codec.datasets.ImageRecord``s) as ``cfg`` says."""
+    """Distort ``records`` (``plic.datasets.ImageRecord``s) as ``cfg`` says."""
     report = RunReport()
     store = st.Store(cfg.out)
     versions = _versions(cfg, report)

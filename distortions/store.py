@@ -19,8 +19,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from codec.fsio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
-from codec.tables import read_table, rel_path, resolve_path, write_table
+from plic.fsio import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from plic.tables import read_table, rel_path, resolve_path, write_table
 
 from .schema import INDEX_COLUMNS, INDEX_ID
 

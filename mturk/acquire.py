@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta
 
-from codec.fsio import sha256_file
-from codec.tables import read_table
+from plic.fsio import sha256_file
+from plic.tables import read_table
 
 from .schema import LABELS_COLUMNS, LABELS_ID, PREDICTIONS_COLUMNS, PREDICTIONS_ID
 

@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
-from codec.tables import rel_path, resolve_path, write_table
+from plic.config_args import add_config_args, config_from_args
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
+from plic.tables import rel_path, resolve_path, write_table
 
-from .cli import add_config_args, config_from_args
 from .db import StudyDB
 from .quality import QualityRule, assess, reasons
 from .schema import LABELS_COLUMNS, LABELS_ID

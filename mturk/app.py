@@ -44,7 +44,8 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, redirect, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
-from codec.tables import read_table, resolve_path
+from plic.paths import runs_dir
+from plic.tables import read_table, resolve_path
 
 from .db import (
     AlreadySubmittedError,
@@ -92,8 +93,10 @@ def status_of(exc: Exception) -> int:
 
 @dataclass
 class AppConfig:
-    trials: str = field(default="runs/study/trials.csv", metadata={"help": "trials.csv"})
-    db: str = field(default="runs/study/judgments.sqlite", metadata={"help": "SQLite file"})
+    trials: str = field(default_factory=lambda: str(runs_dir() / "study" / "trials.csv"),
+                        metadata={"help": "trials.csv"})
+    db: str = field(default_factory=lambda: str(runs_dir() / "study" / "judgments.sqlite"),
+                    metadata={"help": "SQLite file"})
     local: bool = field(default=False, metadata={
         "help": "lab study without MTurk: participant links, answers straight to the database"})
     simulated: bool = field(default=False, metadata={

@@ -32,8 +32,8 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
 
 from .db import StudyDB
 from .http_client import Client

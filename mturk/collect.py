@@ -44,6 +44,9 @@ import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from plic.config_args import add_config_args, config_from_args
+from plic.config_args import option as opt
+
 from .db import AlreadySubmittedError, ConflictError, DBError
 from .market import (
     APPROVED,
@@ -55,15 +58,12 @@ from .market import (
     NotFoundError,
 )
 from .market.config import (
-    add_arguments,
     add_market_arguments,
     check_live,
     eprint,
-    from_args,
     market_from_args,
     mode_of,
     open_db,
-    opt,
 )
 from .page import ANSWER_FIELD, AnswerError, parse_answers
 from .quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
@@ -353,14 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mturk.collect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_market_arguments(p)
-    add_arguments(p, CollectConfig)
-    add_arguments(p, QualityRule)
+    add_config_args(p, CollectConfig)
+    add_config_args(p, QualityRule)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = from_args(CollectConfig, args)
+    cfg = config_from_args(CollectConfig, args)
     live_error = check_live(args)
     if live_error and not cfg.dry_run:
         eprint(live_error.replace("read the cost above", "approving and bonuses pay real money"))
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
     db = open_db(args)
     try:
         rep = collect(cfg, market_from_args(args, db.path), db, mode_of(args),
-                      rule=from_args(QualityRule, args))
+                      rule=config_from_args(QualityRule, args))
     except (MarketError, DBError, ValueError) as e:
         eprint(f"error: {e}")
         return 1

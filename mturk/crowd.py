@@ -34,11 +34,11 @@ WORKER_TYPES = ("careful", "random", "always_left", "mse_bot", "fast")
 
 
 def load_oracle(name: str):
-    """``(score_fn, lower_is_closer)`` for a codec.quality name or ``module:function``."""
+    """``(score_fn, lower_is_closer)`` for a plic.quality name or ``module:function``."""
     if ":" in name:
         mod, fn = name.split(":", 1)
         return getattr(importlib.import_module(mod), fn), False
-    from codec import quality
+    from plic import quality
 
     if name not in ("ms_ssim", "psnr", "mse"):
         raise ValueError(f"unknown oracle {name!r}: ms_ssim, psnr, mse or module:function")
@@ -78,7 +78,7 @@ class Scorer:
     """Oracle scores (larger = closer) and pixel MSEs of fetched images, cached by bytes."""
 
     def __init__(self, oracle: Callable, sign: float):
-        from codec.image_io import decode_image_bytes
+        from plic.image_io import decode_image_bytes
 
         self.oracle, self.sign, self._decode = oracle, sign, decode_image_bytes
         self._img: dict[str, np.ndarray] = {}

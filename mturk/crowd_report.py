@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
 
 from .aggregate import counted, filter_workers, make_labels
 from .app import AppConfig, create_app

@@ -81,8 +81,9 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from codec.paths import runs_dir
+from plic.paths import runs_dir
 
+from . import db_common
 from .db_assign import AssignmentRecords
 from .db_common import (
     ASSIGNMENT_STATUSES,
@@ -96,7 +97,6 @@ from .db_common import (
     SubmitResult,
     UnknownIdError,
     money,
-    utcnow,
 )
 from .db_market import MarketRecords
 from .db_ratings import RatingRecords
@@ -107,7 +107,7 @@ from .migrations import MIGRATIONS
 #: in ``mturk.db_common``, which the record mixins share)
 __all__ = ["ASSIGNMENT_STATUSES", "DEFAULT_ASSIGNMENT_DURATION_S", "MIGRATIONS", "MODES", "SIDES",
            "AlreadySubmittedError", "ConflictError", "DBError", "HitFullError", "StudyDB",
-           "SubmitResult", "UnknownIdError", "default_db_path", "utcnow"]
+           "SubmitResult", "UnknownIdError", "default_db_path"]
 
 
 def default_db_path() -> Path:
@@ -200,7 +200,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
         rows = [{k: ("" if r.get(k) is None else str(r.get(k))) for k in _TRIAL_FIELDS}
                 for r in rows]
         added = 0
-        now = utcnow()
+        now = db_common.utcnow()
         with self._tx() as c:
             c.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?)", (study_id, trials_csv, now))
             counts: dict[str, int] = {}
@@ -278,7 +278,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
                       "status, mode, reward, max_assignments, question, url, created_at, "
                       "expires_at, assignment_duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                       (hit_id, hit_type_id, batch_id, unique_request_token, status, mode, reward,
-                       max_assignments, question, url, utcnow(), expires_at,
+                       max_assignments, question, url, db_common.utcnow(), expires_at,
                        assignment_duration_s))
         return self.get_hit(hit_id)
 
@@ -317,7 +317,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
     @staticmethod
     def _ensure_worker(c, worker_id: str) -> None:
         c.execute("INSERT OR IGNORE INTO workers (worker_id, first_seen) VALUES (?, ?)",
-                  (worker_id, utcnow()))
+                  (worker_id, db_common.utcnow()))
 
     def record_submission(self, assignment_id: str, hit_id: str, worker_id: str,
                           answers: list[Mapping], *, simulated: bool = False,
@@ -329,7 +329,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
             if a.get("choice") not in SIDES or a.get("shown_left") not in SIDES:
                 raise DBError("each answer needs choice and shown_left in {'a', 'b'}")
         sha = _answers_sha(answers)
-        now = submitted_at or utcnow()
+        now = submitted_at or db_common.utcnow()
         with self._tx() as c:
             hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
             if hit is None:
@@ -395,7 +395,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
         with self._tx() as c:
             n = c.execute("UPDATE assignments SET status=?, reviewed_at=?, "
                           "feedback=COALESCE(?, feedback) WHERE assignment_id=?",
-                          (status, utcnow(), feedback, assignment_id)).rowcount
+                          (status, db_common.utcnow(), feedback, assignment_id)).rowcount
             if n != 1:
                 raise UnknownIdError(f"unknown assignment {assignment_id!r}")
 

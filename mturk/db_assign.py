@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from . import db_common
 from .db_common import (
     DEFAULT_ASSIGNMENT_DURATION_S,
     ConflictError,
     HitFullError,
     UnknownIdError,
-    utcnow,
 )
 
 
@@ -49,7 +49,7 @@ class AssignmentRecords:
             self._ensure_worker(c, worker_id)
             c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                       "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
-                      (assignment_id, hit_id, worker_id, accepted_at or utcnow()))
+                      (assignment_id, hit_id, worker_id, accepted_at or db_common.utcnow()))
         return self.get_assignment(assignment_id)
 
     @staticmethod
@@ -108,10 +108,10 @@ class AssignmentRecords:
         c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
                   "max_assignments, question, created_at) "
                   "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
-                  (hit_id, pick, max_per_batch or 1, utcnow()))
+                  (hit_id, pick, max_per_batch or 1, db_common.utcnow()))
         self._ensure_worker(c, worker_id)
         aid = f"local-{uuid.uuid4().hex}"
-        now = utcnow()
+        now = db_common.utcnow()
         c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                   "accepted_at, verified_at, verified_by) "
                   "VALUES (?, ?, ?, 'accepted', ?, ?, 'token')",

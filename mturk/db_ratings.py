@@ -20,13 +20,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from . import db_common
 from .db_common import (
     AlreadySubmittedError,
     ConflictError,
     DBError,
     SubmitResult,
     UnknownIdError,
-    utcnow,
 )
 from .ratings import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
 
@@ -55,7 +55,7 @@ class RatingRecords:
                 raise DBError(f"each rating needs an integer score in "
                                   f"[{SCALE_MIN}, {SCALE_MAX}]")
         sha = ratings_sha(answers)
-        now = submitted_at or utcnow()
+        now = submitted_at or db_common.utcnow()
         with self._tx() as c:
             hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
             if hit is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 
-from .db_common import utcnow
+from . import db_common
 
 SECRET_NAME = "hmac-secret"
 
@@ -28,7 +28,7 @@ class TrustRecords:
             return cached
         with self._tx() as c:
             c.execute("INSERT OR IGNORE INTO study_keys VALUES (?, ?, ?)",
-                      (SECRET_NAME, secrets.token_hex(32), utcnow()))
+                      (SECRET_NAME, secrets.token_hex(32), db_common.utcnow()))
             value = c.execute("SELECT value FROM study_keys WHERE name=?",
                               (SECRET_NAME,)).fetchone()[0]
         self._secret_cache = bytes.fromhex(value)
@@ -51,7 +51,7 @@ class TrustRecords:
                 return False
             if row["verified_at"] is None:
                 c.execute("UPDATE assignments SET verified_at=?, verified_by=? "
-                          "WHERE assignment_id=?", (utcnow(), by, assignment_id))
+                          "WHERE assignment_id=?", (db_common.utcnow(), by, assignment_id))
         return True
 
     def unverified_assignments(self) -> list[dict]:

@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
-from codec.tables import rel_path, resolve_path, write_table
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
+from plic.tables import rel_path, resolve_path, write_table
 
 from .aggregate import counted
 from .db import StudyDB

@@ -38,19 +38,19 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from plic.config_args import add_config_args, config_from_args
+from plic.config_args import option as opt
+
 from .cost import CostEstimate
 from .html_question import html_image_files, render_html_question
 from .market import HitTypeSpec, Market, MarketError, QualificationRequirement
 from .market.config import (
-    add_arguments,
     add_market_arguments,
     check_live,
     eprint,
-    from_args,
     market_from_args,
     mode_of,
     open_db,
-    opt,
 )
 from .page import describe_min_window, image_size
 from .questions import (
@@ -120,7 +120,7 @@ def hit_token(mode: str, batch_id: str, rnd: int) -> str:
 
 def resolver(db):
     """Path of a trials.csv path (they are relative to the study's trials.csv)."""
-    from codec.tables import resolve_path
+    from plic.tables import resolve_path
 
     base = db.trials_csv_path()
     return (lambda p: resolve_path(p, base)) if base else Path
@@ -363,13 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mturk.publish", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_market_arguments(p)
-    add_arguments(p, PublishConfig)
+    add_config_args(p, PublishConfig)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = from_args(PublishConfig, args)
+    cfg = config_from_args(PublishConfig, args)
     db = open_db(args)
     mode = mode_of(args)
     live_error = check_live(args)

@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from codec.tables import read_table, resolve_path
+from plic.tables import read_table, resolve_path
 
 from .crowd import assign_types, load_oracle, parse_mix, response_ms
 from .http_client import Client
@@ -68,7 +68,7 @@ def mapped(q: float, q50: float, s: float) -> float:
 def stimulus_truth(trials_csv, oracle: str, lower_is_closer: bool = False) -> dict:
     """``{"by_sha": {sha1 of view bytes: mapped}, "by_stimulus": {stimulus id: mapped},
     "q50", "s"}`` for a rating study's ``trials.csv``."""
-    from codec.image_io import read_image
+    from plic.image_io import read_image
 
     fn, lower = load_oracle(oracle)
     sign = -1.0 if (lower or lower_is_closer) else 1.0

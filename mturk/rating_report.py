@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
 
 from .app import AppConfig, create_app
 from .mos import aggregate_ratings

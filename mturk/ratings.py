@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.tables import read_table
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
+from plic.tables import read_table
 
 DESIGNS = ("2afc", "acr", "dsis")
 RATING_DESIGNS = ("acr", "dsis")

@@ -13,7 +13,8 @@ A pair asked in several rounds keeps its trial id (``mturk.trials`` ids are stab
 the merged row has ``n`` = the sum of the rounds' ``n`` and ``p_b`` their ``n``-weighted mean (a
 round that showed the pair with a and b swapped counts ``1 - p_b``). Paths are rewritten
 relative to the merged file; an image id keeps the path of the first round that showed it (each
-round writes the same view of it into its own ``views/``). ``STUDY/aggregate.json`` says ``simulated`` when any round was.
+round writes the same view of it into its own ``views/``). ``STUDY/aggregate.json`` says
+``simulated`` when any round was.
 Rounds are resumable: a round folder with a ``labels.csv`` is done, the first one without is the
 one in progress, and merging again gives the same file.
 """
@@ -26,9 +27,9 @@ import re
 import sys
 from pathlib import Path
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
-from codec.tables import read_table, rel_path, resolve_path, write_table
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
+from plic.tables import read_table, rel_path, resolve_path, write_table
 
 from .acquire import settled
 from .schema import LABELS_COLUMNS, LABELS_ID

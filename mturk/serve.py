@@ -30,8 +30,8 @@ from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
 
 from .app import AppConfig, create_app
 

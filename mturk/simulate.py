@@ -9,7 +9,7 @@ per assignment, so it judges from the pixels it fetched.
 
 Worker types and their shares: ``--mix`` (default ``careful=0.9,random=0.1``; ``mturk.crowd``
 describes ``careful``, ``random``, ``always_left``, ``mse_bot`` and ``fast``). Careful workers
-score candidates with an oracle: ``ms_ssim``, ``psnr`` or ``mse`` from ``codec.quality``, or any
+score candidates with an oracle: ``ms_ssim``, ``psnr`` or ``mse`` from ``plic.quality``, or any
 ``module:function`` taking ``(ref, img)`` uint8 RGB arrays, named at run time (so this package
 never imports ``perceptual_metric``); ``--lower-is-closer`` for distances. Their noise ``T``
 (``--temperature``) defaults to half the median |q_b - q_a| over the test trials of the study.
@@ -39,11 +39,11 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from codec.fsio import atomic_write_text
-from codec.paths import runs_dir
-from codec.tables import read_table, resolve_path
+from plic.config_args import add_config_args, config_from_args
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
+from plic.tables import read_table, resolve_path
 
-from .cli import add_config_args, config_from_args
 from .crowd import Scorer, assign_types, choose, load_oracle, parse_mix, response_ms
 from .http_client import Client
 from .rate_sim import run_rating_crowd
@@ -81,7 +81,7 @@ class SimConfig:
 def oracle_scores(trials_csv: str | Path, oracle: str, lower_is_closer: bool = False) -> dict:
     """``{trial_id: (q_a, q_b)}`` with larger = closer to the reference (the study's truth
     for the simulation: T's scale here, label accuracy in ``mturk.crowd_report``)."""
-    from codec.image_io import read_image
+    from plic.image_io import read_image
 
     fn, lower = load_oracle(oracle)
     sign = -1.0 if (lower or lower_is_closer) else 1.0

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.fsio import sha256_file
-from codec.image_io import write_png
-from codec.quality import bpp, ms_ssim, psnr
-from codec.tables import rel_path, write_table
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
+from plic.fsio import sha256_file
+from plic.image_io import write_png
+from plic.quality import bpp, ms_ssim, psnr
+from plic.tables import rel_path, write_table
 
 
 def _pattern(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -40,13 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.fsio import atomic_write_text, sha256_file
-from codec.paths import runs_dir
-from codec.tables import read_table, rel_path, resolve_path, write_table
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
+from plic.config_args import add_config_args, config_from_args
+from plic.fsio import atomic_write_text, sha256_file
+from plic.paths import runs_dir
+from plic.tables import read_table, rel_path, resolve_path, write_table
 
 from .acquire import RoundConfig, input_hashes, selector
-from .cli import add_config_args, config_from_args
 from .ratings import RATING_DESIGNS, check_design, make_rating_trials
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 from .views import NEAR_LOSSLESS_CODEC, ViewWriter

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.image_io import read_image, write_png
-from codec.quality import bpp
+from plic.image_io import read_image, write_png
+from plic.quality import bpp
 
 NEAR_LOSSLESS_QUALITY = 97
 NEAR_LOSSLESS_CODEC = "near-lossless"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from codec.datasets import resolve_data
-from codec.fsio import atomic_write_text
-from codec.image_io import read_image
-from codec.paths import runs_dir
+from plic.datasets import resolve_data
+from plic.fsio import atomic_write_text
+from plic.image_io import read_image
+from plic.paths import runs_dir
 
 from .fit import FitConfig, fit
 from .official import official

@@ -42,9 +42,11 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from codec.fsio import atomic_write_text
 from mturk.acquire import RoundConfig
 from mturk.simulate import auto_temperature
+from plic.config_args import add_config_args, config_from_args
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
 
 from .budget_sim import Crowd, RunConfig, SimStudy, ceiling_of, run
 from .lpips_model import LPIPS
@@ -57,9 +59,11 @@ STRATEGIES = ("random", "active")
 
 @dataclass
 class BudgetConfig:
-    trials: str = field(default="runs/budget/pool/trials.csv", metadata={
+    trials: str = field(default_factory=lambda: str(runs_dir() / "budget" / "pool" / "trials.csv"),
+                        metadata={
         "help": "the pool: a random-strategy trials.csv (mturk.trials)"})
-    out: str = field(default="runs/budget", metadata={"help": "output folder"})
+    out: str = field(default_factory=lambda: str(runs_dir() / "budget"),
+                     metadata={"help": "output folder"})
     seeds: int = field(default=5, metadata={"help": "seeds (held-out split, crowd, order)"})
     passes: int = field(default=3, metadata={
         "help": "random's full budget: every training pair asked this many times"})
@@ -356,11 +360,8 @@ def markdown(result: dict, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perceptual_metric.budget", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(BudgetConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                       help=f"{f.metadata['help']} (default: %(default)s)")
-    args = p.parse_args(argv)
-    cfg = BudgetConfig(**vars(args))
+    add_config_args(p, BudgetConfig)
+    cfg = config_from_args(BudgetConfig, p.parse_args(argv))
     command = "python -m perceptual_metric.budget " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from codec.fsio import sha256_file
+from plic.fsio import sha256_file
 
 from .lpips_model import DEFAULT_RANGE_TOL, check_images
 from .trunks import CHANNELS, IMAGENET_MEAN, IMAGENET_STD, Trunk, resolve_weights

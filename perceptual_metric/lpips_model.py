@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from codec.fsio import sha256_file
+from plic.fsio import sha256_file
 
 from .trunks import CHANNELS, NETS, Trunk, build_trunk
 

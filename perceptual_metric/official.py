@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from codec.checkpoint import CheckpointError, load_checkpoint
+from plic.checkpoint import CheckpointError, load_checkpoint
 
 from .lpips_model import LPIPS
 from .trunks import NETS, Trunk

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.checkpoint import CheckpointError, load_checkpoint
-from codec.tables import write_table
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
+from plic.checkpoint import CheckpointError, load_checkpoint
+from plic.tables import write_table
 
 from .lpips_model import RankHead
 from .official import METRIC_KIND, load

@@ -29,17 +29,18 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.checkpoint import CheckpointError
-from codec.tables import write_table
 from mturk.acquire import RoundConfig
 from mturk.aggregate import aggregate
 from mturk.app import AppConfig, create_app
-from mturk.cli import add_config_args, config_from_args
 from mturk.rounds import done_rounds, merge
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
 from mturk.serve import make_study_server
 from mturk.simulate import SimConfig, run_crowd
 from mturk.trials import TrialsConfig, build
+from plic.checkpoint import CheckpointError
+from plic.config_args import add_config_args, config_from_args
+from plic.paths import runs_dir
+from plic.tables import write_table
 
 from .fit import FitConfig, fit
 from .predict import predict
@@ -47,9 +48,11 @@ from .predict import predict
 
 @dataclass
 class RoundsConfig:
-    index: str = field(default="runs/distortions/index.csv", metadata={
+    index: str = field(default_factory=lambda: str(runs_dir() / "distortions" / "index.csv"),
+                       metadata={
         "help": "distortions index.csv"})
-    study: str = field(default="runs/study", metadata={"help": "study folder (pool/, r001/...)"})
+    study: str = field(default_factory=lambda: str(runs_dir() / "study"),
+                       metadata={"help": "study folder (pool/, r001/...)"})
     strategy: str = field(default="active", metadata={"help": "random | active"})
     rounds: int = field(default=3, metadata={"help": "run until this many rounds are done"})
     round_trials: int = field(default=96, metadata={"help": "active: test pairs per round"})

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codec.quality import ms_ssim, psnr
+from plic.quality import ms_ssim, psnr
 
 from .labels import TripletDataset
 

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from codec.checkpoint import save_checkpoint
-from codec.datasets import add_data_args, records_from_args
-from codec.fsio import atomic_write_text
-from codec.image_io import read_image, write_png
-from codec.tables import rel_path, write_table
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
+from plic.checkpoint import save_checkpoint
+from plic.datasets import add_data_args, records_from_args
+from plic.fsio import atomic_write_text
+from plic.image_io import read_image, write_png
+from plic.paths import runs_dir
+from plic.tables import rel_path, write_table
 
 from .lpips_model import LPIPS
 from .trunks import WeightsError
@@ -148,7 +149,7 @@ def simulate(out: Path, images: list[np.ndarray], trials: int = 400, patch_size:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m perceptual_metric.simulate",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/sim"), help="output folder")
+    ap.add_argument("--out", type=Path, default=runs_dir() / "sim", help="output folder")
     ap.add_argument("--trials", type=int, default=400, help="number of labelled trials")
     ap.add_argument("--patch-size", type=int, default=64, help="reference patch size (px)")
     ap.add_argument("--seed", type=int, default=0, help="seed of patches, oracle and judges")

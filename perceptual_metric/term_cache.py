@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codec.fsio import sha256_file
-from codec.image_io import read_image
-from codec.tables import read_table, resolve_path
 from mturk.schema import TRIALS_COLUMNS, TRIALS_ID
+from plic.fsio import sha256_file
+from plic.image_io import read_image
+from plic.tables import read_table, resolve_path
 
 from .lpips_model import LPIPS, unit_terms
 

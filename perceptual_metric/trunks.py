@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from codec.fsio import sha256_file
-from codec.paths import REPO_ROOT
+from plic.fsio import sha256_file
+from plic.paths import REPO_ROOT
 
 NETS = ("alex", "vgg", "squeeze")
 # channels of each tapped layer (the lpips v0.1 linear layers have these inputs)

@@ -88,7 +88,7 @@ if missing:
     sys.exit("error: the demo needs " + ", ".join(missing) + " and cannot find it: "
              "is the project installed (make setup) and up to date?")
 from pathlib import Path
-from codec.datasets import add_data_args, crop_set, records_from_args
+from plic.datasets import add_data_args, crop_set, records_from_args
 ap = argparse.ArgumentParser(); add_data_args(ap)
 args = ap.parse_args(sys.argv[4:])
 recs = records_from_args(args)

@@ -32,7 +32,7 @@ def kodak_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def sample_images():
     """The built-in sample set as uint8 RGB arrays, keyed by id."""
-    from codec.datasets import resolve_data
-    from codec.image_io import read_image
+    from plic.datasets import resolve_data
+    from plic.image_io import read_image
 
     return {r.id: read_image(r.path) for r in resolve_data("samples")}

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from codec import api, compress, decompress, init
-from codec.image_io import read_image, write_png
-from codec.quality import bpp
+from plic.image_io import read_image, write_png
+from plic.quality import bpp
 
 torch.set_num_threads(2)
 

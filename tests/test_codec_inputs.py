@@ -1,5 +1,5 @@
 """Inputs are read exactly or refused (issue 16, finding 5): every Pillow mode has one
-documented conversion (codec.image_io), transparency is refused unless dropped on request,
+documented conversion (plic.image_io), transparency is refused unless dropped on request,
 Pillow's bomb limit is a clear error, and rate targets are finite and in range."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from codec import api, compress
-from codec.image_io import ImageReadError, read_image
+from plic.image_io import ImageReadError, read_image
 
 from .forge import image, tiny_models
 
@@ -71,7 +71,7 @@ def test_float_and_32_bit_images_are_refused(tmp_path):
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "RGBa"])
 def test_transparency_is_refused_unless_dropped(tmp_path, mode):
     """Files for the modes PNG stores (RGBA, LA); PA and RGBa through the same conversion."""
-    from codec.image_io import to_rgb_uint8
+    from plic.image_io import to_rgb_uint8
 
     def read(img, **kw):
         if mode in ("PA", "RGBa"):
@@ -142,7 +142,7 @@ def test_the_cli_refuses_bad_targets(tmp_path, capsys, target):
 
 
 def test_decode_image_bytes_follows_the_same_table():
-    from codec.image_io import decode_image_bytes
+    from plic.image_io import decode_image_bytes
 
     buf = io.BytesIO()
     Image.fromarray(np.zeros((4, 4), np.float32), "F").save(buf, format="TIFF")

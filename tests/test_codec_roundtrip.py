@@ -13,7 +13,7 @@ import torch
 from codec import api, bitstream, models
 from codec.coding import EscapeReader, EscapeWriter, decode_symbols, encode_stage, encode_symbols
 from codec.entropy import ESCAPE_AT, SCALE_LEVELS, estimate_bits
-from codec.quality import bpp
+from plic.quality import bpp
 
 torch.set_num_threads(2)
 NAMES = ["hific", "bmshj2018-factorized", "bmshj2018-hyperprior"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec import checkpoint as ck
-from codec.tables import SchemaError, read_table, rel_path, resolve_path, write_table
 from distortions.schema import INDEX_COLUMNS
 from mturk.schema import LABELS_COLUMNS, TRIALS_COLUMNS
+from plic import checkpoint as ck
+from plic.tables import SchemaError, read_table, rel_path, resolve_path, write_table
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md").read_text()
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec import datasets
-from codec.datasets import MANIFEST_COLUMNS, DataError, resolve_data
-from codec.tables import SchemaError, read_table, write_table
+from plic import datasets
+from plic.datasets import MANIFEST_COLUMNS, DataError, resolve_data
+from plic.tables import SchemaError, read_table, write_table
 
 
 def test_samples_ship_with_the_repo_and_verify():
@@ -144,7 +144,7 @@ def test_make_manifest_round_trip(tmp_path):
 
 
 def test_crop_set_is_a_verified_set_of_centre_crops(tmp_path, sample_images):
-    from codec.image_io import read_image
+    from plic.image_io import read_image
 
     recs = resolve_data("samples")[:2]
     small = tmp_path / "small"

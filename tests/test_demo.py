@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec.image_io import read_image, write_png
-from codec.tables import read_table, resolve_path
+from plic.image_io import read_image, write_png
+from plic.tables import read_table, resolve_path
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(600)
@@ -54,7 +54,7 @@ def test_every_stage_says_what_it_does_and_the_last_line_is_the_report(demo):
 
 
 def test_every_stage_works_on_the_centre_crops(demo):
-    from codec.datasets import read_manifest
+    from plic.datasets import read_manifest
 
     out, imgs, stdout = demo
     crops = read_manifest(out / "images" / "imgs-crop256.csv")
@@ -85,7 +85,7 @@ def test_study_labels_come_from_the_simulated_crowd(demo):
 def test_metric_and_codec_checkpoints_load_and_work(demo):
     import perceptual_metric
     from codec import api
-    from codec.checkpoint import load_checkpoint
+    from plic.checkpoint import load_checkpoint
 
     out, imgs, _ = demo
     metric = perceptual_metric.load(out / "metric.pt")
@@ -171,7 +171,7 @@ def test_demo_fails_loudly_when_a_stage_is_missing(tmp_path):
 
 def test_demo_oracle_is_codec_quality_ms_ssim_in_float32(sample_images):
     from codec.demo import ms_ssim_oracle
-    from codec.quality import ms_ssim
+    from plic.quality import ms_ssim
 
     ref = sample_images["kodim03"][:256, :384]
     rng = np.random.default_rng(0)

@@ -4,14 +4,14 @@ a missing binary with the fix."""
 import numpy as np
 import pytest
 
-from codec.image_io import center_crop
-from codec.quality import bpp, psnr
 from distortions.backends import (
     BackendOptions,
     BackendUnavailable,
     HevcBpgcfgBackend,
     make_backend,
 )
+from plic.image_io import center_crop
+from plic.quality import bpp, psnr
 
 FAST = BackendOptions(x265_preset="veryfast")
 # first bytes of each format's file

@@ -41,8 +41,8 @@ def test_bench_report(tmp_path, monkeypatch):
 
 
 def test_hevc_qp_sweep_is_monotone(sample_images):
-    from codec.datasets import resolve_data
     from distortions.bench import hevc_qp_sweep
+    from plic.datasets import resolve_data
 
     recs = resolve_data("samples")[:2]
     sw = hevc_qp_sweep(recs, qps=(30, 40), preset="ultrafast", crop=64, jobs=1, progress=False)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from codec.image_io import center_crop, read_image
-from codec.quality import psnr
-from codec.tables import read_table, resolve_path
+from plic.image_io import center_crop, read_image
+from plic.quality import psnr
+from plic.tables import read_table, resolve_path
 
 torch = pytest.importorskip("torch")
 api = pytest.importorskip("codec.api")
@@ -62,11 +62,11 @@ def test_round_trip_and_rate_direction(backend, sample_images):
 
 
 def test_rate_search_and_driver(backend, checkpoint, sample_images, tmp_path):
-    from codec.datasets import resolve_data
     from distortions.backends import BackendOptions
     from distortions.ratesearch import RateCurve, search
     from distortions.run import RunConfig, run
     from distortions.schema import INDEX_COLUMNS, INDEX_ID
+    from plic.datasets import resolve_data
 
     crop = center_crop(sample_images["kodim03"], 64).copy()
     curve = RateCurve(backend, crop)
@@ -101,7 +101,7 @@ def test_missing_checkpoint_is_reported(tmp_path):
 
 @pytest.fixture
 def one_image(tmp_path, sample_images):
-    from codec.image_io import write_png
+    from plic.image_io import write_png
 
     d = tmp_path / "refs"
     d.mkdir()

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from codec.image_io import center_crop
 from distortions.backends import Backend, BackendOptions, ParamSpec, make_backend
 from distortions.ratesearch import RateCurve, search
+from plic.image_io import center_crop
 
 IMG = np.zeros((16, 16, 3), np.uint8)  # 256 pixels: n bytes = n / 32 bpp
 

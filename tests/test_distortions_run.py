@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from codec.datasets import ImageRecord, resolve_data
-from codec.fsio import sha256_file
-from codec.image_io import read_image
-from codec.tables import read_table, resolve_path
 from distortions.__main__ import main
 from distortions.backends import BackendOptions
 from distortions.run import RunConfig, run
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
 from distortions.store import SEARCH_COLUMNS, SEARCH_ID
+from plic.datasets import ImageRecord, resolve_data
+from plic.fsio import sha256_file
+from plic.image_io import read_image
+from plic.tables import read_table, resolve_path
 
 CROP = 96
 

@@ -10,9 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from codec.image_io import read_image, write_png
-from codec.quality import psnr
-from codec.tables import read_table, resolve_path
+from plic.image_io import read_image, write_png
+from plic.quality import psnr
+from plic.tables import read_table, resolve_path
 
 TARGET = 0.6
 HAVE_DISTS = importlib.util.find_spec("DISTS_pytorch") is not None

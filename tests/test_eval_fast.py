@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from codec.image_io import write_png
+from plic.image_io import write_png
 
 TARGETS = (0.3, 0.6)
 NUMERIC = ("bpp", "psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists",
@@ -19,10 +19,10 @@ NUMERIC = ("bpp", "psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze",
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, sample_images):
-    from codec.checkpoint import save_checkpoint
-    from codec.datasets import resolve_data
     from perceptual_metric import official
     from perceptual_metric.trunks import WeightsError
+    from plic.checkpoint import save_checkpoint
+    from plic.datasets import resolve_data
 
     d = tmp_path_factory.mktemp("fast")
     for i, img in enumerate(list(sample_images.values())[:2]):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from codec.checkpoint import save_checkpoint
 from codec.evaluate.gap import gap_rows, main, signed_gap
+from plic.checkpoint import save_checkpoint
 
 
 def _ckpt(path, seconds, steps, init=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from codec.image_io import write_png
+from plic.image_io import write_png
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

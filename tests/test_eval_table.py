@@ -28,7 +28,7 @@ def test_trained_with_reads_loss_and_metric():
 
 
 def test_shipped_baselines_say_mse():
-    from codec.paths import REPO_ROOT
+    from plic.paths import REPO_ROOT
 
     ckpts = sorted((REPO_ROOT / "checkpoints").glob("*.pt"))
     if not ckpts:

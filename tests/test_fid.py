@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codec import fid
+from codec.evaluate import fid
 
 
 def test_patches_grid_and_shifted_grid():

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec.checkpoint import load_checkpoint
 from codec.train.probe import doubling, largest_fitting
+from plic.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_train.sh"

@@ -7,20 +7,30 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("codec", "distortions", "mturk", "perceptual_metric")
-TOP_PREFIXES = ("codec.train", "codec.evaluate", "codec.demo")
-
-
-def layer(module: str) -> int | None:
-    """0 codec core, 1 distortions, 2 mturk, 3 perceptual_metric, 4 top; None: not ours."""
-    root = module.split(".")[0]
-    if root == "codec":
-        return 4 if module.startswith(TOP_PREFIXES) else 0
-    return {"distortions": 1, "mturk": 2, "perceptual_metric": 3}.get(root)
+# Lowest first; a module's layer is that of the most specific package (or module) it is in.
+LAYERS = (
+    ("plic",),                                   # 0 ground: paths, tables, image I/O, quality...
+    ("codec",),                                  # 1 the codec engine (models, coding, streams)
+    ("distortions",),                            # 2
+    ("mturk",),                                  # 3
+    ("perceptual_metric",),                      # 4
+    ("codec.train", "codec.evaluate",            # 5 top: the user's training and evaluation
+     "codec.demo", "codec.train_bench"),
+)
+PACKAGES = ("plic", "codec", "distortions", "mturk", "perceptual_metric")
 
 
 def in_package(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
+
+
+def layer(module: str) -> int | None:
+    """The layer of ``module`` (0 ground ... 5 top); None: not the project's."""
+    found = None
+    for i, packages in enumerate(LAYERS):
+        if any(in_package(module, p) for p in packages):
+            found = i  # the most specific entry wins: codec.train is top, not engine
+    return found
 
 
 def module_name(path: Path) -> str:
@@ -86,14 +96,21 @@ def test_the_checker_catches_a_violation(tmp_path, monkeypatch):
     found = violations([fake / "bad.py", fake / "rel.py"])
     assert any("perceptual_metric" in v for v in found)
     assert any("codec.train" in v for v in found)
+    ground = tmp_path / "plic"
+    ground.mkdir()
+    (ground / "up.py").write_text("from codec import api\n")
+    assert violations([ground / "up.py"]) == ["plic.up (layer 0) imports codec (layer 1)",
+                                              "plic.up (layer 0) imports codec.api (layer 1)"]
 
 
 def test_layers_of_known_modules():
-    assert layer("codec.quality") == 0
-    assert layer("codec.train") == 4 and layer("codec.evaluate.report") == 4
-    assert layer("distortions.backends") == 1
-    assert layer("mturk.db") == 2 and layer("perceptual_metric.fit") == 3
-    assert layer("torch") is None
+    assert layer("plic") == 0 and layer("plic.quality") == 0
+    assert layer("codec.api") == 1 and layer("codec.context.step") == 1
+    assert layer("codec.train") == 5 and layer("codec.evaluate.report") == 5
+    assert layer("codec.train_bench") == 5 and layer("codec.trainer") == 1  # packages, not prefixes
+    assert layer("distortions.backends") == 2
+    assert layer("mturk.db") == 3 and layer("perceptual_metric.fit") == 4
+    assert layer("plicx") is None and layer("torch") is None
 
 
 def import_graph(files) -> dict[str, set[str]]:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from codec.tables import read_table
 from perceptual_metric.evaluate import CEILING, SCORES_COLUMNS
 from perceptual_metric.evaluate import main as eval_main
 from perceptual_metric.labels import read_labels
 from perceptual_metric.simulate import simulate
 from perceptual_metric.trunks import WeightsError, resolve_weights
+from plic.tables import read_table
 
 torch.set_num_threads(1)
 

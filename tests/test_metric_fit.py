@@ -13,9 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from codec.checkpoint import CheckpointError, load_checkpoint
-from codec.quality import psnr
-from codec.tables import read_table, write_table
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
 from perceptual_metric import InputError, load
 from perceptual_metric.fit import FitConfig, fit
@@ -26,6 +23,9 @@ from perceptual_metric.lpips_model import LPIPS
 from perceptual_metric.scoring import bootstrap_ci, ceiling, metric_distances, two_afc
 from perceptual_metric.simulate import simulate
 from perceptual_metric.trunks import WeightsError
+from plic.checkpoint import CheckpointError, load_checkpoint
+from plic.quality import psnr
+from plic.tables import read_table, write_table
 
 torch.set_num_threads(1)
 
@@ -95,7 +95,7 @@ def test_checkpoint_contract_and_frozen_metric(fitted):
     assert ckpt["model"] == "lpips-alex-fitted"
     assert ckpt["config"]["trunk_id"] == prov["trunk_id"] != "random"
     assert ckpt["config"]["fit"]["labels"] == cfg.labels
-    from codec.fsio import sha256_file
+    from plic.fsio import sha256_file
     assert ckpt["provenance"]["labels_sha256"] == sha256_file(cfg.labels)
     summary = json.loads(Path(cfg.out).with_suffix(".json").read_text())
     assert summary["provenance"]["val_2afc"] == prov["val_2afc"]

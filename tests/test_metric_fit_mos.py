@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from codec.image_io import read_image
-from codec.tables import read_table, rel_path, write_table
 from distortions.schema import INDEX_COLUMNS
 from mturk.schema import MOS_COLUMNS, MOS_ID
 from mturk.synth import make_toy_index
@@ -18,6 +16,8 @@ from perceptual_metric.fit import main as fit_main
 from perceptual_metric.fit_mos import correlations, is_mos_table, pair_labels
 from perceptual_metric.lpips_model import LPIPS
 from perceptual_metric.trunks import WeightsError
+from plic.image_io import read_image
+from plic.tables import read_table, rel_path, write_table
 
 torch.set_num_threads(1)
 QUALITIES = (5, 10, 20, 30, 45, 60, 80, 95)

@@ -26,7 +26,7 @@ def _official(net):
 
 @pytest.fixture(scope="module")
 def examples(shared_dir):
-    from codec.image_io import read_image
+    from plic.image_io import read_image
 
     d = shared_dir / "data" / "lpips_examples"
     return {k: torch.from_numpy(read_image(d / f"ex_{k}.png")).permute(2, 0, 1)[None].float() / 255
@@ -129,7 +129,7 @@ def test_missing_weights_error_names_the_options(monkeypatch, tmp_path):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from codec.checkpoint import CheckpointError, save_checkpoint
+    from plic.checkpoint import CheckpointError, save_checkpoint
 
     torch.manual_seed(0)
     m = LPIPS("alex", "scratch")

@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from codec.checkpoint import load_checkpoint, save_checkpoint
-from codec.image_io import read_image
-from codec.tables import read_table, resolve_path
 from mturk.acquire import RoundConfig
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID, TRIALS_COLUMNS, TRIALS_ID
 from mturk.synth import make_toy_index
@@ -24,6 +21,9 @@ from perceptual_metric.fit import main as fit_main
 from perceptual_metric.predict import main as predict_main
 from perceptual_metric.simulate import simulate
 from perceptual_metric.trunks import WeightsError
+from plic.checkpoint import load_checkpoint, save_checkpoint
+from plic.image_io import read_image
+from plic.tables import read_table, resolve_path
 
 torch.set_num_threads(1)
 

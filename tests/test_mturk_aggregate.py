@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from codec.tables import read_table, resolve_path
 from mturk.aggregate import FilterRule, aggregate, bradley_terry, main
 from mturk.db import StudyDB
 from mturk.schema import LABELS_COLUMNS, TRIALS_COLUMNS
+from plic.tables import read_table, resolve_path
 
 GOLDEN = Path(__file__).parent / "data" / "mturk_golden"
 

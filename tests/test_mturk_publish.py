@@ -194,10 +194,10 @@ def test_bad_url_fails_before_anything_is_created(db):
 
 def real_study(tmp_path, batch_size=6, crop=48, **index_kw):
     """A study with real images (toy JPEGs) loaded as the server would load it."""
-    from codec.tables import read_table
     from mturk.schema import TRIALS_COLUMNS
     from mturk.synth import make_toy_index
     from mturk.trials import TrialsConfig, build
+    from plic.tables import read_table
 
     kw = dict(n_refs=2, size=64, qualities=(5, 50, 90))
     index = make_toy_index(tmp_path / "dist", **{**kw, **index_kw})

@@ -22,7 +22,7 @@ SANDBOX_SUBMIT = "https://workersandbox.mturk.com"
 def test_worker_round_trip_through_the_server(tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
-    import mturk.db
+    import mturk.db_common
     from mturk.app import AppConfig, create_app
     from mturk.synth import make_toy_index
     from mturk.trials import TrialsConfig, build
@@ -45,7 +45,7 @@ def test_worker_round_trip_through_the_server(tmp_path, monkeypatch):
     # the worker opened the page two minutes before submitting (the server's clock)
     then = (datetime.now(timezone.utc) - timedelta(minutes=2)).isoformat()
     with monkeypatch.context() as mp:
-        mp.setattr(mturk.db, "utcnow", lambda: then)
+        mp.setattr(mturk.db_common, "utcnow", lambda: then)
         page = client.get(f"/hit?{query}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec.tables import read_table, write_table
 from mturk import rounds
 from mturk.acquire import RoundConfig, pick, scores, settled
 from mturk.schema import (
@@ -20,6 +19,7 @@ from mturk.schema import (
 )
 from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build, main
+from plic.tables import read_table, write_table
 
 GOLDEN = Path(__file__).parent / "data" / "trials_random_golden.csv"
 # the settings tests/data/trials_random_golden.csv was written with (by the code before rounds)

@@ -54,8 +54,8 @@ def test_local_flow_records_choices_mapped_to_a_b(trials_csv, tmp_path):
         t = db.trial(j["trial_id"])
         assert j["choice"] == t["left"] == j["shown_left"] and j["rt_ms"] == 1234
     # the page shows the left image of the trial's recorded left side
-    from codec.tables import resolve_path
     from mturk.page import view_source
+    from plic.tables import resolve_path
 
     ids = db.keys().page_ids(a["assignment_id"], [t["trial_id"] for t in db.batch_trials(
         db.get_hit(a["hit_id"])["batch_id"])])
@@ -180,12 +180,12 @@ def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
 
 
 def test_html_question_rendering(trials_csv, tmp_path):
-    from codec.tables import read_table, resolve_path
     from mturk.db import StudyDB
     from mturk.html_question import render_html_question
     from mturk.page import parse_answers
     from mturk.schema import TRIALS_COLUMNS
     from mturk.tokens import html_scope
+    from plic.tables import read_table, resolve_path
 
     keys = StudyDB(tmp_path / "k.sqlite").keys()
     df = read_table(trials_csv, TRIALS_COLUMNS)

@@ -69,7 +69,7 @@ def test_cli_marks_output_and_custom_oracle(live, capsys):
     url, trials, db, tmp, links = live
     out = tmp / "sim.json"
     rc = main(["--url", url, "--trials", str(trials), "--participants", str(links), "--workers",
-               "3", "--oracle", "codec.quality:mse", "--lower-is-closer", "--out", str(out)])
+               "3", "--oracle", "plic.quality:mse", "--lower-is-closer", "--out", str(out)])
     assert rc == 0
     s = json.loads(out.read_text())
     assert s["simulated"] is True and s["submissions"] == 3

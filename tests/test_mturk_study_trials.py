@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from codec.image_io import read_image
-from codec.tables import read_table, resolve_path
 from distortions.schema import INDEX_COLUMNS
 from mturk.schema import TRIALS_COLUMNS, TRIALS_ID
 from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build, main
+from plic.image_io import read_image
+from plic.tables import read_table, resolve_path
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,8 @@ def index(tmp_path_factory, sample_images):
 
 
 def test_trials_follow_the_rules(index, tmp_path):
-    from codec.image_io import center_crop
-    from codec.quality import psnr
+    from plic.image_io import center_crop
+    from plic.quality import psnr
 
     out, written = build(index, tmp_path, TrialsConfig(batch_size=8, sentinel_share=0.25,
                                                         repeats=1, crop=32))

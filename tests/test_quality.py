@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec import quality
+from plic import quality
 
 
 def test_bpp():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from codec import rd
+from plic import rd
 
 
 @pytest.mark.parametrize("method", ["pchip", "cubic"])

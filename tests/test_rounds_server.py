@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from codec.checkpoint import load_checkpoint
-from codec.tables import read_table
 from mturk.acquire import settled
 from mturk.schema import LABELS_COLUMNS, LABELS_ID, TRIALS_COLUMNS, TRIALS_ID
 from mturk.synth import make_toy_index
 from perceptual_metric.rounds import RoundsConfig, main, run_rounds
 from perceptual_metric.trunks import WeightsError
+from plic.checkpoint import load_checkpoint
+from plic.tables import read_table
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from codec.checkpoint import load_checkpoint, load_training_state
 from codec.train.config import (
     TRACKS,
     TrainConfig,
@@ -27,6 +26,7 @@ from codec.train.discriminator import Discriminator
 from codec.train.loop import TrainingDiverged, train
 from codec.train.losses import clamp_st, discriminator_loss, generator_loss
 from codec.train.rundir import read_metrics
+from plic.checkpoint import load_checkpoint, load_training_state
 
 torch.set_num_threads(1)
 
@@ -333,8 +333,8 @@ def test_cli_model_config_and_bin_width_range_reach_model_and_checkpoint(tmp_pat
 
 def _fitted_metric_file(path):
     """A metric checkpoint as perceptual_metric.fit writes one (kind "metric"), random trunk."""
-    from codec.checkpoint import save_checkpoint
     from perceptual_metric.lpips_model import LPIPS
+    from plic.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     m = LPIPS("alex", "lin")
@@ -346,8 +346,8 @@ def _fitted_metric_file(path):
 def test_cli_short_run_with_a_fitted_metric_and_a_missing_one(tmp_path, capsys):
     """The demo's call: hific tiny, a few steps on the samples, a metric from --lpips."""
     import perceptual_metric
-    from codec.fsio import sha256_file
     from codec.train import main
+    from plic.fsio import sha256_file
 
     metric = _fitted_metric_file(tmp_path / "metric.pt")
     assert perceptual_metric.load(metric).name == "lpips-alex-fitted"
@@ -376,8 +376,8 @@ def test_cli_short_run_with_a_fitted_metric_and_a_missing_one(tmp_path, capsys):
 
 
 def test_init_starts_from_a_checkpoint_and_ship_totals_the_chain(tmp_path):
-    from codec.fsio import sha256_file
     from codec.train.ship import ship
+    from plic.fsio import sha256_file
 
     kw = dict(model="bmshj2018-hyperprior", loss="mse", steps=2, val_every=2)
     train(tiny(tmp_path, name="a", **kw), progress=False)

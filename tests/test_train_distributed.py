@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 
-from codec.checkpoint import load_checkpoint
 from codec.models import build
 from codec.train.amp import autocast_autoencoder
+from plic.checkpoint import load_checkpoint
 
 ARGS = ["--model", "bmshj2018-factorized", "--preset", "tiny", "--loss", "mse",
         "--quantizer", "ste",  # no quantisation noise: each process would draw its own

@@ -184,8 +184,8 @@ def test_a_training_run_is_the_same_either_way(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "checkpoints").glob("*.pt")),
                          ids=lambda p: p.name)
 def test_shipped_checkpoints_load_strictly(path):
-    from codec.checkpoint import load_checkpoint
     from codec.models import build
+    from plic.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="codec")
     model = build(ck["model"], **ck["config"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from codec import api
-from codec.image_io import write_png
 from codec.models import build
 from codec.train import rd
+from plic.image_io import write_png
 
 torch.set_num_threads(1)
 
@@ -91,10 +91,10 @@ def test_cli_writes_tables_and_refuses_bad_input(tmp_path, model, capsys):
 
 
 def test_ship_adds_the_reproducing_command_and_keeps_the_weights(tmp_path):
-    from codec.checkpoint import load_checkpoint
     from codec.train import ship
     from codec.train.config import TrainConfig
     from codec.train.loop import train
+    from plic.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     cfg = TrainConfig(model="bmshj2018-hyperprior", preset="tiny", steps=3, batch_size=1,

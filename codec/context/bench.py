@@ -24,13 +24,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from plic.datasets import resolve_data
+from plic.image_io import center_crop
+from plic.paths import runs_dir
+
 from .. import models
 from ..benchmeta import NoSuchImage, load_1min, pick_image, write_report
 from ..coding import EscapeReader, EscapeWriter
-from ..datasets import resolve_data
 from ..entropy import estimate_bits
-from ..image_io import center_crop
-from ..paths import runs_dir
 from .intmath import ACT_BITS, to_fixed
 from .latent import WavefrontLatentCoder
 from .step import ParamGrid, step_weights

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from codec.paths import REPO_ROOT
+from plic.paths import REPO_ROOT
 
 COMPARED = ("bpp", "psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists",
             "metric_fitted")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    from codec.paths import runs_dir
+    from plic.paths import runs_dir
 
     out = Path(args.out or runs_dir() / "bench" / "evaluate").resolve()
     out.mkdir(parents=True, exist_ok=True)

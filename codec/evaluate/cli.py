@@ -28,7 +28,7 @@ _BPPS = positive_numbers("bpp values must be positive")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from codec.datasets import add_data_args
+    from plic.datasets import add_data_args
 
     p = argparse.ArgumentParser(
         prog="python -m codec.evaluate", epilog=EPILOG,
@@ -98,9 +98,9 @@ def _names(text: str) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from codec.checkpoint import CheckpointError, git_commit
-    from codec.datasets import DataError, records_from_args
-    from codec.paths import runs_dir
+    from plic.checkpoint import CheckpointError, git_commit
+    from plic.datasets import DataError, records_from_args
+    from plic.paths import runs_dir
 
     from .encode import track_from_checkpoint
     from .run import EvalConfig, evaluate

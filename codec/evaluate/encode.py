@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from codec.fsio import atomic_write_bytes, atomic_write_text, sha256_file
-from codec.image_io import read_image, write_png
-from codec.quality import bpp as bits_per_pixel
-from codec.quality import est_bpp
+from plic.fsio import atomic_write_bytes, atomic_write_text, sha256_file
+from plic.image_io import read_image, write_png
+from plic.quality import bpp as bits_per_pixel
+from plic.quality import est_bpp
 
 STATUS_OK, STATUS_UNREACHABLE, STATUS_FAILED = "ok", "unreachable", "failed"
 
@@ -38,7 +38,7 @@ class Track:
 def track_from_checkpoint(path: str | os.PathLike, label: str | None = None,
                           targets: tuple[float, ...] | None = None) -> Track:
     """A Track; without ``targets`` the one recorded in the checkpoint (config or provenance)."""
-    from codec.checkpoint import load_checkpoint
+    from plic.checkpoint import load_checkpoint
 
     path = Path(path)
     ck = load_checkpoint(path, kind="codec")
@@ -83,13 +83,13 @@ def trained_with_text(prov: dict) -> str:
 
 def trained_with(path: str | os.PathLike) -> str:
     """``trained_with_text`` of a codec checkpoint file."""
-    from codec.checkpoint import load_checkpoint
+    from plic.checkpoint import load_checkpoint
 
     return trained_with_text(load_checkpoint(path, kind="codec").get("provenance") or {})
 
 
 def file_bpp(path: str | os.PathLike, height: int, width: int) -> float:
-    """bpp measured on the coded file itself (``codec.quality.bpp`` of its size)."""
+    """bpp measured on the coded file itself (``plic.quality.bpp`` of its size)."""
     return bits_per_pixel(os.path.getsize(path), height, width)
 
 

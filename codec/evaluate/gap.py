@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..fsio import atomic_write_text
+from plic.fsio import atomic_write_text
 
 LOWER_BETTER = ("lpips_alex", "lpips_vgg", "lpips_squeeze", "dists", "fid", "kid")
 HIGHER_BETTER = ("psnr", "ms_ssim")
@@ -51,7 +51,8 @@ def _finite(v) -> bool:
 
 def checkpoint_hours(path: str) -> tuple[float | None, int | None]:
     """(wall hours, steps) of the checkpoint's whole training chain, from its provenance."""
-    from ..checkpoint import load_checkpoint
+    from plic.checkpoint import load_checkpoint
+
     from ..train.ship import chain_totals
 
     prov = load_checkpoint(path, kind="codec")["provenance"]

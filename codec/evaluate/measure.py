@@ -1,6 +1,6 @@
 """Per-image quality of one decoded image against its reference, cached by content.
 
-PSNR and MS-SSIM come from ``codec.quality`` (their one home; MS-SSIM through ``ms_ssim_torch``
+PSNR and MS-SSIM come from ``plic.quality`` (their one home; MS-SSIM through ``ms_ssim_torch``
 in float32); LPIPS from
 ``perceptual_metric.official`` (v0.1 linear layers on offline ImageNet trunks; the Squeeze trunk
 may be the Keras SqueezeNet, named ``lpips-squeeze-keras``), DISTS from
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.fsio import atomic_write_text
-from codec.quality import ms_ssim_scales, ms_ssim_torch, psnr
+from plic.fsio import atomic_write_text
+from plic.quality import ms_ssim_scales, ms_ssim_torch, psnr
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 LPIPS_COLUMNS = {"alex": "lpips_alex", "vgg": "lpips_vgg", "squeeze": "lpips_squeeze"}
@@ -143,7 +143,7 @@ def quality_pair(ref: np.ndarray, dec: np.ndarray) -> dict:
     p = psnr(ref, dec)
     with torch.inference_mode():
         x, y = to_tensor(ref), to_tensor(dec)
-        # float32 on [0, 255]: 5x faster than codec.quality.ms_ssim's float64, same to ~1e-7
+        # float32 on [0, 255]: 5x faster than plic.quality.ms_ssim's float64, same to ~1e-7
         m = float(ms_ssim_torch(x * 255.0, y * 255.0, data_range=255.0)[0])
     return {"psnr": p if math.isfinite(p) else None, "ms_ssim": m,
             "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.image_io import read_image, write_png
+from plic.image_io import read_image, write_png
 
 # published Kodak curves drawn dashed (stems in ../shared/anchors/rd_kodak)
 KODAK_ANCHORS = ("bpg_444_x265_ycbcr", "vtm", "compressai-bmshj2018-hyperprior_mse_cpu",
@@ -24,7 +24,7 @@ def rd_plots(summary: list[dict], out: Path, anchors: bool, title: str = "") -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from codec import rd
+    from plic import rd
 
     anchor_curves = []
     if anchors and rd.anchors_dir() is not None:

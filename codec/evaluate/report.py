@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.fsio import atomic_write_text
-from codec.tables import rel_path, write_table
+from plic.fsio import atomic_write_text
+from plic.tables import rel_path, write_table
 
 RESULT_COLUMNS = [
     "row_id", "method", "kind", "codec", "checkpoint", "trained_with", "target_bpp", "image_id",
@@ -50,7 +50,7 @@ def _curve(summary, method, col):
 def bd_rates(summary: list[dict], anchors: bool) -> list[dict]:
     """BD-rate (%) of every method with 2+ complete points against this run's HEVC curve and,
     on Kodak, against the published BPG curve; negative = fewer bits at equal quality."""
-    from codec import rd
+    from plic import rd
 
     refs = {}
     if any(s["method"] == HEVC for s in summary):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.fsio import atomic_write_text
-from codec.image_io import read_image
+from plic.fsio import atomic_write_text
+from plic.image_io import read_image
 
 from .encode import STATUS_OK, Track, encode_classic, encode_track
 from .measure import LPIPS_NETS, Measurer
@@ -63,7 +63,7 @@ class Lazy:
 def _fid_one(image, cache: Path, sha: str, shifted: bool) -> np.ndarray:
     """Inception features of one image's patches (``image``: an array or a ``Lazy``), cached
     per image sha256: a reference is computed once for every codec and target."""
-    from codec import fid
+    from codec.evaluate import fid
 
     p = cache / "fid" / f"{sha}{'' if shifted else '-plain'}.npy"
     if p.is_file():
@@ -83,7 +83,7 @@ def _fid_features(images, cache: Path, shas, shifted: bool) -> np.ndarray:
 def _fid_ready(cfg) -> bool:
     if not cfg.fid:
         return False
-    from codec import fid
+    from codec.evaluate import fid
 
     try:
         fid.inception_path()
@@ -184,7 +184,7 @@ def _fid_kid_cached(f_ref, f_dec, cache: Path, shifted: bool, ref_shas, dec_shas
     import hashlib
     import json
 
-    from codec import fid
+    from codec.evaluate import fid
 
     key = hashlib.sha256(json.dumps([list(ref_shas), list(dec_shas), shifted]).encode())
     p = cache / "fid" / f"fidkid-{key.hexdigest()[:32]}.json"
@@ -198,7 +198,7 @@ def _fid_kid_cached(f_ref, f_dec, cache: Path, shifted: bool, ref_shas, dec_shas
 
 
 def _add_fid(summary, rows, records, ref_image, cache, cfg, notes):
-    from codec import fid
+    from codec.evaluate import fid
 
     try:
         fid.inception_path()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from codec.fsio import atomic_write_text
+from plic.fsio import atomic_write_text
 
 from . import plots, report
 
@@ -18,7 +18,7 @@ def write_all(out: Path, rows, summary, records, meta: dict, anchors: bool,
               crop_images: int = 2, crop_size: int = 256) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from codec.rd import anchors_dir
+    from plic.rd import anchors_dir
 
     out = Path(out)
     report.write_results(out, rows, summary)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
+
+from plic.config_args import add_config_args, config_from_args
 
 from .config import TRACKS, TrainConfig
 
@@ -36,24 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m codec.train", description="Train a learned image codec (rate + MSE + "
         "perceptual metric + non-saturating GAN) for one bpp track.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else f.default_factory()
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata["help"] + listed.get(f.name, "") + f" (default: {default})"
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                           help=f.metadata["help"])
-        elif isinstance(default, tuple):
-            p.add_argument(flag, type=float, nargs="+", default=default, help=help_)
-        else:
-            p.add_argument(flag, type=type(default), default=default, help=help_,
-                           choices=f.metadata.get("choices"))
+    add_config_args(p, TrainConfig, extra_help=listed)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    cfg = config_from_args(TrainConfig, args)
     from .loop import TrainingDiverged, train
 
     try:

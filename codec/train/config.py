@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
+
+from plic.config_args import option as _f
 
 # One named config per track: target bits per pixel and the rate weight that aims at it.
 # lambda_rate_low is HiFiC's lambda^(b): the weight used while the batch is under the target
@@ -38,10 +40,6 @@ PRESET_DEFAULTS = {
     "tiny": {"batch_size": 4, "crop": 64, "disc_width": 8},
 }
 STAGES = ("mse", "perceptual", "adversarial")
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
@@ -74,7 +72,8 @@ class TrainConfig:
     lr_prior: float = _f(1e-3, "Adam learning rate of the fixed top prior")
     lr_disc: float = _f(1e-4, "Adam learning rate of the discriminator")
     lr_milestones: tuple = _f((0.2, 0.4, 0.5, 0.6), "fractions of the run where the learning "
-                                                    "rate steps down (the seed: 2,4,5,6 M of 10 M)")
+                                                    "rate steps down (the seed: 2,4,5,6 M of 10 M)",
+                                                    type=float)
     lr_gamma: float = _f(0.5, "factor applied at each milestone")
     perceptual_start: float = _f(0.1, "fraction of the run where the perceptual term starts")
     adversarial_start: float = _f(0.5, "fraction of the run where the GAN term starts")
@@ -95,7 +94,8 @@ class TrainConfig:
                        "a new schedule: continue or fine-tune a run), or of a run directory's "
                        "last.pt, its discriminator included")
     delta_range: tuple = _f((), "range LO HI the training bin width delta is drawn from, "
-                                "log-uniformly, one per batch (empty: the model's delta_range)")
+                                "log-uniformly, one per batch (empty: the model's delta_range)",
+                                type=float)
     disc_width: int = _f(0, "discriminator base width (0: preset default)")
     disc_condition: bool = _f(True, "condition the discriminator on the latent y (HiFiC)")
     grad_clip: float = _f(1.0, "clip the gradient norm (0: off)")
@@ -139,7 +139,7 @@ class TrainConfig:
         c.val_every = c.val_every or max(1, c.steps // 10)
         c.ckpt_every = c.ckpt_every or c.val_every
         if not c.out:
-            from ..paths import runs_dir
+            from plic.paths import runs_dir
 
             c.out = str(runs_dir() / "train" / f"{c.model.replace(':', '-')}-{c.track}")
         return c

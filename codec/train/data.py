@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..datasets import ImageRecord, resolve_data
-from ..image_io import center_crop, read_image
+from plic.datasets import ImageRecord, resolve_data
+from plic.image_io import center_crop, read_image
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:

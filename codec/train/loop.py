@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import git_commit
-from ..fsio import sha256_file
-from ..paths import runs_dir
-from ..quality import psnr_from_mse
+from plic.checkpoint import git_commit
+from plic.fsio import sha256_file
+from plic.paths import runs_dir
+from plic.quality import psnr_from_mse
+
 from . import distributed, rundir
 from .amp import autocast_autoencoder
 from .config import TrainConfig, draw_delta, lr_at, parse_model_config, rate_weight, stage_at
@@ -103,7 +104,7 @@ def _load_init_disc(disc: torch.nn.Module, state_path: Path) -> bool:
 
 def _load_init(model: torch.nn.Module, path: str) -> dict:
     """Load ``path``'s weights into ``model`` (strict); what it was, for the provenance."""
-    from ..checkpoint import load_checkpoint
+    from plic.checkpoint import load_checkpoint
 
     path = str(_init_paths(path)[0])
     ck = load_checkpoint(path, kind="codec")

@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from plic.quality import est_bpp
+
 from .. import fastpath
-from ..quality import est_bpp
 
 
 def bpp_per_image(bits: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:

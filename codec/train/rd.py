@@ -4,9 +4,9 @@
         [--target-bpp 0.075,0.6] [--anchor NAME=ANCHOR ...] [--out runs/train/rd]
 
 For every checkpoint, image and bin width delta: ``codec.api.encode`` (real bpp = 8 x file bytes /
-pixels), ``codec.api.decompress``, then PSNR and MS-SSIM (``codec.quality``) of the decoded image.
+pixels), ``codec.api.decompress``, then PSNR and MS-SSIM (``plic.quality``) of the decoded image.
 One RD point per delta is the mean over the images (bpp, PSNR and MS-SSIM each averaged per image,
-as the CompressAI anchors are). BD-rate and BD-PSNR (``codec.rd``) compare each curve with the
+as the CompressAI anchors are). BD-rate and BD-PSNR (``plic.rd``) compare each curve with the
 published anchors of its model (``--anchor``; nan where the quality ranges do not overlap).
 ``--target-bpp`` also checks rate control: the share of images the bisection over delta brings to
 or under each target, and the rate and quality it gets there.
@@ -30,8 +30,9 @@ def measure(model, images: list[tuple[str, np.ndarray]], bin_widths: list[float]
     """Per-image rows at each bin width and target, and their means."""
     from tqdm import tqdm
 
+    from plic.quality import ms_ssim, psnr
+
     from .. import api
-    from ..quality import ms_ssim, psnr
 
     rows = []
     jobs = [("delta", d) for d in bin_widths] + [("target", t) for t in targets]
@@ -73,7 +74,7 @@ def measure(model, images: list[tuple[str, np.ndarray]], bin_widths: list[float]
 
 def compare(curve: list[dict], anchor_name: str) -> dict:
     """BD-rate (PSNR, MS-SSIM) and BD-PSNR of ``curve`` against a published anchor."""
-    from ..rd import bd_quality, bd_rate, load_anchor
+    from plic.rd import bd_quality, bd_rate, load_anchor
 
     a = load_anchor(anchor_name)
     bpp = [p["bpp"] for p in curve]
@@ -152,14 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
+    from plic.checkpoint import CheckpointError, git_commit
+    from plic.datasets import resolve_data
+    from plic.image_io import read_image
+    from plic.paths import runs_dir
+    from plic.rd import anchors_dir
+
     from .. import api
     from ..benchmeta import load_1min, machine, write_report
-    from ..checkpoint import CheckpointError, git_commit
-    from ..datasets import resolve_data
-    from ..image_io import read_image
     from ..models import anchors as declared_anchors
-    from ..paths import runs_dir
-    from ..rd import anchors_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)

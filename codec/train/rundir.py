@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_training_state, save_checkpoint, save_training_state
-from ..fsio import atomic_write_text
+from plic.checkpoint import load_training_state, save_checkpoint, save_training_state
+from plic.fsio import atomic_write_text
 
 STATE = "train_state.pt"
 

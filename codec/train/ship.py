@@ -18,7 +18,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
 from .config import TrainConfig
 from .rundir import read_metrics
 

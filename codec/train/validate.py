@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..quality import est_bpp, ms_ssim, mse, psnr
+from plic.quality import est_bpp, ms_ssim, mse, psnr
 
 
 def _api():

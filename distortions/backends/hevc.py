@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.image_io import check_rgb_uint8, read_image, write_png
+from plic.image_io import check_rgb_uint8, read_image, write_png
 
 from .base import Backend, BackendError, BackendUnavailable, ParamSpec
 

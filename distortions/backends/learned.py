@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from codec.bitstream import RATE_SEARCH_RANGE
-from codec.fsio import sha256_file
+from plic.fsio import sha256_file
 
 from .base import Backend, BackendError, BackendUnavailable, ParamSpec
 
 
 class LearnedBackend(Backend):
-    """A trained checkpoint (``codec.checkpoint`` format) coded with ``codec.api``.
+    """A trained checkpoint (``plic.checkpoint`` format) coded with ``codec.api``.
 
     The bin width is searched over codec.api's own rate-control range
     (``codec.bitstream.RATE_SEARCH_RANGE``, 2^-4 .. 2^8) to 1%.

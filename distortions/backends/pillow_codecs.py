@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, features
 
-from codec.image_io import check_rgb_uint8, decode_image_bytes
+from plic.image_io import check_rgb_uint8, decode_image_bytes
 
 from .base import Backend, BackendError, BackendUnavailable, ParamSpec
 

@@ -1,65 +1,31 @@
 """Command-line plumbing shared by ``mturk.publish``, ``mturk.collect`` and ``mturk.manage``.
 
-Settings are dataclasses whose fields carry their help text (``field(metadata={"help": ...})``):
-one definition gives the defaults, the schema and ``--help``. :func:`add_arguments` turns one into
-argparse options and :func:`from_args` back into the dataclass.
+Settings are dataclasses whose fields carry their help text (``plic.config_args.option``): one
+definition gives the defaults, the schema and ``--help`` (``plic.config_args.add_config_args``)
+and the settings again from the parsed options (``config_from_args``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from plic.config_args import add_config_args, option
+
 from .base import Market
-
-
-def opt(default, help: str, **kw):
-    """A dataclass field with its help text (and argparse extras such as ``choices``)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        meta = dict(f.metadata)
-        help_ = meta.pop("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_)
-            continue
-        typ = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else "", str)
-        if isinstance(default, list):
-            parser.add_argument(flag, dest=f.name, nargs="*", default=default,
-                                help=f"{help_} (default: {' '.join(map(str, default)) or 'all'})",
-                                **meta)
-        else:
-            shown = "" if default == "" or "default" in help_ else f" (default: {default})"
-            parser.add_argument(flag, dest=f.name, type=typ, default=default,
-                                help=help_ + shown, **meta)
-
-
-def from_args(cls, args: argparse.Namespace):
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
 @dataclass
 class MarketOptions:
     """Where to publish and where the study's state lives."""
 
-    db: str = opt("", "study database (default: runs/study/judgments.sqlite)")
-    backend: str = opt("mturk", "marketplace: mturk (boto3) or memory (local lab study, demo)",
+    db: str = option("", "study database (default: runs/study/judgments.sqlite)")
+    backend: str = option("mturk", "marketplace: mturk (boto3) or memory (local lab study, demo)",
                        choices=("mturk", "memory"))
-    memory_state: str = opt("", "state file of the in-memory market (default: beside the db)")
-    profile: str = opt("", "AWS profile name (default: the usual AWS credential chain)")
+    memory_state: str = option("", "state file of the in-memory market (default: beside the db)")
+    profile: str = option("", "AWS profile name (default: the usual AWS credential chain)")
 
 
 def add_market_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +37,7 @@ def add_market_arguments(parser: argparse.ArgumentParser) -> None:
                        help="use the live marketplace: real money; also needs --yes")
     parser.add_argument("--yes", action="store_true",
                         help="confirm a --live run (after reading the printed cost)")
-    add_arguments(parser, MarketOptions)
+    add_config_args(parser, MarketOptions)
 
 
 def check_live(args: argparse.Namespace) -> str | None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from codec.fsio import atomic_write_text
+from plic.fsio import atomic_write_text
 
 from ..cost import assignment_fee, bonus_fee
 from ..questions import answers_xml
