@@ -26,12 +26,14 @@ id to its type (``mturk.crowd_report`` scores the quality control with it).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,8 +123,16 @@ def auto_temperature(scores: dict, test_ids) -> float:
     return med / 2 if med > 0 else 1e-3
 
 
+def trial_rng(seed: int, hit_id: str, images: list[bytes]) -> np.random.Generator:
+    """The worker's random draws for one trial: from (``seed``, the batch's HIT, the shown
+    images' bytes), so neither the order in which threads claim batches nor the page's order of
+    trials changes an answer: a simulated study is the same on every run."""
+    keys = [int(hashlib.sha1(b).hexdigest()[:12], 16) for b in images]
+    return np.random.default_rng([seed, zlib.crc32(hit_id.encode()), *keys])
+
+
 def run_worker(client: Client, token: str, kind: str, scorer: Scorer, temperature: float,
-               lapse: float, rng: np.random.Generator, lock: threading.Lock) -> dict:
+               lapse: float, seed: int, lock: threading.Lock) -> dict:
     """One worker doing one batch over HTTP, as the page would; returns what happened."""
     st, claim = client.request("POST", "/api/local/claim", {"token": token})
     if st != 200:
@@ -142,6 +152,7 @@ def run_worker(client: Client, token: str, kind: str, scorer: Scorer, temperatur
         with lock:                  # one scorer shared by the threads (numpy/torch inside)
             left = scorer.scores(pix["ref"], pix["left"])
             right = scorer.scores(pix["ref"], pix["right"])
+        rng = trial_rng(seed, claim["hit_id"], [pix["ref"], pix["left"], pix["right"]])
         answers.append(dict(trial_id=t["trial_id"],
                             side=choose(kind, left, right, temperature, lapse, rng),
                             rt_ms=response_ms(kind, rng)))
@@ -185,10 +196,9 @@ def run_crowd(cfg: SimConfig) -> dict:
     def one(i: int):
         if not hasattr(local, "client"):
             local.client = Client(cfg.url)
-        rng = np.random.default_rng(int(seeds[i]))
         for _ in range(cfg.batches_per_worker):
             r = run_worker(local.client, tokens[i], kinds[i], scorer, temperature, cfg.lapse,
-                           rng, lock)
+                           int(seeds[i]), lock)
             r.setdefault("kind", kinds[i])
             with lock:
                 results.append(r)

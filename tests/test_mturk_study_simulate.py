@@ -120,3 +120,37 @@ def test_crowd_report_end_to_end(tmp_path):
     assert r["simulated"] is True and r["types"]["always_left"]["excluded"] == 2
     assert r["types"]["fast"]["excluded"] == 2 and "fast" in r["types"]["fast"]["flags"]
     assert "SIMULATED" in (tmp_path / "r" / "crowd_report.md").read_text()
+
+
+def test_a_simulated_study_is_the_same_on_every_run(tmp_path):
+    """Answers come from (worker seed, HIT, image bytes), not from which thread claims a batch
+    first or the page's order: two runs with 4 threads give the same labels (make demo relies
+    on it: the same result with or without ../shared)."""
+    from werkzeug.serving import make_server
+
+    index = make_toy_index(tmp_path / "dist", n_refs=2, size=32, qualities=(5, 20, 50, 95))
+    trials = build(index, tmp_path / "study", TrialsConfig(batch_size=7, sentinel_share=0.3,
+                                                           repeats=1))[0]
+    n_batches = pd.read_csv(trials).batch_id.nunique()
+    labels = []
+    for run in ("a", "b"):
+        app = create_app(AppConfig(trials=str(trials), db=str(tmp_path / f"{run}.sqlite"),
+                                   local=True, simulated=True))
+        db = app.extensions["plic_db"]
+        links = tmp_path / f"participants-{run}.txt"
+        links.write_text("".join(f"{db.keys().participant_token(i)}\n" for i in range(1, 7)))
+        srv = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            s = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
+                                    trials=str(trials), participants=str(links), workers=6,
+                                    batches_per_worker=n_batches, oracle="psnr",
+                                    mix="careful=0.6,random=0.4", concurrency=4, seed=3))
+        finally:
+            srv.shutdown()
+        assert s["failures"] == [] and s["submissions"] == 6 * n_batches
+        aggregate(db.path, trials, tmp_path / f"out-{run}", write_scores=False)
+        labels.append(pd.read_csv(tmp_path / f"out-{run}" / "labels.csv")
+                      .sort_values("trial_id").reset_index(drop=True))
+    assert 0 < labels[0].p_b.mean() < 1           # the answers are not all one side
+    pd.testing.assert_frame_equal(labels[0], labels[1])
