@@ -129,14 +129,23 @@ def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str,
                 preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
                 layout=dict(border=FRAME_BORDER_PX, gap=GAP_PX, pad=BODY_PAD_PX,
                             caption=CAPTION_PX, scrollbar=SCROLLBAR_PX))
+    return render_template("hit", task=task, mode=mode, title=title,
+                           assignment_id=assignment_id, submit_to=submit_to,
+                           n_trials=len(trials), inline_assets=inline_assets,
+                           static_url=static_url)
+
+
+def render_template(name: str, *, submit_to: str, inline_assets: bool, static_url, **ctx) -> str:
+    """Render ``templates/NAME.html`` with its ``static/NAME.css`` and ``NAME.js`` (inline, or
+    linked through ``static_url``) and the MTurk submit action; ``ctx`` is the page's own."""
     assets = {}
     if inline_assets:
-        assets = dict(css=(STATIC / "hit.css").read_text(), js=(STATIC / "hit.js").read_text())
-    return _env.get_template("hit.html").render(
-        task=task, mode=mode, title=title, assignment_id=assignment_id,
+        assets = dict(css=(STATIC / f"{name}.css").read_text(),
+                      js=(STATIC / f"{name}.js").read_text())
+    return _env.get_template(f"{name}.html").render(
         submit_action=(submit_to.rstrip("/") + "/mturk/externalSubmit") if submit_to else "",
-        answer_field=ANSWER_FIELD, n_trials=len(trials), inline=inline_assets, assets=assets,
-        static_url=static_url or (lambda name: f"/static/{name}"))
+        answer_field=ANSWER_FIELD, inline=inline_assets, assets=assets,
+        static_url=static_url or (lambda name: f"/static/{name}"), **ctx)
 
 
 def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
@@ -148,6 +157,26 @@ def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Map
     ``AnswerError`` on anything malformed: ids that are not ``[A-Za-z0-9_-]{1,64}``, trial ids
     not of this page, sides other than left/right, response times out of range, too many answers.
     """
+    ids, answers = parse_envelope(payload, max_answers)
+    rows = []
+    for a in answers:
+        tid = answer_trial(a, trials_by_id, page_ids)
+        side = a.get("side")
+        if side not in ("left", "right"):
+            raise AnswerError("side must be 'left' or 'right'")
+        rt = answer_rt(a)
+        left = trials_by_id[tid]["left"]
+        choice = left if side == "left" else ("b" if left == "a" else "a")
+        rows.append(dict(trial_id=tid, choice=choice, shown_left=left, rt_ms=rt))
+    return ids, rows
+
+
+# The submission's envelope, the same for every design (2AFC here, ratings in mturk.rating_page):
+# its ids, its list of answers, each answer's page trial id and response time.
+
+def parse_envelope(payload: str | bytes | Mapping, max_answers: int) -> tuple[dict, list]:
+    """(ids, answers) of a submission: JSON object, ids matching ``ID_RE``, 1 to
+    ``max_answers`` answers; raises ``AnswerError`` otherwise."""
     if isinstance(payload, (str, bytes)):
         try:
             payload = json.loads(payload)
@@ -164,21 +193,24 @@ def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Map
     answers = payload.get("answers")
     if not isinstance(answers, list) or not 0 < len(answers) <= max_answers:
         raise AnswerError(f"answers must be a list of 1 to {max_answers} items")
-    rows = []
-    for a in answers:
-        if not isinstance(a, Mapping):
-            raise AnswerError("each answer is an object")
-        pid, side, rt = a.get("trial_id"), a.get("side"), a.get("rt_ms")
-        tid = page_ids.get(pid) if isinstance(pid, str) else None
-        if tid is None or tid not in trials_by_id:
-            raise AnswerError("a trial id that is not on this page")
-        if side not in ("left", "right"):
-            raise AnswerError("side must be 'left' or 'right'")
-        if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float))
-                               or not 0 <= rt <= MAX_RT_MS):
-            raise AnswerError("rt_ms must be a number of milliseconds")
-        left = trials_by_id[tid]["left"]
-        choice = left if side == "left" else ("b" if left == "a" else "a")
-        rows.append(dict(trial_id=tid, choice=choice, shown_left=left,
-                         rt_ms=None if rt is None else int(rt)))
-    return ids, rows
+    return ids, answers
+
+
+def answer_trial(a, trials_by_id: Mapping[str, Mapping], page_ids: Mapping[str, str]) -> str:
+    """The trial id an answer (an object) names through its page trial id."""
+    if not isinstance(a, Mapping):
+        raise AnswerError("each answer is an object")
+    pid = a.get("trial_id")
+    tid = page_ids.get(pid) if isinstance(pid, str) else None
+    if tid is None or tid not in trials_by_id:
+        raise AnswerError("a trial id that is not on this page")
+    return tid
+
+
+def answer_rt(a: Mapping) -> int | None:
+    """An answer's response time in whole milliseconds (None when not given)."""
+    rt = a.get("rt_ms")
+    if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float))
+                           or not 0 <= rt <= MAX_RT_MS):
+        raise AnswerError("rt_ms must be a number of milliseconds")
+    return None if rt is None else int(rt)

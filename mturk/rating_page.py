@@ -16,23 +16,21 @@ again. The submitted JSON::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 
 from .page import (
-    ANSWER_FIELD,
     BODY_PAD_PX,
     CAPTION_PX,
     FRAME_BORDER_PX,
-    ID_RE,
-    MAX_RT_MS,
     MTURK_SUBMIT_HOSTS,
     PAGE_MODES,
     PREVIEW_ASSIGNMENT,
     SCROLLBAR_PX,
-    STATIC,
     AnswerError,
-    _env,
+    answer_rt,
+    answer_trial,
+    parse_envelope,
+    render_template,
 )
 from .ratings import SCALE_MAX, SCALE_MIN, scale_labels
 from .tokens import Keys
@@ -86,14 +84,10 @@ def render_rating_page(design: str, trials: Sequence[Mapping], *, mode: str, key
                 scale=[dict(score=s, label=labels[s]) for s in sorted(labels, reverse=True)],
                 layout=dict(border=FRAME_BORDER_PX, pad=BODY_PAD_PX, caption=CAPTION_PX,
                             scrollbar=SCROLLBAR_PX))
-    assets = {}
-    if inline_assets:
-        assets = dict(css=(STATIC / "rate.css").read_text(), js=(STATIC / "rate.js").read_text())
-    return _env.get_template("rate.html").render(
-        task=task, design=design, mode=mode, title=TITLES[design], assignment_id=assignment_id,
-        submit_action=(submit_to.rstrip("/") + "/mturk/externalSubmit") if submit_to else "",
-        answer_field=ANSWER_FIELD, n_trials=len(trials), inline=inline_assets, assets=assets,
-        scale=task["scale"], static_url=static_url or (lambda name: f"/static/{name}"))
+    return render_template("rate", task=task, design=design, mode=mode, title=TITLES[design],
+                           assignment_id=assignment_id, submit_to=submit_to,
+                           n_trials=len(trials), inline_assets=inline_assets,
+                           scale=task["scale"], static_url=static_url)
 
 
 def parse_ratings(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
@@ -102,35 +96,13 @@ def parse_ratings(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Map
     """Validate a rating submission; returns (ids, rows for ``StudyDB.record_ratings``).
     Raises ``AnswerError`` on anything malformed (ids, trial ids not of this page, a score
     that is not an integer in [1, 5], response times out of range, too many answers)."""
-    if isinstance(payload, (str, bytes)):
-        try:
-            payload = json.loads(payload)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise AnswerError("answers are not valid JSON") from e
-    if not isinstance(payload, Mapping):
-        raise AnswerError("a submission is a JSON object")
-    ids = {}
-    for key in ("assignment_id", "hit_id", "worker_id"):
-        v = payload.get(key)
-        if not isinstance(v, str) or not ID_RE.match(v):
-            raise AnswerError(f"{key} must match {ID_RE.pattern}")
-        ids[key] = v
-    answers = payload.get("answers")
-    if not isinstance(answers, list) or not 0 < len(answers) <= max_answers:
-        raise AnswerError(f"answers must be a list of 1 to {max_answers} items")
+    ids, answers = parse_envelope(payload, max_answers)
     rows = []
     for a in answers:
-        if not isinstance(a, Mapping):
-            raise AnswerError("each answer is an object")
-        pid, score, rt = a.get("trial_id"), a.get("score"), a.get("rt_ms")
-        tid = page_ids.get(pid) if isinstance(pid, str) else None
-        if tid is None or tid not in trials_by_id:
-            raise AnswerError("a trial id that is not on this page")
+        tid = answer_trial(a, trials_by_id, page_ids)
+        score = a.get("score")
         if isinstance(score, bool) or not isinstance(score, int) \
                 or not SCALE_MIN <= score <= SCALE_MAX:
             raise AnswerError(f"score must be an integer from {SCALE_MIN} to {SCALE_MAX}")
-        if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float))
-                               or not 0 <= rt <= MAX_RT_MS):
-            raise AnswerError("rt_ms must be a number of milliseconds")
-        rows.append(dict(trial_id=tid, score=score, rt_ms=None if rt is None else int(rt)))
+        rows.append(dict(trial_id=tid, score=score, rt_ms=answer_rt(a)))
     return ids, rows
