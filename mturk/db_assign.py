@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from . import db_common
 from .db_common import (
     DEFAULT_ASSIGNMENT_DURATION_S,
-    ConflictError,
     HitFullError,
     UnknownIdError,
 )
@@ -31,15 +30,9 @@ class AssignmentRecords:
         have given the place to someone else). Lab HITs (question ``local``) are only claimed.
         """
         with self._tx() as c:
-            hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
-            if hit is None:
-                raise UnknownIdError(f"unknown HIT {hit_id!r}")
-            old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
-                            (assignment_id,)).fetchone()
+            hit, old = db_common.hit_and_assignment(c, assignment_id, hit_id, worker_id,
+                                                    other="HIT or worker")
             if old is not None:
-                if old["hit_id"] != hit_id or old["worker_id"] != worker_id:
-                    raise ConflictError(f"assignment {assignment_id!r} belongs to another "
-                                        "HIT or worker")
                 return dict(old)
             if hit["question"] == "local":
                 raise UnknownIdError(f"unknown assignment {assignment_id!r} (lab assignments "

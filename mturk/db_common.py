@@ -65,3 +65,51 @@ def money(amount) -> str:
     if d < 0 or d.as_tuple().exponent < -2:
         raise DBError(f"bad amount {amount!r}: use a non-negative USD value like '0.50'")
     return f"{d:.2f}"
+
+
+# -- one assignment's submission, the same for judgments (mturk.db) and ratings (db_ratings) ----
+# Each takes the cursor of the caller's transaction (``StudyDB._tx``).
+
+def hit_and_assignment(c, assignment_id: str, hit_id: str, worker_id: str,
+                       other: str = "HIT/worker"):
+    """(HIT row, assignment row or None); raises ``UnknownIdError`` for an unknown HIT and
+    ``ConflictError`` when the assignment belongs to another HIT or worker (``other`` words it)."""
+    hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
+    if hit is None:
+        raise UnknownIdError(f"unknown HIT {hit_id!r}")
+    old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
+                    (assignment_id,)).fetchone()
+    if old is not None and (old["hit_id"] != hit_id or old["worker_id"] != worker_id):
+        raise ConflictError(f"assignment {assignment_id!r} belongs to another {other}")
+    return hit, old
+
+
+def open_submission(c, assignment_id: str, hit_id: str, worker_id: str, sha: str, n: int,
+                    require_accepted: bool):
+    """(HIT row, assignment row or None, result): ``result`` is the ``duplicate``
+    ``SubmitResult`` of a repeat with the same answers (``sha``), else None and the caller
+    stores them. Other answers already stored raise ``AlreadySubmittedError``; an assignment
+    never accepted raises ``UnknownIdError`` when ``require_accepted``."""
+    hit, old = hit_and_assignment(c, assignment_id, hit_id, worker_id)
+    if old is not None and old["answers_sha"] is not None:
+        if old["answers_sha"] != sha:
+            raise AlreadySubmittedError(f"assignment {assignment_id!r} was already "
+                                        "submitted with other answers", assignment_id)
+        return hit, old, SubmitResult("duplicate", assignment_id, n)
+    if old is None and require_accepted:
+        raise UnknownIdError(f"unknown assignment {assignment_id!r}")
+    return hit, old, None
+
+
+def mark_submitted(c, old, assignment_id: str, hit_id: str, worker_id: str, *, now: str,
+                   accepted_at: str | None, simulated: bool, sha: str) -> None:
+    """Record the assignment as submitted with answers ``sha`` (insert it when ``old`` is None)."""
+    if old is None:
+        c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                  "accepted_at, submitted_at, simulated, answers_sha) "
+                  "VALUES (?,?,?,'submitted',?,?,?,?)",
+                  (assignment_id, hit_id, worker_id, accepted_at, now, int(simulated), sha))
+    else:
+        c.execute("UPDATE assignments SET status='submitted', submitted_at=?, "
+                  "simulated=?, answers_sha=? WHERE assignment_id=?",
+                  (now, int(simulated), sha, assignment_id))

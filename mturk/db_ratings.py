@@ -22,11 +22,8 @@ from collections.abc import Mapping
 
 from . import db_common
 from .db_common import (
-    AlreadySubmittedError,
-    ConflictError,
     DBError,
     SubmitResult,
-    UnknownIdError,
 )
 from .ratings import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
 
@@ -57,21 +54,10 @@ class RatingRecords:
         sha = ratings_sha(answers)
         now = submitted_at or db_common.utcnow()
         with self._tx() as c:
-            hit = c.execute("SELECT * FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
-            if hit is None:
-                raise UnknownIdError(f"unknown HIT {hit_id!r}")
-            old = c.execute("SELECT * FROM assignments WHERE assignment_id=?",
-                            (assignment_id,)).fetchone()
-            if old is not None and (old["hit_id"] != hit_id or old["worker_id"] != worker_id):
-                raise ConflictError(f"assignment {assignment_id!r} belongs to another "
-                                        "HIT/worker")
-            if old is not None and old["answers_sha"] is not None:
-                if old["answers_sha"] != sha:
-                    raise AlreadySubmittedError(f"assignment {assignment_id!r} was already "
-                                                    "submitted with other answers", assignment_id)
-                return SubmitResult("duplicate", assignment_id, len(answers))
-            if old is None and require_accepted:
-                raise UnknownIdError(f"unknown assignment {assignment_id!r}")
+            hit, old, dup = db_common.open_submission(c, assignment_id, hit_id, worker_id, sha,
+                                                      len(answers), require_accepted)
+            if dup is not None:
+                return dup
             batch = {r[0] for r in c.execute("SELECT trial_id FROM trials WHERE batch_id=?",
                                              (hit["batch_id"],))}
             ids = [a.get("trial_id") for a in answers]
@@ -79,16 +65,8 @@ class RatingRecords:
                 raise DBError(f"ratings must cover each of the {len(batch)} trials of batch "
                                   f"{hit['batch_id']} exactly once")
             self._ensure_worker(c, worker_id)
-            if old is None:
-                c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
-                          "accepted_at, submitted_at, simulated, answers_sha) "
-                          "VALUES (?,?,?,'submitted',?,?,?,?)",
-                          (assignment_id, hit_id, worker_id, accepted_at, now, int(simulated),
-                           sha))
-            else:
-                c.execute("UPDATE assignments SET status='submitted', submitted_at=?, "
-                          "simulated=?, answers_sha=? WHERE assignment_id=?",
-                          (now, int(simulated), sha, assignment_id))
+            db_common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
+                                     accepted_at=accepted_at, simulated=simulated, sha=sha)
             for a in answers:
                 rt = a.get("rt_ms")
                 c.execute("INSERT INTO ratings (assignment_id, trial_id, design, score, rt_ms, "
