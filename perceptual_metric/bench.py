@@ -14,17 +14,14 @@ at the end is recorded beside them.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from codec.benchmeta import host, load_1min, write_report
 from plic.datasets import resolve_data
-from plic.fsio import atomic_write_text
 from plic.image_io import read_image
 from plic.paths import runs_dir
 
@@ -132,9 +129,8 @@ def main(argv=None) -> int:
     if unknown:
         print(f"perceptual_metric.bench: ignoring {unknown}")
     torch.set_num_threads(args.threads)
-    meta = {"threads": torch.get_num_threads(), "loadavg_start": round(os.getloadavg()[0], 2),
-            "machine": platform.processor() or platform.machine(), "torch": str(torch.__version__),
-            "size": args.size}
+    meta = {**{k: v for k, v in host().items() if k != "loadavg"},
+            "loadavg_start": load_1min(), "size": args.size}
     rows = []
     for net in [n for n in args.nets.split(",") if n]:
         row = throughput(net, args.size, args.batch, args.seconds)
@@ -148,13 +144,9 @@ def main(argv=None) -> int:
             print(fit_row, flush=True)
         except WeightsError as e:
             print(f"skipping the fit time: {e}")
-    meta["loadavg_end"] = round(os.getloadavg()[0], 2)
-    os.makedirs(args.out, exist_ok=True)
-    atomic_write_text(os.path.join(args.out, "perceptual_metric.json"), json.dumps(
-        {"meta": meta, "throughput": rows, "fit": fit_row}, indent=2) + "\n")
-    md = to_markdown(meta, rows, fit_row)
-    atomic_write_text(os.path.join(args.out, "perceptual_metric.md"), md)
-    print(md)
+    meta["loadavg_end"] = load_1min()
+    write_report(args.out, "perceptual_metric", {"meta": meta, "throughput": rows, "fit": fit_row},
+                 to_markdown(meta, rows, fit_row), json_end="\n")
     return 0
 
 
