@@ -136,8 +136,9 @@ def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str,
 
 
 def render_template(name: str, *, submit_to: str, inline_assets: bool, static_url, **ctx) -> str:
-    """Render ``templates/NAME.html`` with its ``static/NAME.css`` and ``NAME.js`` (inline, or
-    linked through ``static_url``) and the MTurk submit action; ``ctx`` is the page's own."""
+    """Render ``templates/NAME.html`` (its blocks of ``_page.html``) with its ``static/NAME.css``
+    and ``NAME.js`` (inline, or linked through ``static_url``) and the MTurk submit action;
+    ``ctx`` is the page's own."""
     assets = {}
     if inline_assets:
         assets = dict(css=(STATIC / f"{name}.css").read_text(),
@@ -145,7 +146,7 @@ def render_template(name: str, *, submit_to: str, inline_assets: bool, static_ur
     return _env.get_template(f"{name}.html").render(
         submit_action=(submit_to.rstrip("/") + "/mturk/externalSubmit") if submit_to else "",
         answer_field=ANSWER_FIELD, inline=inline_assets, assets=assets,
-        static_url=static_url or (lambda name: f"/static/{name}"), **ctx)
+        static_url=static_url or (lambda name: f"/static/{name}"), asset=name, **ctx)
 
 
 def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
