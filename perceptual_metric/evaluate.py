@@ -20,16 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plic.checkpoint import load_checkpoint
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.quality import ms_ssim_scales
 from plic.tables import write_table
 
-from .labels import TripletDataset, group_split, labels_sha256, read_labels, simulated_source
-from .official import load, official
-from .scoring import bootstrap_ci, ceiling, classical_distances, metric_distances, two_afc
-from .trunks import WeightsError
+from .labels import TripletDataset, labels_sha256, read_labels, simulated_source
+from .scoring import bootstrap_ci, ceiling, scored_distances, two_afc, val_indices
 
 SCORES_COLUMNS = ["metric", "group", "n_trials", "score", "ci_low", "ci_high"]
 BASELINES = ("psnr", "ms-ssim", "lpips-alex", "lpips-vgg", "lpips-squeeze")
@@ -173,30 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     trials = read_labels(args.labels)
     idx = list(range(len(trials)))
     if args.split == "val":
-        if not args.metric:
-            ap.error("--split val needs --metric (the split comes from its fit config)")
-        fit_cfg = load_checkpoint(args.metric[0], "metric")["config"].get("fit", {})
-        _, idx = group_split(trials, float(fit_cfg.get("val_fraction", 0.2)),
-                             int(fit_cfg.get("seed", 0)))
+        idx = val_indices(args, ap, trials)
         if not idx:
             ap.error(f"{args.metric[0]} was fitted without a validation split")
     ds = TripletDataset(trials, args.patch_size or None, train=False)
-    scored = []
-    for path in args.metric:
-        m = load(path)
-        scored.append(Scored(m.name, *metric_distances(m, ds, idx, desc=m.name)))
-    for b in [b for b in args.baselines.split(",") if b]:
-        if b not in BASELINES:
-            ap.error(f"unknown baseline {b!r}; choose from {BASELINES}")
-        if b in ("psnr", "ms-ssim"):
-            scored.append(Scored(b, *classical_distances(b, ds, idx)))
-            continue
-        try:
-            m = official(b.split("-", 1)[1])
-        except WeightsError as e:
-            print(f"skipping {b}: {e}", file=sys.stderr)
-            continue
-        scored.append(Scored(m.name, *metric_distances(m, ds, idx, desc=m.name)))
+    scored = [Scored(name, *res) for name, res in
+              scored_distances(args, ap, BASELINES, ds, idx, skip_to=sys.stderr)]
     sub = [trials[i] for i in idx]
     rows = score_table(scored, sub, args.bootstrap, args.seed)
     out = Path(args.out)

@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from plic.checkpoint import load_checkpoint
 from plic.fsio import atomic_write_text
 from plic.tables import write_table
 
 from .fit_mos import correlations, pair_labels, read_mos
-from .labels import TripletDataset, group_split, labels_sha256
-from .official import load, official
-from .scoring import bootstrap_ci, classical_distances, metric_distances, two_afc
-from .trunks import WeightsError
+from .labels import TripletDataset, labels_sha256
+from .scoring import bootstrap_ci, scored_distances, two_afc, val_indices
 
 MOS_SCORES_COLUMNS = ["metric", "n_stimuli", "srocc", "srocc_low", "srocc_high", "plcc",
                       "plcc_low", "plcc_high", "n_pairs", "two_afc", "two_afc_low",
@@ -33,30 +30,11 @@ def evaluate_on_mos(args, ap, baselines: tuple[str, ...]) -> int:
     trials, s, se, score_name = read_mos(args.labels)
     idx = list(range(len(trials)))
     if args.split == "val":
-        if not args.metric:
-            ap.error("--split val needs --metric (the split comes from its fit config)")
-        fit_cfg = load_checkpoint(args.metric[0], "metric")["config"].get("fit", {})
-        _, idx = group_split(trials, float(fit_cfg.get("val_fraction", 0.2)),
-                             int(fit_cfg.get("seed", 0)))
+        idx = val_indices(args, ap, trials)
         if len(idx) < 3:
             ap.error(f"{args.metric[0]}'s validation split holds {len(idx)} stimuli here")
     ds = TripletDataset(trials, args.patch_size or None, train=False)
-    dists = {}
-    for path in args.metric:
-        m = load(path)
-        dists[m.name] = metric_distances(m, ds, idx, desc=m.name)[0]
-    for b in [b for b in args.baselines.split(",") if b]:
-        if b not in baselines:
-            ap.error(f"unknown baseline {b!r}; choose from {baselines}")
-        if b in ("psnr", "ms-ssim"):
-            dists[b] = classical_distances(b, ds, idx)[0]
-            continue
-        try:
-            m = official(b.split("-", 1)[1])
-        except WeightsError as e:
-            print(f"skipping {b}: {e}")
-            continue
-        dists[m.name] = metric_distances(m, ds, idx, desc=m.name)[0]
+    dists = {name: res[0] for name, res in scored_distances(args, ap, baselines, ds, idx)}
     gi, gj, p = pair_labels(s, se, idx)
     pos = {g: k for k, g in enumerate(idx)}
     rows = []

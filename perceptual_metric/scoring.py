@@ -15,9 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from plic.checkpoint import load_checkpoint
 from plic.quality import ms_ssim, psnr
 
-from .labels import TripletDataset
+from .labels import TripletDataset, group_split
+from .official import load, official
+from .trunks import WeightsError
 
 
 def two_afc(d_a: np.ndarray, d_b: np.ndarray, p_b: np.ndarray) -> np.ndarray:
@@ -92,3 +95,37 @@ def metric_distances(metric: torch.nn.Module, ds: TripletDataset, indices: Seque
             d_b.append(db)
     return (torch.cat(d_a).cpu().numpy().astype(np.float64),
             torch.cat(d_b).cpu().numpy().astype(np.float64))
+
+
+# -- what both evaluations score (perceptual_metric.evaluate on labels, evaluate_mos on MOS) --
+
+def val_indices(args, ap, trials: Sequence) -> list[int]:
+    """The rows of ``trials`` the first ``--metric`` checkpoint's fit held out (its seed and
+    fraction), for ``--split val``."""
+    if not args.metric:
+        ap.error("--split val needs --metric (the split comes from its fit config)")
+    fit_cfg = load_checkpoint(args.metric[0], "metric")["config"].get("fit", {})
+    return group_split(trials, float(fit_cfg.get("val_fraction", 0.2)),
+                       int(fit_cfg.get("seed", 0)))[1]
+
+
+def scored_distances(args, ap, baselines: Sequence[str], ds: TripletDataset,
+                     indices: Sequence[int], skip_to=None):
+    """(name, ``*_distances`` result) for each fitted ``--metric`` and each of ``--baselines``
+    (an unknown one is an ``ap.error``); an LPIPS baseline without its weights is skipped with
+    a line on ``skip_to`` (None: stdout)."""
+    for path in args.metric:
+        m = load(path)
+        yield m.name, metric_distances(m, ds, indices, desc=m.name)
+    for b in [b for b in args.baselines.split(",") if b]:
+        if b not in baselines:
+            ap.error(f"unknown baseline {b!r}; choose from {baselines}")
+        if b in ("psnr", "ms-ssim"):
+            yield b, classical_distances(b, ds, indices)
+            continue
+        try:
+            m = official(b.split("-", 1)[1])
+        except WeightsError as e:
+            print(f"skipping {b}: {e}", file=skip_to)
+            continue
+        yield m.name, metric_distances(m, ds, indices, desc=m.name)
