@@ -22,7 +22,6 @@ import argparse
 import json
 import shlex
 import sys
-import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -33,11 +32,10 @@ from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
 from .aggregate import counted, filter_workers, make_labels
-from .app import AppConfig, create_app
 from .crowd import WORKER_TYPES
 from .quality import QualityRule
-from .serve import make_study_server
-from .simulate import SimConfig, oracle_scores, run_crowd
+from .serve import simulated_study
+from .simulate import oracle_scores
 from .trials import TrialsConfig, build
 
 SENTINELS_ONLY = QualityRule(min_s_per_trial=0.0, max_side_bias_p=0.0, min_consensus=0.0,
@@ -94,29 +92,10 @@ def run(index: str, out: str, mix: str, workers: int, batches_per_worker: int, o
     out_dir = Path(out)
     study = out_dir / "study"
     trials_csv, _ = build(index, study, trials_cfg, force=True)
-    for f in study.glob("judgments.sqlite*"):     # a fresh study each run
-        f.unlink()
-    app = create_app(AppConfig(trials=str(trials_csv), db=str(study / "judgments.sqlite"),
-                               local=True, simulated=True))
-    db = app.extensions["plic_db"]
-    links = study / "participants.txt"
-    links.write_text("".join(db.keys().participant_token(i) + "\n"
-                             for i in range(1, workers + 1)))
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    srv = make_study_server("127.0.0.1", 0, app)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
     t0 = time.perf_counter()
-    try:
-        sim = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
-                                  trials=str(trials_csv), participants=str(links),
-                                  workers=workers, batches_per_worker=batches_per_worker,
-                                  mix=mix, oracle=oracle, seed=seed, concurrency=4))
-    finally:
-        srv.shutdown()
-    if sim["failures"]:
-        raise RuntimeError(f"the simulated crowd met errors: {sim['failures'][:3]}")
+    db, sim = simulated_study(trials_csv, study, workers, "met errors",
+                              batches_per_worker=batches_per_worker, mix=mix, oracle=oracle,
+                              seed=seed)
     result = evaluate(db, trials_csv, oracle, sim["worker_types"], rule)
     n_trials = len(db.batch_trials(db.batch_ids()[0])) if db.batch_ids() else 0
     result.update(simulated=True, index=str(index), mix=sim["mix"], seed=seed,

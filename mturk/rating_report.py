@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shlex
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +33,9 @@ import pandas as pd
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .app import AppConfig, create_app
 from .mos import aggregate_ratings
 from .ratings import RATING_DESIGNS
-from .serve import make_study_server
-from .simulate import SimConfig, run_crowd
+from .serve import simulated_study
 from .trials import TrialsConfig, build
 
 
@@ -89,27 +85,9 @@ def run(index: str, out: str, design: str, workers: int, batches_per_worker: int
     study = out_dir / "study"
     trials_csv, _ = build(index, study, TrialsConfig(batch_size=batch_size, design=design,
                                                      seed=seed), force=True)
-    for f in study.glob("judgments.sqlite*"):     # a fresh study each run
-        f.unlink()
-    app = create_app(AppConfig(trials=str(trials_csv), db=str(study / "judgments.sqlite"),
-                               local=True, simulated=True))
-    db = app.extensions["plic_db"]
-    links = study / "participants.txt"
-    links.write_text("".join(db.keys().participant_token(i) + "\n"
-                             for i in range(1, workers + 1)))
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    srv = make_study_server("127.0.0.1", 0, app)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        sim = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
-                                  trials=str(trials_csv), participants=str(links),
-                                  workers=workers, batches_per_worker=batches_per_worker,
-                                  mix=mix, oracle=oracle, seed=seed, concurrency=4,
-                                  rating_bias_sd=bias_sd, rating_noise=noise))
-    finally:
-        srv.shutdown()
-    if sim["failures"]:
-        raise RuntimeError(f"the simulated crowd failed: {sim['failures'][:3]}")
+    db, sim = simulated_study(trials_csv, study, workers, "failed",
+                              batches_per_worker=batches_per_worker, mix=mix, oracle=oracle,
+                              seed=seed, rating_bias_sd=bias_sd, rating_noise=noise)
     atomic_write_text(study / "simulated_crowd.json", json.dumps(sim, indent=2) + "\n")
     agg = aggregate_ratings(db.path, trials_csv, study)
     return dict(simulated=True, design=design, aggregate=agg, mapping=sim["mapping"],
