@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from plic.config_args import add_config_args, config_from_args
-from plic.fsio import atomic_write_text
+from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
 
@@ -210,10 +210,7 @@ def plot_ranking(rank: pd.DataFrame, path: Path, simulated: bool) -> None:
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path)
 
 
 def aggregate(db_path, trials_csv, out_dir, rule: QualityRule | None = None,

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from plic.fsio import atomic_write_text
+from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
 
@@ -141,10 +141,7 @@ def plot_codecs(table: pd.DataFrame, path: Path, design: str, simulated: bool) -
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path)
 
 
 def aggregate_ratings(db_path, trials_csv, out_dir=None, screening: bool = True,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plic.fsio import atomic_write_text
+from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.quality import ms_ssim_scales
 from plic.tables import write_table
@@ -91,11 +91,7 @@ def plot(rows: list[dict], path: Path, title: str, scale: dict | None = None) ->
     ax.set_xlabel("2AFC agreement with people (95% bootstrap CI)")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path)
 
 
 def clic_scale(folder: Path | None) -> dict | None:
