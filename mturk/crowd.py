@@ -26,9 +26,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .http_client import Client
 
 WORKER_TYPES = ("careful", "random", "always_left", "mse_bot", "fast")
 
@@ -131,3 +136,37 @@ def response_ms(kind: str, rng: np.random.Generator) -> int:
     if kind == "always_left":
         return int(rng.uniform(1200, 2500))
     return int(rng.uniform(150, 600))                          # fast
+
+
+def run_workers(url: str, workers: int, batches_per_worker: int, concurrency: int,
+                run_batch: Callable) -> tuple[list[dict], float]:
+    """Run each simulated worker ``i`` (``run_batch(client, i)``: one batch, a result with its
+    ``status``) up to ``batches_per_worker`` times, stopping at ``no_batch``, ``concurrency``
+    workers at a time, one HTTP client per thread. Returns (the results, wall seconds)."""
+    lock, local = threading.Lock(), threading.local()
+    results: list[dict] = []
+
+    def one(i: int):
+        if not hasattr(local, "client"):
+            local.client = Client(url)
+        for _ in range(batches_per_worker):
+            r = run_batch(local.client, i)
+            with lock:
+                results.append(r)
+            if r["status"] == "no_batch":
+                break
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max(1, concurrency)) as ex:
+        list(ex.map(one, range(workers)))
+    return results, time.perf_counter() - t0
+
+
+def crowd_counts(results: list[dict]) -> tuple[list[dict], dict]:
+    """(the submitted results, the summary's counts: submissions, judgments, failures (at most
+    20), no_batch) of ``run_workers``' results."""
+    done = [r for r in results if r["status"] in ("created", "duplicate")]
+    return done, dict(submissions=len(done), judgments=sum(r["n"] for r in done),
+                      failures=[r for r in results if r["status"] not in
+                                ("created", "duplicate", "no_batch")][:20],
+                      no_batch=sum(r["status"] == "no_batch" for r in results))

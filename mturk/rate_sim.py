@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
-import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlencode
@@ -36,8 +33,7 @@ import numpy as np
 
 from plic.tables import read_table, resolve_path
 
-from .crowd import assign_types, load_oracle, parse_mix, response_ms
-from .http_client import Client
+from .crowd import assign_types, crowd_counts, load_oracle, parse_mix, response_ms, run_workers
 from .ratings import HIDDEN_REF_CODEC, SCALE_MAX, SCALE_MIN
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 
@@ -148,34 +144,21 @@ def run_rating_crowd(cfg, design: str, tokens: list[str]) -> dict:
     seeds = master.integers(0, 2**63, size=cfg.workers)
     biases = master.normal(0, cfg.rating_bias_sd, size=cfg.workers)
     noises = master.uniform(lo, hi, size=cfg.workers)
-    lock, local = threading.Lock(), threading.local()
-    results: list[dict] = []
 
-    def one(i: int):
-        if not hasattr(local, "client"):
-            local.client = Client(cfg.url)
-        for _ in range(cfg.batches_per_worker):
-            r = run_rater(local.client, tokens[i], kinds[i], float(biases[i]),
-                          float(noises[i]), truth["by_sha"], int(seeds[i]))
-            r.setdefault("kind", kinds[i])
-            r["index"] = i
-            with lock:
-                results.append(r)
-            if r["status"] == "no_batch":
-                break
+    def batch(client, i: int) -> dict:
+        r = run_rater(client, tokens[i], kinds[i], float(biases[i]), float(noises[i]),
+                      truth["by_sha"], int(seeds[i]))
+        r.setdefault("kind", kinds[i])
+        r["index"] = i
+        return r
 
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max(1, cfg.concurrency)) as ex:
-        list(ex.map(one, range(cfg.workers)))
-    wall = time.perf_counter() - t0
-    done = [r for r in results if r["status"] in ("created", "duplicate")]
+    results, wall = run_workers(cfg.url, cfg.workers, cfg.batches_per_worker, cfg.concurrency,
+                                batch)
+    done, counts = crowd_counts(results)
     who = {r["worker_id"]: r["index"] for r in done}
     return dict(simulated=True, design=design, config=asdict(cfg), workers=cfg.workers, mix=mix,
                 type_counts={k: kinds.count(k) for k in mix},
-                submissions=len(done), judgments=sum(r["n"] for r in done),
-                failures=[r for r in results if r["status"] not in
-                          ("created", "duplicate", "no_batch")][:20],
-                no_batch=sum(r["status"] == "no_batch" for r in results), wall_s=wall,
+                **counts, wall_s=wall,
                 worker_types={w: kinds[i] for w, i in who.items()},
                 worker_bias={w: float(biases[i]) for w, i in who.items()},
                 worker_noise={w: float(noises[i]) for w, i in who.items()},

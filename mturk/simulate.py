@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -46,7 +45,16 @@ from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import read_table, resolve_path
 
-from .crowd import Scorer, assign_types, choose, load_oracle, parse_mix, response_ms
+from .crowd import (
+    Scorer,
+    assign_types,
+    choose,
+    crowd_counts,
+    load_oracle,
+    parse_mix,
+    response_ms,
+    run_workers,
+)
 from .http_client import Client
 from .rate_sim import run_rating_crowd
 from .ratings import RATING_DESIGNS, study_design
@@ -190,34 +198,22 @@ def run_crowd(cfg: SimConfig) -> dict:
     master = np.random.default_rng(cfg.seed)
     kinds = assign_types(cfg.workers, mix, master)
     seeds = master.integers(0, 2**63, size=cfg.workers)
-    scorer, lock, local = Scorer(fn, sign), threading.Lock(), threading.local()
-    results: list[dict] = []
+    scorer, lock = Scorer(fn, sign), threading.Lock()
 
-    def one(i: int):
-        if not hasattr(local, "client"):
-            local.client = Client(cfg.url)
-        for _ in range(cfg.batches_per_worker):
-            r = run_worker(local.client, tokens[i], kinds[i], scorer, temperature, cfg.lapse,
-                           int(seeds[i]), lock)
-            r.setdefault("kind", kinds[i])
-            with lock:
-                results.append(r)
-            if r["status"] == "no_batch":
-                break
+    def batch(client, i: int) -> dict:
+        r = run_worker(client, tokens[i], kinds[i], scorer, temperature, cfg.lapse,
+                       int(seeds[i]), lock)
+        r.setdefault("kind", kinds[i])
+        return r
 
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max(1, cfg.concurrency)) as ex:
-        list(ex.map(one, range(cfg.workers)))
-    wall = time.perf_counter() - t0
-    done = [r for r in results if r["status"] in ("created", "duplicate")]
+    results, wall = run_workers(cfg.url, cfg.workers, cfg.batches_per_worker, cfg.concurrency,
+                                batch)
+    done, counts = crowd_counts(results)
     types = {r["worker_id"]: r["kind"] for r in done}
     summary = dict(simulated=True, config=asdict(cfg), temperature=temperature,
                    workers=cfg.workers, mix=mix,
                    type_counts={k: kinds.count(k) for k in mix},
-                   submissions=len(done), judgments=sum(r["n"] for r in done),
-                   failures=[r for r in results if r["status"] not in
-                             ("created", "duplicate", "no_batch")][:20],
-                   no_batch=sum(r["status"] == "no_batch" for r in results), wall_s=wall,
+                   **counts, wall_s=wall,
                    worker_types=types,
                    random_worker_ids=sorted(w for w, k in types.items() if k != "careful"))
     return summary
