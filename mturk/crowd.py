@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -170,3 +171,17 @@ def crowd_counts(results: list[dict]) -> tuple[list[dict], dict]:
                       failures=[r for r in results if r["status"] not in
                                 ("created", "duplicate", "no_batch")][:20],
                       no_batch=sum(r["status"] == "no_batch" for r in results))
+
+
+def claim_task(client: Client, token: str) -> tuple[dict | None, dict]:
+    """A lab participant's next batch over HTTP, as the page gets it: (claim, task), or (None,
+    the worker's result) when there is no batch (``no_batch``) or no task (``task_error``)."""
+    st, claim = client.request("POST", "/api/local/claim", {"token": token})
+    if st != 200:
+        return None, dict(status="no_batch", code=st)
+    q = urlencode(dict(assignmentId=claim["assignment_id"], hitId=claim["hit_id"],
+                       workerId=claim["worker_id"]))
+    st, task = client.request("GET", f"/api/task?{q}")
+    if st != 200:
+        return None, dict(status="task_error", code=st)
+    return claim, task

@@ -27,13 +27,20 @@ import math
 import zlib
 from dataclasses import asdict
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 
 from plic.tables import read_table, resolve_path
 
-from .crowd import assign_types, crowd_counts, load_oracle, parse_mix, response_ms, run_workers
+from .crowd import (
+    assign_types,
+    claim_task,
+    crowd_counts,
+    load_oracle,
+    parse_mix,
+    response_ms,
+    run_workers,
+)
 from .ratings import HIDDEN_REF_CODEC, SCALE_MAX, SCALE_MIN
 from .schema import TRIALS_COLUMNS, TRIALS_ID
 
@@ -102,15 +109,10 @@ def run_rater(client, token: str, kind: str, bias: float, noise: float, by_sha: 
     """One worker rating one batch over HTTP, as the page would. The worker's random draws
     for an image come from (``seed``, the batch's HIT, the image's bytes), so neither the
     order in which threads claim batches nor the page's order changes a rating."""
-    st, claim = client.request("POST", "/api/local/claim", {"token": token})
-    if st != 200:
-        return dict(status="no_batch", code=st)
+    claim, task = claim_task(client, token)
+    if claim is None:
+        return task
     hit_key = zlib.crc32(claim["hit_id"].encode())
-    q = urlencode(dict(assignmentId=claim["assignment_id"], hitId=claim["hit_id"],
-                       workerId=claim["worker_id"]))
-    st, task = client.request("GET", f"/api/task?{q}")
-    if st != 200:
-        return dict(status="task_error", code=st)
     answers = []
     for t in task["trials"]:
         for view in ("ref", "img") if "ref" in t else ("img",):

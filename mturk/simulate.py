@@ -36,7 +36,6 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 
@@ -49,6 +48,7 @@ from .crowd import (
     Scorer,
     assign_types,
     choose,
+    claim_task,
     crowd_counts,
     load_oracle,
     parse_mix,
@@ -142,14 +142,9 @@ def trial_rng(seed: int, hit_id: str, images: list[bytes]) -> np.random.Generato
 def run_worker(client: Client, token: str, kind: str, scorer: Scorer, temperature: float,
                lapse: float, seed: int, lock: threading.Lock) -> dict:
     """One worker doing one batch over HTTP, as the page would; returns what happened."""
-    st, claim = client.request("POST", "/api/local/claim", {"token": token})
-    if st != 200:
-        return dict(status="no_batch", code=st)
-    q = urlencode(dict(assignmentId=claim["assignment_id"], hitId=claim["hit_id"],
-                       workerId=claim["worker_id"]))
-    st, task = client.request("GET", f"/api/task?{q}")
-    if st != 200:
-        return dict(status="task_error", code=st)
+    claim, task = claim_task(client, token)
+    if claim is None:
+        return task
     answers = []
     for t in task["trials"]:
         pix = {}
