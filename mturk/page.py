@@ -19,7 +19,8 @@ Full-size viewing: the page draws every image pixel as ``max(1, floor(devicePixe
 device pixels, never fewer, and zoom enlarges by whole factors with nearest-neighbour
 (``image-rendering: pixelated``). When the window cannot show the three views side by side at that
 size, the page says so and takes no answers. ``min_window`` is the size it needs at 100 % zoom
-(stated in the HIT description); its constants are the ones in ``static/hit.css``.
+(stated in the HIT description); its constants are the ones in ``static/hit.css`` and
+``static/page.css``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_RT_MS = 3_600_000
 PAGE_MODES = ("local", "hit", "preview", "htmlquestion")
 
-# The page's geometry in CSS pixels (static/hit.css holds the same numbers; a test checks).
+# The page's geometry in CSS pixels (static/hit.css and page.css hold the same numbers).
 FRAME_BORDER_PX = 3      # .frame border
 GAP_PX = 16              # #trial gap between the three views
 BODY_PAD_PX = 16         # body padding left and right
@@ -136,12 +137,12 @@ def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str,
 
 
 def render_template(name: str, *, submit_to: str, inline_assets: bool, static_url, **ctx) -> str:
-    """Render ``templates/NAME.html`` (its blocks of ``_page.html``) with its ``static/NAME.css``
-    and ``NAME.js`` (inline, or linked through ``static_url``) and the MTurk submit action;
-    ``ctx`` is the page's own."""
+    """Render ``templates/NAME.html`` (its blocks of ``_page.html``) with ``static/page.css``,
+    its ``NAME.css`` and ``NAME.js`` (inline, or linked through ``static_url``) and the MTurk
+    submit action; ``ctx`` is the page's own."""
     assets = {}
     if inline_assets:
-        assets = dict(css=(STATIC / f"{name}.css").read_text(),
+        assets = dict(css=(STATIC / "page.css").read_text() + (STATIC / f"{name}.css").read_text(),
                       js=(STATIC / f"{name}.js").read_text())
     return _env.get_template(f"{name}.html").render(
         submit_action=(submit_to.rstrip("/") + "/mturk/externalSubmit") if submit_to else "",
