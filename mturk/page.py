@@ -137,13 +137,13 @@ def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str,
 
 
 def render_template(name: str, *, submit_to: str, inline_assets: bool, static_url, **ctx) -> str:
-    """Render ``templates/NAME.html`` (its blocks of ``_page.html``) with ``static/page.css``,
-    its ``NAME.css`` and ``NAME.js`` (inline, or linked through ``static_url``) and the MTurk
-    submit action; ``ctx`` is the page's own."""
+    """Render ``templates/NAME.html`` (its blocks of ``_page.html``) with ``static/page.css`` and
+    ``page.js``, then its own ``NAME.css`` and ``NAME.js`` (inline, or linked through
+    ``static_url``), and the MTurk submit action; ``ctx`` is the page's own."""
     assets = {}
     if inline_assets:
         assets = dict(css=(STATIC / "page.css").read_text() + (STATIC / f"{name}.css").read_text(),
-                      js=(STATIC / f"{name}.js").read_text())
+                      js=(STATIC / "page.js").read_text() + (STATIC / f"{name}.js").read_text())
     return _env.get_template(f"{name}.html").render(
         submit_action=(submit_to.rstrip("/") + "/mturk/externalSubmit") if submit_to else "",
         answer_field=ANSWER_FIELD, inline=inline_assets, assets=assets,

@@ -149,42 +149,11 @@
     $("answers-field").value = JSON.stringify(payload());
     HTMLFormElement.prototype.submit.call(form);
   }
-  form.addEventListener("submit", function (e) {
-    e.preventDefault();
-    if (preview || sending || answeredCount() !== n) { return; }
-    if (stored || !task.record_url) { finish(); return; }
-    if (!fits) { return; }
-    sending = true; progress();
-    $("submit-status").textContent = "Saving\u2026";
-    fetch(task.record_url, { method: "POST", headers: { "Content-Type": "application/json" },
-                             body: JSON.stringify(payload()) })
-      .then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (body) {
-          sending = false;
-          if (r.status === 409 && body.stored) {
-            useStored(body.stored, "Answers to this HIT were already saved earlier (perhaps " +
-                      "in another window).");
-            $("submit-status").textContent = "";
-            return;
-          }
-          if (!r.ok) { throw new Error(body.error || "server answered " + r.status); }
-          $("submit-status").textContent = "Saved.";
-          finish();
-        });
-      })
-      .catch(function (err) {
-        sending = false; progress();
-        $("submit-status").textContent = "Could not save (" + err.message + "); try again.";
-      });
-  });
-
-  $("trial").hidden = false; $("tools").hidden = false;
-  if (preview) { $("preview-banner").hidden = false; }
-  if (task.stored) {
-    var when = task.stored.saved_at ? new Date(task.stored.saved_at) : null;
-    useStored(task.stored, "You already submitted answers to this HIT" +
-              (when && !isNaN(when) ? " (saved " + when.toLocaleString() + ")." : "."));
-  } else {
-    show(0);
-  }
+  var steps = { task: task, form: form, preview: preview, n: n, answeredCount: answeredCount,
+                payload: payload, progress: progress, finish: finish, useStored: useStored,
+                show: show, sending: function () { return sending; },
+                setSending: function (v) { sending = v; }, stored: function () { return stored; },
+                fits: function () { return fits; } };
+  plicPage.wireSubmit(steps);
+  plicPage.start(steps);
 })();
