@@ -87,13 +87,7 @@
     // The server's record of this assignment stands: show it, and let the worker submit it.
     stored = s; answers = {};
     s.answers.forEach(function (a) { answers[a.trial_id] = a; });
-    var banner = $("stored-banner");
-    banner.hidden = false;
-    banner.textContent = mode === "local"
-      ? "Your answers to this batch are already recorded. Thank you!"
-      : why + " Those saved answers stand and cannot be changed; press Submit to send them " +
-        "to Mechanical Turk and finish the HIT.";
-    if (mode === "local") { form.hidden = true; $("done").hidden = false; }
+    plicPage.storedBanner(mode, form, why);
     show(idx);
   }
 
@@ -162,18 +156,8 @@
     return { assignment_id: ids.assignment_id, hit_id: ids.hit_id, worker_id: ids.worker_id,
              answers: trials.map(function (t) { return answers[t.trial_id]; }) };
   }
-  function finish() {
-    if (mode === "local") {
-      form.hidden = true; $("done").hidden = false;
-      return;
-    }
-    $("answers-field").value = JSON.stringify(payload());
-    // to {turkSubmitTo}/mturk/externalSubmit; the prototype call because the button's id
-    // "submit" shadows form.submit
-    HTMLFormElement.prototype.submit.call(form);
-  }
   var steps = { task: task, form: form, preview: preview, n: n, answeredCount: answeredCount,
-                payload: payload, progress: progress, finish: finish, useStored: useStored,
+                payload: payload, progress: progress, useStored: useStored,
                 show: show, sending: function () { return sending; },
                 setSending: function (v) { sending = v; }, stored: function () { return stored; },
                 fits: function () { return fits; } };

@@ -4,15 +4,38 @@ var plicPage = (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
 
+  // The end of an assignment: a local study shows its thanks; on MTurk the answers go to
+  // {turkSubmitTo}/mturk/externalSubmit (the prototype call because the button's id "submit"
+  // shadows form.submit).
+  function finish(p) {
+    if (p.task.mode === "local") {
+      p.form.hidden = true; $("done").hidden = false;
+      return;
+    }
+    $("answers-field").value = JSON.stringify(p.payload());
+    HTMLFormElement.prototype.submit.call(p.form);
+  }
+
+  // The banner over answers the server already holds for this assignment.
+  function storedBanner(mode, form, why) {
+    var banner = $("stored-banner");
+    banner.hidden = false;
+    banner.textContent = mode === "local"
+      ? "Your answers to this batch are already recorded. Thank you!"
+      : why + " Those saved answers stand and cannot be changed; press Submit to send them " +
+        "to Mechanical Turk and finish the HIT.";
+    if (mode === "local") { form.hidden = true; $("done").hidden = false; }
+  }
+
   // p: the page's state and steps. p.task, p.form, p.preview, p.n; p.answeredCount(),
-  // p.payload(), p.progress(), p.finish(), p.useStored(stored, why), p.show(i); the flags through
+  // p.payload(), p.progress(), p.useStored(stored, why), p.show(i); the flags through
   // p.sending() / p.setSending(v), p.stored() and p.fits().
   function wireSubmit(p) {
     p.form.addEventListener("submit", function (e) {
       e.preventDefault();
       if (p.preview || p.sending() || p.answeredCount() !== p.n) { return; }
       // HTMLQuestion (no record_url): MTurk keeps the answers
-      if (p.stored() || !p.task.record_url) { p.finish(); return; }
+      if (p.stored() || !p.task.record_url) { finish(p); return; }
       if (!p.fits()) { return; }
       p.setSending(true); p.progress();
       $("submit-status").textContent = "Saving\u2026";
@@ -29,7 +52,7 @@ var plicPage = (function () {
             }
             if (!r.ok) { throw new Error(body.error || "server answered " + r.status); }
             $("submit-status").textContent = "Saved.";
-            p.finish();
+            finish(p);
           });
         })
         .catch(function (err) {
@@ -52,5 +75,5 @@ var plicPage = (function () {
     }
   }
 
-  return { wireSubmit: wireSubmit, start: start };
+  return { wireSubmit: wireSubmit, start: start, storedBanner: storedBanner };
 })();
