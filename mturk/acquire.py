@@ -45,6 +45,7 @@ from plic.tables import read_table
 from .schema import LABELS_COLUMNS, LABELS_ID, PREDICTIONS_COLUMNS, PREDICTIONS_ID
 
 STRATEGIES = ("random", "active")
+RULES = ("score", "gain")
 
 
 @dataclass
@@ -64,6 +65,12 @@ class RoundConfig:
         "help": "active: a pair is settled when its posterior is this sure of a side"})
     max_n: int = field(default=8, metadata={
         "help": "active: a pair with this many judgments is settled whatever they say"})
+    rule: str = field(default="score", metadata={
+        "help": "active: score (u + g: metric uncertainty + disagreement of the labels) or "
+                "gain (expected information one more judgment brings on the pair's side, the "
+                "metric's prediction as prior)"})
+    prior_judgments: float = field(default=2.0, metadata={
+        "help": "active, rule gain: how many judgments the metric's prediction is worth"})
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -72,6 +79,10 @@ class RoundConfig:
             raise ValueError("--round-trials and --max-n must be >= 1, --max-per-ref >= 0")
         if not 0.5 < self.confidence < 1:
             raise ValueError(f"--confidence {self.confidence}: must be in (0.5, 1)")
+        if self.rule not in RULES:
+            raise ValueError(f"--rule {self.rule!r}: one of {', '.join(RULES)}")
+        if self.prior_judgments < 0:
+            raise ValueError("--prior-judgments must be >= 0")
         if self.strategy == "random" and (self.labels or self.predictions):
             raise ValueError("--labels and --predictions are for --strategy active")
 
@@ -99,12 +110,33 @@ def scores(q, p_b, n) -> np.ndarray:
     return u + g
 
 
+def _entropy(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def side_gain(q, p_b, n, prior_judgments: float = 2.0) -> np.ndarray:
+    """Expected information (bits) one more judgment brings on which side of 1/2 a pair's
+    ``p_b`` lies, under Beta(k + m q + 1/2, n - k + m (1 - q) + 1/2): the labels so far with the
+    metric's ``q`` worth ``m = prior_judgments`` judgments."""
+    q, p_b, n = (np.asarray(v, dtype=np.float64) for v in (q, p_b, n))
+    k = np.rint(p_b * n)
+    a = k + prior_judgments * q + 0.5
+    b = n - k + prior_judgments * (1 - q) + 0.5
+    now = _entropy(beta.cdf(0.5, a, b))
+    p_next = a / (a + b)                                   # predictive share choosing B
+    after = (p_next * _entropy(beta.cdf(0.5, a + 1, b))
+             + (1 - p_next) * _entropy(beta.cdf(0.5, a, b + 1)))
+    return now - after
+
+
 def pick(refs: list[str], q, p_b, n, cfg: RoundConfig) -> list[int]:
     """Indices of the pairs to ask, best first: unsettled, by score, at most ``max_per_ref``
     per reference, ``cfg.round_trials`` at most; ties keep the given (seeded) order."""
     n = np.asarray(n)
     open_ = ~settled(p_b, n, cfg.confidence, cfg.max_n)
-    s = scores(q, p_b, n)
+    s = (scores(q, p_b, n) if cfg.rule == "score"
+         else side_gain(q, p_b, n, cfg.prior_judgments))
     cap = cfg.max_per_ref or math.ceil(2 * cfg.round_trials / max(1, len(set(refs))))
     order = sorted(np.flatnonzero(open_), key=lambda i: (-s[i], n[i], i))
     taken: dict[str, int] = {}

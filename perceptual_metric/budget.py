@@ -48,7 +48,7 @@ from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .budget_sim import Crowd, RunConfig, SimStudy, ceiling_of, run
+from .budget_sim import SIM_VERSION, Crowd, RunConfig, SimStudy, ceiling_of, run
 from .lpips_model import LPIPS
 from .scoring import two_afc
 from .simulate import make_oracle
@@ -79,6 +79,12 @@ class BudgetConfig:
     steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})
     confidence: float = field(default=0.9, metadata={"help": "mturk.acquire settled rule"})
     max_n: int = field(default=8, metadata={"help": "mturk.acquire settled rule"})
+    rule: str = field(default="score", metadata={
+        "help": "mturk.acquire rule: score (u + g) or gain (information on the pair's side)"})
+    prior_judgments: float = field(default=2.0, metadata={
+        "help": "mturk.acquire, rule gain: judgments the metric's prediction is worth"})
+    weight_cap: int = field(default=0, metadata={
+        "help": "fit: a pair weighs min(n, CAP) judgments in the loss (0: all n)"})
     fit_trunk: str = field(default="alex", metadata={"help": "trunk of the fitted lin metric"})
     oracle_trunk: str = field(default="vgg", metadata={"help": "trunk of the LPIPS oracle"})
     oracle_weights: str = field(default="v0.1", metadata={
@@ -95,6 +101,10 @@ class BudgetConfig:
             raise ValueError("--assignments must be in [1, --round-judgments]")
         if self.oracle_weights not in ("v0.1", "sparse"):
             raise ValueError(f"--oracle-weights {self.oracle_weights!r}: v0.1 or sparse")
+        if self.weight_cap < 0:
+            raise ValueError("--weight-cap must be >= 0")
+        RoundConfig(strategy="active", confidence=self.confidence, max_n=self.max_n,
+                    rule=self.rule, prior_judgments=self.prior_judgments).check()
 
 
 def load_study(cfg: BudgetConfig) -> tuple[SimStudy, object]:
@@ -190,9 +200,14 @@ def _key(cfg: BudgetConfig, strategy: str) -> str:
     """The settings a (strategy, seed) run depends on."""
     d = dataclasses.asdict(cfg)
     if strategy == "random":                # the acquisition settings do not touch random
-        for k in ("assignments", "confidence", "max_n"):
+        for k in ("assignments", "confidence", "max_n", "rule", "prior_judgments"):
             d.pop(k)
+    for k, default in (("rule", "score"), ("prior_judgments", 2.0), ("weight_cap", 0)):
+        if d.get(k, default) == default:    # the key of runs made before these options
+            d.pop(k, None)
     d.pop("out")
+    if SIM_VERSION > 1:                     # runs made by an older simulation are not reused
+        d["sim_version"] = SIM_VERSION
     d.pop("seeds")                          # a seed's run does not depend on how many there are
     if d["oracle_weights"] == "v0.1":       # the key of runs made before the option existed
         d.pop("oracle_weights")
@@ -206,8 +221,10 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     study, _ = load_study(cfg)
     sim = RunConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
                     assignments=cfg.assignments, steps=cfg.steps or None,
+                    weight_cap=cfg.weight_cap,
                     acquire=RoundConfig(strategy="active", confidence=cfg.confidence,
-                                        max_n=cfg.max_n))
+                                        max_n=cfg.max_n, rule=cfg.rule,
+                                        prior_judgments=cfg.prior_judgments))
     runs_dir = Path(cfg.out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     v01 = LPIPS.build(cfg.fit_trunk, "lin", linear="v0.1")

@@ -29,10 +29,12 @@ import torch
 from mturk.acquire import RoundConfig, pick
 from mturk.crowd import careful_p_right, choose
 
-from .fit import FitConfig, lin_batches, rank_loss
-from .fit_steps import lr_at, total_steps, view_distances
+from .fit import FitConfig, lin_batches
+from .fit_steps import label_weights, lr_at, rank_loss, total_steps, view_distances, warm_up_head
 from .lpips_model import LPIPS, RankHead
 from .scoring import ceiling, two_afc
+
+SIM_VERSION = 2  # 2: the first round's fit warms up its fresh head (fit --head-warmup)
 
 
 @dataclass
@@ -81,6 +83,8 @@ class RunConfig:
     round_judgments: int = 96
     assignments: int = 1
     steps: int | None = None
+    weight_cap: int = 0
+    batch_size: int = 32
     acquire: RoundConfig = field(default_factory=lambda: RoundConfig(strategy="active"))
 
 
@@ -92,6 +96,7 @@ class LinMetric:
         self.model = LPIPS.build(net, "lin")
         self.head = RankHead()
         self.terms = terms
+        self.fresh = True                   # the head has not been fitted yet
 
     @torch.no_grad()
     def distances(self, ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,14 +108,21 @@ class LinMetric:
         d = self.model.combine(self.terms).sum(1)
         return torch.sigmoid(self.head(d[ia], d[ib])).double().numpy()
 
-    def fit(self, ia, ib, p_b, n, steps: int | None, seed: int) -> None:
+    def fit(self, ia, ib, p_b, n, steps: int | None, seed: int, weight_cap: int = 0,
+            batch_size: int = 32) -> None:
         """``fit``'s lin loop from the current weights (a fresh optimiser, as ``--init``)."""
-        cfg = FitConfig(steps=steps, seed=seed)
+        cfg = FitConfig(steps=steps, seed=seed, weight_cap=weight_cap,
+                        batch_size=batch_size or len(ia))
         pair_terms = torch.stack([self.terms[ia], self.terms[ib]], 1).unsqueeze(1)
+        p_t, n_t = torch.tensor(p_b, dtype=torch.float32), torch.tensor(n, dtype=torch.float32)
+        if self.fresh and cfg.head_warmup:  # as fit does without --init
+            with torch.no_grad():
+                d_a, d_b = view_distances(self.model, pair_terms[:, 0])
+            warm_up_head(self.head, d_a, d_b, p_t, label_weights(n_t, cfg.weight_cap),
+                         cfg.head_warmup)
+        self.fresh = False
         gen = torch.Generator().manual_seed(seed)
-        batches = lin_batches(pair_terms, torch.ones(len(ia)),
-                              torch.tensor(p_b, dtype=torch.float32),
-                              torch.tensor(n, dtype=torch.float32), cfg.batch_size, gen)
+        batches = lin_batches(pair_terms, torch.ones(len(ia)), p_t, n_t, cfg.batch_size, gen)
         opt = torch.optim.Adam(list(self.model.lins) + list(self.head.parameters()), lr=cfg.lr,
                                betas=(cfg.beta1, 0.999))
         total = total_steps(cfg, len(ia))
@@ -118,7 +130,8 @@ class LinMetric:
             t, p, w = next(batches)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
-            loss = rank_loss(self.head, *view_distances(self.model, t), p, w)
+            loss = rank_loss(self.head, *view_distances(self.model, t), p,
+                             label_weights(w, cfg.weight_cap))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -166,7 +179,7 @@ def run(study: SimStudy, train: np.ndarray, held: np.ndarray, crowd: Crowd, stra
         paid += len(asked)
         seen = n > 0
         metric.fit(study.ia[train[seen]], study.ib[train[seen]], k[seen] / n[seen], n[seen],
-                   cfg.steps, seed + rnd)
+                   cfg.steps, seed + rnd, cfg.weight_cap, cfg.batch_size)
         curve.append(dict(round=rnd, judgments=paid, pairs=int(seen.sum()), accuracy=score()))
         if progress is not None:
             progress(len(asked))

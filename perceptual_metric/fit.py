@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from plic.checkpoint import (
@@ -39,19 +38,23 @@ from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .fit_steps import (
+from .fit_steps import (  # noqa: F401  (rank_loss, label_weights: also fit's own API)
     DEFAULT_EPOCHS,
     DEFAULT_LIN_STEPS,
+    HEAD_WARMUP_TRIALS,
     LIN_EPOCHS,
     LIN_MIN_STEPS,
     _comparable,
     _done_before,
+    label_weights,
     lr_at,
     make_views,
     psnr_distances,
+    rank_loss,
     total_steps,
     view_distances,
     view_terms,
+    warm_up_head,
 )
 from .labels import (
     TripletDataset,
@@ -94,6 +97,9 @@ class FitConfig:
     epochs: int | None = field(default=None, metadata={
         "help": "passes over the training trials (used when --steps is not given)"})
     batch_size: int = field(default=32, metadata={"help": "trials per step"})
+    weight_cap: int = field(default=0, metadata={
+        "help": "a trial weighs min(n, CAP) judgments in the loss (0: all n; 1: every trial "
+                "once, e.g. for an active study that asks some pairs far more than others)"})
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
     beta1: float = field(default=0.5, metadata={"help": "Adam beta1"})
     decay_fraction: float = field(default=0.5, metadata={
@@ -112,6 +118,9 @@ class FitConfig:
     init: str = field(default="", metadata={
         "help": "warm start: a fitted metric.pt (the previous round's) whose linear weights, "
                 "head and trunk are the starting point (same net and trunk)"})
+    head_warmup: int = field(default=300, metadata={
+        "help": "steps fitting a fresh ranking head alone on the starting metric's distances "
+                "before the joint fit, so it cannot start upside down (0: none; not with --init)"})
 
 
 class Validator:
@@ -139,13 +148,6 @@ class Validator:
         s = two_afc(*self.distances().T, self.p_b)
         lo, hi = bootstrap_ci(s)
         return {"val_2afc": float(s.mean()), "val_2afc_ci": [lo, hi]}
-
-
-def rank_loss(head: RankHead, d_a: torch.Tensor, d_b: torch.Tensor, p_b: torch.Tensor,
-              n: torch.Tensor) -> torch.Tensor:
-    """BCE of the head's logit against the soft label, each trial weighted by its judgments."""
-    return F.binary_cross_entropy_with_logits(head(d_a, d_b), p_b, weight=n,
-                                              reduction="sum") / n.sum()
 
 
 def lin_batches(terms: torch.Tensor, n_views: torch.Tensor, p_b: torch.Tensor, n: torch.Tensor,
@@ -241,6 +243,21 @@ def fit(cfg: FitConfig, log=print) -> dict:
         batches = lin_batches(terms, n_views, p_b, n, cfg.batch_size, gen)
     else:
         batches = crop_batches(train_ds, train_idx, cfg.batch_size, gen)
+    if step == 0 and not cfg.init and cfg.head_warmup:
+        if cfg.mode == "lin":
+            first = terms[:, 0]
+            wp, wn = p_b, n
+        else:
+            some = train_idx[:HEAD_WARMUP_TRIALS]
+            first = view_terms(model, train_ds, some,
+                               make_views(train_ds, some, 1, cfg.seed, False),
+                               desc="head warm-up features")[:, 0]
+            wp = torch.tensor([trials[i].p_b for i in some], dtype=torch.float32)
+            wn = torch.tensor([float(trials[i].n) for i in some])
+        with torch.no_grad():
+            d_a, d_b = view_distances(model, first.to(cfg.device))
+        warm_up_head(head, d_a, d_b, wp.to(cfg.device),
+                     label_weights(wn, cfg.weight_cap).to(cfg.device), cfg.head_warmup)
     validator = Validator(model, val_ds, val_idx, cfg)
     t_ready = time.time() - t0
     log(f"trunk features ready after {t_ready:.1f} s")
@@ -257,7 +274,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
             (d_a, d_b), p, w = model.pair_distances(*batch[:3]), batch[3], batch[4]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
-        loss = rank_loss(head, d_a, d_b, p, w)
+        loss = rank_loss(head, d_a, d_b, p, label_weights(w, cfg.weight_cap))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from plic.checkpoint import load_checkpoint
 from plic.quality import psnr
 
 from .labels import TripletDataset
-from .lpips_model import LPIPS
+from .lpips_model import LPIPS, RankHead
 from .official import METRIC_KIND
 
 DEFAULT_LIN_STEPS = 3000  # at most, by default
@@ -79,6 +80,40 @@ def view_distances(model: LPIPS, terms: torch.Tensor) -> tuple[torch.Tensor, tor
     return model.combine(terms[:, 0]).sum(1), model.combine(terms[:, 1]).sum(1)
 
 
+def label_weights(n, cap: int):
+    """A trial's weight in the loss: its judgments ``n``, at most ``cap`` (0: no cap)."""
+    return n if cap <= 0 else n.clamp(max=cap)
+
+
+def rank_loss(head: RankHead, d_a: torch.Tensor, d_b: torch.Tensor, p_b: torch.Tensor,
+              n: torch.Tensor) -> torch.Tensor:
+    """BCE of the head's logit against the soft label, each trial weighted by its judgments."""
+    return F.binary_cross_entropy_with_logits(head(d_a, d_b), p_b, weight=n,
+                                              reduction="sum") / n.sum()
+
+
+HEAD_WARMUP_LR = 1e-3
+HEAD_WARMUP_TRIALS = 512  # tune/scratch: trials whose distances the warm-up computes
+
+
+def warm_up_head(head, d_a: torch.Tensor, d_b: torch.Tensor, p_b: torch.Tensor,
+                 n: torch.Tensor, steps: int, lr: float = HEAD_WARMUP_LR) -> None:
+    """Fit a fresh ranking head alone (full batch, Adam) on the current metric's distances.
+
+    A freshly initialised BAPPS head is a random MLP of (d_A, d_B): for some seeds it maps a
+    larger d_A to a *lower* probability of B. Fitted jointly from there, the non-negative linear
+    weights can follow the head and turn the metric upside down (measured: held-out 2AFC 0.42 on
+    one of eight seeds of the simulated Kodak study, with labels that agree with the metric).
+    Orienting the head on the labels first, with the weights still, removes that."""
+    opt = torch.optim.Adam(head.parameters(), lr=lr, betas=(0.5, 0.999))
+    d_a, d_b = d_a.detach(), d_b.detach()
+    for _ in range(steps):
+        loss = rank_loss(head, d_a, d_b, p_b, n)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def psnr_distances(ds: TripletDataset, idx: list[int], views: list[list]) -> np.ndarray:
     """(N, 2): -PSNR of A and B on the same crops, averaged over views (lower is closer)."""
     out = np.zeros((len(idx), 2))
@@ -96,6 +131,8 @@ def _comparable(cfg) -> dict:
     d = dict(cfg) if isinstance(cfg, dict) else dataclasses.asdict(cfg)
     for k in ("resume", "force", "threads", "device"):
         d.pop(k, None)
+    if not d.get("weight_cap"):             # the default: as metrics fitted before it existed
+        d.pop("weight_cap", None)
     return d
 
 

@@ -258,3 +258,51 @@ def test_fit_on_more_labels_moves_towards_the_oracle(tmp_path, sample_images):
     agree_uniform = np.mean(np.sign(u_a - u_b) == truth)
     assert agree_fit > agree_uniform, (agree_fit, agree_uniform)
     assert two_afc(f_a, f_b, p_b).mean() >= two_afc(o_a, o_b, p_b).mean() - 0.05
+
+
+def test_head_warm_up_turns_an_upside_down_head_the_right_way():
+    """A fresh BAPPS head is a random MLP of (d_A, d_B); for some seeds it maps a larger d_A to a
+    lower P(B). ``warm_up_head`` fits it alone on labels that follow the distances: afterwards
+    it is increasing in d_A - d_B and calls the labels' side on (nearly) every pair."""
+    from perceptual_metric.fit_steps import warm_up_head
+    from perceptual_metric.lpips_model import RankHead
+    g = torch.Generator().manual_seed(0)
+    d_a, d_b = torch.rand(300, generator=g), torch.rand(300, generator=g)
+    p_b = torch.sigmoid(8 * (d_a - d_b))           # B closer (d_B smaller): B more often
+
+    def corr(head):
+        with torch.no_grad():
+            return np.corrcoef(torch.sigmoid(head(d_a, d_b)).numpy(), (d_a - d_b).numpy())[0, 1]
+
+    upside_down = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        head = RankHead()
+        if corr(head) < -0.5:
+            upside_down.append(seed)
+            warm_up_head(head, d_a, d_b, p_b, torch.ones(300), steps=300)
+            assert corr(head) > 0.9, seed
+            with torch.no_grad():
+                q = torch.sigmoid(head(d_a, d_b))
+            assert ((q > 0.5) == (p_b > 0.5)).float().mean() > 0.95, seed
+    assert upside_down, "no upside-down head among 20 seeds: the test tests nothing"
+
+
+def test_fit_warms_up_a_fresh_head(sim, tmp_path):
+    """``fit`` (no --init) hands back a head that agrees with its own distances' direction on the
+    training labels, whatever the seed's random head did."""
+    out, _ = sim
+    from perceptual_metric.predict import load_head
+    for seed in (0, 3):
+        cfg = FitConfig(labels=str(out / "labels.csv"), out=str(tmp_path / f"m{seed}.pt"),
+                        steps=50, views=1, val_fraction=0.3, seed=seed)
+        try:
+            fit(cfg, log=lambda *_: None)
+        except WeightsError as e:
+            pytest.skip(f"no ImageNet AlexNet weights here: {e}")
+        head = load_head(cfg.out)
+        d = torch.linspace(0.05, 0.5, 10)
+        with torch.no_grad():
+            q = torch.sigmoid(head(d, torch.full_like(d, 0.25)))   # P(B) as d_A grows
+        from scipy.stats import spearmanr
+        assert q[-1] > 0.5 > q[0] and spearmanr(q.numpy(), d.numpy())[0] > 0.9

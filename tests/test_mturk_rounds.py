@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mturk import rounds
-from mturk.acquire import RoundConfig, pick, scores, settled
+from mturk.acquire import RoundConfig, pick, scores, settled, side_gain
 from mturk.schema import (
     LABELS_COLUMNS,
     LABELS_ID,
@@ -59,6 +59,41 @@ def test_acquisition_picks_the_uncertain_and_the_contradicted_pairs():
     assert s[4] > s[5] and s[2] > s[0] and s[2] > s[1]
     # the same with the roles of a and b swapped: the score is symmetric
     assert np.allclose(scores(1 - q, 1 - p_b, n), s)
+
+
+def _gain_by_quadrature(q, p_b, n, m, grid=200_001):
+    """``side_gain`` from its definition, by numerical integration over p (no scipy.beta)."""
+    p = (np.arange(grid) + 0.5) / grid
+    k = round(p_b * n)
+    a, b = k + m * q + 0.5, n - k + m * (1 - q) + 0.5
+
+    def p_below(a, b):
+        w = np.exp((a - 1) * np.log(p) + (b - 1) * np.log1p(-p))
+        return w[p < 0.5].sum() / w.sum()
+
+    def h(x):
+        return -(x * np.log2(x) + (1 - x) * np.log2(1 - x))
+
+    return h(p_below(a, b)) - (a / (a + b) * h(p_below(a + 1, b))
+                               + b / (a + b) * h(p_below(a, b + 1)))
+
+
+def test_gain_rule_prefers_open_questions_over_near_ties_and_settled_sides():
+    # 0: metric unsure, never asked; 1: metric confident, never asked; 2: metric confident,
+    # two judgments against it; 3: metric confident, one judgment for it; 4, 5: a near-tie
+    # asked 2 and 6 times
+    q = np.array([0.5, 0.97, 0.95, 0.9, 0.5, 0.5])
+    p_b = np.array([0.5, 0.5, 0.0, 1.0, 0.5, 0.5])
+    n = np.array([0, 0, 2, 1, 2, 6])
+    g = side_gain(q, p_b, n, 2.0)
+    for i in range(6):
+        assert g[i] == pytest.approx(_gain_by_quadrature(q[i], p_b[i], n[i], 2.0), abs=1e-4)
+    assert g[0] > g[4] > g[5] and g[0] > g[1] and g[2] > g[3]
+    assert np.allclose(side_gain(1 - q, 1 - p_b, n, 2.0), g)      # a/b swapped: same
+    cfg = RoundConfig(strategy="active", round_trials=6, rule="gain", max_n=20)
+    assert pick(["r"] * 6, q, p_b, n, cfg) == [0, 4, 1, 5, 3]      # 2: settled (2 of 2)
+    with pytest.raises(ValueError, match="--rule"):
+        RoundConfig(strategy="active", rule="bald").check()
 
 
 def test_settled_rule():
