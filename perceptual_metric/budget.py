@@ -91,6 +91,12 @@ class BudgetConfig:
         "help": "v0.1: the oracle is LPIPS as published; sparse: a hidden LPIPS on the same trunk "
                 "with sparse log-normal channel weights (perceptual_metric.simulate.make_oracle)"})
     oracle_seed: int = field(default=0, metadata={"help": "seed of the sparse oracle's weights"})
+    replicates: int = field(default=1, metadata={
+        "help": "independent crowds per seed (answers, order, fit seeds; same held-out split "
+                "and workers): a seed's curve is their mean, its expected learning curve"})
+    noise_floor: bool = field(default=False, metadata={
+        "help": "also run random again with independent crowds and report its ratio against "
+                "random: what the criterion gives a strategy no better than random"})
 
     def check(self) -> None:
         if self.seeds < 1 or self.passes < 1 or self.round_judgments < 1 or self.workers < 1:
@@ -101,6 +107,8 @@ class BudgetConfig:
             raise ValueError("--assignments must be in [1, --round-judgments]")
         if self.oracle_weights not in ("v0.1", "sparse"):
             raise ValueError(f"--oracle-weights {self.oracle_weights!r}: v0.1 or sparse")
+        if self.replicates < 1:
+            raise ValueError("--replicates must be >= 1")
         if self.weight_cap < 0:
             raise ValueError("--weight-cap must be >= 0")
         RoundConfig(strategy="active", confidence=self.confidence, max_n=self.max_n,
@@ -169,6 +177,19 @@ def ratio_ci(ratios: list[float]) -> dict:
 
 
 GRID = np.linspace(0, 1, 101)
+REPLICATE_STRIDE = 1000  # replicate r of seed s runs with seed s + 1000 r
+
+
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
+    """The pointwise mean of replicate curves on the judgments of the longest one (a curve
+    that stopped paying early keeps its last accuracy, as it would)."""
+    if len(curves) == 1:
+        return curves[0]
+    grid = max(curves, key=len)
+    acc = np.mean([np.interp([g["judgments"] for g in grid], [c["judgments"] for c in cur],
+                             [c["accuracy"] for c in cur]) for cur in curves], 0)
+    return [dict(round=g["round"], judgments=g["judgments"], accuracy=float(a))
+            for g, a in zip(grid, acc)]
 
 
 def _on_grid(run: dict, strategy: str) -> np.ndarray:
@@ -209,6 +230,8 @@ def _key(cfg: BudgetConfig, strategy: str) -> str:
     if SIM_VERSION > 1:                     # runs made by an older simulation are not reused
         d["sim_version"] = SIM_VERSION
     d.pop("seeds")                          # a seed's run does not depend on how many there are
+    d.pop("replicates")                     # nor on how many replicates there are
+    d.pop("noise_floor")
     if d["oracle_weights"] == "v0.1":       # the key of runs made before the option existed
         d.pop("oracle_weights")
         d.pop("oracle_seed")
@@ -230,7 +253,24 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     v01 = LPIPS.build(cfg.fit_trunk, "lin", linear="v0.1")
     seeds = []
     n_train = [len(split(study.refs, cfg.held_out, s)[0]) for s in range(cfg.seeds)]
-    bar = tqdm(total=2 * cfg.passes * sum(n_train), desc="simulated judgments", mininterval=2)
+    kinds = STRATEGIES + (("twin",) if cfg.noise_floor else ())
+    bar = tqdm(total=len(kinds) * cfg.replicates * cfg.passes * sum(n_train),
+               desc="simulated judgments", mininterval=2)
+
+    def one_run(strategy, s, r, train, held, crowd):
+        """One (strategy, seed, replicate) curve, saved as it finishes; replicate 0 is the
+        seed's own crowd (file and key as before replicates existed)."""
+        path = runs_dir / (f"{strategy}-s{s}.json" if r == 0 else f"{strategy}-s{s}-r{r}.json")
+        key = _key(cfg, strategy)
+        if path.is_file() and json.loads(path.read_text()).get("key") == key:
+            bar.update(cfg.passes * len(train))
+            return json.loads(path.read_text())["curve"]
+        curve = run(study, train, held, crowd, strategy, sim, seed=s + REPLICATE_STRIDE * r,
+                    net=cfg.fit_trunk, progress=bar.update)
+        bar.update(cfg.passes * len(train) - curve[-1]["judgments"])
+        atomic_write_text(path, json.dumps(dict(key=key, curve=curve)) + "\n")
+        return curve
+
     for s in range(cfg.seeds):
         train, held = split(study.refs, cfg.held_out, s)
         crowd = crowd_for(study, cfg, s)
@@ -241,18 +281,14 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
                    held_refs=sorted({study.refs[i] for i in held}),
                    ceiling=ceiling_of(study, held, crowd),
                    lpips_v01=float(two_afc(d[study.ia[held]], d[study.ib[held]], p_true).mean()))
-        for strategy in STRATEGIES:
-            path = runs_dir / f"{strategy}-s{s}.json"
-            key = _key(cfg, strategy)
-            if path.is_file() and json.loads(path.read_text()).get("key") == key:
-                res[strategy] = json.loads(path.read_text())["curve"]
-                bar.update(cfg.passes * len(train))
-                continue
-            curve = run(study, train, held, crowd, strategy, sim, seed=s, net=cfg.fit_trunk,
-                        progress=bar.update)
-            bar.update(cfg.passes * len(train) - curve[-1]["judgments"])
-            atomic_write_text(path, json.dumps(dict(key=key, curve=curve)) + "\n")
-            res[strategy] = curve
+        for kind in kinds:
+            # the twin: random again, on the replicates after random's own
+            strategy, first = ("random", cfg.replicates) if kind == "twin" else (kind, 0)
+            curves = [one_run(strategy, s, first + r, train, held, crowd)
+                      for r in range(cfg.replicates)]
+            res[kind] = mean_curve(curves)
+            if cfg.replicates > 1:
+                res[f"{kind}_replicates"] = curves
         target = res["random"][-1]["accuracy"]
         res["target"] = target
         res["budget"] = res["random"][-1]["judgments"]
@@ -263,6 +299,8 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
         res["active_reach_90"] = reach(res["active"], part) if target > start else float("nan")
         res["random_reach_90"] = reach(res["random"], part) if target > start else float("nan")
         res["ratio_90"] = res["active_reach_90"] / res["budget"]
+        if cfg.noise_floor:
+            res["twin_ratio"] = reach(res["twin"], target) / res["budget"]
         seeds.append(res)
         log(f"seed {s}: random {target:.4f} at {res['budget']} judgments; active reaches it "
             f"at {res['active_reach']:.0f} (ratio {res['ratio']:.3f}); ceiling "
@@ -271,7 +309,9 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     return dict(simulated=True, config=dataclasses.asdict(cfg), seeds=seeds,
                 ratio=ratio_ci([r["ratio"] for r in seeds]),
                 ratio_90=ratio_ci([r["ratio_90"] for r in seeds]),
-                mean_curves=mean_curve_ratio(seeds))
+                mean_curves=mean_curve_ratio(seeds),
+                **({"twin_ratio": ratio_ci([r["twin_ratio"] for r in seeds])}
+                   if cfg.noise_floor else {}))
 
 
 def table(result: dict) -> str:
@@ -351,6 +391,14 @@ def _mean_text(m: dict) -> str:
             f"random's full-budget accuracy at **{share}** of the budget ({ci}).")
 
 
+def _twin_text(result: dict) -> str:
+    if "twin_ratio" not in result:
+        return ""
+    return (f"\nThe criterion's noise floor: random sampling again, with independent crowds, "
+            f"reaching the first random run's full-budget accuracy: "
+            f"{_ratio_text(result['twin_ratio'])}.\n")
+
+
 def markdown(result: dict, command: str) -> str:
     seeds = result["seeds"]
     random90 = ", ".join("-" if np.isnan(s["random_reach_90"]) else
@@ -365,13 +413,16 @@ def markdown(result: dict, command: str) -> str:
             f"({end['active'] - start:+.4f}).")
     c = result["config"]
     oracle = f"LPIPS-{c['oracle_trunk']} ({c['oracle_weights']} weights)"
-    return (f"SIMULATED study ({oracle} oracle crowd, lin {c['fit_trunk']} metric), made by\n\n"
+    reps = c.get("replicates", 1)
+    each = (f"; each seed's curve is the mean of {reps} independent crowds" if reps > 1 else "")
+    return (f"SIMULATED study ({oracle} oracle crowd, lin {c['fit_trunk']} metric{each}), made "
+            f"by\n\n"
             f"    {command}\n\n{table(result)}\n\nJudgments active sampling needs to reach "
             f"random sampling's full-budget accuracy, as a share of that budget: "
             f"{_ratio_text(result['ratio'])}.\n\nTo get 90 % of the way there from the unfitted "
             f"metric: active {_ratio_text(result['ratio_90'])}; random itself needs "
             f"{random90} of its budget for that.\n\n{_mean_text(result['mean_curves'])}\n\n"
-            f"{gain}\n")
+            f"{gain}\n{_twin_text(result)}")
 
 
 def main(argv: list[str] | None = None) -> int:

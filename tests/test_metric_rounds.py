@@ -14,7 +14,7 @@ from mturk.synth import make_toy_index
 from mturk.trials import TrialsConfig, build
 from perceptual_metric import load
 from perceptual_metric.budget import main as budget_main
-from perceptual_metric.budget import mean_curve_ratio, ratio_ci, reach
+from perceptual_metric.budget import mean_curve, mean_curve_ratio, ratio_ci, reach
 from perceptual_metric.budget_sim import Crowd
 from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
@@ -137,6 +137,15 @@ def test_reach_and_ratio():
     assert m["ratio"] == pytest.approx(0.25) and m["boot_reached"] == 1.0
 
 
+def test_mean_curve_holds_a_stopped_curve_at_its_last_accuracy():
+    full = [dict(round=r, judgments=10 * r, accuracy=0.5 + 0.1 * r) for r in range(4)]
+    stopped = [dict(round=r, judgments=10 * r, accuracy=0.6) for r in range(2)]
+    m = mean_curve([full, stopped])
+    assert [c["judgments"] for c in m] == [0, 10, 20, 30]
+    assert [c["accuracy"] for c in m] == pytest.approx([0.55, 0.6, 0.65, 0.7])
+    assert mean_curve([full]) == full
+
+
 def test_crowd_expectation_matches_its_answers():
     rng = np.random.default_rng(0)
     crowd = Crowd.draw(50, 0.2, 0.1, 0.5, 0.05, rng)
@@ -175,6 +184,21 @@ def test_budget_end_to_end_on_a_toy_pool(tmp_path, sample_images, capsys):
     assert budget_main(argv) == 0
     assert {p: p.stat().st_mtime for p in (tmp_path / "b" / "runs").iterdir()} == mtimes
     assert json.loads((tmp_path / "b" / "budget.json").read_text())["seeds"] == res["seeds"]
+    # replicates and the noise floor: the runs made above are replicate 0 and are reused
+    assert budget_main(argv + ["--replicates", "2", "--noise-floor"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "b" / "runs").iterdir())
+    assert len(runs) == 4 + 2 * (1 + 1 + 2)   # per seed: random r1, active r1, twin r2 and r3
+    assert all(p.stat().st_mtime == t for p, t in mtimes.items())
+    rep = json.loads((tmp_path / "b" / "budget.json").read_text())
+    for s in rep["seeds"]:
+        own = [json.loads((tmp_path / "b" / "runs" / name).read_text())["curve"] for name in
+               (f"random-s{s['seed']}.json", f"random-s{s['seed']}-r1.json")]
+        assert s["random_replicates"] == own
+        assert [c["accuracy"] for c in s["random"]] == pytest.approx(
+            [(a["accuracy"] + b["accuracy"]) / 2 for a, b in zip(*own)])
+        assert "twin" in s and "twin_ratio" in s
+    assert rep["twin_ratio"]["seeds"] == 2
+    assert "noise floor" in (tmp_path / "b" / "budget.md").read_text()
     capsys.readouterr()
     assert budget_main(argv[:4] + ["--seeds", "0"]) == 2
     assert capsys.readouterr().err.startswith("perceptual_metric.budget: error:")
