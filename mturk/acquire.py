@@ -19,7 +19,15 @@ that more judgments will not turn into a side).
     score        = u + g
 
 so a pair the metric cannot call, or one whose judgments so far contradict the metric, is asked
-first; a pair the metric calls confidently and the crowd has confirmed is asked last. Ties go to
+first; a pair the metric calls confidently and the crowd has confirmed is asked last.
+
+``--rule gain`` ranks by what one more judgment is expected to teach about the pair's side
+instead: with the metric's ``q`` worth ``m = prior_judgments`` judgments and the labels so far,
+p_b ~ Beta(k + m q + 1/2, n - k + m (1 - q) + 1/2); the score is the binary entropy of P(p_b < 1/2)
+now minus its expectation after one more judgment (drawn from the posterior predictive). It is
+large for a pair the metric cannot call or the labels contradict, like ``u + g``, but small for a
+near-tie already asked several times (4 of 8 say B: one more answer moves little), which ``u + g``
+keeps near the top until ``max_n``. Ties go to
 the pair with fewer judgments, then to the seeded order of the candidates (so the first round,
 with neither labels nor predictions, is a uniformly random draw). **Coverage**: at most
 ``max_per_ref`` pairs of one reference per round (default ``ceil(2 * round_trials /
@@ -69,6 +77,9 @@ class RoundConfig:
         "help": "active: score (u + g: metric uncertainty + disagreement of the labels) or "
                 "gain (expected information one more judgment brings on the pair's side, the "
                 "metric's prediction as prior)"})
+    explore: float = field(default=0.0, metadata={
+        "help": "active: share of a round's pairs drawn uniformly at random among the unsettled "
+                "ones, the rest by the rule (keeps the labels representative of all pairs)"})
     prior_judgments: float = field(default=2.0, metadata={
         "help": "active, rule gain: how many judgments the metric's prediction is worth"})
 
@@ -81,6 +92,8 @@ class RoundConfig:
             raise ValueError(f"--confidence {self.confidence}: must be in (0.5, 1)")
         if self.rule not in RULES:
             raise ValueError(f"--rule {self.rule!r}: one of {', '.join(RULES)}")
+        if not 0 <= self.explore <= 1:
+            raise ValueError(f"--explore {self.explore}: must be in [0, 1]")
         if self.prior_judgments < 0:
             raise ValueError("--prior-judgments must be >= 0")
         if self.strategy == "random" and (self.labels or self.predictions):
@@ -130,23 +143,33 @@ def side_gain(q, p_b, n, prior_judgments: float = 2.0) -> np.ndarray:
     return now - after
 
 
-def pick(refs: list[str], q, p_b, n, cfg: RoundConfig) -> list[int]:
-    """Indices of the pairs to ask, best first: unsettled, by score, at most ``max_per_ref``
-    per reference, ``cfg.round_trials`` at most; ties keep the given (seeded) order."""
+def pick(refs: list[str], q, p_b, n, cfg: RoundConfig, seed: int | None = None) -> list[int]:
+    """Indices of the pairs to ask: unsettled, at most ``max_per_ref`` per reference,
+    ``cfg.round_trials`` at most. First ``round(explore * round_trials)`` of them uniformly at
+    random (``seed``; default: the judgments so far, so each round draws anew), then the rest
+    by score, best first; ties keep the given (seeded) order."""
     n = np.asarray(n)
-    open_ = ~settled(p_b, n, cfg.confidence, cfg.max_n)
+    open_ = np.flatnonzero(~settled(p_b, n, cfg.confidence, cfg.max_n))
     s = (scores(q, p_b, n) if cfg.rule == "score"
          else side_gain(q, p_b, n, cfg.prior_judgments))
     cap = cfg.max_per_ref or math.ceil(2 * cfg.round_trials / max(1, len(set(refs))))
-    order = sorted(np.flatnonzero(open_), key=lambda i: (-s[i], n[i], i))
     taken: dict[str, int] = {}
-    out = []
-    for i in order:
-        if taken.get(refs[i], 0) < cap:
-            taken[refs[i]] = taken.get(refs[i], 0) + 1
-            out.append(int(i))
-            if len(out) == cfg.round_trials:
-                break
+    out: list[int] = []
+
+    def take(candidates, limit):
+        for i in candidates:
+            if len(out) >= limit:
+                return
+            if taken.get(refs[i], 0) < cap and i not in chosen:
+                taken[refs[i]] = taken.get(refs[i], 0) + 1
+                out.append(int(i))
+                chosen.add(int(i))
+
+    chosen: set[int] = set()
+    if cfg.explore > 0:
+        rng = np.random.default_rng(int(n.sum()) if seed is None else seed)
+        take(rng.permutation(open_), round(cfg.explore * cfg.round_trials))
+    take(sorted(open_, key=lambda i: (-s[i], n[i], i)), cfg.round_trials)
     return out
 
 

@@ -83,6 +83,8 @@ class BudgetConfig:
         "help": "mturk.acquire rule: score (u + g) or gain (information on the pair's side)"})
     prior_judgments: float = field(default=2.0, metadata={
         "help": "mturk.acquire, rule gain: judgments the metric's prediction is worth"})
+    explore: float = field(default=0.0, metadata={
+        "help": "mturk.acquire: share of each active round drawn at random among unsettled pairs"})
     weight_cap: int = field(default=0, metadata={
         "help": "fit: a pair weighs min(n, CAP) judgments in the loss (0: all n)"})
     fit_trunk: str = field(default="alex", metadata={"help": "trunk of the fitted lin metric"})
@@ -112,7 +114,8 @@ class BudgetConfig:
         if self.weight_cap < 0:
             raise ValueError("--weight-cap must be >= 0")
         RoundConfig(strategy="active", confidence=self.confidence, max_n=self.max_n,
-                    rule=self.rule, prior_judgments=self.prior_judgments).check()
+                    rule=self.rule, prior_judgments=self.prior_judgments,
+                    explore=self.explore).check()
 
 
 def load_study(cfg: BudgetConfig) -> tuple[SimStudy, object]:
@@ -221,9 +224,10 @@ def _key(cfg: BudgetConfig, strategy: str) -> str:
     """The settings a (strategy, seed) run depends on."""
     d = dataclasses.asdict(cfg)
     if strategy == "random":                # the acquisition settings do not touch random
-        for k in ("assignments", "confidence", "max_n", "rule", "prior_judgments"):
+        for k in ("assignments", "confidence", "max_n", "rule", "prior_judgments", "explore"):
             d.pop(k)
-    for k, default in (("rule", "score"), ("prior_judgments", 2.0), ("weight_cap", 0)):
+    for k, default in (("rule", "score"), ("prior_judgments", 2.0), ("weight_cap", 0),
+                       ("explore", 0.0)):
         if d.get(k, default) == default:    # the key of runs made before these options
             d.pop(k, None)
     d.pop("out")
@@ -247,7 +251,8 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
                     weight_cap=cfg.weight_cap,
                     acquire=RoundConfig(strategy="active", confidence=cfg.confidence,
                                         max_n=cfg.max_n, rule=cfg.rule,
-                                        prior_judgments=cfg.prior_judgments))
+                                        prior_judgments=cfg.prior_judgments,
+                                        explore=cfg.explore))
     runs_dir = Path(cfg.out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     v01 = LPIPS.build(cfg.fit_trunk, "lin", linear="v0.1")

@@ -169,7 +169,9 @@ def run(study: SimStudy, train: np.ndarray, held: np.ndarray, crowd: Crowd, stra
             p_hat = np.where(n > 0, k / np.maximum(n, 1), 0.5)
             acq = RoundConfig(**{**cfg.acquire.__dict__,
                                  "round_trials": max(1, size // cfg.assignments)})
-            asked = [i for i in pick(refs, q, p_hat, n, acq) for _ in range(cfg.assignments)]
+            draw = int(rng.integers(2**31)) if acq.explore > 0 else None   # explore=0: as before
+            asked = [i for i in pick(refs, q, p_hat, n, acq, seed=draw)
+                     for _ in range(cfg.assignments)]
             if not asked:                                   # every pair settled: stop paying
                 break
         for i in asked:

@@ -96,6 +96,23 @@ def test_gain_rule_prefers_open_questions_over_near_ties_and_settled_sides():
         RoundConfig(strategy="active", rule="bald").check()
 
 
+def test_explore_share_is_drawn_at_random_among_open_pairs():
+    q = np.linspace(0.05, 0.5, 20)                   # pair 19 is the most uncertain, then 18...
+    p_b, n = np.full(20, 0.5), np.zeros(20)
+    p_b[0], n[0] = 1.0, 3                            # pair 0: settled (3 of 3)
+    cfg = RoundConfig(strategy="active", round_trials=6, explore=0.5)
+    got = pick(["r"] * 20, q, p_b, n, cfg, seed=1)
+    assert len(got) == len(set(got)) == 6 and 0 not in got
+    by_score = pick(["r"] * 20, q, p_b, n, RoundConfig(strategy="active", round_trials=6))
+    assert by_score == [19, 18, 17, 16, 15, 14]
+    assert got[3:] == [i for i in by_score if i not in got[:3]][:3]   # the rest by score
+    assert pick(["r"] * 20, q, p_b, n, cfg, seed=1) == got            # seeded
+    draws = {tuple(pick(["r"] * 20, q, p_b, n, cfg, seed=k)[:3]) for k in range(20)}
+    assert len(draws) > 10 and any(min(d) < 10 for d in draws)         # not the score's pairs
+    with pytest.raises(ValueError, match="--explore"):
+        RoundConfig(strategy="active", explore=1.5).check()
+
+
 def test_settled_rule():
     p_b = np.array([1.0, 0.0, 1.0, 0.8, 0.5, 0.5, 2 / 3])
     n = np.array([2, 3, 1, 5, 8, 0, 3])
