@@ -20,10 +20,15 @@ t-interval over seeds. A seed whose active curve never gets there counts as "not
 ratio). Beside it, because random's full-budget accuracy can be a hair above a curve that has
 long stopped moving: the judgments active needs to get 90 % of the way from the unfitted metric
 to that accuracy (same rule; no ratio when random's budget bought nothing).
+``--noise-floor`` runs random again with other crowds (same held-out split and workers; other
+answers, order and fit seeds) and gives its ratio against the first random run: what the
+criterion says of a strategy that is random. ``--replicates R`` makes each seed's curve the mean
+of R such crowds (an estimate of its expected learning curve); replicate r of seed s runs with
+seed ``s + 1000 r``, replicate 0 being the seed's own run.
 Outputs: ``OUT/budget.md`` (table, ratio, the command), ``OUT/budget.png``,
-``OUT/budget.json``; each (strategy, seed) run is saved in ``OUT/runs/`` as it finishes, so an
-interrupted run resumes where it stopped (same settings). Trunk features and oracle distances are
-computed once (``term_cache``: ``OUT/cache/terms.npz``).
+``OUT/budget.json``; each (strategy, seed, replicate) run is saved in ``OUT/runs/`` as it
+finishes, so an interrupted run resumes where it stopped (same settings). Trunk features and
+oracle distances are computed once (``term_cache``: ``OUT/cache/terms.npz``).
 """
 
 from __future__ import annotations
@@ -354,6 +359,11 @@ def plot(result: dict, path: Path) -> None:
     acc = {k: np.array([_on_grid(r, k) for r in seeds]) for k in STRATEGIES}
     for strategy, color in zip(STRATEGIES, ("tab:blue", "tab:red")):
         ax.plot(x, acc[strategy].mean(0), color=color, label=strategy)
+    twin = "twin" in seeds[0]
+    if twin:                                 # the noise floor: random with other crowds
+        acc["twin"] = np.array([_on_grid(r, "twin") for r in seeds])
+        ax.plot(x, acc["twin"].mean(0), color="tab:blue", ls="--", lw=0.8,
+                label="random, other crowds")
     ax.axhline(np.mean([r["ceiling"] for r in seeds]), color="k", ls="--",
                label="oracle (ceiling)")
     ax.axhline(np.mean([r["lpips_v01"] for r in seeds]), color="gray", ls=":",
@@ -366,6 +376,9 @@ def plot(result: dict, path: Path) -> None:
     dx.plot(x, diff.mean(0), color="tab:purple", label="mean")
     dx.fill_between(x, diff.min(0), diff.max(0), color="tab:purple", alpha=0.2,
                     label="min-max over seeds")
+    if twin:
+        dx.plot(x, (acc["twin"] - acc["random"]).mean(0), color="tab:blue", ls="--", lw=0.8,
+                label="random (other crowds) - random")
     dx.axhline(0, color="k", lw=0.8)
     dx.set_xlabel("paid judgments")
     dx.set_ylabel("2AFC: active - random (same seed)")
