@@ -6,7 +6,9 @@
 For each test pair of ``--trials`` (repeats and sentinels skipped): ``d_a``, ``d_b`` (the metric on
 the whole views the page shows) and ``p_b``, the metric's ranking head's probability that people
 pick B. Columns: ``mturk.schema.PREDICTIONS_COLUMNS``; ``mturk.trials --strategy active
---predictions`` reads it (``mturk.acquire``). One trunk pass per image.
+--predictions`` reads it (``mturk.acquire``). One trunk pass per image; with ``--cache DIR`` a
+``lin`` metric's trunk terms are kept there and the next round's metric (same trunk, same pool)
+reuses them, so a round's prediction costs no trunk pass.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from plic.tables import write_table
 
 from .lpips_model import RankHead
 from .official import METRIC_KIND, load
-from .term_cache import pair_terms, test_pairs
+from .term_cache import cached_pair_terms, test_pairs
 
 
 def load_head(path: str | Path) -> RankHead:
@@ -40,9 +42,10 @@ def load_head(path: str | Path) -> RankHead:
 
 
 @torch.no_grad()
-def predict(metric_path: str | Path, trials_csv: str | Path) -> list[dict]:
+def predict(metric_path: str | Path, trials_csv: str | Path,
+            cache_dir: str | Path | None = None) -> list[dict]:
     model, head = load(metric_path), load_head(metric_path)
-    keys, terms = pair_terms(trials_csv, model, "metric features")
+    keys, terms = cached_pair_terms(trials_csv, model, cache_dir)
     d = dict(zip(keys, model.combine(torch.from_numpy(terms)).sum(1).double().numpy()))
     df = test_pairs(trials_csv)
     d_a = np.array([d[r.ref_path, r.a_path] for r in df.itertuples()])
@@ -59,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", required=True,
                     help="trials.csv whose test pairs are the candidates (the study's pool)")
     ap.add_argument("--out", required=True, help="predictions.csv to write")
+    ap.add_argument("--cache", default=None, metavar="DIR",
+                    help="keep a lin metric's trunk terms of the pool here for the next rounds "
+                         "(default: none)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        rows = predict(args.metric, args.trials)
+        rows = predict(args.metric, args.trials, args.cache)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"perceptual_metric.predict: error: {e}", file=sys.stderr)
         return 2

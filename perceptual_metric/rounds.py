@@ -116,8 +116,8 @@ def run_rounds(cfg: RoundsConfig, log=print) -> list[dict]:
                       steps=cfg.steps or None, seed=cfg.seed,
                       init=str(prev / "metric.pt") if (prev / "metric.pt").is_file() else ""),
             log=lambda *_: None)
-        write_table(rdir / "predictions.csv", predict(metric, pool), PREDICTIONS_COLUMNS,
-                    PREDICTIONS_ID)
+        write_table(rdir / "predictions.csv", predict(metric, pool, study / "pool" / "cache"),
+                    PREDICTIONS_COLUMNS, PREDICTIONS_ID)
         s = dict(round=rdir.name, judgments=judged, study_judgments=merged["judgments"],
                  pairs=merged["pairs"], settled=merged["settled"])
         log(f"{rdir.name}: SIMULATED {judged} judgments (tests, sentinels, repeats); study: "

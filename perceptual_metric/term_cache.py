@@ -62,6 +62,28 @@ def pair_terms(trials_csv: str | Path, model: LPIPS, desc: str = "trunk features
     return keys, np.stack(terms).astype(np.float32)
 
 
+def cached_pair_terms(trials_csv: str | Path, model: LPIPS, cache_dir: str | Path | None,
+                      desc: str = "metric features") -> tuple[list[tuple[str, str]], np.ndarray]:
+    """``pair_terms``, kept in ``cache_dir/terms-<net>.npz`` when the model's trunk is frozen
+    (``lin`` mode: its terms do not change when its linear weights do), keyed by the trials file's
+    hash and the trunk's id; a metric whose trunk was fitted (``tune``/``scratch``) or no
+    ``cache_dir`` always computes them."""
+    if cache_dir is None or model.mode != "lin":
+        return pair_terms(trials_csv, model, desc)
+    cache = Path(cache_dir) / f"terms-{model.net}.npz"
+    key = json.dumps(dict(trials_sha256=sha256_file(trials_csv), trunk_id=model.trunk_id))
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if str(z["key"]) == key:
+            return [tuple(k) for k in z["keys"].tolist()], z["terms"]
+    keys, terms = pair_terms(trials_csv, model, desc)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, key=key, keys=np.array(keys), terms=terms)
+    tmp.replace(cache)
+    return keys, terms
+
+
 def compute(trials_csv: str | Path, out: str | Path, fit_trunk: str = "alex",
             oracle_trunk: str = "vgg", log=print, need_oracle_terms: bool = False) -> dict:
     """``{"keys": [(ref_path, path)], "terms": (K, sum C), "oracle": (K,), "oracle_terms":

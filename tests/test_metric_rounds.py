@@ -117,6 +117,27 @@ def test_predictions_are_the_metric_on_the_shown_views(first, tmp_path, sample_i
     assert "error" in capsys.readouterr().err
 
 
+def test_predictions_reuse_a_lin_metrics_trunk_terms(first, tmp_path, sample_images,
+                                                     monkeypatch):
+    from perceptual_metric import predict as predict_mod
+    from perceptual_metric import term_cache
+    idx = make_toy_index(tmp_path / "idx", images=sample_images, n_refs=2, size=48,
+                         qualities=(5, 40, 90), target_bpps=(1.0,))
+    pool, _ = build(idx, tmp_path / "pool", TrialsConfig(batch_size=4, repeats=0, crop=32))
+    plain = predict_mod.predict(first / "r1.pt", pool)
+    cached = predict_mod.predict(first / "r1.pt", pool, tmp_path / "cache")
+    assert cached == plain and (tmp_path / "cache" / "terms-alex.npz").is_file()
+    calls = []
+    real = term_cache.pair_terms
+    monkeypatch.setattr(term_cache, "pair_terms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert predict_mod.predict(first / "r1.pt", pool, tmp_path / "cache") == plain
+    assert calls == []                                  # no trunk pass the second time
+    other, _ = build(idx, tmp_path / "pool2", TrialsConfig(batch_size=4, repeats=0, crop=32,
+                                                            seed=5))
+    predict_mod.predict(first / "r1.pt", other, tmp_path / "cache")
+    assert calls == [1]                                 # another pool: computed again
+
+
 def test_reach_and_ratio():
     curve = [dict(judgments=j, accuracy=a) for j, a in
              [(0, 0.5), (100, 0.7), (200, 0.65), (300, 0.8), (400, 0.85)]]
