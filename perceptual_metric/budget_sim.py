@@ -84,7 +84,6 @@ class RunConfig:
     assignments: int = 1
     steps: int | None = None
     weight_cap: int = 0
-    batch_size: int = 32
     acquire: RoundConfig = field(default_factory=lambda: RoundConfig(strategy="active"))
 
 
@@ -108,11 +107,9 @@ class LinMetric:
         d = self.model.combine(self.terms).sum(1)
         return torch.sigmoid(self.head(d[ia], d[ib])).double().numpy()
 
-    def fit(self, ia, ib, p_b, n, steps: int | None, seed: int, weight_cap: int = 0,
-            batch_size: int = 32) -> None:
+    def fit(self, ia, ib, p_b, n, steps: int | None, seed: int, weight_cap: int = 0) -> None:
         """``fit``'s lin loop from the current weights (a fresh optimiser, as ``--init``)."""
-        cfg = FitConfig(steps=steps, seed=seed, weight_cap=weight_cap,
-                        batch_size=batch_size or len(ia))
+        cfg = FitConfig(steps=steps, seed=seed, weight_cap=weight_cap)
         pair_terms = torch.stack([self.terms[ia], self.terms[ib]], 1).unsqueeze(1)
         p_t, n_t = torch.tensor(p_b, dtype=torch.float32), torch.tensor(n, dtype=torch.float32)
         if self.fresh and cfg.head_warmup:  # as fit does without --init
@@ -181,7 +178,7 @@ def run(study: SimStudy, train: np.ndarray, held: np.ndarray, crowd: Crowd, stra
         paid += len(asked)
         seen = n > 0
         metric.fit(study.ia[train[seen]], study.ib[train[seen]], k[seen] / n[seen], n[seen],
-                   cfg.steps, seed + rnd, cfg.weight_cap, cfg.batch_size)
+                   cfg.steps, seed + rnd, cfg.weight_cap)
         curve.append(dict(round=rnd, judgments=paid, pairs=int(seen.sum()), accuracy=score()))
         if progress is not None:
             progress(len(asked))
