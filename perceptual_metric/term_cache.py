@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from mturk.schema import TRIALS_COLUMNS, TRIALS_ID
-from plic.fsio import sha256_file
+from plic.fsio import atomic_savez, sha256_file
 from plic.image_io import read_image
 from plic.tables import read_table, resolve_path
 
@@ -77,10 +77,7 @@ def cached_pair_terms(trials_csv: str | Path, model: LPIPS, cache_dir: str | Pat
         if str(z["key"]) == key:
             return [tuple(k) for k in z["keys"].tolist()], z["terms"]
     keys, terms = pair_terms(trials_csv, model, desc)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, key=key, keys=np.array(keys), terms=terms)
-    tmp.replace(cache)
+    atomic_savez(cache, key=key, keys=np.array(keys), terms=terms)
     return keys, terms
 
 
@@ -107,12 +104,9 @@ def compute(trials_csv: str | Path, out: str | Path, fit_trunk: str = "alex",
     assert okeys == keys
     with torch.no_grad():
         dist = oracle.combine(torch.from_numpy(oterms)).sum(1).double().numpy()
-    out.mkdir(parents=True, exist_ok=True)
     res = {"keys": keys, "terms": terms, "oracle": dist, "oracle_terms": oterms,
            "trunk_id": fitm.trunk_id}
-    tmp = out / "terms.tmp.npz"
-    np.savez(tmp, key=json.dumps(key), keys=np.array(keys), terms=terms, oracle=dist,
-             oracle_terms=oterms, trunk_id=fitm.trunk_id)
-    tmp.replace(cache)
+    atomic_savez(cache, key=json.dumps(key), keys=np.array(keys), terms=terms, oracle=dist,
+                 oracle_terms=oterms, trunk_id=fitm.trunk_id)
     log(f"wrote {cache}: {len(keys)} (reference, distortion) views")
     return res

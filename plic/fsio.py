@@ -52,6 +52,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return _atomic(path, lambda f: torch.save(obj, f))
 
 
+def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
+    """``numpy.savez`` to ``path`` (written as named, no ``.npz`` appended), atomically."""
+    import numpy as np
+
+    return _atomic(path, lambda f: np.savez(f, **arrays))
+
+
 def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write a matplotlib figure as a PNG, atomically, and close it."""
     import matplotlib.pyplot as plt
