@@ -155,6 +155,7 @@ def pick(refs: list[str], q, p_b, n, cfg: RoundConfig, seed: int | None = None) 
     cap = cfg.max_per_ref or math.ceil(2 * cfg.round_trials / max(1, len(set(refs))))
     taken: dict[str, int] = {}
     out: list[int] = []
+    chosen: set[int] = set()
 
     def take(candidates, limit):
         for i in candidates:
@@ -165,7 +166,6 @@ def pick(refs: list[str], q, p_b, n, cfg: RoundConfig, seed: int | None = None) 
                 out.append(int(i))
                 chosen.add(int(i))
 
-    chosen: set[int] = set()
     if cfg.explore > 0:
         rng = np.random.default_rng(int(n.sum()) if seed is None else seed)
         take(rng.permutation(open_), round(cfg.explore * cfg.round_trials))

@@ -118,9 +118,13 @@ class BudgetConfig:
             raise ValueError("--replicates must be >= 1")
         if self.weight_cap < 0:
             raise ValueError("--weight-cap must be >= 0")
-        RoundConfig(strategy="active", confidence=self.confidence, max_n=self.max_n,
-                    rule=self.rule, prior_judgments=self.prior_judgments,
-                    explore=self.explore).check()
+        self.acquire().check()
+
+    def acquire(self) -> RoundConfig:
+        """The active rounds' ``mturk.acquire`` settings."""
+        return RoundConfig(strategy="active", confidence=self.confidence, max_n=self.max_n,
+                           rule=self.rule, prior_judgments=self.prior_judgments,
+                           explore=self.explore)
 
 
 def load_study(cfg: BudgetConfig) -> tuple[SimStudy, object]:
@@ -231,13 +235,12 @@ def _key(cfg: BudgetConfig, strategy: str) -> str:
     if strategy == "random":                # the acquisition settings do not touch random
         for k in ("assignments", "confidence", "max_n", "rule", "prior_judgments", "explore"):
             d.pop(k)
-    for k, default in (("rule", "score"), ("prior_judgments", 2.0), ("weight_cap", 0),
-                       ("explore", 0.0)):
-        if d.get(k, default) == default:    # the key of runs made before these options
-            d.pop(k, None)
+    defaults = {f.name: f.default for f in dataclasses.fields(BudgetConfig)}
+    for k in ("rule", "prior_judgments", "weight_cap", "explore"):
+        if k in d and d[k] == defaults[k]:  # the key of runs made before these options
+            d.pop(k)
     d.pop("out")
-    if SIM_VERSION > 1:                     # runs made by an older simulation are not reused
-        d["sim_version"] = SIM_VERSION
+    d["sim_version"] = SIM_VERSION          # runs made by an older simulation are not reused
     d.pop("seeds")                          # a seed's run does not depend on how many there are
     d.pop("replicates")                     # nor on how many replicates there are
     d.pop("noise_floor")
@@ -253,11 +256,7 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     study, _ = load_study(cfg)
     sim = RunConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
                     assignments=cfg.assignments, steps=cfg.steps or None,
-                    weight_cap=cfg.weight_cap,
-                    acquire=RoundConfig(strategy="active", confidence=cfg.confidence,
-                                        max_n=cfg.max_n, rule=cfg.rule,
-                                        prior_judgments=cfg.prior_judgments,
-                                        explore=cfg.explore))
+                    weight_cap=cfg.weight_cap, acquire=cfg.acquire())
     runs_dir = Path(cfg.out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     v01 = LPIPS.build(cfg.fit_trunk, "lin", linear="v0.1")
