@@ -38,7 +38,7 @@ from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .fit_steps import (  # noqa: F401  (rank_loss, label_weights: also fit's own API)
+from .fit_steps import (
     DEFAULT_EPOCHS,
     DEFAULT_LIN_STEPS,
     HEAD_WARMUP_TRIALS,
