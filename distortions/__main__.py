@@ -6,6 +6,8 @@ Examples::
     python -m distortions --data kodak                     # the 24 Kodak images
     python -m distortions --crop 256 --codecs jpeg,hevc-bpgcfg --targets 0.15,0.3
     python -m distortions --codecs learned --checkpoint mine=runs/train/ckpt.pt
+    python -m distortions --data kodak --cluster local:2   # on a Dask LocalCluster
+    python -m distortions --data-root /shared/data --out /shared/dist --cluster tcp://HOST:8786
 
 Learned codecs: by default one per codec checkpoint in checkpoints/*.pt, named
 ``learned-<file stem>``; repeated ``--checkpoint [NAME=]PATH`` options replace that list.
@@ -19,6 +21,7 @@ import sys
 from pathlib import Path
 
 from codec.cli import positive_numbers
+from plic.cluster import Cluster, ClusterError, add_cluster_arg
 from plic.datasets import DataError, add_data_args
 from plic.paths import runs_dir
 
@@ -58,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="code a centred SIZE x SIZE crop of each image (the cropped reference "
                         "is written to OUT/refs); default: full images")
     p.add_argument("--jobs", type=int, default=0,
-                   help="worker processes over images (default 0: all cores)")
+                   help="worker processes here, one (image, codec) item each (default 0: all "
+                        "cores)")
+    add_cluster_arg(p)
     p.add_argument("--ffmpeg", default="ffmpeg", help="ffmpeg binary for hevc-bpgcfg")
     p.add_argument("--x265-preset", default="slow", choices=X265_PRESETS,
                    help="x265 preset for hevc-bpgcfg (bpgenc uses placebo; slow matches it "
@@ -102,13 +107,31 @@ def main(argv: list[str] | None = None) -> int:
                                bpgenc=args.bpgenc, bpgdec=args.bpgdec,
                                learned=tuple(learned.codecs.items())),
         progress=not args.no_progress)
-    report = run(records, cfg)
+    try:
+        report = _run(records, cfg, args.cluster)
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the items done so far are in {cfg.out}; run the same command "
+              f"again to finish the rest", file=sys.stderr)
+        return 130
     print(f"{cfg.out}/index.csv: {report.new_rows} new rows, {report.reused_rows} kept, "
           f"{report.unreachable} unreachable (codec, image, target), {report.encodes} encodes"
           + ("" if report.wrote_index else "; index unchanged"))
+    if report.errors:
+        print(f"{len(report.errors)} error(s); every other item of the {report.items} "
+              f"completed, and a rerun retries only these:", file=sys.stderr)
     for where, msg in report.errors:
         print(f"error: {where}: {msg}", file=sys.stderr)
     return 1 if report.errors or choice_errors else 0
+
+
+def _run(records, cfg: RunConfig, cluster_spec):
+    if cluster_spec is None:
+        return run(records, cfg)
+    with Cluster(cluster_spec) as cluster:
+        return run(records, cfg, cluster=cluster)
 
 
 if __name__ == "__main__":
