@@ -96,7 +96,7 @@ class Cluster:
     """
 
     def __init__(self, spec: ClusterSpec | str, *, processes: bool = True,
-                 timeout: float = CONNECT_TIMEOUT_S, dashboard: bool = True, log=None):
+                 timeout: float | None = None, dashboard: bool = True, log=None):
         self.spec = parse_cluster(spec) if isinstance(spec, str) else spec
         self.processes, self.timeout, self.dashboard = processes, timeout, dashboard
         self.log = log if log is not None else sys.stderr
@@ -120,13 +120,22 @@ class Cluster:
             self.client = distributed.Client(self._local)
         else:
             try:
-                self.client = distributed.Client(self.spec.address, timeout=self.timeout)
+                self.client = distributed.Client(
+                    self.spec.address, timeout=self.timeout or CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as e:
                 raise ClusterError(
                     f"cannot reach the Dask scheduler at {self.spec.address} "
                     f"({_one_line(e)}): is `dask scheduler` running there and the port "
                     f"open?") from None
         n = len(self.client.scheduler_info().get("workers", {}))
+        if n == 0:
+            try:
+                self.client.wait_for_workers(1, timeout=self.timeout or CONNECT_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a timeout, said in one line
+                self.__exit__()
+                raise ClusterError(f"the Dask scheduler at {self.spec} has no workers: start "
+                                   f"some with `dask worker {self.spec}`") from None
+            n = len(self.client.scheduler_info().get("workers", {}))
         link = self.client.dashboard_link if self.dashboard else None
         print(f"dask: {self.spec} ({n} worker{'s' * (n != 1)}), dashboard: "
               f"{link or 'not served'}", file=self.log)
