@@ -84,6 +84,8 @@ def save(model, path: str | os.PathLike, provenance: dict | None = None) -> Path
 
 def load(ckpt_path: str | os.PathLike, device: str = "cpu"):
     """A codec checkpoint as a model in eval mode, ready to code."""
+    if _is_postdecode_file(ckpt_path):  # the HEVC post-decoder (codec.postdecode)
+        return _postdecode().load(ckpt_path, device)
     ckpt = load_checkpoint(ckpt_path, kind="codec", map_location=device)
     try:
         model = build(ckpt["model"], **ckpt["config"])
@@ -91,6 +93,43 @@ def load(ckpt_path: str | os.PathLike, device: str = "cpu"):
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt_path}: cannot rebuild codec model ({e})") from e
     return model.to(device).eval()
+
+
+def _postdecode():
+    """codec.postdecode (the HEVC post-decoder), imported when first needed."""
+    from . import postdecode
+
+    return postdecode
+
+
+def _is_postdecode_file(path) -> bool:
+    try:
+        return load_checkpoint(path)["kind"] == "postdecode"
+    except CheckpointError:
+        return False  # reported by the codec load below
+
+
+def _is_postdecoder(model) -> bool:
+    return getattr(model, "name", None) == _postdecode().NAME
+
+
+def _postdecode_encode(image, model, target_bpp, bin_width, max_pixels) -> EncodeResult:
+    """A post-decoder codes HEVC at a QP (``codec.postdecode.encode``); no likelihood estimate
+    (``est_bits`` and ``bin_width`` are NaN; the QP is ``res.qp``)."""
+    if bin_width is not None:
+        raise ValueError("a post-decoded HEVC checkpoint codes at a QP, not a bin width: give "
+                         "target_bpp, or use codec.postdecode.encode(image, model, qp=Q)")
+    res = _postdecode().encode(image, model, target_bpp=target_bpp, max_pixels=max_pixels)
+    out = EncodeResult(res.data, res.bpp, math.nan, math.nan, res.seconds)
+    out.qp = res.qp
+    return out
+
+
+def _postdecode_decode(data, model, max_pixels) -> DecodeResult:
+    res = _postdecode().decode(data, model, max_pixels)
+    out = DecodeResult(res.image, res.bpp, math.nan, math.nan, res.seconds)
+    out.qp = res.qp
+    return out
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -244,6 +283,8 @@ def encode(image: np.ndarray, model, target_bpp: float | None = None,
     even the largest delta is over it); neither: delta = 1. Images over ``max_pixels`` (None:
     ``codec.limits.default_max_pixels``) raise ``codec.limits.PixelLimitError``."""
     t0 = time.perf_counter()
+    if _is_postdecoder(model):
+        return _postdecode_encode(image, model, target_bpp, bin_width, max_pixels)
     if target_bpp is not None and bin_width is not None:
         raise ValueError("give target_bpp or bin_width, not both")
     target = None if target_bpp is None else check_target_bpp(target_bpp)
@@ -290,6 +331,8 @@ def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
     (``codec.limits.StreamPixelLimitError``, one, for an image over ``max_pixels``; None:
     ``codec.limits.default_max_pixels``). Out of memory: ``codec.limits.CodecMemoryError``."""
     t0 = time.perf_counter()
+    if _is_postdecoder(model):  # HEVC + the learned stage
+        return _postdecode_decode(data, model, max_pixels)
     header, sections = bs.unpack(data)
     if header.model_name != model.name:
         raise bs.BitstreamError(f"bitstream was made by model {header.model_name!r}, "

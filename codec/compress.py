@@ -4,7 +4,8 @@
 
 Prints the real rate (8 x file bytes / pixels, header included), the likelihood estimate beside
 it and the time. ``--target-bpp`` searches the bin width so that the file is at or under X;
-``--bin-width`` sets it directly (default 1). Any image size up to ``--max-pixels`` works
+``--bin-width`` sets it directly (default 1). A post-decoded HEVC checkpoint
+(``codec.postdecode``) codes at ``--qp`` instead. Any image size up to ``--max-pixels`` works
 (default: what the model codes within 8 GiB, ``codec.limits``). Images are read by the table in
 ``plic.image_io``: 16-bit samples keep their high byte, float images are refused, and so is
 transparency unless ``--alpha drop``. A missing folder of OUT is created. Errors: one line on
@@ -25,6 +26,7 @@ from plic.quality import est_bpp
 from . import api, limits
 from .bitstream import BIN_WIDTH_RANGE, MAX_PIXELS
 from .cli import CliError, Parser, check_output, device, number, report, write_output
+from .postdecode import cli as postdecode_cli
 
 
 def main(argv=None) -> int:
@@ -34,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("out", help="bitstream file to write (a missing folder is created)")
     p.add_argument("--model", required=True, help="codec checkpoint (python -m codec.init)")
     g = p.add_mutually_exclusive_group()
+    g.add_argument("--qp", type=number(int, 0, 51),
+                   help="HEVC QP, 0..51, for a post-decoded HEVC checkpoint "
+                        "(codec.postdecode; default 32)")
     g.add_argument("--target-bpp", type=number(float, 0, api.MAX_TARGET_BPP, lo_open=True),
                    help=f"largest allowed real bits per pixel, in (0, {api.MAX_TARGET_BPP:g}]")
     g.add_argument("--bin-width", type=number(float, BIN_WIDTH_RANGE[0], BIN_WIDTH_RANGE[1],
@@ -55,6 +60,11 @@ def main(argv=None) -> int:
     try:
         out = check_output(args.out, source=args.image)
         model = api.load(args.model, device=args.device)
+        if postdecode_cli.is_postdecoder(model):  # HEVC + the learned stage
+            return postdecode_cli.compress(args, model, out)
+        if args.qp is not None:
+            raise CliError("--qp is for a post-decoded HEVC checkpoint (codec.postdecode), "
+                           "not this codec")
         limit = args.max_pixels or limits.default_max_pixels(model)
         image = read_image(args.image, alpha=args.alpha, max_pixels=limit)
         res = api.encode(image, model, target_bpp=args.target_bpp, bin_width=args.bin_width,

@@ -3,7 +3,9 @@
     python -m codec.decompress IN OUT.png [--model CKPT] [--max-pixels N]
 
 Without ``--model`` the checkpoint is looked for, by the model name and weights hash the stream
-records, among the ``*.pt`` files next to IN and under runs/codec/. Prints the real rate, the
+records, among the ``*.pt`` files next to IN and under runs/codec/. A post-decoded HEVC stream
+(``codec.postdecode``) is decoded by ffmpeg and the learned stage whose weights it names (also
+looked for in checkpoints/). Prints the real rate, the
 likelihood estimate and the time. A stream whose image is over ``--max-pixels`` (default: what
 the model decodes within 8 GiB, ``codec.limits``) is refused before anything large is
 allocated. The pixels do not depend on the machine's thread count (decoding runs on one CPU
@@ -24,6 +26,8 @@ from plic.quality import est_bpp
 
 from . import api, bitstream, limits
 from .cli import CliError, Parser, check_output, device, number, report, write_output
+from .postdecode import cli as postdecode_cli
+from .postdecode.container import is_stream as is_postdecode_stream
 
 
 def find_checkpoint(header: bitstream.Header, dirs: list[Path]) -> Path | None:
@@ -60,6 +64,8 @@ def main(argv=None) -> int:
             data = Path(args.input).read_bytes()
         except OSError as e:
             raise CliError(f"{args.input}: {e.strerror or e}") from None
+        if is_postdecode_stream(data):  # HEVC + the learned stage (codec.postdecode)
+            return postdecode_cli.decompress(args, data, out)
         model_path = args.model
         if model_path is None:
             header, _ = bitstream.unpack(data)

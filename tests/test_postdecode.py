@@ -181,3 +181,40 @@ def test_decode_refusals():
     junk = container.pack(container.Header(h.weights_hash, h.qp, 48, 64), b"\x00" * 40)
     with pytest.raises(BitstreamError, match="corrupt stream"):
         pd.decode(junk, m)
+
+
+@needs_ffmpeg
+def test_codec_api_compress_and_decompress_handle_it(tmp_path, capsys):
+    from codec import api
+    from codec import compress as compress_cmd
+    from codec import decompress as decompress_cmd
+    from plic.image_io import read_image, write_png
+
+    m = _trained()
+    ckpt = pd.save(m, tmp_path / "pd.pt")
+    img = _image(40, 56, seed=5)
+    write_png(tmp_path / "img.png", img)
+    model = api.load(ckpt)
+    assert model.name == pd.NAME
+    res = api.encode(img, model, target_bpp=4.0)
+    assert res.bpp <= 4.0 and container.unpack(res.data)[0].qp == res.qp
+    assert np.array_equal(api.decompress(res.data, model), pd.decompress(res.data, m))
+    with pytest.raises(ValueError, match="codes at a QP"):
+        api.encode(img, model, bin_width=1.0)
+
+    assert compress_cmd.main([str(tmp_path / "img.png"), str(tmp_path / "a.hpd"), "--model",
+                              str(ckpt), "--qp", "38"]) == 0
+    # no --model: found next to the stream by the weights hash the container names
+    assert decompress_cmd.main([str(tmp_path / "a.hpd"), str(tmp_path / "a.png")]) == 0
+    data = (tmp_path / "a.hpd").read_bytes()
+    assert container.unpack(data)[0].qp == 38
+    assert np.array_equal(read_image(tmp_path / "a.png"), pd.decompress(data, m))
+    capsys.readouterr()
+    (tmp_path / "t.hpd").write_bytes(data[:-4])
+    assert decompress_cmd.main([str(tmp_path / "t.hpd"), str(tmp_path / "t.png")]) == 2
+    err = capsys.readouterr().err
+    assert "truncated stream" in err and err.count("\n") == 1
+    assert not (tmp_path / "t.png").exists()
+    assert compress_cmd.main([str(tmp_path / "img.png"), str(tmp_path / "b.hpd"), "--model",
+                              str(ckpt), "--bin-width", "2"]) == 2
+    assert "codes at a QP" in capsys.readouterr().err

@@ -15,6 +15,8 @@ on the caller's thread count or process.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -28,12 +30,13 @@ from plic.image_io import check_rgb_uint8
 from plic.quality import bpp as bits_per_pixel
 
 from .. import hevc, limits
-from ..api import _exact_mode, check_target_bpp
 from ..bitstream import MAX_PIXELS, BitstreamError, model_hash
+from ..threads import one_thread
 from . import container
 from .stage import NAME, PostDecoder, build
 
 KIND = "postdecode"
+MAX_TARGET_BPP = 64.0
 PEAK_FACTOR = 8  # full-size tensors of the widest layer alive at once, with margin
 
 
@@ -101,6 +104,30 @@ def check_pixels(model: PostDecoder, height: int, width: int, max_pixels: int | 
     raise err(f"{'the stream claims a' if stream else 'a'} {width}x{height} image "
               f"({height * width:,} pixels), over the limit of {limit:,} pixels; raise it with "
               f"max_pixels / --max-pixels")
+
+
+@contextlib.contextmanager
+def _exact_mode():
+    """One CPU thread (``codec.threads``), no autograd, deterministic kernels, no TF32: the
+    stage's pixels repeat bit for bit whatever the caller's thread count."""
+    with torch.no_grad(), one_thread(), torch.backends.cudnn.flags(
+            enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def check_target_bpp(target_bpp) -> float:
+    try:
+        t = float(target_bpp)
+    except (TypeError, ValueError):
+        raise ValueError(f"target_bpp must be a number, got {target_bpp!r}") from None
+    if not (math.isfinite(t) and 0 < t <= MAX_TARGET_BPP):
+        raise ValueError(f"target_bpp {target_bpp} out of range (0, {MAX_TARGET_BPP:g}]")
+    return t
 
 
 # ---- the stage -------------------------------------------------------------------------------
