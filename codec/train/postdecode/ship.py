@@ -1,0 +1,108 @@
+"""Ship a post-decoder run's ``last.pt``: the checkpoint with how it was trained.
+
+    python -m codec.train.postdecode.ship runs/train/hevc-bpgcfg-pd checkpoints/hevc-bpgcfg-pd.pt
+
+The provenance gains ``command`` (the ``python -m codec.train.postdecode`` line that reproduces
+the run), ``steps``, ``train_seconds`` and ``run_dir``; every path in it is relative to the
+repository (or a bare name), never absolute. ``--max-mb`` (default 20) refuses a larger file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from codec.postdecode.api import KIND
+from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plic.paths import REPO_ROOT
+
+from .config import PostDecodeConfig
+
+_NOT_IN_COMMAND = {"resume", "stop_at", "max_minutes", "ship", "out", "threads", "ship_max_mb"}
+
+
+def reproducing_command(config: dict) -> str:
+    default = PostDecodeConfig().to_dict()
+    parts = ["python", "-m", "codec.train.postdecode"]
+    for k, v in config.items():
+        if k in _NOT_IN_COMMAND or k not in default or v == default[k]:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(flag if v else "--no-" + k.replace("_", "-"))
+        elif isinstance(v, list):
+            parts += [flag, *(f"{x:g}" if isinstance(x, float) else str(x) for x in v)]
+        else:
+            parts += [flag, f"{v:g}" if isinstance(v, float) else str(v)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+PATH_FIELDS = ("data", "data_root", "val_data", "pairs", "lpips", "out", "ship")
+
+
+def rel(path) -> str:
+    """``path`` relative to the repository when inside it, else its bare name ('' stays '')."""
+    if not path:
+        return ""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return p.name
+
+
+def portable(config: dict) -> dict:
+    """A training config with no absolute path in it (provenance travels with the file)."""
+    return {k: rel(v) if k in PATH_FIELDS and isinstance(v, str) else v
+            for k, v in config.items()}
+
+
+def ship(run: Path, dest: Path, max_mb: float = 20.0) -> dict:
+    src = Path(run) / "last.pt"
+    ckpt = load_checkpoint(src, kind=KIND)
+    prov = dict(ckpt["provenance"])
+    config = prov.get("train_config")
+    if config is None:
+        raise CheckpointError(f"{src}: no training config in its provenance")
+    prov["command"] = reproducing_command(config)
+    prov["steps"] = int(prov.get("step", 0))
+    prov["run_dir"] = rel(run)
+    prov["shipped_from"] = src.name
+    prov["train_config"] = portable(config)
+    for k in ("data", "metric"):
+        if isinstance(prov.get(k), str):
+            prov[k] = rel(prov[k])
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".shipping")
+    save_checkpoint(tmp, KIND, ckpt["model"], ckpt["config"], ckpt["state_dict"], prov)
+    size = tmp.stat().st_size / 2 ** 20
+    if max_mb and size > max_mb:
+        tmp.unlink()
+        raise ValueError(f"{dest}: {size:.2f} MB is over --max-mb {max_mb}")
+    tmp.replace(dest)
+    return {"dest": str(dest), "size_mb": round(size, 3), "command": prov["command"],
+            "steps": prov["steps"], "train_seconds": prov.get("train_seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codec.train.postdecode.ship", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="run directory of python -m codec.train.postdecode")
+    p.add_argument("dest", type=Path, help="checkpoint file to write")
+    p.add_argument("--max-mb", type=float, default=20.0, help="refuse a larger file (0: none)")
+    a = p.parse_args(argv)
+    try:
+        res = ship(a.run, a.dest, a.max_mb)
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
