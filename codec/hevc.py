@@ -124,3 +124,25 @@ def decode(data: bytes, ffmpeg: str = "ffmpeg", what: str = "hevc-bpgcfg") -> np
         if not dst.is_file():
             raise HevcError(f"{what} decode: ffmpeg found no picture in the stream")
         return read_image(dst)
+
+
+def cached_encode(image: np.ndarray, qp: int, cache_dir: str | os.PathLike,
+                  ffmpeg: str = "ffmpeg", preset: str = DEFAULT_PRESET,
+                  what: str = "hevc-bpgcfg") -> bytes:
+    """``encode``, its stream kept in ``cache_dir`` under a key of (the image's pixels, QP,
+    ``version``): a rate search repeated with another post-decoder re-codes nothing."""
+    import hashlib
+
+    from plic.fsio import atomic_write_bytes
+
+    check_rgb_uint8(image)
+    exe = find_ffmpeg(ffmpeg, what)
+    h = hashlib.sha256(version(exe, preset).encode())
+    h.update(f"{image.shape}|{int(qp)}|".encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    path = Path(cache_dir) / h.hexdigest()[:2] / f"{h.hexdigest()}.hevc"
+    if path.is_file():
+        return path.read_bytes()
+    data = encode(image, qp, exe, preset, what)
+    atomic_write_bytes(path, data)
+    return data

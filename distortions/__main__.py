@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codec checkpoint (plic.checkpoint format) for a learned codec named "
                         "learned-NAME (default NAME: the file's stem); repeatable; replaces "
                         "the checkpoints found in --checkpoint-dir")
+    p.add_argument("--postdecode-checkpoint", default=None, metavar="PATH",
+                   help="the learned stage of hevc-bpgcfg-pd (python -m codec.train.postdecode; "
+                        "default: checkpoints/hevc-bpgcfg-pd.pt)")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="folder whose codec checkpoints (*.pt) are the learned codecs when no "
                         "--checkpoint is given (default: checkpoints/ of the repository)")
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         codecs=codecs, targets=args.targets, crop=args.crop, jobs=args.jobs,
         backend=BackendOptions(ffmpeg=args.ffmpeg, x265_preset=args.x265_preset,
                                bpgenc=args.bpgenc, bpgdec=args.bpgdec,
-                               learned=tuple(learned.codecs.items())),
+                               learned=tuple(learned.codecs.items()),
+                               postdecode=args.postdecode_checkpoint),
         progress=not args.no_progress)
     try:
         report = _run(records, cfg, args.cluster)

@@ -101,7 +101,7 @@ def test_a_registered_backend_is_listed_everywhere(dummy_backend, wide_help):
 
 def test_the_built_in_backends_keep_their_order_and_sets():
     assert backends.names() == ("jpeg", "jpeg444", "webp", "avif", "jxl", "hevc-bpgcfg", "bpg",
-                                "learned")
+                                "hevc-bpgcfg-pd", "learned")
     assert backends.default_names() == ("jpeg", "webp", "avif", "jxl", "hevc-bpgcfg")
     assert backends.classic_names() == ("jpeg", "jpeg444", "webp", "avif", "jxl", "hevc-bpgcfg")
     assert type(backends.make_backend("hevc")).__name__ == "HevcBpgcfgBackend"  # the alias

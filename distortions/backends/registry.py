@@ -25,6 +25,7 @@ class BackendOptions:
     bpgdec: str = "bpgdec"
     checkpoint: str | None = None  # the checkpoint of the codec called plain ``learned``
     learned: tuple[tuple[str, str], ...] = ()  # (``learned-<label>``, checkpoint path) pairs
+    postdecode: str | None = None  # hevc-bpgcfg-pd's checkpoint (None: checkpoints/ default)
 
 
 @dataclass(frozen=True)
