@@ -8,9 +8,11 @@
 ``bpp`` is always measured on the whole file (header included, ``plic.quality.bpp``);
 ``est_bits`` is the likelihood estimate from the same discretised parameters that were coded.
 Any image size works: the image is padded (edge replication) to the model's stride and the
-decoder crops back. Images over ``max_pixels`` (default: what fits the memory budget,
-``codec.limits``) are refused before anything large is allocated; running out of memory
-anyway raises ``codec.limits.CodecMemoryError``, never a ``BitstreamError``. On CPU all coding
+decoder crops back. Images over ``max_pixels`` (computed pixels, padded to the model's stride;
+default: what fits the memory budget, ``codec.limits``) are refused before anything large is
+allocated; running out of memory anyway raises ``codec.limits.CodecMemoryError``, never a
+``BitstreamError``. ``decode(data, model, untrusted=True)`` also bounds the decoding work a
+stream byte may buy (``codec.limits``: the untrusted-input policy). On CPU all coding
 runs on one thread, so streams and decoded pixels do not depend on the thread count.
 """
 
@@ -43,6 +45,7 @@ from .coding import (
     encode_stage,
     latent_coder,
 )
+from .context.intmath import FixedPointError
 from .entropy import MIN_SYMBOL_BITS
 from .models import build
 from .threads import one_thread
@@ -153,12 +156,14 @@ def _device(model) -> torch.device:
 
 
 def _padded(h: int, w: int, stride: int) -> tuple[int, int]:
-    return -(-h // stride) * stride, -(-w // stride) * stride
+    return limits.padded_size(h, w, stride)
 
 
 def _to_tensor(image: np.ndarray, model) -> torch.Tensor:
     h, w = image.shape[:2]
     hp, wp = _padded(h, w, model.stride)
+    if not image.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on a read-only one
+        image = image.copy()
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
     if (hp, wp) != (h, w):
         x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
@@ -223,11 +228,19 @@ class _Encoder:
                             time.perf_counter() - t0)
 
 
-def _check_bin_width(bin_width: float) -> float:
-    delta = float(bin_width)
+BIN_WIDTH_RANGE_TEXT = "(2^-20, 2^20)"  # bs.BIN_WIDTH_RANGE, both ends excluded
+
+
+def check_bin_width(bin_width) -> float:
+    """``bin_width`` as the f32 the stream stores, if that is within ``BIN_WIDTH_RANGE``
+    (both ends excluded: 1048575.99 rounds to 2^20 in f32 and is refused), else ValueError."""
+    try:
+        delta = float(bin_width)
+    except (TypeError, ValueError):
+        raise ValueError(f"bin_width must be a number, got {bin_width!r}") from None
     lo, hi = bs.BIN_WIDTH_RANGE
-    if not (math.isfinite(delta) and lo < delta < hi):
-        raise ValueError(f"bin_width {bin_width} out of range (2^-20, 2^20)")
+    if not (math.isfinite(delta) and lo < delta < hi and lo < bs.float32(delta) < hi):
+        raise ValueError(f"bin_width {bin_width} out of range {BIN_WIDTH_RANGE_TEXT}")
     return bs.float32(delta)
 
 
@@ -244,7 +257,7 @@ class Encoder:
     def code(self, bin_width: float) -> EncodeResult:
         t0 = time.perf_counter()
         with _exact_mode(), _memory(self._enc):
-            res = self._enc.code(_check_bin_width(bin_width))
+            res = self._enc.code(check_bin_width(bin_width))
         res.seconds = time.perf_counter() - t0
         return res
 
@@ -288,7 +301,7 @@ def encode(image: np.ndarray, model, target_bpp: float | None = None,
     if target_bpp is not None and bin_width is not None:
         raise ValueError("give target_bpp or bin_width, not both")
     target = None if target_bpp is None else check_target_bpp(target_bpp)
-    delta = _check_bin_width(1.0 if bin_width is None else bin_width)
+    delta = check_bin_width(1.0 if bin_width is None else bin_width)
     _check_image(image, model, max_pixels)
     with _exact_mode(), _memory(image):
         enc = _Encoder(image, model)
@@ -326,13 +339,21 @@ def compress(image: np.ndarray, model, target_bpp: float | None = None,
 
 # ---- decoding --------------------------------------------------------------------------------
 
-def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
+def decode(data: bytes, model, max_pixels: int | None = None, untrusted: bool = False,
+           max_pixels_per_byte: int | None = None) -> DecodeResult:
     """Decode a stream made by ``encode`` with this very model; ``BitstreamError`` otherwise
     (``codec.limits.StreamPixelLimitError``, one, for an image over ``max_pixels``; None:
-    ``codec.limits.default_max_pixels``). Out of memory: ``codec.limits.CodecMemoryError``."""
+    ``codec.limits.default_max_pixels``). Out of memory: ``codec.limits.CodecMemoryError``.
+
+    ``untrusted=True`` (streams from strangers) also refuses, from the header alone, a stream
+    whose decoding work is over ``max_pixels_per_byte`` (default
+    ``codec.limits.UNTRUSTED_PIXELS_PER_BYTE``) pixels per stream byte:
+    ``codec.limits.StreamCostError``. ``max_pixels_per_byte`` applies in either mode."""
     t0 = time.perf_counter()
     if _is_postdecoder(model):  # HEVC + the learned stage
         return _postdecode_decode(data, model, max_pixels)
+    if untrusted and max_pixels_per_byte is None:
+        max_pixels_per_byte = limits.UNTRUSTED_PIXELS_PER_BYTE
     header, sections = bs.unpack(data)
     if header.model_name != model.name:
         raise bs.BitstreamError(f"bitstream was made by model {header.model_name!r}, "
@@ -344,6 +365,10 @@ def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
     if header.coding_order not in CODING_ORDER_NAMES:
         raise bs.BitstreamError(f"unknown coding order {header.coding_order}")
     limits.check_pixels(model, header.height, header.width, max_pixels, stream=True)
+    if max_pixels_per_byte is not None:
+        limits.check_work(model, header.height, header.width,
+                          CODING_ORDER_NAMES[header.coding_order], len(data),
+                          max_pixels_per_byte)
     shapes = stage_shapes(model, header.height, header.width)
     if len(sections) != len(shapes) + 1:
         raise bs.BitstreamError(f"bitstream has {len(sections)} sections, model "
@@ -357,7 +382,9 @@ def decode(data: bytes, model, max_pixels: int | None = None) -> DecodeResult:
         except (CodingError, RuntimeError, ValueError) as e:
             if isinstance(e, bs.BitstreamError) or limits.is_out_of_memory(e):
                 raise
-            raise bs.BitstreamError(f"corrupt bitstream: {e}") from e
+            # the integer parameter path refusing the model's weights is no fault of the stream
+            what = "cannot decode" if isinstance(e, FixedPointError) else "corrupt bitstream"
+            raise bs.BitstreamError(f"{what}: {e}") from e
         if not bool(torch.isfinite(x_hat).all()):
             raise bs.BitstreamError("corrupt bitstream: the decoded image is not finite (NaN "
                                     "or infinity): its latents are outside what the synthesis "
@@ -406,6 +433,8 @@ def _decode_stages(model, header, sections, shapes) -> list[StageCode]:
     return codes
 
 
-def decompress(data: bytes, model, max_pixels: int | None = None) -> np.ndarray:
-    """uint8 (H, W, 3) image from a stream; raises ``codec.bitstream.BitstreamError``."""
-    return decode(data, model, max_pixels).image
+def decompress(data: bytes, model, max_pixels: int | None = None, untrusted: bool = False,
+               max_pixels_per_byte: int | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) image from a stream (the options: ``decode``); raises
+    ``codec.bitstream.BitstreamError``."""
+    return decode(data, model, max_pixels, untrusted, max_pixels_per_byte).image

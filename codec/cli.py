@@ -68,6 +68,17 @@ def number(kind=float, lo=None, hi=None, lo_open=False, allow_zero=False):
     return parse
 
 
+def checked(validate):
+    """An argparse ``type`` from the API's own validator (``ValueError`` -> a usage error with
+    its message), so a command and the API accept the same values and say the same range."""
+    def parse(text: str):
+        try:
+            return validate(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
 def positive_numbers(message: str, finite: bool = False, empty: bool = False):
     """An argparse ``type``: a comma-separated list of numbers > 0 (a tuple; ``finite``: inf
     refused too; ``empty``: no numbers at all accepted); ``message`` says what must be

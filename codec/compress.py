@@ -24,8 +24,8 @@ from plic.image_io import ALPHA_POLICIES, ImageReadError, read_image
 from plic.quality import est_bpp
 
 from . import api, limits
-from .bitstream import BIN_WIDTH_RANGE, MAX_PIXELS
-from .cli import CliError, Parser, check_output, device, number, report, write_output
+from .bitstream import MAX_PIXELS
+from .cli import CliError, Parser, check_output, checked, device, number, report, write_output
 from .postdecode import cli as postdecode_cli
 
 
@@ -41,9 +41,9 @@ def main(argv=None) -> int:
                         "(codec.postdecode; default 32)")
     g.add_argument("--target-bpp", type=number(float, 0, api.MAX_TARGET_BPP, lo_open=True),
                    help=f"largest allowed real bits per pixel, in (0, {api.MAX_TARGET_BPP:g}]")
-    g.add_argument("--bin-width", type=number(float, BIN_WIDTH_RANGE[0], BIN_WIDTH_RANGE[1],
-                                              lo_open=True),
-                   help="quantisation bin width delta of the latent, in (2^-20, 2^20)")
+    g.add_argument("--bin-width", type=checked(api.check_bin_width),
+                   help="quantisation bin width delta of the latent, in "
+                        f"{api.BIN_WIDTH_RANGE_TEXT}")
     p.add_argument("--max-pixels", type=number(int, 1, MAX_PIXELS),
                    help="largest image to code (default: what the model codes in "
                         f"{limits.MEMORY_BUDGET / 2**30:g} GiB; the format allows {MAX_PIXELS})")

@@ -1,6 +1,6 @@
 """Decompress a plic bitstream to a PNG.
 
-    python -m codec.decompress IN OUT.png [--model CKPT] [--max-pixels N]
+    python -m codec.decompress IN OUT.png [--model CKPT] [--max-pixels N] [--untrusted]
 
 Without ``--model`` the checkpoint is looked for, by the model name and weights hash the stream
 records, among the ``*.pt`` files next to IN and under runs/codec/. A post-decoded HEVC stream
@@ -8,7 +8,11 @@ records, among the ``*.pt`` files next to IN and under runs/codec/. A post-decod
 looked for in checkpoints/). Prints the real rate, the
 likelihood estimate and the time. A stream whose image is over ``--max-pixels`` (default: what
 the model decodes within 8 GiB, ``codec.limits``) is refused before anything large is
-allocated. The pixels do not depend on the machine's thread count (decoding runs on one CPU
+allocated. For streams from strangers, ``--untrusted`` also refuses, from the header alone, a
+stream whose decoding work is over ``--max-pixels-per-byte`` pixels (default 200 in that mode:
+``codec.limits.UNTRUSTED_PIXELS_PER_BYTE``) for each of its bytes: the work is the pixels
+computed (padded to the model's stride) plus 2048 for each wavefront step of a context model's
+latent. The pixels do not depend on the machine's thread count (decoding runs on one CPU
 thread). A missing folder of OUT is created. Errors: one line on stderr, exit status 2, no
 file written.
 """
@@ -56,6 +60,13 @@ def main(argv=None) -> int:
                    help="largest image to decode (default: what the model decodes in "
                         f"{limits.MEMORY_BUDGET / 2**30:g} GiB; the format allows "
                         f"{bitstream.MAX_PIXELS})")
+    p.add_argument("--untrusted", action="store_true",
+                   help="a stream from an untrusted source: refuse it unless its decoding work "
+                        "is within --max-pixels-per-byte (default "
+                        f"{limits.UNTRUSTED_PIXELS_PER_BYTE} in this mode)")
+    p.add_argument("--max-pixels-per-byte", type=number(int, 1, bitstream.MAX_PIXELS),
+                   help="largest decoding work (pixels computed, plus "
+                        f"{limits.STEP_PIXELS} a wavefront step) per stream byte; any mode")
     p.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     args = p.parse_args(argv)
     try:
@@ -77,7 +88,8 @@ def main(argv=None) -> int:
                     f"{header.weights_hash.hex()} next to it or under {runs_dir() / 'codec'}; "
                     "pass --model CKPT")
         model = api.load(model_path, device=args.device)
-        res = api.decode(data, model, max_pixels=args.max_pixels)
+        res = api.decode(data, model, max_pixels=args.max_pixels, untrusted=args.untrusted,
+                         max_pixels_per_byte=args.max_pixels_per_byte)
         write_output(out, png_bytes(res.image))
     except (bitstream.BitstreamError, MemoryError) as e:
         return report(f"{args.input}: {e}")

@@ -13,14 +13,29 @@ small presets.
 The default limit, ``default_max_pixels(model)``, is the largest pixel count whose estimate fits
 ``MEMORY_BUDGET`` (8 GiB: room on a 24 GB machine shared with other work), and never more than
 the container allows (``codec.bitstream.MAX_PIXELS``). ``max_pixels`` (``--max-pixels``) sets
-another limit. Either way the check needs only the header and the probe (one pass of a
-stride x stride image, once per model), so a stream claiming a huge image is refused in
-milliseconds.
+another limit. The pixels counted are the ones computed: the image padded to the model's
+stride (a 193 x 57921 image is coded as 256 x 57984, 1.33 times its pixels). Either way the
+check needs only the header and the probe (one pass of a stride x stride image, once per
+model), so a stream claiming a huge image is refused in milliseconds.
+
+Untrusted input (``codec.api.decode(..., untrusted=True)``, ``--untrusted``): the pixel limit
+bounds a decode's memory, not what it costs per byte received. A few kilobytes of zero symbols
+can claim millions of pixels, and a tall, thin image runs the wavefront coder for thousands of
+small steps. The untrusted policy bounds the decoding work per stream byte:
+``decode_work`` (the computed pixels, plus ``STEP_PIXELS`` for every step of a wavefront-coded
+latent: a step costs about as much as that many pixels, measured) may not exceed
+``max_pixels_per_byte`` times the stream's length; the default in untrusted mode is
+``UNTRUSTED_PIXELS_PER_BYTE``. Like the pixel limit it reads the header only and allocates
+nothing (``StreamCostError``). For a photograph (no wavefront steps to speak of) it is a rate
+floor of 8 / ``UNTRUSTED_PIXELS_PER_BYTE`` bits per pixel; smaller images need more bytes, as
+their fixed costs (the steps of a short wavefront) weigh more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +45,9 @@ from .threads import one_thread
 
 MEMORY_BUDGET = 8 * 2**30
 PEAK_FACTOR = 6.0
+# untrusted input (see the module doc; measured by ``python -m codec.untrusted_bench``)
+STEP_PIXELS = 2048               # one wavefront step costs about as much as this many pixels
+UNTRUSTED_PIXELS_PER_BYTE = 200  # decoding work a stream byte may buy in untrusted mode
 
 
 class PixelLimitError(ValueError):
@@ -39,6 +57,11 @@ class PixelLimitError(ValueError):
 class StreamPixelLimitError(PixelLimitError, BitstreamError):
     """A stream whose image is larger than the decoder's limit; a ``BitstreamError`` as well,
     so a caller that skips undecodable streams skips it, but never called corrupt."""
+
+
+class StreamCostError(StreamPixelLimitError):
+    """A stream whose decoding work per byte is over ``max_pixels_per_byte`` (the untrusted
+    policy): refused from the header, never called corrupt."""
 
 
 class CodecMemoryError(MemoryError):
@@ -97,29 +120,90 @@ def bytes_per_pixel(model) -> float:
 
 
 def default_max_pixels(model) -> int:
-    """The largest image (in pixels) whose estimated coding memory fits ``MEMORY_BUDGET``."""
+    """The largest image (in computed pixels: ``computed_pixels``) whose estimated coding
+    memory fits ``MEMORY_BUDGET``."""
     return min(MAX_PIXELS, int(MEMORY_BUDGET // bytes_per_pixel(model)))
+
+
+def padded_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """The size an image is coded at: each side rounded up to a multiple of ``stride``."""
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+def computed_pixels(model, height: int, width: int) -> int:
+    """The pixels the transforms compute for a ``height x width`` image (padded to the
+    model's stride): what the pixel limit counts."""
+    hp, wp = padded_size(height, width, model.stride)
+    return hp * wp
+
+
+def _positive_int(value, name: str) -> int:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value) and value >= 1 and int(value) == value
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def check_pixels(model, height: int, width: int, max_pixels: int | None,
                  stream: bool = False) -> None:
-    """Refuse a ``height x width`` image over ``max_pixels`` (None: ``default_max_pixels``):
-    ``StreamPixelLimitError`` for a stream to decode, ``PixelLimitError`` for an image to code.
-    Allocates nothing but the model's one small probe."""
-    if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) != max_pixels
-                                   or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    limit = default_max_pixels(model) if max_pixels is None else int(max_pixels)
-    pixels = height * width
+    """Refuse a ``height x width`` image whose computed pixels (``computed_pixels``) are over
+    ``max_pixels`` (None: ``default_max_pixels``): ``StreamPixelLimitError`` for a stream to
+    decode, ``PixelLimitError`` for an image to code. Allocates nothing but the model's one
+    small probe."""
+    if max_pixels is not None:
+        max_pixels = _positive_int(max_pixels, "max_pixels")
+    limit = default_max_pixels(model) if max_pixels is None else max_pixels
+    pixels = computed_pixels(model, height, width)
     if pixels <= limit:
         return
     how = ("the default for this model: its estimated memory, "
            f"{bytes_per_pixel(model):.0f} bytes a pixel, within {MEMORY_BUDGET / 2**30:g} GiB"
            if max_pixels is None else "max_pixels")
+    hp, wp = padded_size(height, width, model.stride)
     err = StreamPixelLimitError if stream else PixelLimitError
-    raise err(f"{'the stream claims a' if stream else 'a'} {width}x{height} image ({pixels:,} "
-              f"pixels), over the limit of {limit:,} pixels ({how}); raise it with "
-              f"max_pixels / --max-pixels")
+    raise err(f"{'the stream claims a' if stream else 'a'} {width}x{height} image (computed "
+              f"as {wp}x{hp}, padded to the model's stride {model.stride}: {pixels:,} pixels), "
+              f"over the limit of {limit:,} pixels ({how}); raise it with max_pixels / "
+              "--max-pixels")
+
+
+def wavefront_steps(model, height: int, width: int, coding_order: str) -> int:
+    """Steps of the wavefront coder for the latent of a ``height x width`` image (0 for any
+    other coding order, or a model without a context model)."""
+    context = getattr(model, "context", None)
+    if coding_order != "wavefront" or context is None:
+        return 0
+    from .context.wavefront import wavefront_steps as steps
+
+    hp, wp = padded_size(height, width, model.stride)
+    _, fh, fw = probe(model).stages[0]
+    return steps(hp // fh, wp // fw, context.kernel)
+
+
+def decode_work(model, height: int, width: int, coding_order: str) -> int:
+    """The work of decoding a ``height x width`` image, in pixels: the computed pixels plus
+    ``STEP_PIXELS`` for each wavefront step (see the module doc). From the header alone."""
+    return (computed_pixels(model, height, width)
+            + STEP_PIXELS * wavefront_steps(model, height, width, coding_order))
+
+
+def check_work(model, height: int, width: int, coding_order: str, nbytes: int,
+               max_pixels_per_byte: int) -> None:
+    """The untrusted policy: ``StreamCostError`` if ``decode_work`` is over
+    ``max_pixels_per_byte`` x ``nbytes`` (the stream's whole length). Allocates nothing but
+    the model's one small probe."""
+    limit = _positive_int(max_pixels_per_byte, "max_pixels_per_byte")
+    work = decode_work(model, height, width, coding_order)
+    if work <= limit * nbytes:
+        return
+    steps = wavefront_steps(model, height, width, coding_order)
+    parts = (f"{computed_pixels(model, height, width):,} computed pixels"
+             + (f" + {steps:,} wavefront steps x {STEP_PIXELS}" if steps else ""))
+    raise StreamCostError(
+        f"the stream claims a {width}x{height} image: decoding work of {work:,} pixels "
+        f"({parts}) for {nbytes:,} bytes, {work / nbytes:,.0f} a byte, over the untrusted-"
+        f"input limit of {limit:,} a byte (max_pixels_per_byte / --max-pixels-per-byte)")
 
 
 def is_out_of_memory(e: BaseException) -> bool:

@@ -149,7 +149,9 @@ def test_bomb_input_and_pixel_limits_are_one_line(files, capsys, tmp_path):
     assert compress.main([str(tmp_path / "bomb.png"), str(tmp_path / "o"), "--model",
                           str(d / "m.pt")]) == 2
     assert "bomb.png" in _one_line(capsys)
-    n = img.shape[0] * img.shape[1]
+    from codec.limits import computed_pixels
+
+    n = computed_pixels(api.load(d / "m.pt"), *img.shape[:2])  # padded to the stride (issue 32)
     assert compress.main([str(d / "in.png"), str(tmp_path / "o"), "--model", str(d / "m.pt"),
                           "--max-pixels", str(n - 1)]) == 2
     assert "--max-pixels" in _one_line(capsys)
@@ -179,3 +181,55 @@ def test_out_of_memory_is_one_line(files, capsys, tmp_path, monkeypatch):
     err = _one_line(capsys)
     assert "out of memory" in err and "corrupt" not in err
     assert not list(tmp_path.iterdir())
+
+
+# ---- issue 32: the bin width's range, and untrusted streams ---------------------------------
+
+@pytest.mark.parametrize("text", ["1048576", "1048575.99", "9.5367431640625e-07", "1e300",
+                                  "0.5", "1048575", "1e-6"])
+def test_the_bin_width_range_is_the_apis(files, capsys, tmp_path, text):
+    """The command accepts a --bin-width exactly when the API does, and says the API's range."""
+    d, _ = files
+    try:
+        api.check_bin_width(float(text))
+        ok = True
+    except ValueError:
+        ok = False
+    out = tmp_path / "o.plic"
+    argv = [str(d / "in.png"), str(out), "--model", str(d / "m.pt"), "--bin-width", text]
+    if ok:
+        assert compress.main(argv) == 0
+        assert out.is_file()
+        return
+    with pytest.raises(SystemExit) as e:
+        compress.main(argv)
+    assert e.value.code == 2
+    err = _one_line(capsys)
+    assert "--bin-width" in err and "(2^-20, 2^20)" in err and "1.04858e+06" not in err
+    assert not out.exists()
+
+
+def test_untrusted_streams_on_the_command_line(files, capsys, tmp_path):
+    """--untrusted refuses a cheap stream of a large image (one line, exit 2, no file), which
+    decodes without it; --max-pixels-per-byte sets the bound."""
+    from codec import limits
+
+    d, _ = files
+    model = api.load(d / "m.pt")
+    data = api.compress(np.full((64, 2048, 3), 128, np.uint8), model, bin_width=2.0**19)
+    (d / "flat.plic").write_bytes(data)
+    work = limits.decode_work(model, 64, 2048, model.config.get("coding_order", "parallel"))
+    assert work > limits.UNTRUSTED_PIXELS_PER_BYTE * len(data)
+    args = [str(d / "flat.plic"), str(tmp_path / "o.png"), "--model", str(d / "m.pt")]
+    assert decompress.main([*args, "--untrusted"]) == 2
+    err = _one_line(capsys)
+    assert "--max-pixels-per-byte" in err and "flat.plic" in err and "corrupt" not in err
+    assert decompress.main([*args, "--max-pixels-per-byte", str(work // len(data) - 1)]) == 2
+    _one_line(capsys)
+    assert not list(tmp_path.iterdir())
+    assert decompress.main([*args, "--untrusted", "--max-pixels-per-byte",
+                            str(-(-work // len(data)))]) == 0
+    assert read_image(tmp_path / "o.png").shape == (64, 2048, 3)
+    with pytest.raises(SystemExit):
+        decompress.main([*args, "--max-pixels-per-byte", "0"])
+    assert "--max-pixels-per-byte" in _one_line(capsys)

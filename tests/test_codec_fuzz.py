@@ -6,18 +6,28 @@ or is refused with a ``BitstreamError``; no other exception, no hang, nothing la
 Mutation classes: bit flips, byte substitutions, truncations, extensions, header edits with
 and without a recomputed checksum, section splices between streams, random payloads in a
 valid frame, forged extreme latent symbols. The default run is bounded (about 100 streams a
-model); ``-m slow`` runs 20 times as many."""
+model); ``-m slow`` runs 20 times as many.
+
+Broken models too (issue 32): a NaN, an infinity or a value beyond int64 in any weight of the
+integer parameter path (hyper decoders, hyper heads, context model) of ``mbt2018`` and a
+context ``hific`` is refused with a ``CodingError`` when encoding and a ``BitstreamError``
+when decoding, unless the coder never reads that weight."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 import struct
 
 import numpy as np
 import pytest
 import torch
 
-from codec import api, decompress
+from codec import api, bitstream, decompress, models
 from codec.bitstream import BitstreamError, Header, pack, unpack
+from codec.coding import CodingError
+from codec.context.intmath import FixedPointError
 
 from .forge import forge_symbol, image, recrc, shipped_models, tiny_models
 
@@ -153,3 +163,65 @@ def test_fuzz_through_the_cli(corpus, tmp_path, capsys):
             assert out.is_file()
         else:
             assert rc == 2 and cap.err.count("\n") == 1 and not out.exists()
+
+
+POISONS = [math.nan, math.inf, -math.inf, 1e30]
+
+
+def integer_path_models() -> dict:
+    """Tiny models whose entropy parameters come from the integer path (codec.context)."""
+    torch.manual_seed(0)
+    return {"mbt2018-tiny": models.build("mbt2018", "tiny").eval(),
+            "hific-tiny-context": models.build("hific", "tiny", context=True,
+                                               coding_order="wavefront").eval()}
+
+
+def test_fuzz_non_finite_weights_on_the_integer_path():
+    """Issue 32, finding 1: one weight of the parameter path made NaN, +-inf or 1e30 (beyond
+    int64 once scaled), each tensor in turn. Encoding either raises a ``CodingError`` or
+    writes exactly the clean model's sections (the coder never reads that weight: a masked
+    tap of the context convolution); the clean stream, under the broken model's hash, and
+    mutations of it are refused with a ``BitstreamError`` or decode as the clean model does.
+    Before the fix, NaN became INT64_MIN and both ends "succeeded" with other parameters."""
+    rng = np.random.default_rng(32)
+    img = image(48, 64, 0)
+    for name, clean in integer_path_models().items():
+        ref = api.compress(img, clean, bin_width=0.5)
+        ref_header, ref_sections = unpack(ref)
+        ref_image = api.decompress(ref, clean)
+        keys = [k for k, _ in clean.named_parameters() if k.startswith(("h_s.", "heads.",
+                                                                          "context."))]
+        refused = 0
+        for key in keys:
+            model = copy.deepcopy(clean)
+            param = dict(model.named_parameters())[key]
+            # GDN's reparametrised beta and gamma are bounded below: -inf there is a finite
+            # weight (the bound), not a broken one
+            poisons = [v for v in POISONS if not (key.endswith(".param") and v < 0)]
+            with torch.no_grad():
+                param.view(-1)[int(rng.integers(param.numel()))] = float(rng.choice(poisons))
+            try:
+                sections = unpack(api.compress(img, model, bin_width=0.5))[1]
+            except CodingError as e:
+                refused += isinstance(e, FixedPointError)
+                sections = None
+            forged = pack(dataclasses.replace(ref_header,
+                                              weights_hash=bitstream.model_hash(model)),
+                          ref_sections)
+            try:
+                out = api.decode(forged, model).image
+            except BitstreamError:
+                out = None
+            if sections is None:
+                assert out is None, (name, key)
+            else:
+                assert sections == ref_sections, (name, key)
+                assert np.array_equal(out, ref_image), (name, key)
+            for _ in range(2):
+                try:
+                    check(model, mutate(rng, forged, [forged], model))
+                except CodingError:
+                    assert sections is None  # a forged symbol needs the broken encoder
+        # every tensor but the context convolution's (most of its taps are masked) and the
+        # heads the context model replaces is read by the coder
+        assert refused >= len(keys) - 3, (name, refused, len(keys))

@@ -148,3 +148,34 @@ def test_decode_image_bytes_follows_the_same_table():
     Image.fromarray(np.zeros((4, 4), np.float32), "F").save(buf, format="TIFF")
     with pytest.raises(ImageReadError, match="image bytes: unsupported image mode F"):
         decode_image_bytes(buf.getvalue())
+
+
+def test_a_read_only_array_is_coded_without_a_warning(tmp_path):
+    """Issue 32: ``np.asarray(Image.open(...))`` is read-only; torch warned about it (the
+    warning is an error here) and the array must come out unchanged."""
+    import warnings
+
+    model = tiny_models()["hific-tiny"]
+    Image.fromarray(image(40, 56)).save(tmp_path / "x.png")
+    with Image.open(tmp_path / "x.png") as im:
+        ro = np.asarray(im)
+    assert not ro.flags.writeable
+    before = ro.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = api.compress(ro, model)
+        enc = api.Encoder(ro, model)
+    assert data == api.compress(before, model) == enc.code(1.0).data
+    assert np.array_equal(ro, before)
+
+
+@pytest.mark.parametrize("value", [2.0**20, float(np.nextafter(2.0**20, 0)), 1048575.99,
+                                   2.0**-20, 2.0**-20 * (1 + 1e-12)])
+def test_a_bin_width_at_the_ends_is_refused_not_written(value):
+    """Issue 32: the range of the bin width is (2^-20, 2^20) as the stream stores it (f32):
+    1048575.99 passed the float64 check, was stored as 2^20 and the stream would not decode."""
+    model = tiny_models()["hific-tiny"]
+    with pytest.raises(ValueError, match=r"bin_width .* out of range \(2\^-20, 2\^20\)"):
+        api.compress(image(16, 16), model, bin_width=value)
+    data = api.compress(image(16, 16), model, bin_width=1048575.0)
+    assert api.decompress(data, model).shape == (16, 16, 3)

@@ -8,10 +8,12 @@ import math
 import pytest
 import torch
 
+from codec.coding import CodingError
 from codec.context.intmath import (
     ACT_BITS,
     WEIGHT_BITS,
     FixedPointError,
+    check_no_overflow,
     from_fixed,
     int_channel_norm,
     int_linear,
@@ -79,6 +81,36 @@ def test_overflow_is_refused_at_conversion():
         layer.weight.fill_(2.0**40)
     with pytest.raises(FixedPointError):
         linear_to_fixed(layer)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e30, -(2.0**47)])
+def test_a_value_without_an_int64_form_is_refused(bad):
+    """Issue 32, finding 1: NaN, infinities and values beyond +-2**62 once scaled used to
+    become INT64_MIN (a silent cast), which then passed ``check_no_overflow``."""
+    x = torch.tensor([[bad, 1.0], [0.5, -0.25]])
+    with pytest.raises(FixedPointError, match="no fixed-point form") as e:
+        to_fixed(x, WEIGHT_BITS, "the test weight")
+    assert isinstance(e.value, CodingError) and "the test weight" in str(e.value)
+    assert to_fixed(x[1:], WEIGHT_BITS).tolist() == [[2**15, -(2**14)]]
+    assert to_fixed(torch.tensor([-(2.0**45)]), WEIGHT_BITS).tolist() == [-(2**61)]
+    layer = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight[0, 1] = bad
+    with pytest.raises(FixedPointError, match="context layer 3's weight"):
+        linear_to_fixed(layer, what="context layer 3")
+
+
+def test_the_overflow_bound_cannot_wrap():
+    """|INT64_MIN| is INT64_MIN in int64 and a row of large weights sums past 2**63: either
+    used to make the bound negative, and the check passed."""
+    b = torch.zeros(1, dtype=torch.int64)
+    with pytest.raises(FixedPointError, match="exceeds 2\\*\\*62"):
+        check_no_overflow(torch.tensor([[-(2**63), 2**16]]), b, "min", input_limit=1)
+    with pytest.raises(FixedPointError, match="exceeds 2\\*\\*62"):
+        check_no_overflow(torch.tensor([[2**62 - 1] * 3]), b, "row", input_limit=1)
+    with pytest.raises(FixedPointError):
+        check_no_overflow(torch.tensor([[1]]), torch.tensor([-(2**63)]), "bias", input_limit=1)
+    check_no_overflow(torch.tensor([[2**20, -(2**20)]]), torch.tensor([2**40]), "fine")
 
 
 def test_integer_hyper_decoder_is_exact_across_threads_and_dtypes():

@@ -14,6 +14,10 @@ Conventions (one place for each):
 * A layer accumulates ``sum(x * w) + b`` exactly in int64, then ``rshift_round`` by
   ``WEIGHT_BITS`` (round half up) and clamps to ``+-ACT_LIMIT``. ``check_no_overflow`` proves
   at conversion time that no accumulator can leave int64.
+* A value with no int64 form (NaN, infinity, or beyond +-2**62 once scaled: broken weights)
+  is refused by ``to_fixed`` with a ``FixedPointError``, a ``codec.coding.CodingError``: a
+  cast would turn it into INT64_MIN, whose absolute value wraps negative, and every check
+  after it would pass.
 
 Everything here takes and returns plain int64 tensors so a C++/CUDA kernel can replace it.
 """
@@ -23,19 +27,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..coding import CodingError
+
 ACT_BITS = 16                 # fractional bits of activations
 WEIGHT_BITS = 16              # fractional bits of weights and PReLU slopes
 ACT_LIMIT = 2**30 - 1         # activations are clamped to +-(2**14 in real units)
 INT64_SAFE = 2**62            # accumulators stay below this (headroom for the bias add)
 
 
-class FixedPointError(ValueError):
-    """A float network that cannot be converted safely (overflow or unrepresentable value)."""
+class FixedPointError(CodingError):
+    """A float network that cannot be converted safely (overflow or unrepresentable value);
+    a ``CodingError`` as the float path's non-finite parameters are."""
 
 
-def to_fixed(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """round(x * 2**bits) as int64 (round half to even, as torch.round; exact for dyadic x)."""
-    return torch.round(x.double() * float(2**bits)).to(torch.int64)
+def to_fixed(x: torch.Tensor, bits: int, what: str = "a value") -> torch.Tensor:
+    """round(x * 2**bits) as int64 (round half to even, as torch.round; exact for dyadic x).
+    ``FixedPointError`` (naming ``what``) if some value is NaN, infinite or, scaled, not
+    within +-2**62 (``INT64_SAFE``): a cast would make it INT64_MIN, silently."""
+    scaled = torch.round(x.detach().double() * float(2**bits))
+    if scaled.numel() and not float(scaled.abs().max()) < INT64_SAFE:  # NaN compares false
+        bad = scaled[~(scaled.abs() < INT64_SAFE)].reshape(-1)[0]
+        raise FixedPointError(f"{what} has no fixed-point form ({float(bad) / 2**bits:g} at "
+                              f"{bits} fractional bits): non-finite or huge weights?")
+    return scaled.to(torch.int64)
 
 
 def from_fixed(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -112,10 +126,13 @@ def int_channel_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 def check_no_overflow(w_fx: torch.Tensor, b_fx: torch.Tensor, what: str,
                       input_limit: int = ACT_LIMIT) -> None:
-    """Fail at conversion if some accumulator sum(|w|) * input_limit + |b| could reach 2**62."""
-    worst = int(w_fx.abs().reshape(w_fx.shape[0], -1).sum(1).max()) * input_limit
-    worst += int(b_fx.abs().max()) if b_fx.numel() else 0
-    if worst >= INT64_SAFE:
+    """Fail at conversion if some accumulator sum(|w|) * input_limit + |b| could reach 2**62.
+    The bound is summed in float64 (relative error under 1e-12 here), so that neither |INT64_MIN|
+    nor a row's sum can wrap around 64 bits and pass."""
+    w = w_fx.reshape(w_fx.shape[0], -1).double().abs()
+    worst = (float(w.sum(1).max()) if w.numel() else 0.0) * input_limit
+    worst += float(b_fx.double().abs().max()) if b_fx.numel() else 0.0
+    if not worst < INT64_SAFE:
         raise FixedPointError(f"{what}: accumulator bound {worst:.3e} exceeds 2**62")
 
 
@@ -125,15 +142,15 @@ def linear_to_fixed(layer: nn.Module, mask: torch.Tensor | None = None,
     w = layer.weight.detach()
     if mask is not None:
         w = w * mask
-    w_fx = to_fixed(w.reshape(w.shape[0], -1), WEIGHT_BITS)
+    w_fx = to_fixed(w.reshape(w.shape[0], -1), WEIGHT_BITS, f"{what}'s weight")
     b = layer.bias.detach() if layer.bias is not None else torch.zeros(w.shape[0])
-    b_fx = to_fixed(b, ACT_BITS + WEIGHT_BITS)
+    b_fx = to_fixed(b, ACT_BITS + WEIGHT_BITS, f"{what}'s bias")
     check_no_overflow(w_fx, b_fx, what)
     return w_fx, b_fx
 
 
-def prelu_to_fixed(layer: nn.PReLU, channels: int) -> torch.Tensor:
+def prelu_to_fixed(layer: nn.PReLU, channels: int, what: str = "PReLU") -> torch.Tensor:
     a = layer.weight.detach().reshape(-1)
     if a.numel() == 1:
         a = a.expand(channels)
-    return to_fixed(a, WEIGHT_BITS)
+    return to_fixed(a, WEIGHT_BITS, f"{what}'s slope")

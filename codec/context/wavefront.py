@@ -33,11 +33,16 @@ from .step import (
 Schedule = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+def wavefront_steps(h: int, w: int, kernel: int = 5) -> int:
+    """How many steps ``wavefront_schedule(h, w, kernel)`` has, without building it."""
+    return (kernel // 2 + 1) * (h - 1) + w
+
+
 def wavefront_schedule(h: int, w: int, kernel: int = 5) -> Schedule:
     """[(rows, cols)] per step t = (r + 1) * i + j, rows ascending within a step."""
     s = kernel // 2 + 1
     out = []
-    for t in range(s * (h - 1) + w):
+    for t in range(wavefront_steps(h, w, kernel)):
         i_lo = max(0, -(-(t - w + 1) // s))
         rows = torch.arange(i_lo, min(h - 1, t // s) + 1, dtype=torch.int64)
         out.append((rows, t - s * rows))
