@@ -1,6 +1,6 @@
 """Helpers of ``make demo`` (``scripts/demo.sh``).
 
-``ms_ssim_oracle`` is the simulated crowd's oracle there (``python -m mturk.simulate --oracle
+``ms_ssim_oracle`` is the simulated crowd's oracle there (``python -m mturk.sim.crowd --oracle
 codec.demo:ms_ssim_oracle``): the MS-SSIM of ``plic.quality`` (pytorch-msssim on RGB in [0, 255],
 the same scales) computed in float32 instead of float64, as ``codec.evaluate`` measures it. On a
 Kodak image it agrees with ``plic.quality.ms_ssim`` to about 1e-7 and takes about a quarter of

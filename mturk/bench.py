@@ -35,10 +35,10 @@ import numpy as np
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .db import StudyDB
-from .http_client import Client
-from .synth import make_toy_index
-from .trials import TrialsConfig, build
+from .design.trials import TrialsConfig, build
+from .sim.http_client import Client
+from .sim.toy_index import make_toy_index
+from .store.study_db import StudyDB
 
 
 def _free_port() -> int:

@@ -12,7 +12,8 @@ LABELS_COLUMNS = [
 ]
 LABELS_ID = "trial_id"
 
-# written by perceptual_metric.predict, read by mturk.acquire (the metric's view of each pair)
+# written by perceptual_metric.predict, read by mturk.active.acquire (the metric's view of each
+# pair)
 PREDICTIONS_COLUMNS = ["trial_id", "a_id", "b_id", "d_a", "d_b", "p_b"]
 PREDICTIONS_ID = "trial_id"
 

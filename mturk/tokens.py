@@ -19,7 +19,7 @@ its own domain prefix so that no name can stand in for another:
 - **static image names** (``static_name``): for images uploaded to a public host (HTMLQuestion and
   the qualification quiz): one name per (use, batch or quiz, trial, view), never shared.
 - **participant tokens** (``participant_token`` / ``participant_of``): a lab study's links.
-  ``P0001-<mac>``: stateless, so the server and ``mturk.simulate``'s operator agree without a
+  ``P0001-<mac>``: stateless, so the server and ``mturk.sim.crowd``'s operator agree without a
   table, and the same link always means the same participant.
 """
 

@@ -11,7 +11,7 @@ answers) is recorded against the judgments paid so far, for both strategies:
 
 - ``random``: today's study, every training pair asked once per pass, ``--passes`` passes: that
   is the full budget B;
-- ``active``: ``mturk.acquire`` (uncertainty + disagreement, settled pairs skipped, cap per
+- ``active``: ``mturk.active.acquire`` (uncertainty + disagreement, settled pairs skipped, cap per
   reference) up to the same budget.
 
 The saving: per seed, the judgments J after which active's curve reaches random's accuracy at B
@@ -47,8 +47,8 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from mturk.acquire import RoundConfig
-from mturk.simulate import auto_temperature
+from mturk.active.acquire import RoundConfig
+from mturk.sim.twoafc_crowd import auto_temperature
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
@@ -82,14 +82,16 @@ class BudgetConfig:
     worker_noise: float = field(default=0.5, metadata={
         "help": "sd of log temperature across careful workers"})
     steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})
-    confidence: float = field(default=0.9, metadata={"help": "mturk.acquire settled rule"})
-    max_n: int = field(default=8, metadata={"help": "mturk.acquire settled rule"})
+    confidence: float = field(default=0.9, metadata={"help": "mturk.active.acquire settled rule"})
+    max_n: int = field(default=8, metadata={"help": "mturk.active.acquire settled rule"})
     rule: str = field(default="score", metadata={
-        "help": "mturk.acquire rule: score (u + g) or gain (information on the pair's side)"})
+        "help": "mturk.active.acquire rule: score (u + g) or gain (information on the pair's "
+                "side)"})
     prior_judgments: float = field(default=2.0, metadata={
-        "help": "mturk.acquire, rule gain: judgments the metric's prediction is worth"})
+        "help": "mturk.active.acquire, rule gain: judgments the metric's prediction is worth"})
     explore: float = field(default=0.0, metadata={
-        "help": "mturk.acquire: share of each active round drawn at random among unsettled pairs"})
+        "help": "mturk.active.acquire: share of each active round drawn at random among "
+                "unsettled pairs"})
     weight_cap: int = field(default=0, metadata={
         "help": "fit: a pair weighs min(n, CAP) judgments in the loss (0: all n)"})
     fit_trunk: str = field(default="alex", metadata={"help": "trunk of the fitted lin metric"})
@@ -121,7 +123,7 @@ class BudgetConfig:
         self.acquire().check()
 
     def acquire(self) -> RoundConfig:
-        """The active rounds' ``mturk.acquire`` settings."""
+        """The active rounds' ``mturk.active.acquire`` settings."""
         return RoundConfig(strategy="active", confidence=self.confidence, max_n=self.max_n,
                            rule=self.rule, prior_judgments=self.prior_judgments,
                            explore=self.explore)

@@ -1,21 +1,21 @@
 """One SIMULATED study in rounds on cached features: the engine of ``perceptual_metric.budget``.
 
 Everything a round of the real loop does, without the server and the images (those are the
-same code paths as ``mturk.acquire`` and ``perceptual_metric.fit``'s ``lin`` mode, on terms that
-``term_cache`` computed once per (reference, distortion)):
+same code paths as ``mturk.active.acquire`` and ``perceptual_metric.fit``'s ``lin`` mode, on terms
+that ``term_cache`` computed once per (reference, distortion)):
 
 - **crowd**: ``workers`` simulated people; a share ``clickers`` answer at random, the others are
-  ``mturk.crowd`` careful workers on the oracle (LPIPS-VGG distance: larger = farther) with their
-  own noise ``T_w = T * exp(worker_noise * N(0, 1))`` (``T``: ``mturk.simulate``'s default, half
-  the median oracle gap over the pool's pairs) and ``lapse``. A judgment is one worker drawn at
+  ``mturk.sim.workers`` careful workers on the oracle (LPIPS-VGG distance: larger = farther) with
+  their own noise ``T_w = T * exp(worker_noise * N(0, 1))`` (``T``: ``mturk.sim.crowd``'s default,
+  half the median oracle gap over the pool's pairs) and ``lapse``. A judgment is one worker drawn at
   random answering one pair. No quality control: clickers' answers all count.
 - **truth** of a held-out pair: the crowd's expected share choosing B (``p_true``), so the
   oracle's own 2AFC, ``mean(max(p_true, 1 - p_true))``, is the ceiling.
 - **fit** after every round: ``lin`` on the frozen trunk, warm-started from the previous round's
   weights and head (``fit --init``), with ``fit``'s steps, schedule, loss and projection.
 - **random**: the training pairs in a seeded order, asked in that order pass after pass (today's
-  study: every pair once per pass); **active**: each round ``mturk.acquire.pick`` on the current
-  metric's ``p_b`` and the labels so far, each picked pair asked ``assignments`` times.
+  study: every pair once per pass); **active**: each round ``mturk.active.acquire.pick`` on the
+  current metric's ``p_b`` and the labels so far, each picked pair asked ``assignments`` times.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mturk.acquire import RoundConfig, pick
-from mturk.crowd import careful_p_right, choose
+from mturk.active.acquire import RoundConfig, pick
+from mturk.sim.twoafc_crowd import careful_p_right, choose
 
 from .fit import FitConfig, lin_batches
 from .fit_steps import label_weights, lr_at, rank_loss, total_steps, view_distances, warm_up_head

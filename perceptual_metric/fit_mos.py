@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from scipy import optimize, stats
 
+from mturk.analysis.sureal import Z95
 from mturk.schema import LABELS_COLUMNS, MOS_COLUMNS, MOS_ID
-from mturk.sureal import Z95
 from plic.checkpoint import save_checkpoint
 from plic.fsio import atomic_write_text
 from plic.tables import read_table, resolve_path

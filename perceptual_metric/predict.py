@@ -6,9 +6,9 @@
 For each test pair of ``--trials`` (repeats and sentinels skipped): ``d_a``, ``d_b`` (the metric on
 the whole views the page shows) and ``p_b``, the metric's ranking head's probability that people
 pick B. Columns: ``mturk.schema.PREDICTIONS_COLUMNS``; ``mturk.trials --strategy active
---predictions`` reads it (``mturk.acquire``). One trunk pass per image; with ``--cache DIR`` a
-``lin`` metric's trunk terms are kept there and the next round's metric (same trunk, same pool)
-reuses them, so a round's prediction costs no trunk pass.
+--predictions`` reads it (``mturk.active.acquire``). One trunk pass per image; with ``--cache
+DIR`` a ``lin`` metric's trunk terms are kept there and the next round's metric (same trunk, same
+pool) reuses them, so a round's prediction costs no trunk pass.
 """
 
 from __future__ import annotations

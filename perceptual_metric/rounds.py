@@ -3,14 +3,15 @@
     python -m perceptual_metric.rounds --index runs/distortions/index.csv --study runs/study \\
         --strategy active --rounds 4 --round-trials 96 --workers 3
 
-Per round ``rNNN`` (``mturk.rounds`` describes the layout), the same steps a study on MTurk takes
-with ``mturk.publish``/``mturk.collect`` in place of the simulated crowd:
+Per round ``rNNN`` (``mturk.active.study_rounds`` describes the layout), the same steps a study on
+MTurk takes with ``mturk.publish``/``mturk.market.collect`` in place of the simulated crowd:
 
 1. ``mturk.trials --strategy active --labels STUDY/labels.csv --predictions <last round's>``
    (the first round has neither: a random draw) writes the round's batches;
 2. the round is served (``mturk.serve --local --simulated``, in process) and ``--workers``
-   simulated workers (``mturk.simulate``) each answer every batch once, over HTTP;
-3. ``mturk.aggregate`` writes the round's labels; ``mturk.rounds`` merges every round's;
+   simulated workers (``mturk.sim.crowd``) each answer every batch once, over HTTP;
+3. ``mturk.aggregate`` writes the round's labels; ``mturk.active.study_rounds`` merges every
+   round's;
 4. ``perceptual_metric.fit --init <last round's metric.pt>`` (``lin``: seconds);
 5. ``perceptual_metric.predict`` on the pool's pairs: the next round's predictions.
 
@@ -29,14 +30,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mturk.acquire import RoundConfig
-from mturk.aggregate import aggregate
-from mturk.app import AppConfig, create_app
-from mturk.rounds import done_rounds, merge
+from mturk.active.acquire import RoundConfig
+from mturk.active.study_rounds import done_rounds, merge
+from mturk.analysis.aggregate import aggregate
+from mturk.design.trials import TrialsConfig, build
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
-from mturk.serve import make_study_server
-from mturk.simulate import SimConfig, run_crowd
-from mturk.trials import TrialsConfig, build
+from mturk.sim.crowd import SimConfig, run_crowd
+from mturk.web.app import AppConfig, create_app
+from mturk.web.serve import make_study_server
 from plic.checkpoint import CheckpointError
 from plic.config_args import add_config_args, config_from_args
 from plic.paths import runs_dir
@@ -58,8 +59,8 @@ class RoundsConfig:
     round_trials: int = field(default=96, metadata={"help": "active: test pairs per round"})
     workers: int = field(default=3, metadata={
         "help": "simulated workers; each answers every batch of a round once"})
-    mix: str = field(default="careful=0.9,random=0.1", metadata={"help": "mturk.simulate --mix"})
-    oracle: str = field(default="ms_ssim", metadata={"help": "mturk.simulate --oracle"})
+    mix: str = field(default="careful=0.9,random=0.1", metadata={"help": "mturk.sim.crowd --mix"})
+    oracle: str = field(default="ms_ssim", metadata={"help": "mturk.sim.crowd --oracle"})
     batch_size: int = field(default=20, metadata={"help": "mturk.trials --batch-size"})
     crop: int = field(default=256, metadata={"help": "mturk.trials --crop"})
     steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})

@@ -47,7 +47,7 @@ else
   EVAL_NOTE="LPIPS-VGG and LPIPS-Squeeze left out, FID/KID on the plain 256x256 grid"
 fi
 BANNER="Every judgment of this demo's study comes from a simulated crowd \
-(python -m mturk.simulate, an MS-SSIM oracle plus noise), not from people; the fitted metric, \
+(python -m mturk.sim.crowd, an MS-SSIM oracle plus noise), not from people; the fitted metric, \
 the codec trained with it and these numbers show that the pipeline works, not what people prefer."
 mkdir -p "$OUT"
 loadavg() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
@@ -74,7 +74,7 @@ sha256; the set's centre crops (DEMO_CROP=$CROP px) are what every stage works o
 CHECKS=$($PY - "$OUT/images" "$CROP" "${DEMO_LEARNED:-1}" "${DATA_ARGS[@]}" <<'PYEOF'
 import argparse, importlib.util, sys
 out, crop, learned = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-stages = ["distortions", "mturk.trials", "mturk.serve", "mturk.simulate", "mturk.aggregate",
+stages = ["distortions", "mturk.trials", "mturk.serve", "mturk.sim.crowd", "mturk.aggregate",
           "perceptual_metric.fit", "codec.train", "codec.compress", "codec.decompress",
           "codec.evaluate"]
 missing = []
@@ -163,7 +163,7 @@ PYEOF
     "$STUDY/trials.meta.json")
   say "4. SIMULATED crowd: $WORKERS simulated workers x $BATCHES batches answer over HTTP as the \
 HIT page does (MS-SSIM oracle in float32 + noise, one random clicker in ten); flagged simulated in the database"
-  $PY -m mturk.simulate --url "$URL" --trials "$STUDY/trials.csv" --workers "$WORKERS" \
+  $PY -m mturk.sim.crowd --url "$URL" --trials "$STUDY/trials.csv" --workers "$WORKERS" \
     --participants "$STUDY/participants.txt" \
     --batches-per-worker "$BATCHES" --oracle codec.demo:ms_ssim_oracle
 

@@ -18,18 +18,49 @@ LAYERS = (
      "codec.demo", "codec.train_bench"),
 )
 PACKAGES = ("plic", "codec", "distortions", "mturk", "perceptual_metric")
+# Inside a layer, its parts in the same order, lowest first (docs/ARCHITECTURE.md draws them): a
+# part imports only parts below it. Every subpackage and module of the package must be listed.
+SUBLAYERS = {
+    "mturk": (
+        ("mturk.schema", "mturk.tokens"),   # the contracts: tables' columns, keyed page names
+        ("mturk.active",),                  # which pairs to ask next (acquisition, rounds)
+        ("mturk.design",),                  # the designs' trials: 2AFC, ratings (ACR/DSIS)
+        ("mturk.store",),                   # StudyDB: the judgments database and migrations
+        ("mturk.analysis",),                # labels, MOS, worker quality, screening, SUREAL
+        ("mturk.web",),                     # the study server: Flask app, blueprints, pages
+        ("mturk.market",),                  # MTurk: backends, publish, collect, manage, cost
+        ("mturk.sim",),                     # simulated crowds and their reports
+        ("mturk.trials", "mturk.serve", "mturk.publish", "mturk.aggregate", "mturk.mos",
+         "mturk.bench"),                    # the README's commands (thin entry points), bench
+    ),
+}
 
 
 def in_package(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def layer(module: str) -> int | None:
-    """The layer of ``module`` (0 ground ... 5 top); None: not the project's."""
-    found = None
-    for i, packages in enumerate(LAYERS):
-        if any(in_package(module, p) for p in packages):
-            found = i  # the most specific entry wins: codec.train is top, not engine
+def _most_specific(module: str, groups) -> int | None:
+    found, depth = None, -1
+    for i, packages in enumerate(groups):
+        for p in packages:
+            # the most specific entry wins: codec.train is top, not engine
+            if in_package(module, p) and p.count(".") > depth:
+                found, depth = i, p.count(".")
+    return found
+
+
+def layer(module: str) -> float | None:
+    """The layer of ``module`` (0 ground ... 5 top; a part of a layer with ``SUBLAYERS`` gets
+    ``layer + (its part's index + 1) / 100``: mturk.web is 3.06); None: not the project's."""
+    found = _most_specific(module, LAYERS)
+    if found is None:
+        return None
+    pkg = next((p for p in LAYERS[found] if in_package(module, p)), None)
+    if pkg in SUBLAYERS and module != pkg:
+        part = _most_specific(module, SUBLAYERS[pkg])
+        if part is not None:
+            return found + (part + 1) / 100
     return found
 
 
@@ -109,8 +140,45 @@ def test_layers_of_known_modules():
     assert layer("codec.train") == 5 and layer("codec.evaluate.report") == 5
     assert layer("codec.train_bench") == 5 and layer("codec.trainer") == 1  # packages, not prefixes
     assert layer("distortions.backends") == 2
-    assert layer("mturk.db") == 3 and layer("perceptual_metric.fit") == 4
+    assert layer("mturk") == 3 and layer("perceptual_metric.fit") == 4
+    assert layer("mturk.schema") == 3.01 and layer("mturk.tokens") == 3.01
+    assert layer("mturk.active.acquire") < layer("mturk.design.trials") < layer("mturk.store")
+    assert layer("mturk.store.study_db") < layer("mturk.analysis.aggregate") \
+        < layer("mturk.web.app")
+    assert layer("mturk.web.app") < layer("mturk.market.publish") < layer("mturk.sim.crowd")
+    assert layer("mturk.sim.crowd") < layer("mturk.trials") < layer("perceptual_metric")
+    assert layer("mturk.trialsx") is None or layer("mturk.trialsx") == 3   # packages, not prefixes
     assert layer("plicx") is None and layer("torch") is None
+
+
+def test_every_part_of_a_layered_package_has_its_place():
+    """A new subpackage or module of mturk must be placed in SUBLAYERS (and so in the order that
+    docs/ARCHITECTURE.md draws), or this fails: nothing escapes the check by being unlisted."""
+    arch = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    for pkg, parts in SUBLAYERS.items():
+        root = REPO / pkg
+        children = sorted(f"{pkg}.{p.stem}" for p in root.glob("*.py") if p.stem != "__init__")
+        children += sorted(f"{pkg}.{d.name}" for d in root.iterdir()
+                           if d.is_dir() and (d / "__init__.py").is_file())
+        listed = {m for group in parts for m in group}
+        assert [c for c in children if c not in listed] == []
+        assert sorted(listed - set(children)) == []       # nothing listed that is gone
+        subpackages = [m for group in parts for m in group if (REPO / m.replace(".", "/")).is_dir()]
+        at = [arch.find(f"`{m}`") for m in subpackages]
+        assert -1 not in at, [m for m, i in zip(subpackages, at) if i == -1]
+        assert at == sorted(at), "docs/ARCHITECTURE.md draws the subpackages in SUBLAYERS' order"
+
+
+def test_the_checker_catches_an_upward_import_inside_a_package(tmp_path, monkeypatch):
+    store = tmp_path / "mturk" / "store"
+    store.mkdir(parents=True)
+    (store / "bad.py").write_text("from ..web.app import create_app\n")
+    (store / "ok.py").write_text("from ..design.rating import SCALE_MAX\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert violations([store / "bad.py"]) == [
+        "mturk.store.bad (layer 3.04) imports mturk.web.app (layer 3.06)",
+        "mturk.store.bad (layer 3.04) imports mturk.web.app.create_app (layer 3.06)"]
+    assert violations([store / "ok.py"]) == []
 
 
 def import_graph(files) -> dict[str, set[str]]:

@@ -10,7 +10,7 @@ import torch
 
 from distortions.schema import INDEX_COLUMNS
 from mturk.schema import MOS_COLUMNS, MOS_ID
-from mturk.synth import make_toy_index
+from mturk.sim.toy_index import make_toy_index
 from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
 from perceptual_metric.fit_mos import correlations, is_mos_table, pair_labels

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mturk.acquire import RoundConfig
+from mturk.active.acquire import RoundConfig
+from mturk.design.trials import TrialsConfig, build
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID, TRIALS_COLUMNS, TRIALS_ID
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
+from mturk.sim.toy_index import make_toy_index
 from perceptual_metric import load
 from perceptual_metric.budget import main as budget_main
 from perceptual_metric.budget import mean_curve, mean_curve_ratio, ratio_ci, reach

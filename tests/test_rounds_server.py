@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from mturk.acquire import settled
+from mturk.active.acquire import settled
 from mturk.schema import LABELS_COLUMNS, LABELS_ID, TRIALS_COLUMNS, TRIALS_ID
-from mturk.synth import make_toy_index
+from mturk.sim.toy_index import make_toy_index
 from perceptual_metric.rounds import RoundsConfig, main, run_rounds
 from perceptual_metric.trunks import WeightsError
 from plic.checkpoint import load_checkpoint

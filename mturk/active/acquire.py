@@ -2,10 +2,10 @@
 
 A study in rounds asks, each round, ``round_trials`` test pairs out of the candidates (every pair
 ``mturk.trials`` would ask today, same ids, same a/b). Per candidate it knows the current labels
-(``labels.csv``: ``p_b`` of ``n`` kept judgments, merged over the rounds by ``mturk.rounds``)
-and the current metric's prediction (``predictions.csv``, ``mturk.schema.PREDICTIONS_COLUMNS``:
-``p_b`` = the fitted metric's probability that people pick B, written by
-``python -m perceptual_metric.predict``; this package never imports the metric).
+(``labels.csv``: ``p_b`` of ``n`` kept judgments, merged over the rounds by
+``mturk.active.study_rounds``) and the current metric's prediction (``predictions.csv``,
+``mturk.schema.PREDICTIONS_COLUMNS``: ``p_b`` = the fitted metric's probability that people pick B,
+written by ``python -m perceptual_metric.predict``; this package never imports the metric).
 
 **Settled** (never asked again): with ``k = round(p_b * n)`` of ``n`` choosing B, the Jeffreys
 posterior Beta(k + 1/2, n - k + 1/2) puts at least ``confidence`` (default 0.9) on one side of
@@ -50,7 +50,7 @@ from scipy.stats import beta
 from plic.fsio import sha256_file
 from plic.tables import read_table
 
-from .schema import LABELS_COLUMNS, LABELS_ID, PREDICTIONS_COLUMNS, PREDICTIONS_ID
+from ..schema import LABELS_COLUMNS, LABELS_ID, PREDICTIONS_COLUMNS, PREDICTIONS_ID
 
 STRATEGIES = ("random", "active")
 RULES = ("score", "gain")
@@ -60,9 +60,10 @@ RULES = ("score", "gain")
 class RoundConfig:
     strategy: str = field(default="random", metadata={
         "help": "random: every pair once (today's study); active: the round_trials pairs the "
-                "metric and the labels know least (mturk.acquire)"})
+                "metric and the labels know least (mturk.active.acquire)"})
     labels: str = field(default="", metadata={
-        "help": "active: labels so far (merged over rounds by mturk.rounds; empty: none yet)"})
+        "help": "active: labels so far (merged over rounds by mturk.active.study_rounds; "
+                "empty: none yet)"})
     predictions: str = field(default="", metadata={
         "help": "active: the current metric's predictions.csv (perceptual_metric.predict; "
                 "empty: none yet)"})

@@ -1,4 +1,5 @@
-"""A study in rounds: ``python -m mturk.rounds --study runs/study`` merges the rounds' labels.
+"""A study in rounds: ``python -m mturk.active.study_rounds --study runs/study`` merges the rounds'
+labels.
 
 Layout (every round is a study of its own: its trials, its judgments database, its labels)::
 
@@ -31,8 +32,8 @@ from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import read_table, rel_path, resolve_path, write_table
 
+from ..schema import LABELS_COLUMNS, LABELS_ID
 from .acquire import settled
-from .schema import LABELS_COLUMNS, LABELS_ID
 
 ROUND_RE = re.compile(r"^r(\d{3})$")
 
@@ -102,13 +103,13 @@ def merge(study: str | Path) -> tuple[Path, dict]:
     p_b, n = [r["p_b"] for r in rows], [r["n"] for r in rows]
     summary = dict(simulated=simulated, rounds=[d.name for d in done], pairs=len(rows),
                    judgments=int(sum(n)), settled=int(settled(p_b, n).sum()),
-                   note="labels merged over rounds by mturk.rounds")
+                   note="labels merged over rounds by mturk.active.study_rounds")
     atomic_write_text(study / "aggregate.json", json.dumps(summary, indent=2) + "\n")
     return out, summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.rounds", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mturk.active.study_rounds", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study", default=str(runs_dir() / "study"),
                    help="the study folder holding r001, r002, ... (default: %(default)s)")
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out, s = merge(args.study)
     except (ValueError, OSError) as e:
-        print(f"mturk.rounds: error: {e}", file=sys.stderr)
+        print(f"mturk.active.study_rounds: error: {e}", file=sys.stderr)
         return 2
     sim = "SIMULATED " if s["simulated"] else ""
     print(f"wrote {out}: {sim}labels of {s['pairs']} pairs from {s['judgments']} judgments over "

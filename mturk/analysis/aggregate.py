@@ -2,24 +2,24 @@
 
 Which judgments count (the rule, applied in this order):
 
-1. Only **verified** assignments: ones MTurk itself reported to ``mturk.collect`` (right HIT,
+1. Only **verified** assignments: ones MTurk itself reported to ``mturk.market.collect`` (right HIT,
    right worker, Submitted or Approved) or, in a lab study, claimed with a participant token.
    Answers the server stored for assignments nobody verified are left out and counted in
    ``aggregate.json`` (``unverified_assignments``); ``--include-unverified`` takes them too.
 2. Only assignments that are ``submitted`` or ``approved``; ``rejected`` and ``abandoned`` ones
    are dropped, and so is every judgment of a worker marked blocked.
-3. Worker quality control (``mturk.quality``, where every check and threshold is documented):
-   sentinel accuracy (at least ``min_sentinels`` answers, at least ``min_accuracy`` right),
-   time per trial, left/right bias, agreement with the leave-one-out consensus, and consistency
-   on repeated pairs. A flagged worker's judgments all go.
+3. Worker quality control (``mturk.analysis.worker_quality``, where every check and threshold is
+   documented): sentinel accuracy (at least ``min_sentinels`` answers, at least ``min_accuracy``
+   right), time per trial, left/right bias, agreement with the leave-one-out consensus, and
+   consistency on repeated pairs. A flagged worker's judgments all go.
 
 Outputs in ``--out`` (default ``runs/study``):
 
 - ``labels.csv`` (``mturk.schema.LABELS_COLUMNS``): one row per test trial (repeats are not
   labels) with at least one kept judgment; ``p_b`` = share of kept judgments choosing B, ``n`` =
   their number. Sentinels are not labels.
-- ``workers.csv``: per worker, every score of ``mturk.quality``, the flags, kept or why not (the
-  sentinel scores and flags also go to the database, for ``mturk.collect``).
+- ``workers.csv``: per worker, every score of ``mturk.analysis.worker_quality``, the flags, kept or
+  why not (the sentinel scores and flags also go to the database, for ``mturk.market.collect``).
 - ``ranking.csv`` and ``ranking.png``: per ``target_bpp``, codecs ranked by a Bradley-Terry model
   fitted to the kept test judgments (MM algorithm, Hunter 2004, with half a virtual win each way
   per compared pair so unbeaten codecs stay finite), reported as log-strength and as an Elo-like
@@ -47,9 +47,9 @@ from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
 
-from .db import StudyDB
-from .quality import QualityRule, assess, reasons
-from .schema import LABELS_COLUMNS, LABELS_ID
+from ..schema import LABELS_COLUMNS, LABELS_ID
+from ..store.study_db import StudyDB
+from .worker_quality import QualityRule, assess, reasons
 
 COUNTED_STATUSES = ("submitted", "approved")
 FilterRule = QualityRule          # the name this module's callers know
@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.db).is_file():
         print(f"mturk.aggregate: error: no database at {args.db}", file=sys.stderr)
         return 2
-    from .ratings import RATING_DESIGNS, study_design
+    from ..design.rating import RATING_DESIGNS
+    from ..design.study import study_design
 
     design = study_design(args.trials) if Path(args.trials).is_file() else "2afc"
     if design in RATING_DESIGNS:

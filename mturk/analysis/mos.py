@@ -1,13 +1,13 @@
 """Ratings to opinion scores: ``python -m mturk.mos [--db DB] [--trials CSV] [--out DIR]``.
 
-For an ACR or DSIS study (``mturk.ratings``). Which ratings count, in this order:
+For an ACR or DSIS study (``mturk.design.rating``). Which ratings count, in this order:
 
 1. Verified assignments only, submitted or approved, of workers not blocked (the rule of
    ``mturk.aggregate``; ``--include-unverified`` takes unverified ones too).
-2. Observer screening (``mturk.screening``: ITU-R BT.500's kurtosis-based procedure, over every
-   counted rating, hidden references included): a rejected worker's ratings all go.
-3. Then an inconsistency check of our own (not BT.500's): the bias model (``mturk.sureal``) is
-   fitted to the remaining ratings, and a worker whose inconsistency ``upsilon`` exceeds
+2. Observer screening (``mturk.analysis.screening``: ITU-R BT.500's kurtosis-based procedure, over
+   every counted rating, hidden references included): a rejected worker's ratings all go.
+3. Then an inconsistency check of our own (not BT.500's): the bias model (``mturk.analysis.sureal``)
+   is fitted to the remaining ratings, and a worker whose inconsistency ``upsilon`` exceeds
    ``--max-inconsistency`` (default 2) times the median worker's goes too. BT.500's rule keeps a
    worker whose outliers fall mostly on one side, which a uniform spammer's do when most
    stimuli sit near one end of the scale; their ``upsilon`` still gives them away (simulated:
@@ -25,7 +25,7 @@ Per stimulus, over the kept ratings (``n`` of them; formulas here and nowhere el
   ``dmos_ci`` as above. Empty for hidden references themselves and for DSIS (whose impairment
   scale already compares with the reference).
 - ``sureal`` and ``sureal_ci``: the bias-corrected score of the maximum-likelihood model
-  (``mturk.sureal``) fitted to the kept raw scores (MOS's scale: a worker's additive bias
+  (``mturk.analysis.sureal``) fitted to the kept raw scores (MOS's scale: a worker's additive bias
   cancels in DV, so the model needs the raw scores to see it), with its 95% interval.
 
 Outputs in ``--out`` (default: the trials' folder): ``mos.csv`` (``mturk.schema.MOS_COLUMNS``,
@@ -52,10 +52,10 @@ from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
 
+from ..design.rating import HIDDEN_REF_CODEC, SCALE_MAX
+from ..schema import MOS_COLUMNS, MOS_ID
+from ..store.study_db import StudyDB
 from .aggregate import counted
-from .db import StudyDB
-from .ratings import HIDDEN_REF_CODEC, SCALE_MAX
-from .schema import MOS_COLUMNS, MOS_ID
 from .screening import bt500_screen
 from .sureal import fit_sureal
 

@@ -17,7 +17,7 @@ when
 
 with ``n_i`` the number of scores they gave (BT.500's J x K x L, the complete design's count;
 in a crowd study each worker sees only some stimuli). The second condition keeps observers whose
-outliers all lie on one side: a consistent bias, which the bias model (``mturk.sureal``)
+outliers all lie on one side: a consistent bias, which the bias model (``mturk.analysis.sureal``)
 corrects, is not noise. Two choices the recommendation leaves open, for discrete scales: a
 stimulus whose scores all agree (``S_j = 0``) marks nobody, and a stimulus needs at least
 ``min_scores`` (default 4) scores to take part (fewer say nothing about outliers). One pass, as

@@ -3,8 +3,8 @@
 A script that compares pixels answers sentinels right, so sentinels alone cannot keep a study
 clean. ``assess`` scores each worker on all their counted judgments (``StudyDB.judgments_frame``
 rows, already restricted to verified, submitted or approved work) and flags them by these rules,
-each with a documented default (``QualityRule``; ``mturk.aggregate`` and ``mturk.collect`` take
-them as options):
+each with a documented default (``QualityRule``; ``mturk.aggregate`` and ``mturk.market.collect``
+take them as options):
 
 ``sentinels``
     fewer than ``min_accuracy`` (0.8) of their sentinel trials right. ``few-sentinels``: fewer
@@ -28,9 +28,9 @@ them as options):
     the sides swapped, ``trials.csv`` ``repeat_of``) answered differently, over at least
     ``min_repeats`` (2) pairs.
 
-Flagged workers are left out of the labels (``mturk.aggregate``). ``mturk.collect`` soft-blocks
-them (every flag except ``few-sentinels``), and rejects an assignment only on evidence inside it
-(``assignment_verdict``).
+Flagged workers are left out of the labels (``mturk.aggregate``). ``mturk.market.collect``
+soft-blocks them (every flag except ``few-sentinels``), and rejects an assignment only on evidence
+inside it (``assignment_verdict``).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def reasons(flags: list[str], rule: QualityRule) -> str:
 def assignment_verdict(g: pd.DataFrame, rule: QualityRule | None = None) -> str:
     """Evidence inside one assignment that it was not done honestly ("" when none): every
     answer on one side (at least ``min_side_trials`` answers), or the server's clock saying under
-    half of ``min_s_per_trial`` per trial. ``mturk.collect`` rejects on it."""
+    half of ``min_s_per_trial`` per trial. ``mturk.market.collect`` rejects on it."""
     rule = rule or QualityRule()
     if len(g) >= rule.min_side_trials and g.choice.eq(g.shown_left).nunique() == 1:
         side = "left" if bool((g.choice == g.shown_left).iloc[0]) else "right"

@@ -3,7 +3,7 @@ near-lossless side.
 
 Every image a worker sees is written here by ``mturk.trials`` into ``OUT/views/``: the centre
 ``crop`` x ``crop`` pixels (``--crop``, default 256; 0 keeps whole images), so that the page can
-show it at one image pixel per device pixel or larger (``mturk.page``). Writing them all with
+show it at one image pixel per device pixel or larger (``mturk.web.page``). Writing them all with
 the same encoder and settings means no file tells its origin by its chunks or compression.
 
 A sentinel's obvious side is not the reference's own file: it is the reference crop coded with

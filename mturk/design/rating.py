@@ -15,27 +15,25 @@
 A rating trial's row: ``a_*`` and ``b_*`` both name the stimulus (``a_id == b_id``), ``left`` is
 ``a``, ``kind`` is ``test``, ``expected`` and ``repeat_of`` are empty. The reference view is
 ``ref_path`` as in 2AFC. Sentinels and repeats do not apply to ratings: observer screening
-(``mturk.screening``) replaces them. A batch holds whole references (all of a reference's
+(``mturk.analysis.screening``) replaces them. A batch holds whole references (all of a reference's
 stimuli and, for ACR, its hidden reference, in random page order); a reference with more
 stimuli than a batch takes several batches, each with its own hidden-reference trial.
 
 The design is recorded in ``trials.meta.json`` (``design``; absent means ``2afc``), which the
 server, the simulator and the aggregation read with ``study_design``; every rating trial id also
-starts with its design (``rating_design``), for ``mturk.collect``, which sees only the database.
+starts with its design (``rating_design``), for ``mturk.market.collect``, which sees only the
+database.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
 from plic.tables import read_table
 
-DESIGNS = ("2afc", "acr", "dsis")
 RATING_DESIGNS = ("acr", "dsis")
 HIDDEN_REF_CODEC = "reference"
 #: scale value -> label; the page lists them best first, keys 5..1
@@ -51,33 +49,6 @@ def scale_labels(design: str) -> dict[int, str]:
     if design == "dsis":
         return DSIS_LABELS
     raise ValueError(f"design {design!r} has no rating scale (one of {RATING_DESIGNS})")
-
-
-def check_design(design: str) -> str:
-    if design not in DESIGNS:
-        raise ValueError(f"unknown design {design!r}: one of {', '.join(DESIGNS)}")
-    return design
-
-
-def study_design(trials_csv: str | Path) -> str:
-    """The design of the study whose ``trials.csv`` this is (from ``trials.meta.json``)."""
-    meta = Path(trials_csv).parent / "trials.meta.json"
-    if not meta.is_file():
-        return "2afc"
-    try:
-        design = json.loads(meta.read_text()).get("design", "2afc")
-    except (ValueError, AttributeError) as e:
-        raise ValueError(f"{meta}: not a JSON object ({e})") from e
-    return check_design(design)
-
-
-def rating_design(trial_ids) -> str | None:
-    """The rating design of a batch from its trial ids (``mturk.trials`` starts each rating
-    trial's id with its design: ``acr-...``, ``dsis-...``), or None for a 2AFC batch."""
-    for tid in trial_ids:
-        head = str(tid).split("-", 1)[0]
-        return head if head in RATING_DESIGNS else None
-    return None
 
 
 def is_hidden_ref(trial: dict) -> bool:

@@ -2,7 +2,7 @@
 
 Two implementations: :class:`mturk.market.boto.Boto3Market` (Amazon Mechanical Turk through boto3,
 sandbox or live) and :class:`mturk.market.memory.InMemoryMarket` (tests, local lab studies, the
-demo). Both pass ``tests/test_mturk_market.py``, one conformance test.
+demo). Both pass ``tests/mturk/test_market_backends.py``, one conformance test.
 
 Conventions shared by every implementation:
 
@@ -139,7 +139,7 @@ class Market(abc.ABC):
     """What the study needs from a crowdsourcing marketplace, and nothing more."""
 
     #: "sandbox", "live" or "local" (in memory): recorded beside every id in the database
-    #: (``mturk.db.MODES``).
+    #: (``mturk.store.study_db.MODES``).
     mode: str = "local"
 
     @abc.abstractmethod

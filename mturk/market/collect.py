@@ -1,9 +1,9 @@
-"""Collect, review and pay: ``python -m mturk.collect``.
+"""Collect, review and pay: ``python -m mturk.market.collect``.
 
-For every HIT of the study (``mturk.db``, this mode) it pages through the assignments on the
-marketplace and:
+For every HIT of the study (``mturk.store.study_db``, this mode) it pages through the assignments on
+the marketplace and:
 
-1. parses the QuestionFormAnswers XML: the HIT page (``mturk.page``) posts one form field,
+1. parses the QuestionFormAnswers XML: the HIT page (``mturk.web.page``) posts one form field,
    ``answers``, holding its JSON; the ids inside are replaced with the ones MTurk reports, and the
    page's trial ids mapped back (``mturk.tokens``: per assignment, per batch for HTMLQuestion);
 2. stores the judgments beside what the study server recorded (``StudyDB.record_submission``:
@@ -14,16 +14,17 @@ marketplace and:
 3. reviews each Submitted assignment by **the rule**: with ``s`` sentinel trials (obvious answers)
    of which ``c`` are right, reject when ``c / s < --reject-below`` (default 0.5) and at least
    ``--reject-min-wrong`` (default 2) are wrong, with feedback saying how many checks failed;
-   also reject on evidence inside the assignment (``mturk.quality.assignment_verdict``: every
-   answer on one side, or under half the minimum time per trial by the server's clock);
-   otherwise approve with a thank-you. One slip is never a rejection. An assignment
-   whose answers cannot be read is left for a person (MTurk approves it after the auto-approval
-   delay): we never reject for our own parsing failure;
+   also reject on evidence inside the assignment
+   (``mturk.analysis.worker_quality.assignment_verdict``: every answer on one side, or under half
+   the minimum time per trial by the server's clock); otherwise approve with a thank-you. One slip
+   is never a rejection. An assignment whose answers cannot be read is left for a person (MTurk
+   approves it after the auto-approval delay): we never reject for our own parsing failure;
 4. scores each worker on all their sentinels so far (``workers.sentinel_score``) and, among the
    workers whose work this run reviewed, soft-blocks repeat spammers: ``--block-after``
    rejected assignments, sentinel accuracy below ``--block-below`` over at least
-   ``--block-min-sentinels`` sentinels, or any blocking flag of ``mturk.quality`` over all their
-   verified work, rejected assignments included (``sentinels``, ``fast``, ``side-bias``,
+   ``--block-min-sentinels`` sentinels, or any blocking flag of ``mturk.analysis.worker_quality``
+   over all their verified work, rejected assignments included (``sentinels``, ``fast``,
+   ``side-bias``,
    ``consensus``, ``inconsistent``; the
    report lists each flagged worker with their flags). A soft block grants the
    block qualification that ``mturk.publish`` requires not to exist; no MTurk block is filed;
@@ -47,8 +48,14 @@ from decimal import Decimal
 from plic.config_args import add_config_args, config_from_args
 from plic.config_args import option as opt
 
-from .db import AlreadySubmittedError, ConflictError, DBError
-from .market import (
+from ..analysis.worker_quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
+from ..design.study import rating_design
+from ..store.study_db import AlreadySubmittedError, ConflictError, DBError
+from ..tokens import html_scope
+from ..web.page import ANSWER_FIELD, AnswerError
+from ..web.rating_page import parse_ratings
+from ..web.twoafc_page import parse_answers
+from . import (
     APPROVED,
     REJECTED,
     SUBMITTED,
@@ -57,7 +64,7 @@ from .market import (
     MarketError,
     NotFoundError,
 )
-from .market.config import (
+from .config import (
     add_market_arguments,
     check_live,
     eprint,
@@ -65,12 +72,7 @@ from .market.config import (
     mode_of,
     open_db,
 )
-from .page import ANSWER_FIELD, AnswerError, parse_answers
-from .quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
 from .questions import parse_answers as parse_form
-from .rating_page import parse_ratings
-from .ratings import rating_design
-from .tokens import html_scope
 
 THANKS = "Thank you for your careful comparisons."
 
@@ -89,8 +91,8 @@ class CollectConfig:
     bonus: str = opt("0", "bonus in USD for accurate approved assignments (0: none)")
     bonus_min_accuracy: float = opt(1.0, "sentinel accuracy an assignment needs for the bonus")
     review: bool = opt(True, "approve/reject (--no-review: only collect and score)")
-    quality: bool = opt(True, "soft-block workers mturk.quality flags (--no-quality: only the "
-                        "sentinel and rejection rules)")
+    quality: bool = opt(True, "soft-block workers mturk.analysis.worker_quality flags "
+                        "(--no-quality: only the sentinel and rejection rules)")
     dry_run: bool = opt(False, "collect and report, but approve, reject, block and pay nothing")
 
 
@@ -103,12 +105,13 @@ class Report:
     unreadable: list = field(default_factory=list)
     conflicts: list = field(default_factory=list)
     verified: list = field(default_factory=list)
-    #: worker -> mturk.quality flags over their verified work (only workers with flags)
+    #: worker -> mturk.analysis.worker_quality flags over their verified work (only workers with
+    # flags)
     flagged: dict = field(default_factory=dict)
     blocked: list = field(default_factory=list)
     bonuses_paid: list = field(default_factory=list)
     #: workers with work reviewed in this run: the only ones whose block status is decided, so a
-    #: lifted block (``mturk.manage unblock``) stays lifted until they fail checks again
+    #: lifted block (``mturk.market.manage unblock``) stays lifted until they fail checks again
     reviewed_workers: set = field(default_factory=set)
 
     def summary(self) -> str:
@@ -174,7 +177,7 @@ def _stored_rows(db, assignment_id: str) -> list[dict]:
 def collect(cfg: CollectConfig, market: Market, db, mode: str, out=print,
             rule: QualityRule | None = None) -> Report:
     """Collect, verify, review, score, block and pay (the module docstring); ``rule`` is the
-    quality control's thresholds (``mturk.quality``)."""
+    quality control's thresholds (``mturk.analysis.worker_quality``)."""
     rule = rule or QualityRule()
     rep = Report()
     hits = [h for h in db.list_hits(mode=mode) if not cfg.batches or h["batch_id"] in cfg.batches]
@@ -350,7 +353,7 @@ def _pay_bonuses(cfg, market, db, hits, trial_cache, rep: Report, out) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mturk.collect", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mturk.market.collect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_market_arguments(p)
     add_config_args(p, CollectConfig)

@@ -1,4 +1,5 @@
-"""Command-line plumbing shared by ``mturk.publish``, ``mturk.collect`` and ``mturk.manage``.
+"""Command-line plumbing shared by ``mturk.publish``, ``mturk.market.collect`` and
+``mturk.market.manage``.
 
 Settings are dataclasses whose fields carry their help text (``plic.config_args.option``): one
 definition gives the defaults, the schema and ``--help`` (``plic.config_args.add_config_args``)
@@ -48,7 +49,7 @@ def check_live(args: argparse.Namespace) -> str | None:
 
 
 def open_db(args: argparse.Namespace):
-    from ..db import StudyDB
+    from ..store.study_db import StudyDB
 
     return StudyDB(args.db or None)
 

@@ -1,6 +1,6 @@
 """A batch as MTurk's HTMLQuestion: the page a worker sees inside MTurk's own frame, assets inlined,
-images uploaded beside it. A 2AFC batch gets ``mturk.page``'s page, an ACR/DSIS batch
-``mturk.rating_page``'s; this module sits above both so neither imports the other.
+images uploaded beside it. A 2AFC batch gets ``mturk.web.twoafc_page``'s page, an ACR/DSIS batch
+``mturk.web.rating_page``'s; this module sits above both so neither imports the other.
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .page import MTURK_SUBMIT_HOSTS, image_size, render_page, view_source
-from .rating_page import render_rating_page
-from .ratings import rating_design
-from .tokens import VIEWS, Keys, html_scope
+from ..design.study import rating_design
+from ..tokens import VIEWS, Keys, html_scope
+from ..web.page import MTURK_SUBMIT_HOSTS, image_size, view_source
+from ..web.rating_page import render_rating_page
+from ..web.twoafc_page import render_page
 
 
 def html_image_files(trials: Sequence[Mapping], keys: Keys, batch_id: str,

@@ -1,4 +1,5 @@
-"""Look after published HITs: ``python -m mturk.manage {status,extend,expire,cleanup,unblock}``.
+"""Look after published HITs:
+``python -m mturk.market.manage {status,extend,expire,cleanup,unblock}``.
 
 - ``status``: per HIT its batch, state, assignments (submitted / approved / rejected), and the
   money spent so far (approved rewards + MTurk's fee + bonuses paid + their fee) beside the most
@@ -11,7 +12,7 @@
   a batch of this study is adopted into the database; any other is expired and, once nothing is
   left to review, deleted. ``--delete-done`` also deletes the study's finished HITs. HITs made by
   other tools are never touched.
-- ``unblock W...``: lift soft blocks (``mturk.collect`` sets them).
+- ``unblock W...``: lift soft blocks (``mturk.market.collect`` sets them).
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from .cost import assignment_fee, bonus_fee
-from .market import SUBMITTED, Market, MarketError
-from .market.config import (
+from . import SUBMITTED, Market, MarketError
+from .config import (
     add_market_arguments,
     check_live,
     eprint,
@@ -32,6 +32,7 @@ from .market.config import (
     mode_of,
     open_db,
 )
+from .cost import assignment_fee, bonus_fee
 from .publish import TOKEN_PREFIX
 
 EXPIRE_NOW = datetime(1970, 1, 1, tzinfo=timezone.utc)  # MTurk: a past time expires at once
@@ -187,7 +188,7 @@ def unblock(market: Market, db, mode: str, workers, block_name: str, out=print) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mturk.manage", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mturk.market.manage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("status", help="HITs, assignments and cost so far")

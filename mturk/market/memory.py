@@ -1,9 +1,9 @@
 """An in-memory marketplace with MTurk's rules: for tests, local lab studies and the demo.
 
-Approvals and bonuses are charged with MTurk's fee (``mturk.cost``). It keeps the behaviour the
-study code relies on: one HIT per request token, HIT types keyed by
-their properties, assignments that move Submitted -> Approved/Rejected once, one bonus per token,
-HITs that can only be deleted when expired or fully reviewed, qualification names that are unique.
+Approvals and bonuses are charged with MTurk's fee (``mturk.market.cost``). It keeps the behaviour
+the study code relies on: one HIT per request token, HIT types keyed by their properties,
+assignments that move Submitted -> Approved/Rejected once, one bonus per token, HITs that can only
+be deleted when expired or fully reviewed, qualification names that are unique.
 
 A lab study runs it across processes with a state file (``InMemoryMarket(state_path=...)``: JSON,
 rewritten atomically after every change). Workers "submit" through :meth:`submit_assignment`, which
@@ -21,8 +21,6 @@ from pathlib import Path
 
 from plic.fsio import atomic_write_text
 
-from ..cost import assignment_fee, bonus_fee
-from ..questions import answers_xml
 from .base import (
     APPROVED,
     ASSIGNMENT_STATUSES,
@@ -38,6 +36,8 @@ from .base import (
     QualificationType,
     dollars,
 )
+from .cost import assignment_fee, bonus_fee
+from .questions import answers_xml
 
 
 def _now() -> datetime:

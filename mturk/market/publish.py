@@ -1,11 +1,13 @@
 """Put a study's batches on Mechanical Turk: ``python -m mturk.publish --sandbox``.
 
-One HIT per batch of trials (``mturk.db``), all sharing one HIT type. In order:
+One HIT per batch of trials (``mturk.store.study_db``), all sharing one HIT type. In order:
 
-1. print the cost (reward x assignments x HITs + MTurk's fee, ``mturk.cost``) and the balance;
+1. print the cost (reward x assignments x HITs + MTurk's fee, ``mturk.market.cost``) and the
+   balance;
 2. create or reuse, by name, the qualification test (a 2AFC quiz built from sentinel trials, as
    QuestionForm XML with an answer key; images at ``--image-base-url``) and the soft-block
-   qualification (``mturk.collect`` grants it to repeat spammers; HITs require that it not exist);
+   qualification (``mturk.market.collect`` grants it to repeat spammers; HITs require that it not
+   exist);
 3. the HIT type: reward, durations, requirements (approval rate, number approved, optional locale,
    optional Masters, whose id differs between sandbox and live);
 4. one HIT per batch, as ExternalQuestion (the study server's HTTPS URL) or HTMLQuestion, each with
@@ -16,7 +18,7 @@ One HIT per batch of trials (``mturk.db``), all sharing one HIT type. In order:
 
 Before any call, every HIT's Question is built and checked against MTurk's 64 KB limit, and the
 HIT description gets the window size the page needs to show the images at full size
-(``mturk.page.min_window``, from the trial images; ``--min-window``).
+(``mturk.web.twoafc_page.min_window``, from the trial images; ``--min-window``).
 
 Every id goes into the database with its mode. ``--dry-run`` prints the plan, the first HIT's
 Question XML and the HIT type's requirements, and calls nothing.
@@ -41,10 +43,11 @@ from pathlib import Path
 from plic.config_args import add_config_args, config_from_args
 from plic.config_args import option as opt
 
-from .cost import CostEstimate
-from .html_question import html_image_files, render_html_question
-from .market import HitTypeSpec, Market, MarketError, QualificationRequirement
-from .market.config import (
+from ..tokens import VIEWS
+from ..web.page import image_size
+from ..web.twoafc_page import describe_min_window
+from . import HitTypeSpec, Market, MarketError, QualificationRequirement
+from .config import (
     add_market_arguments,
     check_live,
     eprint,
@@ -52,7 +55,8 @@ from .market.config import (
     mode_of,
     open_db,
 )
-from .page import describe_min_window, image_size
+from .cost import CostEstimate
+from .html_question import html_image_files, render_html_question
 from .questions import (
     QuizItem,
     external_question,
@@ -60,7 +64,6 @@ from .questions import (
     quiz_answer_key,
     quiz_question_form,
 )
-from .tokens import VIEWS
 
 # System qualification type ids (the same in sandbox and live, except Masters).
 PERCENT_APPROVED = "000000000000000000L0"
@@ -82,7 +85,8 @@ class PublishConfig:
     external_url: str = opt("", "HTTPS URL of the study server's HIT page, e.g. "
                             "https://study.example.org/hit ({batch_id}, if present, is replaced)")
     image_base_url: str = opt("", "public HTTPS base URL holding the trial images as <token>.png "
-                              "(mturk.page.image_files): for the quiz and HTMLQuestion")
+                              "(mturk.market.html_question.html_image_files): for the quiz "
+                              "and HTMLQuestion")
     frame_height: int = opt(0, "frame height in pixels (0: fit the window)")
     min_window: str = opt("auto", "the window size the HIT description asks for: auto (from "
                           "the trial images), WxH, or none")
@@ -147,7 +151,7 @@ def quiz_items_from_trials(db, n: int) -> list[QuizItem]:
 
 def quiz_files(db, n: int) -> dict[str, Path]:
     """``{public name: file}`` of the quiz's images."""
-    from .page import view_source
+    from ..web.page import view_source
 
     keys, resolve, out = db.keys(), resolver(db), {}
     picked = sorted((t for b in db.batch_ids() for t in db.batch_trials(b)
@@ -193,8 +197,8 @@ def window_sentence(cfg: PublishConfig, db, batches) -> str:
                 raise ValueError(f"cannot read the trial images to state the window size the "
                                  f"page needs ({e}); pass --min-window WxH or none") from e
             width, height = max(width, w), max(height, h)
-    from .rating_page import min_window_rating
-    from .ratings import rating_design
+    from ..design.study import rating_design
+    from ..web.rating_page import min_window_rating
 
     if rating_design(t["trial_id"] for b in batches for t in db.batch_trials(b)):
         w, h = min_window_rating(width, height)          # ACR/DSIS: one view at a time

@@ -2,7 +2,7 @@
 quiz (QuestionForm plus AnswerKey) and the QuestionFormAnswers that come back with assignments.
 
 Every document is built with ElementTree (so text is escaped) in the namespace MTurk's schema
-names; ``tests/test_mturk_questions.py`` checks well-formedness and namespaces.
+names; ``tests/mturk/test_questions.py`` checks well-formedness and namespaces.
 """
 
 from __future__ import annotations

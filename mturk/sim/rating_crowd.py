@@ -1,7 +1,7 @@
-"""Simulated raters for ACR and DSIS studies (``mturk.simulate`` on a rating study).
+"""Simulated raters for ACR and DSIS studies (``mturk.sim.crowd`` on a rating study).
 
 The documented mapping from the oracle to the 5-point scale: every stimulus gets the oracle's
-score ``q`` against its reference (larger = better; ``mturk.crowd.load_oracle``), and
+score ``q`` against its reference (larger = better; ``mturk.sim.workers.load_oracle``), and
 
     mapped(q) = 1 + 4 / (1 + exp(-(q - q50) / s)),   s = (q90 - q10) / 4
 
@@ -17,7 +17,7 @@ Li & Bampis 2017, discretised). ``random``, ``fast`` and ``mse_bot`` workers are
 A worker perceives a stimulus's quality without seeing its reference (ACR): the simulation knows
 each view's mapped score by the view's bytes (read from ``trials.csv``), and looks up the bytes
 the page served; it never uses page ids. ``summary`` records each worker's type, bias and noise
-and each stimulus's mapped score, so ``mturk.rating_report`` can score the aggregation.
+and each stimulus's mapped score, so ``mturk.sim.rating_report`` can score the aggregation.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ import numpy as np
 
 from plic.tables import read_table, resolve_path
 
-from .crowd import (
+from ..design.rating import HIDDEN_REF_CODEC, SCALE_MAX, SCALE_MIN
+from ..schema import TRIALS_COLUMNS, TRIALS_ID
+from .workers import (
     assign_types,
     claim_task,
     crowd_counts,
@@ -41,8 +43,6 @@ from .crowd import (
     response_ms,
     run_workers,
 )
-from .ratings import HIDDEN_REF_CODEC, SCALE_MAX, SCALE_MIN
-from .schema import TRIALS_COLUMNS, TRIALS_ID
 
 SPAMMER_TYPES = ("random", "fast", "mse_bot")
 
@@ -135,7 +135,7 @@ def run_rater(client, token: str, kind: str, bias: float, noise: float, by_sha: 
 
 
 def run_rating_crowd(cfg, design: str, tokens: list[str]) -> dict:
-    """The simulated crowd of ``mturk.simulate`` (its ``SimConfig``) on a rating study."""
+    """The simulated crowd of ``mturk.sim.crowd`` (its ``SimConfig``) on a rating study."""
     lo, hi = parse_noise(cfg.rating_noise)
     if cfg.rating_bias_sd < 0:
         raise ValueError("--rating-bias-sd must be >= 0")

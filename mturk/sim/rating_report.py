@@ -1,9 +1,9 @@
-"""A simulated ACR (or DSIS) study end to end, scored: ``python -m mturk.rating_report``.
+"""A simulated ACR (or DSIS) study end to end, scored: ``python -m mturk.sim.rating_report``.
 
 Builds a rating study from a distortions index (``mturk.trials --design``), serves it in process
-as a ``--local --simulated`` lab study, lets ``mturk.simulate`` rate it with a crowd of careful
-workers (each with a bias and a noise: ``mturk.rate_sim``) and spammers (``--mix``), aggregates
-with ``mturk.mos`` (BT.500 screening, MOS/DMOS, the SUREAL bias model), and measures:
+as a ``--local --simulated`` lab study, lets ``mturk.sim.crowd`` rate it with a crowd of careful
+workers (each with a bias and a noise: ``mturk.sim.rating_crowd``) and spammers (``--mix``),
+aggregates with ``mturk.mos`` (BT.500 screening, MOS/DMOS, the SUREAL bias model), and measures:
 
 - **screening**: the share of spammers rejected, and of careful workers rejected, by BT.500
   alone and with ``mturk.mos``'s inconsistency check;
@@ -11,7 +11,7 @@ with ``mturk.mos`` (BT.500 screening, MOS/DMOS, the SUREAL bias model), and meas
   centred over the kept careful workers (the model identifies biases up to a constant): RMSE,
   largest error, correlation;
 - **interval coverage**: the share of distorted stimuli whose 95% MOS interval holds the
-  oracle's mapped score (``mturk.rate_sim``: what a careful worker without bias or noise
+  oracle's mapped score (``mturk.sim.rating_crowd``: what a careful worker without bias or noise
   would rate before rounding), and the same for the SUREAL interval; also over the stimuli
   mapped inside [1.5, 4.5] only, away from the ends where clipping pulls the mean inwards.
 
@@ -33,10 +33,10 @@ import pandas as pd
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .mos import aggregate_ratings
-from .ratings import RATING_DESIGNS
-from .serve import simulated_study
-from .trials import TrialsConfig, build
+from ..analysis.mos import aggregate_ratings
+from ..design.rating import RATING_DESIGNS
+from ..design.trials import TrialsConfig, build
+from .simulated_study import simulated_study
 
 
 def score_run(out: Path, sim: dict) -> dict:
@@ -121,7 +121,7 @@ def markdown(rep: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.rating_report", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mturk.sim.rating_report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default=str(runs_dir() / "distortions" / "index.csv"),
                    help="the distortions index.csv (default: %(default)s)")
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rating-noise", default="0.3,0.8", help="default: 0.3,0.8")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    command = "python -m mturk.rating_report " + shlex.join(argv if argv is not None
+    command = "python -m mturk.sim.rating_report " + shlex.join(argv if argv is not None
                                                             else sys.argv[1:])
     try:
         if args.workers < 2:
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.mix, args.oracle, args.seed, args.batch_size, args.rating_bias_sd,
                   args.rating_noise)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        print(f"mturk.rating_report: error: {e}", file=sys.stderr)
+        print(f"mturk.sim.rating_report: error: {e}", file=sys.stderr)
         return 2
     rep["command"] = command
     out = Path(args.out)

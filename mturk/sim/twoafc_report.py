@@ -1,15 +1,15 @@
-"""How well quality control stops an adversarial crowd: ``python -m mturk.crowd_report``.
+"""How well quality control stops an adversarial crowd: ``python -m mturk.sim.twoafc_report``.
 
 Builds a study from a distortions index (``mturk.trials``, default settings), serves it in
-process as a ``--local --simulated`` lab study, lets ``mturk.simulate`` answer it with a mixed
-crowd (``--mix``: careful workers and the adversaries of ``mturk.crowd``: always-left, random,
+process as a ``--local --simulated`` lab study, lets ``mturk.sim.crowd`` answer it with a mixed
+crowd (``--mix``: careful workers and the adversaries of ``mturk.sim.workers``: always-left, random,
 a pixel-MSE script, a fast clicker), then scores what ``mturk.aggregate`` would do:
 
 - per worker type, the share of workers left out, and which flags caught them;
 - the 2AFC accuracy of the labels: a test trial's label is right when its majority (``p_b`` above
   or below 1/2) picks the side the careful workers' oracle prefers; a tie counts one half. Three
   filters: none (every verified judgment), sentinels only (the old rule), and the full quality
-  control of ``mturk.quality``.
+  control of ``mturk.analysis.worker_quality``.
 
 Every number comes from this run; the report (``OUT/crowd_report.md`` and ``.json``) says
 SIMULATED and gives the command that produced it. The study (trials, views, the judgments
@@ -31,12 +31,12 @@ import pandas as pd
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .aggregate import counted, filter_workers, make_labels
-from .crowd import WORKER_TYPES
-from .quality import QualityRule
-from .serve import simulated_study
-from .simulate import oracle_scores
-from .trials import TrialsConfig, build
+from ..analysis.aggregate import counted, filter_workers, make_labels
+from ..analysis.worker_quality import QualityRule
+from ..design.trials import TrialsConfig, build
+from .simulated_study import simulated_study
+from .twoafc_crowd import oracle_scores
+from .workers import WORKER_TYPES
 
 SENTINELS_ONLY = QualityRule(min_s_per_trial=0.0, max_side_bias_p=0.0, min_consensus=0.0,
                              max_inconsistency=1.0)
@@ -128,7 +128,7 @@ def markdown(r: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.crowd_report", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mturk.sim.twoafc_report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default=str(runs_dir() / "distortions" / "index.csv"),
                    help="distortions index.csv (default: %(default)s)")
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=TrialsConfig.batch_size,
                    help="trials per batch (%(default)s)")
     args = p.parse_args(argv)
-    command = "python -m mturk.crowd_report " + " ".join(shlex.quote(a) for a in
+    command = "python -m mturk.sim.twoafc_report " + " ".join(shlex.quote(a) for a in
                                                           (argv if argv is not None
                                                            else sys.argv[1:]))
     try:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.oracle, args.seed, replace(TrialsConfig(), batch_size=args.batch_size),
                 QualityRule())
     except (OSError, ValueError, RuntimeError) as e:
-        print(f"mturk.crowd_report: error: {e}", file=sys.stderr)
+        print(f"mturk.sim.twoafc_report: error: {e}", file=sys.stderr)
         return 2
     md = markdown(r, command.strip())
     out = Path(args.out)

@@ -1,4 +1,4 @@
-"""The simulated workers of ``mturk.simulate``: careful people and the adversaries QC must stop.
+"""The simulated workers of ``mturk.sim.crowd``: careful people and the adversaries QC must stop.
 
 Every worker sees only what the page shows: per trial the three images it fetched (reference,
 left, right), nothing else. Types (``WORKER_TYPES``):
@@ -26,10 +26,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
@@ -107,27 +109,6 @@ class Scorer:
         return self._score[kr, ki]
 
 
-def careful_p_right(q_left: float, q_right: float, temperature: float, lapse: float) -> float:
-    """A careful worker's probability of picking right (oracle scores, larger = closer)."""
-    z = max(-50.0, min(50.0, (q_right - q_left) / temperature))
-    return lapse / 2 + (1 - lapse) / (1 + math.exp(-z))
-
-
-def choose(kind: str, left: tuple[float, float], right: tuple[float, float], temperature: float,
-           lapse: float, rng: np.random.Generator) -> str:
-    """``"left"`` or ``"right"`` for one trial; ``left``/``right`` are (score, mse)."""
-    if kind == "careful":
-        p_right = careful_p_right(left[0], right[0], temperature, lapse)
-        return "right" if rng.random() < p_right else "left"
-    if kind == "always_left":
-        return "left"
-    if kind == "mse_bot":
-        if left[1] == right[1]:
-            return "left" if rng.random() < 0.5 else "right"
-        return "left" if left[1] < right[1] else "right"
-    return "left" if rng.random() < 0.5 else "right"        # random, fast
-
-
 def response_ms(kind: str, rng: np.random.Generator) -> int:
     """The response time the worker's page reports for one trial."""
     if kind in ("careful", "mse_bot"):
@@ -185,3 +166,14 @@ def claim_task(client: Client, token: str) -> tuple[dict | None, dict]:
     if st != 200:
         return None, dict(status="task_error", code=st)
     return claim, task
+
+
+def read_participants(path: str | Path) -> list[str]:
+    """Participant tokens from a file of links (``...?p=TOKEN``) or bare tokens."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            m = re.search(r"[?&]p=([^&\s]+)", line)
+            out.append(m.group(1) if m else line)
+    return out

@@ -1,4 +1,5 @@
-"""Accepting and claiming assignments (mixed into StudyDB; see ``mturk.db`` for the API).
+"""Accepting and claiming assignments (mixed into StudyDB; see ``mturk.store.study_db`` for the
+API).
 
 A HIT has ``max_assignments`` places. ``accept_assignment`` (the study server's page) takes one,
 and refuses with ``HitFullError`` when they are all taken; ``claim_local_assignment`` gives a lab
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from . import db_common
-from .db_common import (
+from . import common
+from .common import (
     DEFAULT_ASSIGNMENT_DURATION_S,
     HitFullError,
     UnknownIdError,
@@ -25,12 +26,13 @@ class AssignmentRecords:
         """Record that ``worker_id`` opened ``hit_id`` as ``assignment_id`` (idempotent).
 
         A new assignment on a HIT that already has ``max_assignments`` holding a place raises
-        ``HitFullError``: every assignment ``mturk.collect`` verified holds one, and so does any
+        ``HitFullError``: every assignment ``mturk.market.collect`` verified holds one, and so does
+        any
         other accepted or submitted within the HIT's assignment duration (after that MTurk would
         have given the place to someone else). Lab HITs (question ``local``) are only claimed.
         """
         with self._tx() as c:
-            hit, old = db_common.hit_and_assignment(c, assignment_id, hit_id, worker_id,
+            hit, old = common.hit_and_assignment(c, assignment_id, hit_id, worker_id,
                                                     other="HIT or worker")
             if old is not None:
                 return dict(old)
@@ -42,7 +44,7 @@ class AssignmentRecords:
             self._ensure_worker(c, worker_id)
             c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                       "accepted_at) VALUES (?, ?, ?, 'accepted', ?)",
-                      (assignment_id, hit_id, worker_id, accepted_at or db_common.utcnow()))
+                      (assignment_id, hit_id, worker_id, accepted_at or common.utcnow()))
         return self.get_assignment(assignment_id)
 
     @staticmethod
@@ -101,10 +103,10 @@ class AssignmentRecords:
         c.execute("INSERT OR IGNORE INTO hits (hit_id, batch_id, status, mode, "
                   "max_assignments, question, created_at) "
                   "VALUES (?, ?, 'assignable', 'local', ?, 'local', ?)",
-                  (hit_id, pick, max_per_batch or 1, db_common.utcnow()))
+                  (hit_id, pick, max_per_batch or 1, common.utcnow()))
         self._ensure_worker(c, worker_id)
         aid = f"local-{uuid.uuid4().hex}"
-        now = db_common.utcnow()
+        now = common.utcnow()
         c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                   "accepted_at, verified_at, verified_by) "
                   "VALUES (?, ?, ?, 'accepted', ?, ?, 'token')",

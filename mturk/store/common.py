@@ -1,7 +1,7 @@
 """What the study database and its record mixins share: modes, statuses, the typed errors the
-server maps to HTTP statuses (``mturk.app.STATUS``), the submit result, timestamps and money.
+server maps to HTTP statuses (``mturk.web.app.STATUS``), the submit result, timestamps and money.
 
-``mturk.db`` (``StudyDB``) and its mixins (``db_assign``, ``db_market``, ``db_trust``,
+``mturk.store.study_db`` (``StudyDB``) and its mixins (``db_assign``, ``db_market``, ``db_trust``,
 ``db_ratings``) all import from here, so none of them imports another: no circle.
 """
 
@@ -22,7 +22,7 @@ def utcnow() -> str:
 
 class DBError(ValueError):
     """A write the database refuses (bad values); nothing was written. The study server answers
-    each subclass with its own HTTP status (``mturk.app.STATUS``), never by reading the text."""
+    each subclass with its own HTTP status (``mturk.web.app.STATUS``), never by reading the text."""
 
 
 class UnknownIdError(DBError):
@@ -67,8 +67,8 @@ def money(amount) -> str:
     return f"{d:.2f}"
 
 
-# -- one assignment's submission, the same for judgments (mturk.db) and ratings (db_ratings) ----
-# Each takes the cursor of the caller's transaction (``StudyDB._tx``).
+# -- one assignment's submission, the same for judgments (mturk.store.study_db) and ratings
+# (db_ratings) ---- Each takes the cursor of the caller's transaction (``StudyDB._tx``).
 
 def hit_and_assignment(c, assignment_id: str, hit_id: str, worker_id: str,
                        other: str = "HIT/worker"):

@@ -1,12 +1,13 @@
 """Worker, qualification-type and bonus records of the study database (mixed into StudyDB).
 
-Used by the publishing side (``mturk.collect``, ``mturk.manage``); see ``mturk.db`` for the API.
+Used by the publishing side (``mturk.market.collect``, ``mturk.market.manage``); see
+``mturk.store.study_db`` for the API.
 """
 
 from __future__ import annotations
 
-from . import db_common
-from .db_common import MODES, ConflictError, DBError, money
+from . import common
+from .common import MODES, ConflictError, DBError, money
 
 
 class MarketRecords:
@@ -30,7 +31,7 @@ class MarketRecords:
         with self._tx() as c:
             self._ensure_worker(c, worker_id)
             c.execute("UPDATE workers SET blocked=1, blocked_reason=?, blocked_at=? "
-                      "WHERE worker_id=?", (reason, db_common.utcnow(), worker_id))
+                      "WHERE worker_id=?", (reason, common.utcnow(), worker_id))
 
     def unblock_worker(self, worker_id: str) -> None:
         with self._tx() as c:
@@ -48,7 +49,7 @@ class MarketRecords:
         with self._tx() as c:
             c.execute("INSERT INTO qualification_types VALUES (?,?,?,?) ON CONFLICT(name, mode) "
                       "DO UPDATE SET qualification_type_id=excluded.qualification_type_id",
-                      (name, mode, qualification_type_id, db_common.utcnow()))
+                      (name, mode, qualification_type_id, common.utcnow()))
 
     def get_qualification_type(self, name: str, mode: str) -> str | None:
         r = self._one("SELECT qualification_type_id FROM qualification_types "
@@ -72,13 +73,13 @@ class MarketRecords:
                 raise DBError(f"unknown assignment {assignment_id!r}")
             c.execute("INSERT INTO bonuses (assignment_id, worker_id, amount, reason, "
                       "unique_token, created_at) VALUES (?,?,?,?,?,?)",
-                      (assignment_id, worker_id, amount, reason, unique_token, db_common.utcnow()))
+                      (assignment_id, worker_id, amount, reason, unique_token, common.utcnow()))
         return self._one("SELECT * FROM bonuses WHERE unique_token=?", (unique_token,))
 
     def mark_bonus_paid(self, unique_token: str, paid_at: str | None = None) -> None:
         with self._tx() as c:
             n = c.execute("UPDATE bonuses SET paid_at=COALESCE(paid_at, ?) WHERE unique_token=?",
-                          (paid_at or db_common.utcnow(), unique_token)).rowcount
+                          (paid_at or common.utcnow(), unique_token)).rowcount
             if n != 1:
                 raise DBError(f"unknown bonus token {unique_token!r}")
 

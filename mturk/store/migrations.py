@@ -1,4 +1,4 @@
-"""The study database's schema, as an ordered list of migrations (see ``mturk.db``).
+"""The study database's schema, as an ordered list of migrations (see ``mturk.store.study_db``).
 
 ``PRAGMA user_version`` counts how many have run. To change the schema, append a new
 ``(name, sql)`` entry; never edit or reorder one that has shipped. Statements are separated by

@@ -1,9 +1,10 @@
 """Absolute ratings (ACR, DSIS) in the study database (mixed into ``StudyDB``).
 
 The ``ratings`` table (migration ``0003_ratings``) sits beside ``judgments``: one row per
-(assignment, trial), the score on the design's 5-point scale (``mturk.ratings``). An assignment
-holds either judgments or ratings, never both. Submissions follow ``record_submission``'s rules
-(all or nothing, every trial of the batch exactly once, a repeat with the same scores is a no-op,
+(assignment, trial), the score on the design's 5-point scale (``mturk.design.rating``). An
+assignment holds either judgments or ratings, never both. Submissions follow ``record_submission``'s
+rules (all or nothing, every trial of the batch exactly once, a repeat with the same scores is a
+no-op,
 different scores raise ``AlreadySubmittedError`` and the stored scores stand)::
 
     db.record_ratings(assignment_id, hit_id, worker_id, design, answers, *, simulated=False,
@@ -20,12 +21,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from . import db_common
-from .db_common import (
+from ..design.rating import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
+from . import common
+from .common import (
     DBError,
     SubmitResult,
 )
-from .ratings import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
 
 
 def ratings_sha(answers: list[dict]) -> str:
@@ -52,9 +53,9 @@ class RatingRecords:
                 raise DBError(f"each rating needs an integer score in "
                                   f"[{SCALE_MIN}, {SCALE_MAX}]")
         sha = ratings_sha(answers)
-        now = submitted_at or db_common.utcnow()
+        now = submitted_at or common.utcnow()
         with self._tx() as c:
-            hit, old, dup = db_common.open_submission(c, assignment_id, hit_id, worker_id, sha,
+            hit, old, dup = common.open_submission(c, assignment_id, hit_id, worker_id, sha,
                                                       len(answers), require_accepted)
             if dup is not None:
                 return dup
@@ -65,7 +66,7 @@ class RatingRecords:
                 raise DBError(f"ratings must cover each of the {len(batch)} trials of batch "
                                   f"{hit['batch_id']} exactly once")
             self._ensure_worker(c, worker_id)
-            db_common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
+            common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
                                      accepted_at=accepted_at, simulated=simulated, sha=sha)
             for a in answers:
                 rt = a.get("rt_ms")

@@ -4,14 +4,15 @@ One SQLite file (default ``runs/study/judgments.sqlite``) in WAL mode. Every wri
 transaction (``BEGIN IMMEDIATE``), so a process killed at any point leaves either the whole write or
 none of it; an acknowledged write survives ``kill -9``. Callers never write SQL: use ``StudyDB``.
 
-Schema changes are the ordered list ``mturk.migrations.MIGRATIONS`` (``PRAGMA user_version``
+Schema changes are the ordered list ``mturk.store.migrations.MIGRATIONS`` (``PRAGMA user_version``
 counts how many ran). To change the schema, append ``(name, sql)`` to that list; never edit an
 entry that has shipped.
 
 API (all methods of ``StudyDB(path)``; accepting and claiming assignments live in
-``mturk.db_assign``, workers, qualification types and bonuses in ``mturk.db_market``, the secret
-and verification in ``mturk.db_trust``, ratings in ``mturk.db_ratings``; what they share (modes,
-statuses, the typed errors, timestamps, money) in ``mturk.db_common``; timestamps are UTC
+``mturk.store.assignment_records``, workers, qualification types and bonuses in
+``mturk.store.market_records``, the secret and verification in ``mturk.store.trust_records``,
+ratings in ``mturk.store.rating_records``; what they share (modes, statuses, the typed errors,
+timestamps, money) in ``mturk.store.common``; timestamps are UTC
 ISO-8601 strings; money is a decimal string in USD such as ``"0.50"``, as MTurk writes it)::
 
     db = StudyDB(path)                        # creates/migrates; one connection per thread
@@ -61,8 +62,8 @@ ISO-8601 strings; money is a decimal string in USD such as ``"0.50"``, as MTurk 
     db.mark_bonus_paid(unique_token, paid_at=None) -> None
     db.list_bonuses(unpaid_only=False) -> list[dict]
     db.counts() -> dict[str, int]             # rows per table
-    # absolute ratings (mturk.db_ratings): record_ratings, ratings, ratings_frame
-    # trust (mturk.db_trust): the study secret, verification, quality flags
+    # absolute ratings (mturk.store.rating_records): record_ratings, ratings, ratings_frame
+    # trust (mturk.store.trust_records): the study secret, verification, quality flags
     db.secret() -> bytes;  db.keys() -> mturk.tokens.Keys
     db.verify_assignment(assignment_id, hit_id, worker_id, by="mturk") -> bool
     db.unverified_assignments() -> list[dict]
@@ -83,9 +84,9 @@ from pathlib import Path
 
 from plic.paths import runs_dir
 
-from . import db_common
-from .db_assign import AssignmentRecords
-from .db_common import (
+from . import common
+from .assignment_records import AssignmentRecords
+from .common import (
     ASSIGNMENT_STATUSES,
     DEFAULT_ASSIGNMENT_DURATION_S,
     MODES,
@@ -98,13 +99,13 @@ from .db_common import (
     UnknownIdError,
     money,
 )
-from .db_market import MarketRecords
-from .db_ratings import RatingRecords
-from .db_trust import TrustRecords
+from .market_records import MarketRecords
 from .migrations import MIGRATIONS
+from .rating_records import RatingRecords
+from .trust_records import TrustRecords
 
 #: the database's public names: ``StudyDB`` and what its callers catch and compare with (defined
-#: in ``mturk.db_common``, which the record mixins share)
+#: in ``mturk.store.common``, which the record mixins share)
 __all__ = ["ASSIGNMENT_STATUSES", "DEFAULT_ASSIGNMENT_DURATION_S", "MIGRATIONS", "MODES", "SIDES",
            "AlreadySubmittedError", "ConflictError", "DBError", "HitFullError", "StudyDB",
            "SubmitResult", "UnknownIdError", "default_db_path"]
@@ -200,7 +201,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
         rows = [{k: ("" if r.get(k) is None else str(r.get(k))) for k in _TRIAL_FIELDS}
                 for r in rows]
         added = 0
-        now = db_common.utcnow()
+        now = common.utcnow()
         with self._tx() as c:
             c.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?)", (study_id, trials_csv, now))
             counts: dict[str, int] = {}
@@ -278,7 +279,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
                       "status, mode, reward, max_assignments, question, url, created_at, "
                       "expires_at, assignment_duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                       (hit_id, hit_type_id, batch_id, unique_request_token, status, mode, reward,
-                       max_assignments, question, url, db_common.utcnow(), expires_at,
+                       max_assignments, question, url, common.utcnow(), expires_at,
                        assignment_duration_s))
         return self.get_hit(hit_id)
 
@@ -305,7 +306,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
 
     def update_hit(self, hit_id: str, *, max_assignments: int | None = None,
                    expires_at: str | None = None, status: str | None = None) -> None:
-        """Record an extension or expiry done on the marketplace (``mturk.manage``)."""
+        """Record an extension or expiry done on the marketplace (``mturk.market.manage``)."""
         with self._tx() as c:
             n = c.execute("UPDATE hits SET max_assignments=COALESCE(?, max_assignments), "
                           "expires_at=COALESCE(?, expires_at), status=COALESCE(?, status) "
@@ -317,7 +318,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
     @staticmethod
     def _ensure_worker(c, worker_id: str) -> None:
         c.execute("INSERT OR IGNORE INTO workers (worker_id, first_seen) VALUES (?, ?)",
-                  (worker_id, db_common.utcnow()))
+                  (worker_id, common.utcnow()))
 
     def record_submission(self, assignment_id: str, hit_id: str, worker_id: str,
                           answers: list[Mapping], *, simulated: bool = False,
@@ -329,9 +330,9 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
             if a.get("choice") not in SIDES or a.get("shown_left") not in SIDES:
                 raise DBError("each answer needs choice and shown_left in {'a', 'b'}")
         sha = _answers_sha(answers)
-        now = submitted_at or db_common.utcnow()
+        now = submitted_at or common.utcnow()
         with self._tx() as c:
-            hit, old, dup = db_common.open_submission(c, assignment_id, hit_id, worker_id, sha,
+            hit, old, dup = common.open_submission(c, assignment_id, hit_id, worker_id, sha,
                                                       len(answers), require_accepted)
             if dup is not None:
                 return dup
@@ -345,7 +346,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
                 if batch[a["trial_id"]]["left_side"] != a["shown_left"]:
                     raise DBError(f"trial {a['trial_id']}: shown_left disagrees with the trial")
             self._ensure_worker(c, worker_id)
-            db_common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
+            common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
                                      accepted_at=accepted_at, simulated=simulated, sha=sha)
             for a in answers:
                 rt = a.get("rt_ms")
@@ -377,7 +378,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
         with self._tx() as c:
             n = c.execute("UPDATE assignments SET status=?, reviewed_at=?, "
                           "feedback=COALESCE(?, feedback) WHERE assignment_id=?",
-                          (status, db_common.utcnow(), feedback, assignment_id)).rowcount
+                          (status, common.utcnow(), feedback, assignment_id)).rowcount
             if n != 1:
                 raise UnknownIdError(f"unknown assignment {assignment_id!r}")
 

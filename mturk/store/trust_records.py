@@ -3,18 +3,20 @@
 - The **secret** (32 random bytes, made on first use and kept in ``study_keys``) keys every name a
   worker's browser sees (``mturk.tokens``). Keep the database private: whoever reads it can mint
   participant links and image URLs.
-- An assignment is **verified** when the marketplace itself reported it (``mturk.collect`` saw it
+- An assignment is **verified** when the marketplace itself reported it (``mturk.market.collect``
+  saw it
   in ListAssignmentsForHIT with this HIT and worker, Submitted or Approved: ``verified_by`` =
   ``mturk``) or when a lab participant claimed it with a valid token (``token``). Answers of
   unverified assignments are kept but count nowhere by default (``mturk.aggregate``).
-- **Quality flags** (``mturk.quality``) per worker, for ``mturk.collect`` and the operator.
+- **Quality flags** (``mturk.analysis.worker_quality``) per worker, for ``mturk.market.collect`` and
+  the operator.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from . import db_common
+from . import common
 
 SECRET_NAME = "hmac-secret"
 
@@ -28,14 +30,14 @@ class TrustRecords:
             return cached
         with self._tx() as c:
             c.execute("INSERT OR IGNORE INTO study_keys VALUES (?, ?, ?)",
-                      (SECRET_NAME, secrets.token_hex(32), db_common.utcnow()))
+                      (SECRET_NAME, secrets.token_hex(32), common.utcnow()))
             value = c.execute("SELECT value FROM study_keys WHERE name=?",
                               (SECRET_NAME,)).fetchone()[0]
         self._secret_cache = bytes.fromhex(value)
         return self._secret_cache
 
     def keys(self):
-        from .tokens import Keys
+        from ..tokens import Keys
 
         return Keys(self.secret())
 
@@ -51,7 +53,7 @@ class TrustRecords:
                 return False
             if row["verified_at"] is None:
                 c.execute("UPDATE assignments SET verified_at=?, verified_by=? "
-                          "WHERE assignment_id=?", (db_common.utcnow(), by, assignment_id))
+                          "WHERE assignment_id=?", (common.utcnow(), by, assignment_id))
         return True
 
     def unverified_assignments(self) -> list[dict]:
@@ -59,7 +61,8 @@ class TrustRecords:
                           "ORDER BY assignment_id")
 
     def set_worker_flags(self, worker_id: str, flags) -> None:
-        """Store the worker's quality flags (``mturk.quality``), comma-separated; empty clears."""
+        """Store the worker's quality flags (``mturk.analysis.worker_quality``), comma-separated;
+        empty clears."""
         with self._tx() as c:
             self._ensure_worker(c, worker_id)
             c.execute("UPDATE workers SET qc_flags=? WHERE worker_id=?",

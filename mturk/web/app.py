@@ -10,10 +10,11 @@
   ``{turkSubmitTo}/mturk/externalSubmit``. A reopened assignment whose answers are stored gets
   them back: they stand, and the page offers only to submit them to MTurk.
 - ``GET /api/task?...``: the same task as JSON (the simulator uses it); records nothing.
-- ``POST /api/submit``: JSON answers (``mturk.page`` documents them). 200 created or duplicate,
-  400 malformed (nested too deep included), 403 blocked worker, 404 unknown HIT or assignment,
-  409 already submitted with other answers (the body's ``stored`` holds the answers that stand),
-  413 too big. Stored answers are unverified until ``mturk.collect`` sees the assignment on MTurk.
+- ``POST /api/submit``: JSON answers (``mturk.web.twoafc_page`` and ``rating_page`` document them).
+  200 created or duplicate, 400 malformed (nested too deep included), 403 blocked worker, 404
+  unknown HIT or assignment, 409 already submitted with other answers (the body's ``stored`` holds
+  the answers that stand), 413 too big. Stored answers are unverified until ``mturk.market.collect``
+  sees the assignment on MTurk.
 - ``GET /local/start?p=TOKEN`` and ``POST /api/local/claim {"token"}`` (``--local`` only): a lab
   participant's link (``mturk.tokens``; ``mturk.serve --participants N`` writes them). Without a
   valid token: 403. The same token is the same participant, and gets their open assignment back.
@@ -28,7 +29,7 @@ carries a CSP whose ``frame-ancestors`` allows MTurk's worker sites only.
 ``python -m mturk.serve`` runs it on werkzeug's threaded server. Any WSGI server works too:
 ``app_from_env`` builds the app from ``PLIC_STUDY_TRIALS``, ``PLIC_STUDY_DB``,
 ``PLIC_STUDY_LOCAL=1`` and ``PLIC_STUDY_SIMULATED=1``, e.g.
-``waitress-serve --call mturk.app:app_from_env``.
+``waitress-serve --call mturk.web.app:app_from_env``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ from werkzeug.exceptions import HTTPException
 from plic.paths import runs_dir
 from plic.tables import read_table, resolve_path
 
-from .db import (
+from ..design.rating import RATING_DESIGNS
+from ..design.study import study_design
+from ..schema import TRIALS_COLUMNS, TRIALS_ID
+from ..store.study_db import (
     AlreadySubmittedError,
     ConflictError,
     DBError,
@@ -55,6 +59,7 @@ from .db import (
     StudyDB,
     UnknownIdError,
 )
+from ..tokens import VIEWS
 from .page import (
     ID_RE,
     MTURK_FRAME_ANCESTORS,
@@ -63,16 +68,10 @@ from .page import (
     STATIC,
     AnswerError,
     image_size,
-    page_trials,
-    parse_answers,
-    render_page,
-    stored_answers,
     view_source,
 )
 from .rating_page import parse_ratings, rating_page_trials, render_rating_page, stored_ratings
-from .ratings import RATING_DESIGNS, study_design
-from .schema import TRIALS_COLUMNS, TRIALS_ID
-from .tokens import VIEWS
+from .twoafc_page import page_trials, parse_answers, render_page, stored_answers
 
 
 class BlockedError(DBError):
@@ -130,7 +129,7 @@ def create_app(cfg: AppConfig) -> Flask:
     trials_path = Path(cfg.trials)
     df = read_table(trials_path, TRIALS_COLUMNS, TRIALS_ID)
     trials = df.to_dict("records")
-    design = study_design(trials_path)         # 2afc, or acr/dsis ratings (mturk.ratings)
+    design = study_design(trials_path)         # 2afc, or acr/dsis ratings (mturk.design.rating)
     rating = design in RATING_DESIGNS
     db = StudyDB(cfg.db)
     db.load_trials(trials, study_id=cfg.study_id, trials_csv=str(trials_path.resolve()))
@@ -237,7 +236,7 @@ def create_app(cfg: AppConfig) -> Flask:
         if cfg.local:
             return "plic lab study: open your participant link (/local/start?p=...).\n", 200, {
                 "Content-Type": "text/plain; charset=utf-8"}
-        return "plic 2AFC study server: HIT pages are at /task (see mturk.app).\n", 200, {
+        return "plic 2AFC study server: HIT pages are at /task (see mturk.web.app).\n", 200, {
             "Content-Type": "text/plain; charset=utf-8"}
 
     @app.route("/task", methods=["GET", "HEAD"])

@@ -1,40 +1,33 @@
-"""The HIT page: one jinja2 template rendered for the server, MTurk preview, and HTMLQuestion.
+"""The HIT pages' common frame, for every design: one jinja2 template per design
+(``templates/2afc.html``: ``mturk.web.twoafc_page``; ``templates/rating.html``:
+``mturk.web.rating_page``) in the blocks of ``templates/_page.html``, rendered for the server,
+MTurk preview, and HTMLQuestion.
 
-Nothing on the page tells the trials' roles apart. Per trial it gets a page trial id and three
-image URLs (reference, left, right), all keyed names (``mturk.tokens``): ids and URLs differ per
-assignment (per batch for an HTMLQuestion), and the order of the trials too; it answers
-``left``/``right``, and the server maps ids and sides back with the trial's recorded ``left``.
-
-The answer a page submits (to the server's ``/api/submit`` and, for a HIT, in the form field
-``answers`` posted to ``{turkSubmitTo}/mturk/externalSubmit``) is JSON::
-
-    {"assignment_id", "hit_id", "worker_id",
-     "answers": [{"trial_id": <page trial id>, "side": "left"|"right", "rt_ms"}, ...]}
-
-``parse_answers`` turns that into database rows (the server's and ``collect.py``'s, for
-HTMLQuestion HITs whose answers reach only MTurk). ``html_image_files`` lists what to upload for
-an HTMLQuestion's public base URL.
+Nothing on a page tells the trials' roles apart: per trial it gets a page trial id and its image
+URLs, all keyed names (``mturk.tokens``): ids and URLs differ per assignment (per batch for an
+HTMLQuestion), and the order of the trials too. What every design shares is here: the page
+modes, MTurk's hosts, the page's geometry, the rendering of a template with its assets
+(``render_template``), the submission's envelope (``parse_envelope``, ``answer_trial``,
+``answer_rt``: ids, a list of answers, each answer's page trial id and response time), which
+image a trial shows in each view (``view_source``) and image sizes.
 
 Full-size viewing: the page draws every image pixel as ``max(1, floor(devicePixelRatio))``
 device pixels, never fewer, and zoom enlarges by whole factors with nearest-neighbour
-(``image-rendering: pixelated``). When the window cannot show the three views side by side at that
-size, the page says so and takes no answers. ``min_window`` is the size it needs at 100 % zoom
-(stated in the HIT description); its constants are the ones in ``static/hit.css`` and
-``static/page.css``.
+(``image-rendering: pixelated``). When the window cannot show the views at that size, the page
+says so and takes no answers. The geometry constants below are the ones in ``static/page.css``,
+``static/2afc.css`` and ``static/rating.css``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 from PIL import Image
-
-from .tokens import VIEWS, Keys
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -64,38 +57,11 @@ class AnswerError(ValueError):
     """A submission that is malformed; nothing was recorded."""
 
 
-def min_window(width: int, height: int) -> tuple[int, int]:
-    """(width, height) in CSS pixels a window needs at 100 % zoom (devicePixelRatio 1) to show
-    three ``width`` x ``height`` views side by side at one image pixel per device pixel."""
-    view_w = width + 2 * FRAME_BORDER_PX
-    return (3 * view_w + 2 * GAP_PX + 2 * BODY_PAD_PX + SCROLLBAR_PX,
-            height + 2 * FRAME_BORDER_PX + CAPTION_PX)
-
-
-def describe_min_window(width: int, height: int) -> str:
-    w, h = min_window(width, height)
-    return (f"Needs a browser window at least {w} x {h} pixels to show the images at full size "
-            "(a computer screen; phones are too small).")
-
-
 @lru_cache(maxsize=65536)
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) of an image file, from its header."""
     with Image.open(path) as im:
         return im.size
-
-
-def page_trials(trials: Sequence[Mapping], keys: Keys, scope: str,
-                image_url: Callable[[int, int, Mapping], str],
-                size: Callable[[Mapping], tuple[int, int]]) -> list[dict]:
-    """What the page gets per trial, in ``scope``'s order: page id, the three image URLs
-    (``image_url(position, view, trial)``, view 0 reference, 1 left, 2 right) and the size."""
-    out = []
-    for pos, t in enumerate(keys.page_order(scope, trials)):
-        w, h = size(t)
-        out.append(dict(trial_id=keys.page_trial_id(scope, t["trial_id"]),
-                        **{v: image_url(pos, i, t) for i, v in enumerate(VIEWS)}, w=w, h=h))
-    return out
 
 
 def view_source(t: Mapping, view: str) -> tuple[str, str]:
@@ -104,36 +70,6 @@ def view_source(t: Mapping, view: str) -> tuple[str, str]:
         return t["ref_id"], t["ref_path"]
     side = t["left"] if view == "left" else ("b" if t["left"] == "a" else "a")
     return t[f"{side}_id"], t[f"{side}_path"]
-
-
-def stored_answers(rows: Sequence[Mapping], keys: Keys, scope: str) -> list[dict]:
-    """The database's judgments of one assignment as the page's answers (a reopened page)."""
-    return [dict(trial_id=keys.page_trial_id(scope, r["trial_id"]),
-                 side="left" if r["choice"] == r["shown_left"] else "right", rt_ms=r["rt_ms"])
-            for r in rows]
-
-
-def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str, image_url,
-                size, assignment_id: str = "", hit_id: str = "", worker_id: str = "",
-                submit_to: str = "", record_url: str = "", stored: Mapping | None = None,
-                static_url=None, title: str = "Which image is closer?",
-                inline_assets: bool = False) -> str:
-    """Render the HIT page. ``mode``: ``local``, ``hit``, ``preview`` or ``htmlquestion``.
-
-    ``stored`` (``{"answers": [...], "saved_at": ...}``): answers the server already holds for
-    this assignment; the page shows them as final and offers only to submit them to MTurk."""
-    if mode not in PAGE_MODES:
-        raise ValueError(f"unknown page mode {mode!r}")
-    task = dict(mode=mode, assignment_id=assignment_id, hit_id=hit_id, worker_id=worker_id,
-                record_url=record_url, stored=dict(stored) if stored else None,
-                trials=page_trials(trials, keys, scope, image_url, size),
-                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
-                layout=dict(border=FRAME_BORDER_PX, gap=GAP_PX, pad=BODY_PAD_PX,
-                            caption=CAPTION_PX, scrollbar=SCROLLBAR_PX))
-    return render_template("hit", task=task, mode=mode, title=title,
-                           assignment_id=assignment_id, submit_to=submit_to,
-                           n_trials=len(trials), inline_assets=inline_assets,
-                           static_url=static_url)
 
 
 def render_template(name: str, *, submit_to: str, inline_assets: bool, static_url, **ctx) -> str:
@@ -150,31 +86,9 @@ def render_template(name: str, *, submit_to: str, inline_assets: bool, static_ur
         static_url=static_url or (lambda name: f"/static/{name}"), asset=name, **ctx)
 
 
-def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
-                  page_ids: Mapping[str, str], max_answers: int = 1000) -> tuple[dict, list[dict]]:
-    """Validate a submission; returns (ids, rows for ``StudyDB.record_submission``).
-
-    ``page_ids`` maps the page's trial ids to trial ids (``Keys.page_ids`` for the assignment's
-    scope); ``trials_by_id`` maps those to trial rows (for the shown-left side). Raises
-    ``AnswerError`` on anything malformed: ids that are not ``[A-Za-z0-9_-]{1,64}``, trial ids
-    not of this page, sides other than left/right, response times out of range, too many answers.
-    """
-    ids, answers = parse_envelope(payload, max_answers)
-    rows = []
-    for a in answers:
-        tid = answer_trial(a, trials_by_id, page_ids)
-        side = a.get("side")
-        if side not in ("left", "right"):
-            raise AnswerError("side must be 'left' or 'right'")
-        rt = answer_rt(a)
-        left = trials_by_id[tid]["left"]
-        choice = left if side == "left" else ("b" if left == "a" else "a")
-        rows.append(dict(trial_id=tid, choice=choice, shown_left=left, rt_ms=rt))
-    return ids, rows
-
-
-# The submission's envelope, the same for every design (2AFC here, ratings in mturk.rating_page):
-# its ids, its list of answers, each answer's page trial id and response time.
+# The submission's envelope, the same for every design (2AFC here, ratings in
+# mturk.web.rating_page): its ids, its list of answers, each answer's page trial id and response
+# time.
 
 def parse_envelope(payload: str | bytes | Mapping, max_answers: int) -> tuple[dict, list]:
     """(ids, answers) of a submission: JSON object, ids matching ``ID_RE``, 1 to

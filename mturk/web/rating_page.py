@@ -1,8 +1,8 @@
 """The HIT page of the rating designs (ACR, DSIS): ``templates/rate.html`` + ``static/rate.js``.
 
-The same conventions as the 2AFC page (``mturk.page``): keyed page trial ids and image URLs per
-assignment (``mturk.tokens``; an ACR page never gets its reference's URL), 1:1 display (every
-image pixel is ``max(1, floor(devicePixelRatio))`` device pixels; answers are off while the
+The same conventions as the 2AFC page (``mturk.web.twoafc_page``): keyed page trial ids and image
+URLs per assignment (``mturk.tokens``; an ACR page never gets its reference's URL), 1:1 display
+(every image pixel is ``max(1, floor(devicePixelRatio))`` device pixels; answers are off while the
 window is too small), zoom ``z`` (3x, nearest-neighbour), preview mode, stored answers on a
 reopened assignment, the answers posted to ``/api/submit`` and then to
 ``{turkSubmitTo}/mturk/externalSubmit`` (HIT mode) in the form field ``answers``. Keys: ``5`` to
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from ..design.rating import SCALE_MAX, SCALE_MIN, scale_labels
+from ..tokens import Keys
 from .page import (
     BODY_PAD_PX,
     CAPTION_PX,
@@ -32,8 +34,6 @@ from .page import (
     parse_envelope,
     render_template,
 )
-from .ratings import SCALE_MAX, SCALE_MIN, scale_labels
-from .tokens import Keys
 
 TITLES = {"acr": "How good is the image?", "dsis": "How impaired is the second image?"}
 VIEW_REF, VIEW_STIMULUS = 0, 1      # mturk.tokens view numbers: the stimulus is the "left" view
@@ -84,7 +84,7 @@ def render_rating_page(design: str, trials: Sequence[Mapping], *, mode: str, key
                 scale=[dict(score=s, label=labels[s]) for s in sorted(labels, reverse=True)],
                 layout=dict(border=FRAME_BORDER_PX, pad=BODY_PAD_PX, caption=CAPTION_PX,
                             scrollbar=SCROLLBAR_PX))
-    return render_template("rate", task=task, design=design, mode=mode, title=TITLES[design],
+    return render_template("rating", task=task, design=design, mode=mode, title=TITLES[design],
                            assignment_id=assignment_id, submit_to=submit_to,
                            n_trials=len(trials), inline_assets=inline_assets,
                            scale=task["scale"], static_url=static_url)

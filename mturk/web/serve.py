@@ -5,7 +5,7 @@ writes N participant links (``/local/start?p=TOKEN``, one per line, to ``--parti
 default beside the database); each link is one participant, who gets their next batch on each
 visit, and their answers go straight into the database. There is no link without a token.
 ``--simulated`` flags every answer this server takes as coming from a simulated crowd
-(``mturk.simulate``): the flag comes from here, never from a request.
+(``mturk.sim.crowd``): the flag comes from here, never from a request.
 
 For MTurk the page must be reachable over HTTPS (MTurk shows it in an iframe on an https page).
 Keep this server on loopback and put TLS in front of it, for example:
@@ -46,39 +46,6 @@ class NoDelayHandler(WSGIRequestHandler):
 def make_study_server(host: str, port: int, app):
     """werkzeug's threaded server for the study app (``server.serve_forever()``)."""
     return make_server(host, port, app, threaded=True, request_handler=NoDelayHandler)
-
-
-def simulated_study(trials_csv: Path, study: Path, workers: int, failed: str, **sim):
-    """Answer a fresh lab study of ``trials_csv`` (in ``study``, its database deleted first) by
-    ``workers`` simulated participants (``mturk.simulate.run_crowd``; ``sim``: the rest of its
-    ``SimConfig``) through this server on a free loopback port. Returns (database,
-    ``run_crowd``'s result); a crowd that met errors raises ``RuntimeError`` ("the simulated
-    crowd ``failed``: ...")."""
-    import logging
-    import threading
-
-    from .simulate import SimConfig, run_crowd
-
-    for f in study.glob("judgments.sqlite*"):     # a fresh study each run
-        f.unlink()
-    app = create_app(AppConfig(trials=str(trials_csv), db=str(study / "judgments.sqlite"),
-                               local=True, simulated=True))
-    db = app.extensions["plic_db"]
-    links = study / "participants.txt"
-    links.write_text("".join(db.keys().participant_token(i) + "\n"
-                             for i in range(1, workers + 1)))
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    srv = make_study_server("127.0.0.1", 0, app)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        result = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
-                                     trials=str(trials_csv), participants=str(links),
-                                     workers=workers, concurrency=4, **sim))
-    finally:
-        srv.shutdown()
-    if result["failures"]:
-        raise RuntimeError(f"the simulated crowd {failed}: {result['failures'][:3]}")
-    return db, result
 
 
 def main(argv: list[str] | None = None) -> int:

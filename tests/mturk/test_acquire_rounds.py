@@ -1,4 +1,5 @@
-"""Active 2AFC sampling (mturk.acquire, mturk.trials --strategy, mturk.rounds)."""
+"""Active 2AFC sampling (mturk.active.acquire, mturk.trials --strategy,
+mturk.active.study_rounds)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mturk import rounds
-from mturk.acquire import RoundConfig, pick, scores, settled, side_gain
+from mturk.active import study_rounds as rounds
+from mturk.active.acquire import RoundConfig, pick, scores, settled, side_gain
+from mturk.design.trials import TrialsConfig, build, main
 from mturk.schema import (
     LABELS_COLUMNS,
     LABELS_ID,
@@ -17,12 +19,12 @@ from mturk.schema import (
     TRIALS_COLUMNS,
     TRIALS_ID,
 )
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build, main
+from mturk.sim.toy_index import make_toy_index
 from plic.tables import read_table, write_table
 
 GOLDEN = Path(__file__).parent / "data" / "trials_random_golden.csv"
-# the settings tests/data/trials_random_golden.csv was written with (by the code before rounds)
+# the settings tests/mturk/data/trials_random_golden.csv was written with (by the code before
+# rounds)
 GOLDEN_CFG = dict(batch_size=8, sentinel_share=0.25, repeats=1, crop=32, seed=3)
 
 

@@ -1,4 +1,4 @@
-"""Aggregation on hand-made judgments with known answers (tests/data/mturk_golden)."""
+"""Aggregation on hand-made judgments with known answers (tests/mturk/data/aggregate_golden)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mturk.aggregate import FilterRule, aggregate, bradley_terry, main
-from mturk.db import StudyDB
+from mturk.analysis.aggregate import FilterRule, aggregate, bradley_terry, main
 from mturk.schema import LABELS_COLUMNS, TRIALS_COLUMNS
+from mturk.store.study_db import StudyDB
 from plic.tables import read_table, resolve_path
 
-GOLDEN = Path(__file__).parent / "data" / "mturk_golden"
+GOLDEN = Path(__file__).parent / "data" / "aggregate_golden"
 
 
 def _load(db_path: Path) -> StudyDB:
@@ -33,7 +33,7 @@ def _load(db_path: Path) -> StudyDB:
             dict(trial_id=t, choice=c, shown_left=left[t], rt_ms=3000)
             for t, c in zip(g.trial_id, g.choice)],
             submitted_at="2026-01-01T00:00:20.000+00:00")
-        db.verify_assignment(aid, "H0", wid)        # as mturk.collect does for MTurk's own
+        db.verify_assignment(aid, "H0", wid)        # as mturk.market.collect does for MTurk's own
         if status != "submitted":
             db.set_assignment_status(aid, status)
     db.block_worker("W7", "test")

@@ -12,13 +12,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mturk import collect as C
-from mturk import publish as P
 from mturk.market import Assignment
-from mturk.page import PREVIEW_ASSIGNMENT
-from mturk.questions import NS_HTML_QUESTION, answers_xml
+from mturk.market import collect as C
+from mturk.market import publish as P
+from mturk.market.questions import NS_HTML_QUESTION, answers_xml
 from mturk.tokens import html_scope
-from tests.test_mturk_browser import (  # noqa: F401 - fixtures
+from mturk.web.page import PREVIEW_ASSIGNMENT
+from tests.mturk.test_browser_twoafc_page import (  # noqa: F401 - fixtures
     DESKTOP,
     IMAGES_LOADED,
     PHONE,

@@ -9,24 +9,24 @@ import threading
 
 import pytest
 
-from mturk.app import AppConfig, create_app
-from mturk.serve import make_study_server
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
-from tests.test_mturk_browser import (  # noqa: F401 - fixtures
-    DESKTOP,
-    PHONE,
-    SANDBOX,
-    browser,
-    wait_until,
-)
-from tests.test_mturk_browser_frame import (
+from mturk.design.trials import TrialsConfig, build
+from mturk.sim.toy_index import make_toy_index
+from mturk.web.app import AppConfig, create_app
+from mturk.web.serve import make_study_server
+from tests.mturk.test_browser_mturk_frame import (
     PUBLIC,
     frame_of,
     intercept,
     mturk_page,
     shots,
     wait_posted,
+)
+from tests.mturk.test_browser_twoafc_page import (  # noqa: F401 - fixtures
+    DESKTOP,
+    PHONE,
+    SANDBOX,
+    browser,
+    wait_until,
 )
 
 pytestmark = pytest.mark.browser
@@ -198,8 +198,8 @@ def test_preview_and_small_windows_take_no_ratings(browser, rating_server, desig
 
 
 def test_min_window_rating_is_where_the_page_starts_to_fit(browser, rating_server):  # noqa: F811
-    from mturk.page import SCROLLBAR_PX
-    from mturk.rating_page import min_window_rating
+    from mturk.web.page import SCROLLBAR_PX
+    from mturk.web.rating_page import min_window_rating
 
     base, db = rating_server("acr")
     db.add_hit("HITW", db.batch_ids()[0], "sandbox", max_assignments=3)

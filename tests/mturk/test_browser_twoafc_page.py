@@ -10,10 +10,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from mturk.app import AppConfig, create_app
-from mturk.serve import make_study_server
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
+from mturk.design.trials import TrialsConfig, build
+from mturk.sim.toy_index import make_toy_index
+from mturk.web.app import AppConfig, create_app
+from mturk.web.serve import make_study_server
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

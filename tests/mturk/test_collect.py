@@ -1,4 +1,5 @@
-"""``mturk.collect``: judgments stored once, the review rule, soft blocks, bonuses paid once."""
+"""``mturk.market.collect``: judgments stored once, the review rule, soft blocks, bonuses paid
+once."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from decimal import Decimal
 
 import pytest
 
-from mturk import collect as C
-from mturk import publish as P
-from mturk.db import StudyDB
 from mturk.market import MarketError
+from mturk.market import collect as C
+from mturk.market import publish as P
 from mturk.market.memory import InMemoryMarket
-from tests.test_mturk_market import Clock
-from tests.test_mturk_publish import URL, trial_rows
+from mturk.store.study_db import StudyDB
+from tests.mturk.test_market_backends import Clock
+from tests.mturk.test_publish import URL, trial_rows
 
 QUIET = {"out": lambda s: None}
 
@@ -88,7 +89,7 @@ def test_server_record_is_kept_and_conflicts_reported(study):
     aid = m.accept(hits["b1"], "W1")
     form = page_answers(db, "b1", good=True, hit_id=hits["b1"], aid=aid, wid="W1")
     # the study server recorded the same answers when the page posted them
-    from mturk.page import parse_answers
+    from mturk.web.twoafc_page import parse_answers
 
     payload = json.loads(form["answers"])
     trials = {t["trial_id"]: t for t in db.batch_trials("b1")}
@@ -240,10 +241,10 @@ def test_boto_collect_reviews_blocks_and_pays_once(tmp_path):
 
     from botocore.stub import Stubber
 
-    from mturk import questions as Q
     from mturk.market import Backoff
+    from mturk.market import questions as Q
     from mturk.market.boto import Boto3Market
-    from tests.test_mturk_market import boto_client
+    from tests.mturk.test_market_backends import boto_client
 
     db = StudyDB(tmp_path / "s.sqlite")
     db.load_trials(trial_rows(n_batches=1))

@@ -1,4 +1,4 @@
-"""MTurk's fee schedule, as ``mturk.cost`` computes it."""
+"""MTurk's fee schedule, as ``mturk.market.cost`` computes it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from mturk.cost import CostEstimate, assignment_fee, bonus_fee, spent
+from mturk.market.cost import CostEstimate, assignment_fee, bonus_fee, spent
 
 
 @pytest.mark.parametrize("reward, per_hit, fee", [

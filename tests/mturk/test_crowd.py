@@ -8,12 +8,13 @@ import threading
 import pandas as pd
 import pytest
 
-from mturk.aggregate import aggregate
-from mturk.app import AppConfig, create_app
-from mturk.crowd import assign_types, choose, parse_mix
-from mturk.simulate import SimConfig, main, run_crowd
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
+from mturk.analysis.aggregate import aggregate
+from mturk.design.trials import TrialsConfig, build
+from mturk.sim.crowd import SimConfig, main, run_crowd
+from mturk.sim.toy_index import make_toy_index
+from mturk.sim.twoafc_crowd import choose
+from mturk.sim.workers import assign_types, parse_mix
+from mturk.web.app import AppConfig, create_app
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_cli_marks_output_and_custom_oracle(live, capsys):
                  "--workers", "41"]) == 2                  # more workers than links
     assert main(["--url", url, "--trials", str(trials), "--mix", "careful=1,robot=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("mturk.simulate: error:") for line in err)
+    assert len(err) == 3 and all(line.startswith("mturk.sim.crowd: error:") for line in err)
 
 
 def test_worker_types_behave_as_documented():
@@ -100,7 +101,7 @@ def test_worker_types_behave_as_documented():
 
 
 def test_label_accuracy_scores_majorities_and_ties_half():
-    from mturk.crowd_report import label_accuracy
+    from mturk.sim.twoafc_report import label_accuracy
 
     labels = pd.DataFrame({"trial_id": ["t1", "t2", "t3", "t4", "t5"],
                            "p_b": [0.9, 0.2, 0.5, 0.6, 0.7]})
@@ -111,7 +112,7 @@ def test_label_accuracy_scores_majorities_and_ties_half():
 
 @pytest.mark.slow
 def test_crowd_report_end_to_end(tmp_path):
-    from mturk.crowd_report import main as report
+    from mturk.sim.twoafc_report import main as report
 
     index = make_toy_index(tmp_path / "dist", n_refs=2, size=48, qualities=(5, 30, 60, 90))
     assert report(["--index", str(index), "--out", str(tmp_path / "r"), "--workers", "10",

@@ -1,4 +1,4 @@
-"""``mturk.manage``: status with cost so far, extend, expire, orphan cleanup."""
+"""``mturk.market.manage``: status with cost so far, extend, expire, orphan cleanup."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from mturk import collect as C
-from mturk import manage as M
-from mturk import publish as P
-from mturk.db import StudyDB
 from mturk.market import HitTypeSpec
+from mturk.market import collect as C
+from mturk.market import manage as M
+from mturk.market import publish as P
 from mturk.market.memory import InMemoryMarket
-from tests.test_mturk_market import Clock
-from tests.test_mturk_publish import URL, trial_rows
-from tests.test_mturk_publish_collect import work
+from mturk.store.study_db import StudyDB
+from tests.mturk.test_collect import work
+from tests.mturk.test_market_backends import Clock
+from tests.mturk.test_publish import URL, trial_rows
 
 QUIET = {"out": lambda s: None}
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 
-from mturk import questions as Q
 from mturk.market import (
     Backoff,
     HitTypeSpec,
@@ -21,6 +20,7 @@ from mturk.market import (
     QualificationRequirement,
     TransientMarketError,
 )
+from mturk.market import questions as Q
 from mturk.market.memory import InMemoryMarket
 
 botocore = pytest.importorskip("botocore")

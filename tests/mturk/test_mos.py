@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mturk.mos import codec_table, differential_scores, main, mean_ci, stimulus_scores
-from mturk.screening import C_OTHER, bt500_screen, stimulus_stats
-from mturk.sureal import fit_sureal
+from mturk.analysis.mos import codec_table, differential_scores, main, mean_ci, stimulus_scores
+from mturk.analysis.screening import C_OTHER, bt500_screen, stimulus_stats
+from mturk.analysis.sureal import fit_sureal
 
 # The hand-worked example: 10 observers O1..O10 score 8 stimuli A..H (5-point scale).
 # O9 is biased low, O10 answers at random, O8 gives one odd score on a leptokurtic stimulus.
@@ -158,7 +158,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("mturk.mos: error:") and "\n" not in err
     assert not (tmp_path / "none.sqlite").exists()
     db = tmp_path / "empty.sqlite"
-    from mturk.db import StudyDB
+    from mturk.store.study_db import StudyDB
 
     StudyDB(db)
     (tmp_path / "t.csv").write_text("x\n")
@@ -177,9 +177,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def acr_study(tmp_path):
     from werkzeug.serving import make_server
 
-    from mturk.app import AppConfig, create_app
-    from mturk.synth import make_toy_index
-    from mturk.trials import TrialsConfig, build
+    from mturk.design.trials import TrialsConfig, build
+    from mturk.sim.toy_index import make_toy_index
+    from mturk.web.app import AppConfig, create_app
 
     index = make_toy_index(tmp_path / "dist", n_refs=4, size=32, qualities=(5, 15, 30, 60, 95))
     trials = build(index, tmp_path / "study", TrialsConfig(batch_size=12, design="acr"))[0]
@@ -195,7 +195,7 @@ def acr_study(tmp_path):
 
 
 def test_mos_end_to_end_on_a_simulated_acr_crowd(acr_study, capsys):
-    from mturk.simulate import SimConfig, run_crowd
+    from mturk.sim.crowd import SimConfig, run_crowd
 
     url, trials, db, links, tmp = acr_study
     s = run_crowd(SimConfig(url=url, trials=str(trials), participants=str(links), workers=30,

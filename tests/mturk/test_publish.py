@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from mturk import publish as P
-from mturk.db import StudyDB
 from mturk.market import MarketError
+from mturk.market import publish as P
 from mturk.market.memory import InMemoryMarket
+from mturk.store.study_db import StudyDB
 
 URL = "https://study.example.org/hit"
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -194,9 +194,9 @@ def test_bad_url_fails_before_anything_is_created(db):
 
 def real_study(tmp_path, batch_size=6, crop=48, **index_kw):
     """A study with real images (toy JPEGs) loaded as the server would load it."""
+    from mturk.design.trials import TrialsConfig, build
     from mturk.schema import TRIALS_COLUMNS
-    from mturk.synth import make_toy_index
-    from mturk.trials import TrialsConfig, build
+    from mturk.sim.toy_index import make_toy_index
     from plic.tables import read_table
 
     kw = dict(n_refs=2, size=64, qualities=(5, 50, 90))
@@ -211,8 +211,9 @@ def real_study(tmp_path, batch_size=6, crop=48, **index_kw):
 def test_html_question_is_the_study_page_with_its_images(tmp_path):
     import xml.etree.ElementTree as ET
 
-    from mturk.page import describe_min_window, view_source
-    from mturk.questions import NS_HTML_QUESTION
+    from mturk.market.questions import NS_HTML_QUESTION
+    from mturk.web.page import view_source
+    from mturk.web.twoafc_page import describe_min_window
 
     db = real_study(tmp_path)
     m = InMemoryMarket()
@@ -248,7 +249,7 @@ class NoCalls:
 
 
 def test_question_over_64kb_is_refused_before_any_call(tmp_path, capsys):
-    from mturk.questions import MAX_QUESTION_BYTES, QuestionTooLargeError
+    from mturk.market.questions import MAX_QUESTION_BYTES, QuestionTooLargeError
 
     # 4 references x 28 pairs x 2 targets: one batch of 240 trials, as one HTMLQuestion
     db = real_study(tmp_path, batch_size=240, crop=16, n_refs=4, size=16,
@@ -271,7 +272,7 @@ def _boto_market():
 
     from mturk.market import Backoff
     from mturk.market.boto import Boto3Market
-    from tests.test_mturk_market import boto_client
+    from tests.mturk.test_market_backends import boto_client
 
     client = boto_client()
     stub = Stubber(client)

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from mturk import collect as C
-from mturk import publish as P
+from mturk.market import collect as C
+from mturk.market import publish as P
 from mturk.market.memory import InMemoryMarket
-from mturk.page import ANSWER_FIELD
-from tests.test_mturk_market import Clock
+from mturk.web.page import ANSWER_FIELD
+from tests.mturk.test_market_backends import Clock
 
 flask = pytest.importorskip("flask")
 SANDBOX_SUBMIT = "https://workersandbox.mturk.com"
@@ -22,10 +22,10 @@ SANDBOX_SUBMIT = "https://workersandbox.mturk.com"
 def test_worker_round_trip_through_the_server(tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
-    import mturk.db_common
-    from mturk.app import AppConfig, create_app
-    from mturk.synth import make_toy_index
-    from mturk.trials import TrialsConfig, build
+    import mturk.store.common
+    from mturk.design.trials import TrialsConfig, build
+    from mturk.sim.toy_index import make_toy_index
+    from mturk.web.app import AppConfig, create_app
 
     index = make_toy_index(tmp_path / "dist", n_refs=2, size=32, qualities=(5, 50, 90))
     trials = build(index, tmp_path / "study", TrialsConfig(batch_size=5, sentinel_share=0.2,
@@ -45,7 +45,7 @@ def test_worker_round_trip_through_the_server(tmp_path, monkeypatch):
     # the worker opened the page two minutes before submitting (the server's clock)
     then = (datetime.now(timezone.utc) - timedelta(minutes=2)).isoformat()
     with monkeypatch.context() as mp:
-        mp.setattr(mturk.db_common, "utcnow", lambda: then)
+        mp.setattr(mturk.store.common, "utcnow", lambda: then)
         page = client.get(f"/hit?{query}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

@@ -1,6 +1,6 @@
 """Against the real MTurk **sandbox** (never live): opt-in with ``-m live`` and AWS credentials.
 
-    .venv/bin/python -m pytest -m live tests/test_mturk_publish_live.py
+    .venv/bin/python -m pytest -m live tests/mturk/test_publish_live.py
 
 Checks what Stubber cannot: that the sandbox accepts our documents and requirements, and what it
 really answers to a repeated UniqueRequestToken. Creates one HIT with one assignment (sandbox money
@@ -15,9 +15,9 @@ from decimal import Decimal
 
 import pytest
 
-from mturk import publish as P
-from mturk import questions as Q
 from mturk.market import HitTypeSpec
+from mturk.market import publish as P
+from mturk.market import questions as Q
 
 pytestmark = pytest.mark.live
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from mturk import questions as Q
+from mturk.market import questions as Q
 
 ITEMS = [Q.QuizItem("q1", "ref1.png", "a1.png", "b1.jpg", "left"),
          Q.QuizItem("q2", "ref2.png", "a&2.png", "b2.png", "right"),

@@ -9,17 +9,18 @@ import threading
 import pandas as pd
 import pytest
 
-from mturk.app import AppConfig, create_app
-from mturk.db import AlreadySubmittedError, DBError, StudyDB
-from mturk.migrations import MIGRATIONS
-from mturk.page import AnswerError
-from mturk.rate_sim import mapped, rate
-from mturk.rating_page import parse_ratings
-from mturk.ratings import HIDDEN_REF_CODEC, study_design
-from mturk.simulate import SimConfig, run_crowd
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
-from mturk.trials import main as trials_main
+from mturk.design.rating import HIDDEN_REF_CODEC
+from mturk.design.study import study_design
+from mturk.design.trials import TrialsConfig, build
+from mturk.design.trials import main as trials_main
+from mturk.sim.crowd import SimConfig, run_crowd
+from mturk.sim.rating_crowd import mapped, rate
+from mturk.sim.toy_index import make_toy_index
+from mturk.store.migrations import MIGRATIONS
+from mturk.store.study_db import AlreadySubmittedError, DBError, StudyDB
+from mturk.web.app import AppConfig, create_app
+from mturk.web.page import AnswerError
+from mturk.web.rating_page import parse_ratings
 
 QUALITIES = (5, 20, 50, 95)
 
@@ -181,12 +182,12 @@ def test_simulated_raters_over_http(live):
 def test_collect_brings_ratings_from_mturk(tmp_path):
     from datetime import timedelta
 
-    from mturk import collect as C
-    from mturk import publish as P
+    from mturk.design.study import rating_design
+    from mturk.market import collect as C
+    from mturk.market import publish as P
     from mturk.market.memory import InMemoryMarket
-    from mturk.ratings import rating_design
-    from tests.test_mturk_market import Clock
-    from tests.test_mturk_publish import URL
+    from tests.mturk.test_market_backends import Clock
+    from tests.mturk.test_publish import URL
 
     rows = [dict(trial_id=f"acr-{b}{i}", batch_id=f"b{b}", ref_id="r", ref_path="img/r.png",
                  a_id=f"d{b}{i}", a_path=f"img/d{b}{i}.png", b_id=f"d{b}{i}",
@@ -219,7 +220,7 @@ def test_collect_brings_ratings_from_mturk(tmp_path):
 
 @pytest.mark.parametrize("design", ["acr", "dsis"])
 def test_html_question_of_a_rating_batch_is_the_rating_page(index, tmp_path, design):
-    from mturk.html_question import render_html_question
+    from mturk.market.html_question import render_html_question
     from mturk.tokens import html_scope
 
     trials = build(index, tmp_path, TrialsConfig(batch_size=10, design=design))[0]
@@ -236,13 +237,13 @@ def test_html_question_of_a_rating_batch_is_the_rating_page(index, tmp_path, des
     page_ids = db.keys().page_ids(html_scope(batch), [t["trial_id"] for t in
                                                       db.batch_trials(batch)])
     assert {t["trial_id"] for t in task["trials"]} == set(page_ids)
-    assert "rate.js" not in html and "function rate(" in html         # assets inlined
+    assert "rating.js" not in html and "function rate(" in html         # assets inlined
 
 
 def test_publish_states_the_rating_pages_window(index, tmp_path):
-    from mturk.page import min_window
-    from mturk.publish import PublishConfig, window_sentence
-    from mturk.rating_page import min_window_rating
+    from mturk.market.publish import PublishConfig, window_sentence
+    from mturk.web.rating_page import min_window_rating
+    from mturk.web.twoafc_page import min_window
 
     trials = build(index, tmp_path, TrialsConfig(batch_size=10, design="acr"))[0]
     db = StudyDB(tmp_path / "j.sqlite")
@@ -255,7 +256,7 @@ def test_publish_states_the_rating_pages_window(index, tmp_path):
 
 
 def test_aggregate_points_a_rating_study_to_mturk_mos(index, tmp_path, capsys):
-    from mturk.aggregate import main as aggregate_main
+    from mturk.analysis.aggregate import main as aggregate_main
 
     trials = build(index, tmp_path, TrialsConfig(batch_size=10, design="dsis"))[0]
     StudyDB(tmp_path / "j.sqlite")

@@ -1,11 +1,11 @@
-"""mturk.rating_report: a simulated ACR study end to end, scored against the simulation."""
+"""mturk.sim.rating_report: a simulated ACR study end to end, scored against the simulation."""
 
 from __future__ import annotations
 
 import json
 
-from mturk.rating_report import main
-from mturk.synth import make_toy_index
+from mturk.sim.rating_report import main
+from mturk.sim.toy_index import make_toy_index
 
 
 def test_rating_report_end_to_end(tmp_path, capsys):
@@ -15,7 +15,7 @@ def test_rating_report_end_to_end(tmp_path, capsys):
     assert main(["--index", str(index), "--out", str(out), "--workers", "24", "--oracle",
                  "psnr", "--mix", "careful=0.75,random=0.25", "--batch-size", "16"]) == 0
     md = capsys.readouterr().out
-    assert md.startswith("SIMULATED ACR study") and "python -m mturk.rating_report" in md
+    assert md.startswith("SIMULATED ACR study") and "python -m mturk.sim.rating_report" in md
     rep = json.loads((out / "rating_report.json").read_text())
     s = rep["scores"]
     assert rep["simulated"] and s["spammers"] == 6 and s["careful"] == 18
@@ -31,5 +31,5 @@ def test_rating_report_end_to_end(tmp_path, capsys):
 def test_rating_report_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["--index", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mturk.rating_report: error:") and "\n" not in err
+    assert err.startswith("mturk.sim.rating_report: error:") and "\n" not in err
     assert not (tmp_path / "o").exists()

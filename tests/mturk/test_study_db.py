@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mturk.db import MIGRATIONS, ConflictError, DBError, StudyDB
+from mturk.store.study_db import MIGRATIONS, ConflictError, DBError, StudyDB
 
 
 def _trials(n_batches=2, per_batch=3):

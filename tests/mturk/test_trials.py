@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from distortions.schema import INDEX_COLUMNS
+from mturk.design.trials import TrialsConfig, build, main
 from mturk.schema import TRIALS_COLUMNS, TRIALS_ID
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build, main
+from mturk.sim.toy_index import make_toy_index
 from plic.image_io import read_image
 from plic.tables import read_table, resolve_path
 

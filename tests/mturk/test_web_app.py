@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from mturk.app import AppConfig, create_app
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
+from mturk.design.trials import TrialsConfig, build
+from mturk.sim.toy_index import make_toy_index
+from mturk.web.app import AppConfig, create_app
 
 SANDBOX = "https://workersandbox.mturk.com"
 
@@ -54,7 +54,7 @@ def test_local_flow_records_choices_mapped_to_a_b(trials_csv, tmp_path):
         t = db.trial(j["trial_id"])
         assert j["choice"] == t["left"] == j["shown_left"] and j["rt_ms"] == 1234
     # the page shows the left image of the trial's recorded left side
-    from mturk.page import view_source
+    from mturk.web.page import view_source
     from plic.tables import resolve_path
 
     ids = db.keys().page_ids(a["assignment_id"], [t["trial_id"] for t in db.batch_trials(
@@ -180,11 +180,11 @@ def test_unknown_ids_on_task_pages(trials_csv, tmp_path):
 
 
 def test_html_question_rendering(trials_csv, tmp_path):
-    from mturk.db import StudyDB
-    from mturk.html_question import render_html_question
-    from mturk.page import parse_answers
+    from mturk.market.html_question import render_html_question
     from mturk.schema import TRIALS_COLUMNS
+    from mturk.store.study_db import StudyDB
     from mturk.tokens import html_scope
+    from mturk.web.twoafc_page import parse_answers
     from plic.tables import read_table, resolve_path
 
     keys = StudyDB(tmp_path / "k.sqlite").keys()

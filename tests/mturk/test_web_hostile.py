@@ -12,12 +12,12 @@ import time
 import pandas as pd
 import pytest
 
-import mturk.app
-from mturk.aggregate import aggregate
-from mturk.app import AppConfig, create_app
-from mturk.db import DBError, UnknownIdError
-from mturk.synth import make_toy_index
-from mturk.trials import TrialsConfig, build
+import mturk.web.app
+from mturk.analysis.aggregate import aggregate
+from mturk.design.trials import TrialsConfig, build
+from mturk.sim.toy_index import make_toy_index
+from mturk.store.study_db import DBError, UnknownIdError
+from mturk.web.app import AppConfig, create_app
 
 SANDBOX = "https://workersandbox.mturk.com"
 
@@ -100,7 +100,7 @@ def test_image_urls_are_keyed_and_expire(trials_csv, tmp_path, monkeypatch):
     assert c.get(f"{head}/{k}-{'0' * len(mac)}.png").status_code == 404    # a guessed MAC
     assert c.get(url.replace("/ASG1/", "/ASG2/")).status_code == 404        # another scope
     later = time.time() + 61
-    monkeypatch.setattr(mturk.app.time, "time", lambda: later)
+    monkeypatch.setattr(mturk.web.app.time, "time", lambda: later)
     assert c.get(url).status_code == 404                                    # expired
 
 
@@ -209,16 +209,16 @@ def test_lab_links_need_a_token_and_one_token_is_one_participant(trials_csv, tmp
 def test_symlinks_in_the_static_folder_are_not_served(trials_csv, tmp_path, monkeypatch):
     static = tmp_path / "static"
     static.mkdir()
-    for name in ("hit.css", "hit.js"):
-        (static / name).write_text((mturk.app.STATIC / name).read_text())
+    for name in ("2afc.css", "2afc.js"):
+        (static / name).write_text((mturk.web.app.STATIC / name).read_text())
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0")
     (static / "leak.txt").symlink_to(secret)
-    (static / "hit2.js").symlink_to(static / "hit.js")
-    monkeypatch.setattr(mturk.app, "STATIC", static)
+    (static / "2afc2.js").symlink_to(static / "2afc.js")
+    monkeypatch.setattr(mturk.web.app, "STATIC", static)
     _, _, c = _app(trials_csv, tmp_path)
-    assert c.get("/static/hit.js").status_code == 200
-    for name in ("leak.txt", "hit2.js", "../secret.txt", "%2e%2e/secret.txt"):
+    assert c.get("/static/2afc.js").status_code == 200
+    for name in ("leak.txt", "2afc2.js", "../secret.txt", "%2e%2e/secret.txt"):
         r = c.get(f"/static/{name}")
         assert r.status_code == 404 and b"root:" not in r.data
 

@@ -1,5 +1,6 @@
-"""Worker quality control beyond sentinels (mturk.quality): each rule flags the worker it is
-for and nobody else; aggregate leaves flagged workers out; collect rejects on evidence inside an
+"""Worker quality control beyond sentinels (mturk.analysis.worker_quality): each rule flags the
+worker it is for and nobody else; aggregate leaves flagged workers out; collect rejects on evidence
+inside an
 assignment and soft-blocks flagged workers."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mturk.quality import QualityRule, assess, assignment_verdict
+from mturk.analysis.worker_quality import QualityRule, assess, assignment_verdict
 
 TESTS = [f"T{i:02d}" for i in range(20)]
 SENTINELS = [f"S{i}" for i in range(4)]
@@ -103,14 +104,14 @@ def test_aggregate_and_collect_act_on_the_flags(tmp_path):
     rejects an all-one-side assignment, soft-blocks its worker and lists the flags."""
     from datetime import timedelta
 
-    from mturk import collect as C
-    from mturk import publish as P
-    from mturk.aggregate import aggregate
-    from mturk.db import StudyDB
+    from mturk.analysis.aggregate import aggregate
+    from mturk.market import collect as C
+    from mturk.market import publish as P
     from mturk.market.memory import InMemoryMarket
-    from tests.test_mturk_market import Clock
-    from tests.test_mturk_publish import trial_rows
-    from tests.test_mturk_publish_collect import page_answers
+    from mturk.store.study_db import StudyDB
+    from tests.mturk.test_collect import page_answers
+    from tests.mturk.test_market_backends import Clock
+    from tests.mturk.test_publish import trial_rows
 
     db = StudyDB(tmp_path / "s.sqlite")
     db.load_trials(trial_rows(n_batches=1, per_batch=12))

@@ -1,0 +1,117 @@
+"""The 2AFC HIT page: ``templates/2afc.html`` + ``static/2afc.js`` in the frame of
+``mturk.web.page``.
+
+Per trial the page gets a page trial id and three image URLs (reference, left, right), all keyed
+names (``mturk.tokens``); it answers ``left``/``right``, and the server maps ids and sides back
+with the trial's recorded ``left``. The submitted JSON (to the server's ``/api/submit`` and, for a
+HIT, in the form field ``answers`` posted to ``{turkSubmitTo}/mturk/externalSubmit``)::
+
+    {"assignment_id", "hit_id", "worker_id",
+     "answers": [{"trial_id": <page trial id>, "side": "left"|"right", "rt_ms"}, ...]}
+
+``parse_answers`` turns that into database rows (the server's and ``mturk.market.collect``'s,
+for HTMLQuestion HITs whose answers reach only MTurk). ``min_window`` is the window the three
+views need side by side at 100 % zoom (stated in the HIT description). The rating designs' twin
+is ``mturk.web.rating_page``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from ..tokens import VIEWS, Keys
+from .page import (
+    BODY_PAD_PX,
+    CAPTION_PX,
+    FRAME_BORDER_PX,
+    GAP_PX,
+    MTURK_SUBMIT_HOSTS,
+    PAGE_MODES,
+    PREVIEW_ASSIGNMENT,
+    SCROLLBAR_PX,
+    AnswerError,
+    answer_rt,
+    answer_trial,
+    parse_envelope,
+    render_template,
+)
+
+
+def min_window(width: int, height: int) -> tuple[int, int]:
+    """(width, height) in CSS pixels a window needs at 100 % zoom (devicePixelRatio 1) to show
+    three ``width`` x ``height`` views side by side at one image pixel per device pixel."""
+    view_w = width + 2 * FRAME_BORDER_PX
+    return (3 * view_w + 2 * GAP_PX + 2 * BODY_PAD_PX + SCROLLBAR_PX,
+            height + 2 * FRAME_BORDER_PX + CAPTION_PX)
+
+
+def describe_min_window(width: int, height: int) -> str:
+    w, h = min_window(width, height)
+    return (f"Needs a browser window at least {w} x {h} pixels to show the images at full size "
+            "(a computer screen; phones are too small).")
+
+
+def page_trials(trials: Sequence[Mapping], keys: Keys, scope: str,
+                image_url: Callable[[int, int, Mapping], str],
+                size: Callable[[Mapping], tuple[int, int]]) -> list[dict]:
+    """What the page gets per trial, in ``scope``'s order: page id, the three image URLs
+    (``image_url(position, view, trial)``, view 0 reference, 1 left, 2 right) and the size."""
+    out = []
+    for pos, t in enumerate(keys.page_order(scope, trials)):
+        w, h = size(t)
+        out.append(dict(trial_id=keys.page_trial_id(scope, t["trial_id"]),
+                        **{v: image_url(pos, i, t) for i, v in enumerate(VIEWS)}, w=w, h=h))
+    return out
+
+
+def stored_answers(rows: Sequence[Mapping], keys: Keys, scope: str) -> list[dict]:
+    """The database's judgments of one assignment as the page's answers (a reopened page)."""
+    return [dict(trial_id=keys.page_trial_id(scope, r["trial_id"]),
+                 side="left" if r["choice"] == r["shown_left"] else "right", rt_ms=r["rt_ms"])
+            for r in rows]
+
+
+def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str, image_url,
+                size, assignment_id: str = "", hit_id: str = "", worker_id: str = "",
+                submit_to: str = "", record_url: str = "", stored: Mapping | None = None,
+                static_url=None, title: str = "Which image is closer?",
+                inline_assets: bool = False) -> str:
+    """Render the HIT page. ``mode``: ``local``, ``hit``, ``preview`` or ``htmlquestion``.
+
+    ``stored`` (``{"answers": [...], "saved_at": ...}``): answers the server already holds for
+    this assignment; the page shows them as final and offers only to submit them to MTurk."""
+    if mode not in PAGE_MODES:
+        raise ValueError(f"unknown page mode {mode!r}")
+    task = dict(mode=mode, assignment_id=assignment_id, hit_id=hit_id, worker_id=worker_id,
+                record_url=record_url, stored=dict(stored) if stored else None,
+                trials=page_trials(trials, keys, scope, image_url, size),
+                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
+                layout=dict(border=FRAME_BORDER_PX, gap=GAP_PX, pad=BODY_PAD_PX,
+                            caption=CAPTION_PX, scrollbar=SCROLLBAR_PX))
+    return render_template("2afc", task=task, mode=mode, title=title,
+                           assignment_id=assignment_id, submit_to=submit_to,
+                           n_trials=len(trials), inline_assets=inline_assets,
+                           static_url=static_url)
+
+
+def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
+                  page_ids: Mapping[str, str], max_answers: int = 1000) -> tuple[dict, list[dict]]:
+    """Validate a submission; returns (ids, rows for ``StudyDB.record_submission``).
+
+    ``page_ids`` maps the page's trial ids to trial ids (``Keys.page_ids`` for the assignment's
+    scope); ``trials_by_id`` maps those to trial rows (for the shown-left side). Raises
+    ``AnswerError`` on anything malformed: ids that are not ``[A-Za-z0-9_-]{1,64}``, trial ids
+    not of this page, sides other than left/right, response times out of range, too many answers.
+    """
+    ids, answers = parse_envelope(payload, max_answers)
+    rows = []
+    for a in answers:
+        tid = answer_trial(a, trials_by_id, page_ids)
+        side = a.get("side")
+        if side not in ("left", "right"):
+            raise AnswerError("side must be 'left' or 'right'")
+        rt = answer_rt(a)
+        left = trials_by_id[tid]["left"]
+        choice = left if side == "left" else ("b" if left == "a" else "a")
+        rows.append(dict(trial_id=tid, choice=choice, shown_left=left, rt_ms=rt))
+    return ids, rows
