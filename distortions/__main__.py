@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--postdecode-checkpoint", default=None, metavar="PATH",
                    help="the learned stage of hevc-bpgcfg-pd (python -m codec.train.postdecode; "
                         "default: checkpoints/hevc-bpgcfg-pd.pt)")
+    p.add_argument("--hevc-cache", default=None, metavar="DIR",
+                   help="keep every HEVC stream hevc-bpgcfg and hevc-bpgcfg-pd code in DIR and "
+                        "reuse it (same image, QP, ffmpeg/x265 and preset); default: "
+                        "hevc-bpgcfg keeps none, hevc-bpgcfg-pd uses runs/postdecode/hevc-cache")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="folder whose codec checkpoints (*.pt) are the learned codecs when no "
                         "--checkpoint is given (default: checkpoints/ of the repository)")
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         backend=BackendOptions(ffmpeg=args.ffmpeg, x265_preset=args.x265_preset,
                                bpgenc=args.bpgenc, bpgdec=args.bpgdec,
                                learned=tuple(learned.codecs.items()),
-                               postdecode=args.postdecode_checkpoint),
+                               postdecode=args.postdecode_checkpoint,
+                               hevc_cache=args.hevc_cache),
         progress=not args.no_progress)
     try:
         report = _run(records, cfg, args.cluster)

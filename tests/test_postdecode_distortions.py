@@ -41,7 +41,9 @@ def test_distortions_rows_and_decodes(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "imgs"), "--out", str(out), "--codecs",
                  "hevc-bpgcfg,hevc-bpgcfg-pd", "--targets", "1.5,3", "--x265-preset",
                  "ultrafast", "--postdecode-checkpoint", str(ckpt), "--jobs", "1",
-                 "--checkpoint-dir", str(tmp_path / "none"), "--no-progress"]) == 0
+                 "--checkpoint-dir", str(tmp_path / "none"), "--no-progress",
+                 "--hevc-cache", str(tmp_path / "hevc")]) == 0
+    cached = {f.read_bytes() for f in (tmp_path / "hevc").rglob("*.hevc")}
     rows = read_table(out / "index.csv", INDEX_COLUMNS).to_dict("records")
     pd_rows = [r for r in rows if r["codec"] == "hevc-bpgcfg-pd"]
     plain = {(r["ref_id"], r["target_bpp"]): r for r in rows if r["codec"] == "hevc-bpgcfg"}
@@ -54,9 +56,11 @@ def test_distortions_rows_and_decodes(tmp_path, capsys):
         assert float(r["bpp"]) <= float(r["target_bpp"])
         assert np.array_equal(read_image(out / r["path"]), pd.decompress(data, m))
         assert "pd-ckpt-" in r["codec_version"]
+        assert pd.container.unpack(data)[1] in cached  # coded once, for both codecs
         twin = plain.get((r["ref_id"], r["target_bpp"]))
         if twin is not None and twin["param"] == r["param"]:  # same QP: the very HEVC bytes
             hevc_bytes = (out / twin["bitstream_path"]).read_bytes()
+            assert hevc_bytes in cached
             assert pd.container.unpack(data)[1] == hevc_bytes
             same_qp += 1
     assert same_qp >= 1

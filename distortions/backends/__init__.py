@@ -34,7 +34,8 @@ register("jpeg444", lambda o, n: pillow_codecs.JpegBackend("4:4:4"), classic=Tru
 register("webp", lambda o, n: pillow_codecs.WebpBackend(), default=True, classic=True)
 register("avif", lambda o, n: pillow_codecs.AvifBackend(), default=True, classic=True)
 register("jxl", lambda o, n: pillow_codecs.JxlBackend(), default=True, classic=True)
-register("hevc-bpgcfg", lambda o, n: hevc.HevcBpgcfgBackend(ffmpeg=o.ffmpeg, preset=o.x265_preset),
+register("hevc-bpgcfg", lambda o, n: hevc.HevcBpgcfgBackend(ffmpeg=o.ffmpeg, preset=o.x265_preset,
+                                                            cache_dir=o.hevc_cache),
          default=True, classic=True, aliases=("hevc",))
 register("bpg", lambda o, n: hevc.BpgBackend(o.bpgenc, o.bpgdec))
 register("hevc-bpgcfg-pd", postdecode.from_options)

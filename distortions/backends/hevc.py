@@ -52,8 +52,9 @@ class HevcBpgcfgBackend(Backend):
     ext = "hevc"
     param = ParamSpec("qp", 0, 51, more_bits_when="lower", integer=True)
 
-    def __init__(self, ffmpeg: str = "ffmpeg", preset: str = "slow"):
+    def __init__(self, ffmpeg: str = "ffmpeg", preset: str = "slow", cache_dir=None):
         self.ffmpeg, self.preset = ffmpeg, _hevc.check_preset(preset)
+        self.cache_dir = cache_dir  # keep streams here (codec.hevc.cached_encode); None: don't
 
     def _exe(self) -> str:
         with backend_errors():
@@ -70,6 +71,9 @@ class HevcBpgcfgBackend(Backend):
 
     def encode(self, image: np.ndarray, param: float) -> bytes:
         with backend_errors():
+            if self.cache_dir:
+                return _hevc.cached_encode(image, int(round(param)), self.cache_dir,
+                                           self._exe(), self.preset, self.name)
             return _hevc.encode(image, int(round(param)), self._exe(), self.preset, self.name)
 
     def decode(self, data: bytes) -> np.ndarray:

@@ -6,8 +6,10 @@ The parameter is the QP, searched like ``hevc-bpgcfg``'s, so both codecs meet th
 (the container's 19-21 bytes can move the search by one QP on an image where HEVC lands within
 them of the target). The checkpoint is ``BackendOptions.postdecode`` (default
 ``checkpoints/hevc-bpgcfg-pd.pt``); the codec version carries its hash. HEVC streams are kept in
-``runs/postdecode/hevc-cache`` (``codec.hevc.cached_encode``): evaluating a new checkpoint
-re-codes nothing.
+``BackendOptions.hevc_cache`` (default ``runs/postdecode/hevc-cache``;
+``codec.hevc.cached_encode``): evaluating a new checkpoint re-codes nothing, and a run that
+gives ``hevc-bpgcfg`` the same cache (``python -m distortions --hevc-cache DIR``) codes each
+(image, QP) once for both codecs.
 """
 
 from __future__ import annotations
@@ -98,5 +100,5 @@ class PostDecodedHevcBackend(Backend):
 
 
 def from_options(options, name: str) -> PostDecodedHevcBackend:
-    return PostDecodedHevcBackend(getattr(options, "postdecode", None), ffmpeg=options.ffmpeg,
-                                  preset=options.x265_preset)
+    return PostDecodedHevcBackend(options.postdecode, ffmpeg=options.ffmpeg,
+                                  preset=options.x265_preset, cache_dir=options.hevc_cache)

@@ -26,6 +26,7 @@ class BackendOptions:
     checkpoint: str | None = None  # the checkpoint of the codec called plain ``learned``
     learned: tuple[tuple[str, str], ...] = ()  # (``learned-<label>``, checkpoint path) pairs
     postdecode: str | None = None  # hevc-bpgcfg-pd's checkpoint (None: checkpoints/ default)
+    hevc_cache: str | None = None  # HEVC streams kept here by hevc-bpgcfg and hevc-bpgcfg-pd
 
 
 @dataclass(frozen=True)
