@@ -64,6 +64,8 @@ def _is_codec_checkpoint(path: Path) -> str | None:
     try:
         load_checkpoint(path, kind="codec")
     except CheckpointError as e:
+        if "a 'postdecode' checkpoint" in str(e):
+            return "the learned stage of hevc-bpgcfg-pd (--codecs hevc-bpgcfg-pd)"
         return str(e)
     return None
 

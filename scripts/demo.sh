@@ -101,21 +101,26 @@ if crop > 0:
           f"(python -m codec.datasets crop {args.data} --size {crop} --out {out})",
           file=sys.stderr)
     recs = records_from_args(argparse.Namespace(data=data, data_root=None))
-codecs = ""
+codecs, postdecode = "", ""
 if learned:  # the learned baselines: every codec checkpoint in checkpoints/ (none is fine)
+    from distortions.backends.postdecode import DEFAULT_CHECKPOINT, NAME
     from distortions.checkpoints import choose_learned
     codecs = ",".join(choose_learned(None).codecs)
+    if DEFAULT_CHECKPOINT.is_file():  # HEVC's bits + the learned post-decoder (issue 27)
+        postdecode = NAME
 print(data)
 print(recs[0].path)
 print(codecs)
+print(postdecode)
 PYEOF
 )
-{ read -r DATA_SET; read -r FIRST_IMAGE; read -r LEARNED || true; } <<< "$CHECKS"
+{ read -r DATA_SET; read -r FIRST_IMAGE; read -r LEARNED || true; read -r POSTDECODE || true; } \
+  <<< "$CHECKS"
 if [ "$CROP" -gt 0 ]; then
   DATA_ARGS=(--data "$DATA_SET")
   DATA=$DATA_SET
 fi
-CODECS=jpeg,webp,hevc-bpgcfg${LEARNED:+,learned}
+CODECS=jpeg,webp,hevc-bpgcfg${POSTDECODE:+,$POSTDECODE}${LEARNED:+,learned}
 say "1. distortions: $CODECS at ${TARGETS} bpp (per image, the best quality whose real file is \
 at or under each target); HEVC is x265 with BPG's settings, preset $PRESET"
 [ -n "$LEARNED" ] || echo "no learned baselines in this run (none in checkpoints/, or DEMO_LEARNED=0)"

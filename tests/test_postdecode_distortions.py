@@ -79,3 +79,12 @@ def test_codec_evaluate_accepts_it_beside_hevc():
 
     codecs, _ = _classic_codecs(("hevc-bpgcfg", "hevc-bpgcfg-pd"), None, "slow")
     assert codecs == ("hevc-bpgcfg", "hevc-bpgcfg-pd")
+
+
+def test_a_postdecoder_in_checkpoints_is_not_a_learned_codec(tmp_path):
+    from distortions.checkpoints import choose_learned
+
+    pd.save(pd.build({"channels": 8, "blocks": 1}), tmp_path / "hevc-bpgcfg-pd.pt")
+    choice = choose_learned(None, tmp_path)
+    assert choice.codecs == {}
+    assert any("learned stage of hevc-bpgcfg-pd" in line for line in choice.skipped)
