@@ -16,6 +16,7 @@ examples:
   python -m codec.evaluate --model a.pt --model b.pt --target-bpp 0.15,0.3 \\
       --classic jpeg,hevc-bpgcfg
   python -m codec.evaluate --classic jpeg,webp,hevc-bpgcfg --data kodak      (classic codecs only)
+  python -m codec.evaluate --model a.pt --data kodak --cluster local:2       (on a Dask cluster)
 
 outputs (in --out): results.csv (per image), summary.csv and results.json (per method and
 target), table.md (Table 1), bd_rate.md, rd_psnr.png, rd_ms_ssim.png, rd_lpips.png,
@@ -28,6 +29,7 @@ _BPPS = positive_numbers("bpp values must be positive")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from plic.cluster import add_cluster_arg
     from plic.datasets import add_data_args
 
     p = argparse.ArgumentParser(
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulated", default="",
                    help="text of a SIMULATED banner for every output (the demo sets it)")
     p.add_argument("--jobs", type=int, default=0, help="worker processes for the classic codecs")
+    add_cluster_arg(p)
     p.add_argument("--cache-only", action="store_true",
                    help="measure and cache every value, write no tables or report (a later run "
                         "with the same --out reuses them; make demo runs one beside training)")
@@ -99,11 +102,12 @@ def _names(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from plic.checkpoint import CheckpointError, git_commit
+    from plic.cluster import ClusterError
     from plic.datasets import DataError, records_from_args
     from plic.paths import runs_dir
 
     from .encode import track_from_checkpoint
-    from .run import EvalConfig, evaluate
+    from .run import EvalConfig
     from .write import write_all
 
     if args.label and len(args.label) != len(args.model):
@@ -137,11 +141,25 @@ def main(argv: list[str] | None = None) -> int:
                      progress=not args.no_progress, backend=backend)
     print(f"evaluating {len(tracks)} model(s) and {len(classic)} classic codec(s) on "
           f"{len(records)} images of {data_name}", file=sys.stderr)
-    rows, summary, info = evaluate(records, cfg)
+    try:
+        rows, summary, info = _evaluate(records, cfg, args.cluster)
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: what was measured is cached in {out / 'cache'}; run the same "
+              f"command again to finish the rest", file=sys.stderr)
+        return 130
+    errors = info["errors"]
+    if errors:
+        print(f"{len(errors)} item(s) failed (every other item completed; their rows say "
+              f"'failed', and a rerun retries only these):", file=sys.stderr)
+        for where, msg in errors:
+            print(f"error: {where}: {msg}", file=sys.stderr)
     if args.cache_only:
         print(f"cached: {sum(r['status'] == 'ok' for r in rows)} decoded images measured, "
               f"in {out / 'cache'}", file=sys.stderr)
-        return 0
+        return 1 if errors else 0
     simulated = args.simulated or _simulated(args.metric, tracks)
     meta = {"data": data_name, "n_images": len(records),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -159,7 +177,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {n}", file=sys.stderr)
     print((out / "table.md").read_text())
     print(f"report: {report}")
-    return 0
+    return 1 if errors else 0
+
+
+def _evaluate(records, cfg, cluster_spec):
+    from plic.cluster import Cluster
+
+    from .run import evaluate
+
+    if cluster_spec is None:
+        return evaluate(records, cfg)
+    with Cluster(cluster_spec) as cluster:
+        return evaluate(records, cfg, cluster=cluster)
 
 
 def _classic_codecs(names: tuple[str, ...], checkpoint_dir: str | None, x265_preset: str):

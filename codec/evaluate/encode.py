@@ -97,68 +97,88 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:24]
 
 
-def encode_track(track: Track, records, cache: Path, progress=None) -> list[dict]:
-    """Rows for every (image, target) of ``track``; encodes only what the cache lacks."""
+_MODELS: dict = {}  # (checkpoint, sha256) -> loaded model, one per process (a worker's too)
+
+
+def _model(track: Track):
     from codec import api
 
-    model = None
+    key = (str(track.checkpoint), track.sha256)
+    if key not in _MODELS:
+        _MODELS.clear()  # one checkpoint at a time: a worker's memory holds one model
+        _MODELS[key] = api.load(track.checkpoint)
+    return _MODELS[key]
+
+
+def encode_track(track: Track, records, cache: Path, progress=None) -> list[dict]:
+    """Rows for every (image, target) of ``track``; encodes only what the cache lacks."""
     rows = []
     for rec in records:
-        ref = None
-        for target in track.targets:
-            key = _key("ours", track.sha256, rec.sha256, f"{target:.6g}")
-            d = cache / "streams" / key[:2]
-            stream, png, meta_p = d / f"{key}.plic", d / f"{key}.png", d / f"{key}.json"
-            row = {"method": track.label, "kind": "ours", "codec": track.model,
-                   "checkpoint": str(track.checkpoint), "trained_with": track.trained_with,
-                   "target_bpp": target,
-                   "image_id": rec.id, "ref_path": str(rec.path), "ref_sha256": rec.sha256}
-            meta = json.loads(meta_p.read_text()) if meta_p.is_file() else None
-            if meta and meta["status"] != STATUS_OK:
+        rows += encode_track_image(track, rec, cache)
+        if progress is not None:
+            progress.update(len(track.targets))
+    return rows
+
+
+def encode_track_image(track: Track, rec, cache: Path) -> list[dict]:
+    """Rows for every target of ``track`` on one image (``rec``): one item of a run, here or
+    on a cluster worker; encodes only what the cache lacks."""
+    from codec import api
+
+    rows = []
+    ref = None
+    for target in track.targets:
+        key = _key("ours", track.sha256, rec.sha256, f"{target:.6g}")
+        d = Path(cache) / "streams" / key[:2]
+        stream, png, meta_p = d / f"{key}.plic", d / f"{key}.png", d / f"{key}.json"
+        row = {"method": track.label, "kind": "ours", "codec": track.model,
+               "checkpoint": str(track.checkpoint), "trained_with": track.trained_with,
+               "target_bpp": target,
+               "image_id": rec.id, "ref_path": str(rec.path), "ref_sha256": rec.sha256}
+        meta = json.loads(meta_p.read_text()) if meta_p.is_file() else None
+        if meta and meta["status"] != STATUS_OK:
+            rows.append({**row, **meta})
+            continue
+        if not (meta and stream.is_file() and png.is_file()
+                and sha256_file(png) == meta["sha256"]):
+            model = _model(track)
+            if ref is None:
+                ref = read_image(rec.path)
+            try:
+                res = api.encode(ref, model, target_bpp=target)
+            except api.RateControlError as e:
+                meta = {"status": STATUS_UNREACHABLE, "error": str(e)}
+                atomic_write_text(meta_p, json.dumps(meta))
                 rows.append({**row, **meta})
                 continue
-            if not (meta and stream.is_file() and png.is_file()
-                    and sha256_file(png) == meta["sha256"]):
-                if model is None:
-                    model = api.load(track.checkpoint)
-                if ref is None:
-                    ref = read_image(rec.path)
-                try:
-                    res = api.encode(ref, model, target_bpp=target)
-                except api.RateControlError as e:
-                    meta = {"status": STATUS_UNREACHABLE, "error": str(e)}
-                    atomic_write_text(meta_p, json.dumps(meta))
-                    rows.append({**row, **meta})
-                    continue
-                atomic_write_bytes(stream, res.data)
-                t0 = time.perf_counter()
-                dec = api.decompress(stream.read_bytes(), model)  # from the file, as a user would
-                dec_s = time.perf_counter() - t0
-                write_png(png, dec)
-                h, w = ref.shape[:2]
-                meta = {"status": STATUS_OK, "est_bpp": est_bpp(res.est_bits, h, w),
-                        "param": res.bin_width, "encode_s": res.seconds, "decode_s": dec_s,
-                        "sha256": sha256_file(png), "height": h, "width": w}
-                atomic_write_text(meta_p, json.dumps(meta))
-            rows.append({**row, **meta, "bitstream_path": str(stream), "decoded_path": str(png),
-                         "bpp": file_bpp(stream, meta["height"], meta["width"])})
-            if progress is not None:
-                progress.update(1)
+            atomic_write_bytes(stream, res.data)
+            t0 = time.perf_counter()
+            dec = api.decompress(stream.read_bytes(), model)  # from the file, as a user would
+            dec_s = time.perf_counter() - t0
+            write_png(png, dec)
+            h, w = ref.shape[:2]
+            meta = {"status": STATUS_OK, "est_bpp": est_bpp(res.est_bits, h, w),
+                    "param": res.bin_width, "encode_s": res.seconds, "decode_s": dec_s,
+                    "sha256": sha256_file(png), "height": h, "width": w}
+            atomic_write_text(meta_p, json.dumps(meta))
+        rows.append({**row, **meta, "bitstream_path": str(stream), "decoded_path": str(png),
+                     "bpp": file_bpp(stream, meta["height"], meta["width"])})
     return rows
 
 
 def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
-                   progress: bool = True, backend=None) -> tuple[list[dict], list]:
+                   progress: bool = True, backend=None, cluster=None) -> tuple[list[dict], list]:
     """Rows of the classic codecs (and the learned baselines, ``learned-NAME``, whose
     checkpoints ``backend.learned`` names) through ``distortions.run``, its cache in
-    ``dist_out``; ``backend`` is a ``distortions.backends.BackendOptions`` (default: defaults)."""
+    ``dist_out``; ``backend`` is a ``distortions.backends.BackendOptions`` (default: defaults);
+    on ``cluster`` (a ``plic.cluster.Cluster``) the distortions run there."""
     from distortions import store as st
     from distortions.backends import BackendOptions
     from distortions.run import RunConfig, run
 
     cfg = RunConfig(out=str(dist_out), codecs=tuple(codecs), targets=tuple(targets), jobs=jobs,
                     backend=backend or BackendOptions(), progress=progress)
-    report = run(records, cfg)
+    report = run(records, cfg, cluster=cluster)
     store = st.Store(dist_out)
     index = {r["dist_id"]: r for r in store.read_index()}
     learned = dict(cfg.backend.learned)

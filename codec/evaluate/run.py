@@ -1,7 +1,9 @@
 """The evaluation run: encode everything, measure every pair, FID/KID per (method, target).
 
-``evaluate(records, cfg)`` returns ``(rows, summary, notes)`` and writes nothing but caches;
-``codec.evaluate.report`` writes the tables, plots and HTML.
+``evaluate(records, cfg, cluster=None)`` returns ``(rows, summary, info)`` and writes nothing
+but caches; ``codec.evaluate.report`` writes the tables, plots and HTML. Its items (a
+checkpoint on one image, a classic codec on one image, one reference image's measures) run
+here or on a Dask cluster (``--cluster``, ``plic.cluster``) with the same values.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from plic.cluster import run_items
 from plic.fsio import atomic_write_text
 from plic.image_io import read_image
 
-from .encode import STATUS_OK, Track, encode_classic, encode_track
+from .encode import STATUS_FAILED, STATUS_OK, Track, encode_classic, encode_track_image
 from .measure import LPIPS_NETS, Measurer
 
 QUALITY_COLUMNS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists",
@@ -92,58 +95,140 @@ def _fid_ready(cfg) -> bool:
     return True
 
 
-def evaluate(records, cfg: EvalConfig):
+_MEASURERS: dict = {}  # Measurer arguments -> Measurer, one per process (a worker's too)
+
+
+def _measurer(nets, fitted, cache_dir, dists) -> Measurer:
+    key = (tuple(nets or ()), fitted, str(cache_dir), dists)
+    if key not in _MEASURERS:
+        _MEASURERS.clear()
+        _MEASURERS[key] = Measurer(nets, fitted, cache_dir, dists=dists)
+    return _MEASURERS[key]
+
+
+@dataclass
+class MeasureTask:
+    """One item of the measure step: a reference image and every decoded version of it."""
+
+    image_id: str
+    ref_path: str
+    ref_sha256: str
+    decoded: list  # (decoded PNG path, its sha256)
+    measurer: tuple  # Measurer's (nets, fitted, cache_dir, dists)
+    cache: str
+    fast: bool = True
+    fid: bool = False
+    fid_shifted: bool = True
+
+
+def measure_item(task: MeasureTask) -> list[dict]:
+    """Every quality column of each decoded image against the reference (and their Inception
+    features into the cache when ``task.fid``); here or on a cluster worker."""
+    meas = _measurer(*task.measurer)
+    ref = Lazy(task.ref_path)
+    decs = [Lazy(path) for path, _ in task.decoded]
+    cache = Path(task.cache)
+    if task.fast:
+        # the reference's trunk features once, then every decoded version of it, the
+        # Inception features of both while the images are in memory
+        vals = meas.measure_image(ref, [(d, sha) for d, (_, sha) in zip(decs, task.decoded)],
+                                  task.ref_sha256)
+    else:
+        vals = [meas(ref(), d(), task.ref_sha256, sha) for d, (_, sha) in
+                zip(decs, task.decoded)]
+    if task.fid:
+        _fid_one(ref, cache, task.ref_sha256, task.fid_shifted)
+        for d, (_, sha) in zip(decs, task.decoded):
+            _fid_one(d, cache, sha, task.fid_shifted)
+    return vals
+
+
+def _encode_item(job) -> list[dict]:
+    track, rec, cache = job
+    return encode_track_image(track, rec, cache)
+
+
+def _failed(rows: list[dict], error: str) -> None:
+    for r in rows:
+        r.update(status=STATUS_FAILED, error=error)
+
+
+def _check_cluster(cluster, records, cfg: EvalConfig, out: Path) -> None:
+    """Refuse unless every worker sees the images, checkpoints and the fitted metric, and
+    writes where this process reads (``plic.cluster.Cluster.check_paths``)."""
+    inputs = [r.path for r in records] + [t.checkpoint for t in cfg.tracks]
+    inputs += [cfg.metric] if cfg.metric else []
+    outputs = [out] + ([Path(cfg.dist_out)] if cfg.classic and cfg.dist_out else [])
+    cluster.check_paths(inputs=inputs, outputs=outputs)
+
+
+def evaluate(records, cfg: EvalConfig, cluster=None):
+    """Encode, measure, summarise; here, or with ``cluster`` (a connected
+    ``plic.cluster.Cluster``) one item per (checkpoint, image), per classic (image, codec) and
+    per reference image's measures on its workers: the same values either way. Items that
+    fail are rows with status ``failed`` and their error, and ``errors`` in the info."""
     out = Path(cfg.out)
     cache = out / "cache"
     notes: list[str] = []
-    rows: list[dict] = []
-    n_ours = sum(len(t.targets) for t in cfg.tracks) * len(records)
-    bar = _bar(n_ours, "ours: encode+decode", cfg.progress)
-    for t in cfg.tracks:
-        rows += encode_track(t, records, cache, progress=bar)
-    bar.close()
-    if cfg.classic:
-        crow, errors = encode_classic(cfg.classic, records, cfg.classic_targets,
-                                      Path(cfg.dist_out or out / "distortions"), jobs=cfg.jobs,
-                                      progress=cfg.progress, backend=cfg.backend)
-        rows += crow
-        notes += [f"{where}: {msg}" for where, msg in errors]
+    errors: list = []
+    if cluster is not None:
+        _check_cluster(cluster, records, cfg, out)
+    jobs = {"cluster": cluster, "jobs": 1, "progress": cfg.progress}
 
-    meas = Measurer(cfg.lpips, cfg.metric, cache / "metrics", dists=cfg.dists)
+    # ours: one item per (checkpoint, image); rows in (checkpoint, image, target) order
+    items = [(t, rec, cache) for t in cfg.tracks for rec in records]
+    parts: list = [[] for _ in items]
+    failed = run_items(_encode_item, items, parts.__setitem__, desc="ours: encode+decode",
+                       unit="img", names=[f"{t.label} {rec.path}" for t, rec, _ in items],
+                       **jobs)
+    for e in failed:
+        t, rec, _ = items[e.index]
+        parts[e.index] = [{"method": t.label, "kind": "ours", "codec": t.model,
+                           "checkpoint": str(t.checkpoint), "trained_with": t.trained_with,
+                           "target_bpp": target, "image_id": rec.id, "ref_path": str(rec.path),
+                           "ref_sha256": rec.sha256, "status": STATUS_FAILED,
+                           "error": e.message} for target in t.targets]
+    errors += [(e.name, e.message) for e in failed]
+    rows: list[dict] = [r for part in parts for r in part]
+    if cfg.classic:
+        crow, cerrors = encode_classic(cfg.classic, records, cfg.classic_targets,
+                                       Path(cfg.dist_out or out / "distortions"), jobs=cfg.jobs,
+                                       progress=cfg.progress, backend=cfg.backend,
+                                       cluster=cluster)
+        rows += crow
+        notes += [f"{where}: {msg}" for where, msg in cerrors]
+
+    margs = (tuple(cfg.lpips or ()), cfg.metric, str(cache / "metrics"), cfg.dists)
+    meas = _measurer(*margs)
     notes += [f"{col} empty: {why}" for col, why in meas.unavailable.items()]
-    refs = {r.id: Lazy(r.path) for r in records}
     ok = [r for r in rows if r["status"] == STATUS_OK]
-    bar = _bar(len(ok), "measure", cfg.progress)
-    if cfg.fast:
-        # per reference image: its trunk features once, then every decoded version of it,
-        # the Inception features of both while the images are in memory
-        fid_on = _fid_ready(cfg)
-        by_image: dict[str, list[dict]] = {}
-        for r in ok:
-            by_image.setdefault(r["image_id"], []).append(r)
-        for image_id, rs in by_image.items():
-            decs = [Lazy(r["decoded_path"]) for r in rs]
-            vals = meas.measure_image(refs[image_id], [(d, r["sha256"]) for d, r in
-                                                       zip(decs, rs)], rs[0]["ref_sha256"])
-            if fid_on:
-                _fid_one(refs[image_id], cache, rs[0]["ref_sha256"], cfg.fid_shifted)
-            for r, d, v in zip(rs, decs, vals):
-                r.update(v)
-                if fid_on:
-                    _fid_one(d, cache, r["sha256"], cfg.fid_shifted)
-                bar.update(1)
-            refs[image_id].value = None  # done with this reference: free it
-    else:
-        for r in ok:
-            dec = read_image(r["decoded_path"])
-            r.update(meas(refs[r["image_id"]](), dec, r["ref_sha256"], r["sha256"]))
-            bar.update(1)
-    bar.close()
+    by_image: dict[str, list[dict]] = {}
+    for r in ok:
+        by_image.setdefault(r["image_id"], []).append(r)
+    paths = {r.id: str(r.path) for r in records}
+    fid_on = cfg.fast and _fid_ready(cfg)
+    tasks = [MeasureTask(image_id, paths[image_id], rs[0]["ref_sha256"],
+                         [(r["decoded_path"], r["sha256"]) for r in rs], margs, str(cache),
+                         fast=cfg.fast, fid=fid_on, fid_shifted=cfg.fid_shifted)
+             for image_id, rs in by_image.items()]
+    groups = list(by_image.values())
+
+    def merge(i: int, vals: list[dict]) -> None:
+        for r, v in zip(groups[i], vals):
+            r.update(v)
+
+    # the local default stays in this process (its measurer's networks are loaded once)
+    failed = run_items(measure_item, tasks, merge, desc="measure", unit="image",
+                       names=[t.ref_path for t in tasks], **jobs)
+    for e in failed:
+        _failed(groups[e.index], f"measure: {e.message}")
+    errors += [(e.name, e.message) for e in failed]
     summary = summarise(rows, records)
     if cfg.fid:
+        refs = {r.id: Lazy(r.path) for r in records}
         _add_fid(summary, rows, records, lambda i: refs[i], cache, cfg, notes)
     return rows, summary, {"notes": notes, "metric_names": meas.names,
-                           "unavailable": meas.unavailable}
+                           "unavailable": meas.unavailable, "errors": errors}
 
 
 def _mean(vals):
