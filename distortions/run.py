@@ -257,10 +257,12 @@ def available_versions(codecs: tuple[str, ...], backend: BackendOptions) -> dict
 
 def check_cluster(cluster, records, cfg: RunConfig) -> None:
     """Refuse (``plic.cluster.ClusterError``) unless every worker sees the inputs (images,
-    learned checkpoints), writes where this process reads, and has the same codec versions."""
-    learned = [p for _, p in cfg.backend.learned] + (
-        [cfg.backend.checkpoint] if cfg.backend.checkpoint else [])
-    cluster.check_paths(inputs=[r.path for r in records] + learned, outputs=[cfg.out])
+    checkpoints), writes where this process reads (the output folder, an HEVC cache), and has
+    the same codec versions."""
+    b = cfg.backend
+    checkpoints = [p for _, p in b.learned] + [p for p in (b.checkpoint, b.postdecode) if p]
+    cluster.check_paths(inputs=[r.path for r in records] + checkpoints,
+                        outputs=[cfg.out] + ([b.hevc_cache] if b.hevc_cache else []))
     cluster.same_on_workers(available_versions, "codec versions", tuple(cfg.codecs),
                             cfg.backend)
 
