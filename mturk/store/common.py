@@ -1,5 +1,5 @@
 """What the study database and its record mixins share: modes, statuses, the typed errors the
-server maps to HTTP statuses (``mturk.web.app.STATUS``), the submit result, timestamps and money.
+server maps to HTTP statuses (``mturk.web.errors.STATUS``), the submit result, timestamps and money.
 
 ``mturk.store.study_db`` (``StudyDB``) and its mixins (``db_assign``, ``db_market``, ``db_trust``,
 ``db_ratings``) all import from here, so none of them imports another: no circle.
@@ -22,7 +22,8 @@ def utcnow() -> str:
 
 class DBError(ValueError):
     """A write the database refuses (bad values); nothing was written. The study server answers
-    each subclass with its own HTTP status (``mturk.web.app.STATUS``), never by reading the text."""
+    each subclass with its own HTTP status (``mturk.web.errors.STATUS``), never by reading the
+    text."""
 
 
 class UnknownIdError(DBError):

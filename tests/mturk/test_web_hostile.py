@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import mturk.web.app
+import mturk.web.file_routes
 from mturk.analysis.aggregate import aggregate
 from mturk.design.trials import TrialsConfig, build
 from mturk.sim.toy_index import make_toy_index
@@ -100,7 +101,7 @@ def test_image_urls_are_keyed_and_expire(trials_csv, tmp_path, monkeypatch):
     assert c.get(f"{head}/{k}-{'0' * len(mac)}.png").status_code == 404    # a guessed MAC
     assert c.get(url.replace("/ASG1/", "/ASG2/")).status_code == 404        # another scope
     later = time.time() + 61
-    monkeypatch.setattr(mturk.web.app.time, "time", lambda: later)
+    monkeypatch.setattr(mturk.web.file_routes.time, "time", lambda: later)
     assert c.get(url).status_code == 404                                    # expired
 
 
@@ -210,12 +211,12 @@ def test_symlinks_in_the_static_folder_are_not_served(trials_csv, tmp_path, monk
     static = tmp_path / "static"
     static.mkdir()
     for name in ("2afc.css", "2afc.js"):
-        (static / name).write_text((mturk.web.app.STATIC / name).read_text())
+        (static / name).write_text((mturk.web.file_routes.STATIC / name).read_text())
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0")
     (static / "leak.txt").symlink_to(secret)
     (static / "2afc2.js").symlink_to(static / "2afc.js")
-    monkeypatch.setattr(mturk.web.app, "STATIC", static)
+    monkeypatch.setattr(mturk.web.file_routes, "STATIC", static)
     _, _, c = _app(trials_csv, tmp_path)
     assert c.get("/static/2afc.js").status_code == 200
     for name in ("leak.txt", "2afc2.js", "../secret.txt", "%2e%2e/secret.txt"):
