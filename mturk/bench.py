@@ -6,7 +6,7 @@ concurrency, each level for a bounded time. At the kill level the server is kill
 halfway through and restarted on the same port and database; clients retry (submissions are
 idempotent). At the end every acknowledged submission must be in the database exactly once:
 same assignments, ``judgments == sum of acknowledged answers``, no (assignment, trial) twice,
-``PRAGMA integrity_check`` ok.
+the file's integrity check ok (``StudyDB.audit``: the benchmark writes no SQL).
 
 Writes ``runs/bench/mturk.md`` and ``runs/bench/mturk.json``: per level, submissions/s and the
 p50/p99 latency of the submit request and of a whole worker (three requests).
@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -156,14 +155,9 @@ def run(levels=(1, 2, 4, 8, 16), seconds: float = 4.0, kill_level: int = 8,
                 killed=c == kill_level))
     finally:
         srv.stop()
-    con = sqlite3.connect(db)
-    sub_db = dict(con.execute("SELECT a.assignment_id, COUNT(j.judgment_id) FROM assignments a "
-                              "JOIN judgments j USING (assignment_id) GROUP BY 1").fetchall())
-    dups = con.execute("SELECT COUNT(*) FROM (SELECT 1 FROM judgments GROUP BY assignment_id, "
-                       "trial_id HAVING COUNT(*) > 1)").fetchone()[0]
-    integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
-    n_judg = con.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
-    con.close()
+    audit = StudyDB(db).audit()
+    sub_db, dups, integrity, n_judg = (audit[k] for k in ("per_assignment", "duplicates",
+                                                          "integrity", "judgments"))
     ok_acked = {k: v for k, v in acked.items() if not k.startswith("_")}
     check = dict(
         acknowledged_submissions=len(ok_acked), db_submissions=len(sub_db),

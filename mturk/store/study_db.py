@@ -62,6 +62,9 @@ ISO-8601 strings; money is a decimal string in USD such as ``"0.50"``, as MTurk 
     db.mark_bonus_paid(unique_token, paid_at=None) -> None
     db.list_bonuses(unpaid_only=False) -> list[dict]
     db.counts() -> dict[str, int]             # rows per table
+    db.audit() -> dict                        # what an acknowledged write must have left: judgments
+                                              # per assignment, duplicate (assignment, trial)
+                                              # judgments, all judgments, the file's integrity
     # absolute ratings (mturk.store.rating_records): record_ratings, ratings, ratings_frame
     # trust (mturk.store.trust_records): the study secret, verification, quality flags
     db.secret() -> bytes;  db.keys() -> mturk.tokens.Keys
@@ -421,3 +424,18 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
                   "qualification_types", "bonuses")
         return {t: self._conn().execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in tables}
+
+    def audit(self) -> dict:
+        """What the database holds of the judgments, for checking it against the writes that
+        were acknowledged (``mturk.bench`` after a ``kill -9``): ``per_assignment`` (assignment
+        id -> its judgments, assignments with any), ``duplicates`` ((assignment, trial) pairs
+        judged more than once), ``judgments`` (all of them) and ``integrity`` (SQLite's
+        ``integrity_check``: ``"ok"`` for a sound file)."""
+        c = self._conn()
+        per = dict(c.execute("SELECT a.assignment_id, COUNT(j.judgment_id) FROM assignments a "
+                             "JOIN judgments j USING (assignment_id) GROUP BY 1").fetchall())
+        dups = c.execute("SELECT COUNT(*) FROM (SELECT 1 FROM judgments GROUP BY assignment_id, "
+                         "trial_id HAVING COUNT(*) > 1)").fetchone()[0]
+        return dict(per_assignment=per, duplicates=dups,
+                    judgments=c.execute("SELECT COUNT(*) FROM judgments").fetchone()[0],
+                    integrity=c.execute("PRAGMA integrity_check").fetchone()[0])

@@ -50,6 +50,21 @@ def test_migrations_and_wal(tmp_path, db):
         db.load_trials(changed)
 
 
+def test_audit_counts_what_the_writes_left(tmp_path, db):
+    assert db.audit() == dict(per_assignment={}, duplicates=0, judgments=0, integrity="ok")
+    db.add_hit("H1", "b0", "sandbox")
+    db.add_hit("H2", "b1", "sandbox", max_assignments=2)
+    db.accept_assignment("A1", "H1", "W1")
+    db.accept_assignment("A2", "H2", "W1")
+    db.accept_assignment("A3", "H2", "W2")           # accepted, never submitted: not counted
+    db.record_submission("A1", "H1", "W1", _answers(db, "b0"))
+    db.record_submission("A2", "H2", "W1", _answers(db, "b1"))
+    db.record_submission("A2", "H2", "W1", _answers(db, "b1"))     # a retry writes nothing
+    want = dict(per_assignment={"A1": 3, "A2": 3}, duplicates=0, judgments=6, integrity="ok")
+    assert db.audit() == want
+    assert StudyDB(db.path).audit() == want          # another connection (bench: after a kill)
+
+
 def test_batch_order_and_fields(db):
     rows = db.batch_trials("b1")
     assert [r["trial_id"] for r in rows] == ["t10", "t11", "t12"]
