@@ -127,3 +127,22 @@ CREATE TABLE ratings (
 );
 CREATE INDEX ratings_trial ON ratings(trial_id)
 """))
+# issue 30 (the requester's dashboard, mturk.dashboard): one row per requested action, written
+# before the market is called and finished with its answer; plain types so that SQLite and
+# PostgreSQL both accept it (see /work/notes/migrations.txt for the numbering between engineers)
+MIGRATIONS.append(("0004_dashboard_audit", """
+CREATE TABLE audit_actions (
+    action_id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    worker_id TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    requested_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT NOT NULL,
+    market_answer TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_actions_requested ON audit_actions(requested_at);
+CREATE INDEX audit_actions_worker ON audit_actions(worker_id)
+"""))

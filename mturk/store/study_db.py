@@ -102,6 +102,7 @@ from .common import (
     UnknownIdError,
     money,
 )
+from .dashboard_queries import DashboardQueries
 from .market_records import MarketRecords
 from .migrations import MIGRATIONS
 from .rating_records import RatingRecords
@@ -129,7 +130,7 @@ def _answers_sha(answers: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
 
 
-class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords):
+class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, DashboardQueries):
     """The study database at ``path`` (see the module docstring for the API)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
