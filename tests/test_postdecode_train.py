@@ -139,3 +139,18 @@ def test_cli_runs_with_a_fitted_metric_file_and_refuses_a_missing_one(folders, t
     assert main(argv[:-4] + ["--out", str(tmp_path / "r2"), "--lpips",
                              str(tmp_path / "nope.pt")]) == 2
     assert "no such metric checkpoint" in capsys.readouterr().err
+
+
+def test_init_continues_from_a_run_with_a_new_schedule(folders, tmp_path):
+    from plic.fsio import sha256_file
+
+    train(tiny(folders, tmp_path / "a", steps=2, val_every=2), metric=ToyMetric(),
+          progress=False)
+    train(tiny(folders, tmp_path / "b", steps=2, val_every=2, init=str(tmp_path / "a")),
+          metric=ToyMetric(), progress=False)
+    prov = load_checkpoint(tmp_path / "b" / "last.pt")["provenance"]
+    assert prov["init_from"]["sha256"] == sha256_file(tmp_path / "a" / "last.pt")
+    assert prov["init_from"]["step"] == 2
+    with pytest.raises(ValueError, match="pass the same --channels"):
+        train(tiny(folders, tmp_path / "c", steps=2, channels=4, init=str(tmp_path / "a")),
+              metric=ToyMetric(), progress=False)

@@ -63,6 +63,8 @@ class PostDecodeConfig:
     disc_width: int = _f(0, "discriminator base width (0: the preset's)")
     disc_condition: bool = _f(True, "condition the discriminator on the HEVC decode")
     grad_clip: float = _f(1.0, "clip the stage's gradient norm (0: off)")
+    init: str = _f("", "start from this post-decoder checkpoint's weights, or a run "
+                       "directory's last.pt and discriminator (a new schedule: fine-tune)")
     seed: int = _f(0, "seed: crops, QPs and flips derive from (seed, step)")
     threads: int = _f(0, "torch CPU threads (0: torch default)")
     out: str = _f("", "run directory (default runs/train/hevc-bpgcfg-pd)")

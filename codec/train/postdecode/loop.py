@@ -121,6 +121,34 @@ def validate(model, val, metric) -> dict:
     return out
 
 
+def _load_init(path: str, model, disc) -> dict:
+    """Weights of a post-decoder checkpoint (or a run directory's last.pt and discriminator)
+    into ``model`` (and ``disc``); what they were, for the provenance."""
+    from plic.fsio import sha256_file
+
+    p = Path(path)
+    state = None
+    if p.is_dir():
+        state, p = p / rundir.STATE, p / "last.pt"
+    if not p.is_file():
+        raise FileNotFoundError(f"--init {path!r}: no such checkpoint or run directory")
+    src = pd_api.load(p)
+    if src.config != model.config:
+        raise ValueError(f"--init {path}: a stage of config {src.config}, this run builds "
+                         f"{model.config} (pass the same --channels/--blocks)")
+    model.load_state_dict(src.state_dict(), strict=True)
+    if state is not None and state.is_file():
+        saved = rundir.load_state(state.parent).get("disc")
+        if saved:
+            disc.load_state_dict(saved, strict=True)
+    from plic.checkpoint import load_checkpoint
+
+    prov = load_checkpoint(p)["provenance"]
+    return {"path": rel(p), "sha256": sha256_file(p),
+            **{k: prov[k] for k in ("step", "steps", "train_seconds", "init_from", "command")
+               if k in prov}}
+
+
 def _check_resume(saved: dict, cfg: PostDecodeConfig) -> None:
     now = cfg.to_dict()
     saved = {**PostDecodeConfig().to_dict(), **saved}
@@ -156,6 +184,7 @@ def train(cfg: PostDecodeConfig, *, metric=None, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     model = build({"channels": cfg.channels, "blocks": cfg.blocks}).train()
     disc = Discriminator(cfg.disc_width, 3 if cfg.disc_condition else 0)
+    init_from = _load_init(cfg.init, model, disc) if cfg.init else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     opt_disc = torch.optim.Adam(disc.parameters(), lr=cfg.lr_disc)
     start, seconds_before = 0, 0.0
@@ -180,6 +209,8 @@ def train(cfg: PostDecodeConfig, *, metric=None, progress: bool = True) -> dict:
                   "git_commit_at_start": git_commit(), "data": rel(cfg.data),
                   "data_split": cfg.data_split, "n_train_images": len(records),
                   "metric": cfg.lpips if not Path(cfg.lpips or "-").is_file() else rel(cfg.lpips)}
+    if init_from is not None:
+        provenance["init_from"] = init_from
     if Path(cfg.lpips or "-").is_file():
         from plic.fsio import sha256_file
 

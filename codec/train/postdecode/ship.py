@@ -40,7 +40,7 @@ def reproducing_command(config: dict) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-PATH_FIELDS = ("data", "data_root", "val_data", "pairs", "lpips", "out", "ship")
+PATH_FIELDS = ("data", "data_root", "val_data", "pairs", "lpips", "out", "ship", "init")
 
 
 def rel(path) -> str:
