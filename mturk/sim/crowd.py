@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plic.cluster import ClusterError
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
@@ -70,9 +71,23 @@ class SimConfig:
                 "(mturk.sim.rating_crowd)"})
     rating_noise: str = field(default="0.3,0.8", metadata={
         "help": "acr/dsis studies: LO,HI of careful workers' noise sd in scale points"})
+    cluster: str = field(default="", metadata={
+        "help": "run the simulated workers on Dask: local:N (N processes here) or "
+                "tcp://HOST:PORT (a running scheduler; its workers must reach --url); one "
+                "worker's batches per item, --concurrency unused (default: threads here)"})
 
 
 def run_crowd(cfg: SimConfig) -> dict:
+    """The crowd's summary; on ``cfg.cluster`` (``plic.cluster``) when it is set."""
+    if not cfg.cluster:
+        return _run_crowd(cfg, None)
+    from plic.cluster import Cluster, parse_cluster
+
+    with Cluster(parse_cluster(cfg.cluster)) as cluster:
+        return _run_crowd(cfg, cluster)
+
+
+def _run_crowd(cfg: SimConfig, cluster) -> dict:
     df = read_table(cfg.trials, TRIALS_COLUMNS, TRIALS_ID)
     design = study_design(cfg.trials)
     if design in RATING_DESIGNS:            # ACR/DSIS: simulated raters (mturk.sim.rating_crowd)
@@ -81,8 +96,8 @@ def run_crowd(cfg: SimConfig) -> dict:
         if len(tokens) < cfg.workers:
             raise ValueError(f"{cfg.workers} workers need as many participant links; the file "
                              f"has {len(tokens)}")
-        return run_rating_crowd(cfg, design, tokens)
-    return run_twoafc_crowd(cfg, df)
+        return run_rating_crowd(cfg, design, tokens, cluster=cluster)
+    return run_twoafc_crowd(cfg, df, cluster=cluster)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(SimConfig, p.parse_args(argv))
     try:
         summary = run_crowd(cfg)
-    except (ValueError, OSError, ImportError, AttributeError) as e:
+    except (ValueError, OSError, ImportError, AttributeError, ClusterError) as e:
         print(f"mturk.sim.crowd: error: {e}", file=sys.stderr)
         return 2
     out = Path(cfg.out) if cfg.out else Path(cfg.trials).parent / "simulated_crowd.json"

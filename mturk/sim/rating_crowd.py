@@ -26,6 +26,7 @@ import hashlib
 import math
 import zlib
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,18 @@ def run_rater(client, token: str, kind: str, bias: float, noise: float, by_sha: 
                 n=len(answers), kind=kind)
 
 
-def run_rating_crowd(cfg, design: str, tokens: list[str]) -> dict:
-    """The simulated crowd of ``mturk.sim.crowd`` (its ``SimConfig``) on a rating study."""
+def rating_batch(tokens, kinds, biases, noises, by_sha: dict, seeds, client, i: int) -> dict:
+    """Rater ``i``'s next batch (``run_workers``' ``run_batch``, bound with
+    ``functools.partial`` so that it pickles to a cluster's workers)."""
+    r = run_rater(client, tokens[i], kinds[i], biases[i], noises[i], by_sha, seeds[i])
+    r.setdefault("kind", kinds[i])
+    r["index"] = i
+    return r
+
+
+def run_rating_crowd(cfg, design: str, tokens: list[str], cluster=None) -> dict:
+    """The simulated crowd of ``mturk.sim.crowd`` (its ``SimConfig``) on a rating study; its
+    raters on ``cluster`` when given (``mturk.sim.workers.run_workers``)."""
     lo, hi = parse_noise(cfg.rating_noise)
     if cfg.rating_bias_sd < 0:
         raise ValueError("--rating-bias-sd must be >= 0")
@@ -147,15 +158,10 @@ def run_rating_crowd(cfg, design: str, tokens: list[str]) -> dict:
     biases = master.normal(0, cfg.rating_bias_sd, size=cfg.workers)
     noises = master.uniform(lo, hi, size=cfg.workers)
 
-    def batch(client, i: int) -> dict:
-        r = run_rater(client, tokens[i], kinds[i], float(biases[i]), float(noises[i]),
-                      truth["by_sha"], int(seeds[i]))
-        r.setdefault("kind", kinds[i])
-        r["index"] = i
-        return r
-
+    batch = partial(rating_batch, tokens, kinds, [float(v) for v in biases],
+                    [float(v) for v in noises], truth["by_sha"], [int(v) for v in seeds])
     results, wall = run_workers(cfg.url, cfg.workers, cfg.batches_per_worker, cfg.concurrency,
-                                batch)
+                                batch, cluster=cluster)
     done, counts = crowd_counts(results)
     who = {r["worker_id"]: r["index"] for r in done}
     return dict(simulated=True, design=design, config=asdict(cfg), workers=cfg.workers, mix=mix,

@@ -17,6 +17,7 @@ import threading
 import time
 import zlib
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from .workers import (
     read_participants,
     response_ms,
     run_workers,
+    shared_scorer,
 )
 
 
@@ -129,10 +131,20 @@ def run_worker(client: Client, token: str, kind: str, scorer: Scorer, temperatur
                 n=len(answers), kind=kind)
 
 
-def run_twoafc_crowd(cfg, df) -> dict:
+def twoafc_batch(tokens, kinds, seeds, oracle: str, sign: float, temperature: float,
+                 lapse: float, client: Client, i: int) -> dict:
+    """Worker ``i``'s next batch (``run_workers``' ``run_batch``, bound with
+    ``functools.partial``: it pickles to a cluster's workers; the scorer is per process)."""
+    scorer, lock = shared_scorer(oracle, sign)
+    r = run_worker(client, tokens[i], kinds[i], scorer, temperature, lapse, seeds[i], lock)
+    r.setdefault("kind", kinds[i])
+    return r
+
+
+def run_twoafc_crowd(cfg, df, cluster=None) -> dict:
     """The simulated crowd of ``mturk.sim.crowd`` (its ``SimConfig``) on a 2AFC study whose
-    trials table ``df`` is."""
-    fn, lower = load_oracle(cfg.oracle)
+    trials table ``df`` is; its workers on ``cluster`` when given (``run_workers``)."""
+    _, lower = load_oracle(cfg.oracle)
     sign = -1.0 if (lower or cfg.lower_is_closer) else 1.0
     temperature = cfg.temperature
     if not temperature:
@@ -145,17 +157,10 @@ def run_twoafc_crowd(cfg, df) -> dict:
                          f"{len(tokens)} (mturk.serve --local --participants {cfg.workers})")
     master = np.random.default_rng(cfg.seed)
     kinds = assign_types(cfg.workers, mix, master)
-    seeds = master.integers(0, 2**63, size=cfg.workers)
-    scorer, lock = Scorer(fn, sign), threading.Lock()
-
-    def batch(client, i: int) -> dict:
-        r = run_worker(client, tokens[i], kinds[i], scorer, temperature, cfg.lapse,
-                       int(seeds[i]), lock)
-        r.setdefault("kind", kinds[i])
-        return r
-
+    seeds = [int(v) for v in master.integers(0, 2**63, size=cfg.workers)]
+    batch = partial(twoafc_batch, tokens, kinds, seeds, cfg.oracle, sign, temperature, cfg.lapse)
     results, wall = run_workers(cfg.url, cfg.workers, cfg.batches_per_worker, cfg.concurrency,
-                                batch)
+                                batch, cluster=cluster)
     done, counts = crowd_counts(results)
     types = {r["worker_id"]: r["kind"] for r in done}
     summary = dict(simulated=True, config=asdict(cfg), temperature=temperature,

@@ -121,10 +121,13 @@ def response_ms(kind: str, rng: np.random.Generator) -> int:
 
 
 def run_workers(url: str, workers: int, batches_per_worker: int, concurrency: int,
-                run_batch: Callable) -> tuple[list[dict], float]:
+                run_batch: Callable, cluster=None) -> tuple[list[dict], float]:
     """Run each simulated worker ``i`` (``run_batch(client, i)``: one batch, a result with its
     ``status``) up to ``batches_per_worker`` times, stopping at ``no_batch``, ``concurrency``
-    workers at a time, one HTTP client per thread. Returns (the results, wall seconds)."""
+    workers at a time, one HTTP client per thread. On ``cluster`` (a ``plic.cluster.Cluster``;
+    ``run_batch`` must then pickle, e.g. a ``functools.partial`` of a module function) each
+    worker is one item of the cluster's workers, which must reach ``url``; a worker that fails
+    there is a ``worker_error`` result naming it. Returns (the results, wall seconds)."""
     lock, local = threading.Lock(), threading.local()
     results: list[dict] = []
 
@@ -139,9 +142,41 @@ def run_workers(url: str, workers: int, batches_per_worker: int, concurrency: in
                 break
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max(1, concurrency)) as ex:
-        list(ex.map(one, range(workers)))
+    if cluster is None:
+        with ThreadPoolExecutor(max(1, concurrency)) as ex:
+            list(ex.map(one, range(workers)))
+        return results, time.perf_counter() - t0
+    from plic.cluster import run_items
+
+    items = [(url, batches_per_worker, run_batch, i) for i in range(workers)]
+    failed = run_items(simulated_worker, items, lambda i, rs: results.extend(rs),
+                       names=[f"simulated worker {i}" for i in range(workers)], cluster=cluster,
+                       desc="simulated workers", unit="worker")
+    results += [dict(status="worker_error", worker=e.name, error=e.message) for e in failed]
     return results, time.perf_counter() - t0
+
+
+def simulated_worker(item) -> list[dict]:
+    """One simulated worker's batches (``run_workers``' item on a cluster worker)."""
+    url, batches, run_batch, i = item
+    client, out = Client(url), []
+    for _ in range(batches):
+        out.append(run_batch(client, i))
+        if out[-1]["status"] == "no_batch":
+            break
+    return out
+
+
+_SCORERS: dict = {}
+_SCORER_LOCK = threading.Lock()
+
+
+def shared_scorer(oracle: str, sign: float) -> tuple[Scorer, threading.Lock]:
+    """One ``Scorer`` per (oracle, sign) in this process, and the lock its threads share."""
+    with _SCORER_LOCK:
+        if (oracle, sign) not in _SCORERS:
+            _SCORERS[oracle, sign] = (Scorer(load_oracle(oracle)[0], sign), threading.Lock())
+        return _SCORERS[oracle, sign]
 
 
 def crowd_counts(results: list[dict]) -> tuple[list[dict], dict]:
