@@ -235,3 +235,18 @@ def test_decode_bench_runs_and_reports_the_stage(tmp_path):
 
     rep = json.loads((tmp_path / "bench_postdecode.json").read_text())
     assert rep["size"] == "768x512" and rep["stage_cpu_s"] > 0 and rep["pd_cpu_s"] > 0
+
+
+@needs_ffmpeg
+def test_side_by_side_figure_at_one_to_one(tmp_path):
+    from codec.postdecode import figure
+
+    img = _image(64, 80, seed=6)
+    canvas, info = figure.figure(img, pd.build().eval(), 3.0, crop=48)
+    assert canvas.shape == (48 + 34, 3 * 48 + 8, 3)
+    tiles = [canvas[34:, i * 52:i * 52 + 48] for i in range(3)]
+    x, y = info["crop"]["x"], info["crop"]["y"]
+    assert np.array_equal(tiles[0], img[y:y + 48, x:x + 48])  # 1:1, no scaling
+    assert info["hevc"]["bpp"] <= 3.0 and info["pd"]["bpp"] <= 3.0
+    if info["hevc"]["qp"] == info["pd"]["qp"]:  # identity stage: the very HEVC decode
+        assert np.array_equal(tiles[1], tiles[2])

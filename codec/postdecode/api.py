@@ -179,12 +179,13 @@ def encode(image: np.ndarray, model: PostDecoder, qp: int | None = None,
             raise ValueError(f"QP {qp} out of range 0..{container.QP_MAX}")
         data = at(q)
     else:
-        q, data = _search(at, check_target_bpp(target_bpp), h, w)
+        q, data = search_qp(at, check_target_bpp(target_bpp), h, w)
     return EncodeResult(data, bits_per_pixel(len(data), h, w), q, time.perf_counter() - t0)
 
 
-def _search(at, target: float, h: int, w: int) -> tuple[int, bytes]:
-    """The smallest QP at or under the target (bisection: the rate falls as QP grows)."""
+def search_qp(at, target: float, h: int, w: int) -> tuple[int, bytes]:
+    """(QP, file) of the smallest QP whose file ``at(qp)`` is at or under ``target`` bpp for an
+    ``h`` x ``w`` image (bisection: the rate falls as QP grows)."""
     lo, hi = 0, container.QP_MAX
     best = at(hi)
     if bits_per_pixel(len(best), h, w) > target:
