@@ -27,7 +27,12 @@ from plic.paths import runs_dir
 
 from .backends import BackendOptions, choices_text, default_names, is_known, names
 from .backends.hevc import X265_PRESETS
-from .checkpoints import CheckpointChoiceError, read_inputs, select_codecs
+from .checkpoints import (
+    DEFAULT_CHECKPOINT_DIR,
+    CheckpointChoiceError,
+    read_inputs,
+    select_codecs,
+)
 from .run import DEFAULT_TARGETS, RunConfig, run
 
 
@@ -51,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: runs/distortions)")
     p.add_argument("--codecs", type=_codecs, default=None,
                    help=f"comma-separated codecs from {', '.join(names())}, learned-NAME "
-                        f"(default: {','.join(default_names())} and every learned codec; bpg "
+                        f"(default: {','.join(default_names())}, hevc-bpgcfg-pd when its "
+                        f"checkpoint is in --checkpoint-dir, and every learned codec; bpg "
                         f"needs bpgenc; learned = all learned codecs)")
     p.add_argument("--targets", type=positive_numbers("targets must be positive bpp values"),
                    default=DEFAULT_TARGETS,
@@ -76,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the checkpoints found in --checkpoint-dir")
     p.add_argument("--postdecode-checkpoint", default=None, metavar="PATH",
                    help="the learned stage of hevc-bpgcfg-pd (python -m codec.train.postdecode; "
-                        "default: checkpoints/hevc-bpgcfg-pd.pt)")
+                        "default: hevc-bpgcfg-pd.pt in --checkpoint-dir)")
     p.add_argument("--hevc-cache", default=None, metavar="DIR",
                    help="keep every HEVC stream hevc-bpgcfg and hevc-bpgcfg-pd code in DIR and "
                         "reuse it (same image, QP, ffmpeg/x265 and preset); default: "
@@ -86,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "--checkpoint is given (default: checkpoints/ of the repository)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def postdecode_checkpoint(args) -> str | None:
+    """hevc-bpgcfg-pd's checkpoint: ``--postdecode-checkpoint``, else ``hevc-bpgcfg-pd.pt`` in
+    the learned codecs' folder (``--checkpoint-dir``, default checkpoints/) when it is there;
+    found, the codec joins the default codecs."""
+    if args.postdecode_checkpoint:
+        return args.postdecode_checkpoint
+    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else DEFAULT_CHECKPOINT_DIR
+    path = folder / "hevc-bpgcfg-pd.pt"
+    return str(path) if path.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointChoiceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    codecs, choice_errors = select_codecs(args.codecs, learned.codecs, default_names())
+    postdecode = postdecode_checkpoint(args)
+    defaults = default_names() + (("hevc-bpgcfg-pd",) if postdecode else ())
+    codecs, choice_errors = select_codecs(args.codecs, learned.codecs, defaults)
     if args.codecs is None or any(c.startswith("learned") for c in args.codecs):
         print(learned.summary())
         for line in learned.skipped:
@@ -113,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         backend=BackendOptions(ffmpeg=args.ffmpeg, x265_preset=args.x265_preset,
                                bpgenc=args.bpgenc, bpgdec=args.bpgdec,
                                learned=tuple(learned.codecs.items()),
-                               postdecode=args.postdecode_checkpoint,
+                               postdecode=postdecode or args.postdecode_checkpoint,
                                hevc_cache=args.hevc_cache),
         progress=not args.no_progress)
     try:

@@ -88,3 +88,19 @@ def test_a_postdecoder_in_checkpoints_is_not_a_learned_codec(tmp_path):
     choice = choose_learned(None, tmp_path)
     assert choice.codecs == {}
     assert any("learned stage of hevc-bpgcfg-pd" in line for line in choice.skipped)
+
+
+def test_it_joins_the_default_codecs_when_its_checkpoint_is_in_the_folder(tmp_path, capsys):
+    from distortions.__main__ import main
+    from distortions.schema import INDEX_COLUMNS
+
+    _images(tmp_path / "imgs", n=1)
+    (tmp_path / "ck").mkdir()
+    pd.save(pd.build({"channels": 8, "blocks": 1}), tmp_path / "ck" / "hevc-bpgcfg-pd.pt")
+    out = tmp_path / "dist"
+    assert main(["--data", str(tmp_path / "imgs"), "--out", str(out), "--targets", "3",
+                 "--x265-preset", "ultrafast", "--jobs", "1", "--checkpoint-dir",
+                 str(tmp_path / "ck"), "--no-progress"]) == 0
+    codecs = set(read_table(out / "index.csv", INDEX_COLUMNS)["codec"])
+    assert {"hevc-bpgcfg", "hevc-bpgcfg-pd"} <= codecs
+    assert not any(c.startswith("learned") for c in codecs)
