@@ -143,3 +143,21 @@ def test_bench_estimate_arithmetic():
     assert clic["wall_hours"][1] == pytest.approx(clic["cpu_hours"])
     for n in WORKERS[1:]:
         assert clic["wall_hours"][n] == pytest.approx(clic["cpu_hours"] / (n * 0.8))
+
+
+def test_failed_items_named_others_complete(tmp_path, records, cluster):
+    """An image no codec can read, among good ones, on the cluster: its items fail by name
+    (once, not per codec), every other item completes."""
+    from plic.datasets import ImageRecord
+
+    bad = tmp_path / "zz-broken.png"
+    bad.write_bytes(b"not a png at all")
+    recs = [*records[:2], ImageRecord("broken", bad, sha256_file(bad), 512, 768)]
+    cfg = RunConfig(out=str(tmp_path / "out"), codecs=CODECS, targets=(2.0,), crop=96,
+                    progress=False)
+    report = run(recs, cfg, cluster=cluster)
+    assert report.items == 6 and report.items_done == 6
+    assert [w for w, _ in report.errors] == [str(bad)]
+    assert "cannot read" in report.errors[0][1] or "cannot identify" in report.errors[0][1]
+    assert report.new_rows + report.unreachable == 4  # 2 good images x 2 codecs x 1 target
+    assert report.new_rows >= 2
