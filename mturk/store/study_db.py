@@ -4,6 +4,11 @@ One SQLite file (default ``runs/study/judgments.sqlite``) in WAL mode. Every wri
 transaction (``BEGIN IMMEDIATE``), so a process killed at any point leaves either the whole write or
 none of it; an acknowledged write survives ``kill -9``. Callers never write SQL: use ``StudyDB``.
 
+``StudyDB("postgresql://USER@HOST/DB")`` is the same API, schema and migrations on a PostgreSQL
+server (``mturk.store.pg_store``; ``python -m mturk.store.copy`` moves a study between the two).
+A store that cannot answer now (locked too long, disk full, its server down) raises
+``StoreUnavailableError``: nothing was written, and the request may be sent again.
+
 Schema changes are the ordered list ``mturk.store.migrations.MIGRATIONS`` (``PRAGMA user_version``
 counts how many ran). To change the schema, append ``(name, sql)`` to that list; never edit an
 entry that has shipped.
@@ -98,6 +103,7 @@ from .common import (
     ConflictError,
     DBError,
     HitFullError,
+    StoreUnavailableError,
     SubmitResult,
     UnknownIdError,
     money,
@@ -111,8 +117,9 @@ from .trust_records import TrustRecords
 #: the database's public names: ``StudyDB`` and what its callers catch and compare with (defined
 #: in ``mturk.store.common``, which the record mixins share)
 __all__ = ["ASSIGNMENT_STATUSES", "DEFAULT_ASSIGNMENT_DURATION_S", "MIGRATIONS", "MODES", "SIDES",
-           "AlreadySubmittedError", "ConflictError", "DBError", "HitFullError", "StudyDB",
-           "SubmitResult", "UnknownIdError", "default_db_path"]
+           "AlreadySubmittedError", "ConflictError", "DBError", "HitFullError",
+           "StoreUnavailableError", "StudyDB", "SubmitResult", "UnknownIdError",
+           "default_db_path", "is_url"]
 
 
 def default_db_path() -> Path:
@@ -122,6 +129,28 @@ def default_db_path() -> Path:
 _TRIAL_FIELDS = ("trial_id", "batch_id", "ref_id", "ref_path", "a_id", "a_path", "b_id", "b_path",
                  "a_codec", "b_codec", "a_bpp", "b_bpp", "target_bpp", "left", "kind", "expected",
                  "repeat_of")
+
+def is_url(path) -> bool:
+    """Whether ``--db`` names a database server (``postgresql://...``) rather than a file."""
+    return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+
+
+#: SQLite's answers that mean "not now" (locked, disk full, I/O): the server answers 503
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR",
+                       "SQLITE_CANTOPEN", "SQLITE_READONLY")
+
+
+@contextmanager
+def _sqlite_unavailable():
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        name = getattr(e, "sqlite_errorname", "") or ""
+        text = str(e)
+        if name.startswith(_SQLITE_UNAVAILABLE) or "locked" in text or "disk" in text:
+            raise StoreUnavailableError(f"the study database is unavailable: {e}") from e
+        raise
+
 
 def _answers_sha(answers: list[dict]) -> str:
     import hashlib
@@ -135,12 +164,23 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
         self.path = Path(path) if path is not None else default_db_path()
+        self.url = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
         self._local = threading.local()
         self._migrate()
 
-    # -- connections and transactions -------------------------------------------------------
+    def __new__(cls, path=None, *args, **kwargs):
+        # ``StudyDB("postgresql://...")`` is the PostgreSQL store (``mturk.store.pg_store``): the
+        # same API, schema and migrations on a database server
+        if cls is StudyDB and is_url(path):
+            from .pg_store import PgStudyDB
+
+            return super().__new__(PgStudyDB)
+        return super().__new__(cls)
+
+    # -- connections and transactions (the backend's primitives: ``_tx``, ``_rows``, ``_one``,
+    # ``_frame``, ``_migrate``, ``schema_version``, ``close``, ``_integrity``) ---------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -155,28 +195,48 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
         return conn
 
     def close(self) -> None:
+        """Release this thread's connection (the study server calls it after each request)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
 
+    def dispose(self) -> None:
+        """Release everything the store holds (this thread's connection; a server's pool)."""
+        self.close()
+
     @contextmanager
-    def _tx(self):
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _tx(self, lock: str | None = None):
+        """One write transaction. ``lock`` names what it writes (a HIT id) where the backend can
+        lock less than everything; SQLite's ``BEGIN IMMEDIATE`` locks the whole file."""
+        with _sqlite_unavailable():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
-        return [dict(r) for r in self._conn().execute(sql, tuple(args)).fetchall()]
+        with _sqlite_unavailable():
+            return [dict(r) for r in self._conn().execute(sql, tuple(args)).fetchall()]
 
     def _one(self, sql: str, args: Iterable = ()) -> dict | None:
-        r = self._conn().execute(sql, tuple(args)).fetchone()
+        with _sqlite_unavailable():
+            r = self._conn().execute(sql, tuple(args)).fetchone()
         return dict(r) if r is not None else None
+
+    def _frame(self, sql: str):
+        import pandas as pd
+
+        with _sqlite_unavailable():
+            return pd.read_sql_query(sql, self._conn())
+
+    def _integrity(self) -> str:
+        return self._conn().execute("PRAGMA integrity_check").fetchone()[0]
 
     def _migrate(self) -> None:
         with self._tx() as c:
@@ -191,7 +251,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
                 c.execute(f"PRAGMA user_version={i + 1}")
 
     def schema_version(self) -> int:
-        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+        return self._one("PRAGMA user_version")["user_version"]
 
     # -- studies, batches, trials -----------------------------------------------------------
     def load_trials(self, rows, study_id: str = "study", trials_csv: str | None = None) -> int:
@@ -335,7 +395,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
                 raise DBError("each answer needs choice and shown_left in {'a', 'b'}")
         sha = _answers_sha(answers)
         now = submitted_at or common.utcnow()
-        with self._tx() as c:
+        with self._tx(lock=hit_id) as c:
             hit, old, dup = common.open_submission(c, assignment_id, hit_id, worker_id, sha,
                                                       len(answers), require_accepted)
             if dup is not None:
@@ -371,8 +431,8 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
             c.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
                       "submitted_at, feedback) VALUES (?,?,?,?,?,?) "
                       "ON CONFLICT(assignment_id) DO UPDATE SET status=excluded.status, "
-                      "submitted_at=COALESCE(excluded.submitted_at, submitted_at), "
-                      "feedback=COALESCE(excluded.feedback, feedback)",
+                      "submitted_at=COALESCE(excluded.submitted_at, assignments.submitted_at), "
+                      "feedback=COALESCE(excluded.feedback, assignments.feedback)",
                       (assignment_id, hit_id, worker_id, status, submitted_at, feedback))
 
     def set_assignment_status(self, assignment_id: str, status: str,
@@ -407,8 +467,6 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
 
     def judgments_frame(self):
         """Judgments joined with their trial, assignment, HIT and worker (a pandas DataFrame)."""
-        import pandas as pd
-
         sql = ("SELECT j.assignment_id, j.trial_id, j.choice, j.shown_left, j.rt_ms, "
                "a.worker_id, a.hit_id, a.status AS assignment_status, a.simulated, "
                "a.accepted_at, a.submitted_at, a.verified_at, a.verified_by, "
@@ -418,13 +476,12 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
                "w.blocked FROM judgments j JOIN assignments a USING (assignment_id) "
                "JOIN hits h ON h.hit_id=a.hit_id JOIN trials t ON t.trial_id=j.trial_id "
                "JOIN workers w ON w.worker_id=a.worker_id ORDER BY j.judgment_id")
-        return pd.read_sql_query(sql, self._conn())
+        return self._frame(sql)
 
     def counts(self) -> dict[str, int]:
         tables = ("studies", "batches", "trials", "hits", "workers", "assignments", "judgments",
                   "qualification_types", "bonuses")
-        return {t: self._conn().execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in tables}
+        return {t: self._one(f"SELECT COUNT(*) AS n FROM {t}")["n"] for t in tables}
 
     def audit(self) -> dict:
         """What the database holds of the judgments, for checking it against the writes that
@@ -432,11 +489,11 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
         id -> its judgments, assignments with any), ``duplicates`` ((assignment, trial) pairs
         judged more than once), ``judgments`` (all of them) and ``integrity`` (SQLite's
         ``integrity_check``: ``"ok"`` for a sound file)."""
-        c = self._conn()
-        per = dict(c.execute("SELECT a.assignment_id, COUNT(j.judgment_id) FROM assignments a "
-                             "JOIN judgments j USING (assignment_id) GROUP BY 1").fetchall())
-        dups = c.execute("SELECT COUNT(*) FROM (SELECT 1 FROM judgments GROUP BY assignment_id, "
-                         "trial_id HAVING COUNT(*) > 1)").fetchone()[0]
+        per = {r["assignment_id"]: r["n"] for r in self._rows(
+            "SELECT a.assignment_id, COUNT(j.judgment_id) AS n FROM assignments a "
+            "JOIN judgments j USING (assignment_id) GROUP BY 1")}
+        dups = self._one("SELECT COUNT(*) AS n FROM (SELECT 1 FROM judgments GROUP BY "
+                         "assignment_id, trial_id HAVING COUNT(*) > 1) d")["n"]
         return dict(per_assignment=per, duplicates=dups,
-                    judgments=c.execute("SELECT COUNT(*) FROM judgments").fetchone()[0],
-                    integrity=c.execute("PRAGMA integrity_check").fetchone()[0])
+                    judgments=self._one("SELECT COUNT(*) AS n FROM judgments")["n"],
+                    integrity=self._integrity())

@@ -15,8 +15,8 @@ one blueprint per kind of route: ``task`` (``mturk.web.task_routes``), ``lab``
 - ``POST /api/submit``: JSON answers (``mturk.web.twoafc_page`` and ``rating_page`` document them).
   200 created or duplicate, 400 malformed (nested too deep included), 403 blocked worker, 404
   unknown HIT or assignment, 409 already submitted with other answers (the body's ``stored`` holds
-  the answers that stand), 413 too big. Stored answers are unverified until ``mturk.market.collect``
-  sees the assignment on MTurk.
+  the answers that stand), 413 too big, 415 not ``application/json``. Stored answers are
+  unverified until ``mturk.market.collect`` sees the assignment on MTurk.
 - ``GET /local/start?p=TOKEN`` and ``POST /api/local/claim {"token"}`` (``--local`` only): a lab
   participant's link (``mturk.tokens``; ``mturk.serve --participants N`` writes them). Without a
   valid token: 403. The same token is the same participant, and gets their open assignment back.
@@ -24,6 +24,9 @@ one blueprint per kind of route: ``task`` (``mturk.web.task_routes``), ``lab``
   serves images, and no path ever appears in a URL.
 - ``GET /static/<name>``: the page's own regular files (symbolic links are never followed).
 - ``GET /health``.
+
+A store that cannot answer now (``StoreUnavailableError``: its server restarting, a dropped
+connection, a full disk) is a 503 with ``Retry-After`` on every route: nothing was written.
 
 HTTP statuses come from the error's type (``mturk.web.errors.STATUS``), never from its text.
 Every response carries a CSP whose ``frame-ancestors`` allows MTurk's worker sites only.
@@ -44,6 +47,7 @@ from werkzeug.exceptions import HTTPException
 
 from plic.paths import runs_dir
 
+from ..store.common import StoreUnavailableError
 from . import file_routes, health_routes, lab_routes, task_routes
 from .errors import fail
 from .loaded_study import LoadedStudy
@@ -102,6 +106,12 @@ def create_app(cfg: AppConfig) -> Flask:
     @app.errorhandler(413)
     def too_big(e):
         return fail(413, "request too large")
+
+    @app.errorhandler(StoreUnavailableError)
+    def store_unavailable(e):
+        # the store's server restarting, a dropped connection, a full disk: nothing was written,
+        # and the same request may be sent again (every write is idempotent)
+        return fail(e)
 
     @app.errorhandler(HTTPException)
     def http_error(e):

@@ -4,7 +4,8 @@
   ``assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`` is MTurk's preview; otherwise, once every check has
   passed, the assignment is recorded as accepted. ``HEAD`` checks everything and records nothing.
 - ``GET /api/task?...``: the same task as JSON (the simulator uses it); records nothing.
-- ``POST /api/submit``: JSON answers of either design, into the database.
+- ``POST /api/submit``: JSON answers of either design (``Content-Type: application/json`` only,
+  else 415), into the database.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def task_json():
 def submit():
     s = loaded()
     db = s.db
+    if request.mimetype != "application/json":
+        # a cross-site form (text/plain, urlencoded, multipart) needs no CORS preflight: taking
+        # its body as JSON would let any web page post answers in a worker's name
+        return fail(415, "a submission is sent as Content-Type: application/json")
     try:
         payload = json.loads(request.get_data())
     except (ValueError, UnicodeDecodeError, RecursionError):

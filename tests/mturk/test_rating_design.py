@@ -175,7 +175,7 @@ def test_simulated_raters_over_http(live):
     changed = [dict(x, score=1 if x["score"] != 1 else 2) for x in task["stored"]["answers"]]
     res = client.post("/api/submit", data=json.dumps(dict(
         assignment_id=a["assignment_id"], hit_id=a["hit_id"], worker_id=a["worker_id"],
-        answers=changed)))
+        answers=changed)), content_type="application/json")
     assert res.status_code == 409 and res.get_json()["stored"] == task["stored"]
 
 

@@ -107,17 +107,13 @@ def test_image_urls_are_keyed_and_expire(trials_csv, tmp_path, monkeypatch):
 
 # -- 2. only MTurk-issued assignments count ------------------------------------------------------
 
-def test_forged_assignments_are_kept_but_never_counted_and_capped(trials_csv, tmp_path):
+def test_forged_assignments_are_kept_but_never_counted(trials_csv, tmp_path):
     _, db, c = _app(trials_csv, tmp_path)
     db.add_hit("HIT1", db.batch_ids()[0], "sandbox", max_assignments=3)
     for i in range(3):                                   # anyone who knows the HIT id
         r, task = _open(c, f"FORGED{i}", "HIT1", f"EVIL{i}")
         assert r.status_code == 200
         assert _submit(c, f"FORGED{i}", "HIT1", f"EVIL{i}", task).status_code == 200
-    before = db.counts()
-    r, _ = _open(c, "FORGED9", "HIT1", "EVIL9")          # more than the HIT allows
-    assert r.status_code == 409 and db.counts() == before
-    assert db.get_assignment("FORGED9") is None
     # stored (nothing is lost) but unverified: aggregate leaves them out and says so
     assert len(db.judgments()) == 3 * 10
     assert all(a["verified_at"] is None for a in db.list_assignments())
@@ -134,15 +130,48 @@ def test_forged_assignments_are_kept_but_never_counted_and_capped(trials_csv, tm
     assert w.loc["EVIL1", "reason"] == "no verified assignments"
 
 
-def test_places_free_up_after_the_assignment_duration(trials_csv, tmp_path):
+def test_invented_claims_do_not_lock_out_real_workers(trials_csv, tmp_path):
+    """Issue 28: three invented assignment ids used to take every place of a 3-place HIT, and
+    the next real worker got 409 for the whole assignment duration. Unverified claims hold no
+    place now; only what MTurk reported (verified) does."""
     _, db, c = _app(trials_csv, tmp_path)
-    db.add_hit("HIT2", db.batch_ids()[0], "sandbox", max_assignments=1, assignment_duration_s=60)
-    db.accept_assignment("OLD", "HIT2", "W1", accepted_at="2020-01-01T00:00:00.000+00:00")
-    r, _ = _open(c, "NEW", "HIT2", "W2")                 # OLD was returned long ago
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", max_assignments=3,
+               assignment_duration_s=3600)
+    for i in range(3):                                   # the attacker renews these at will
+        assert _open(c, f"FORGED{i}", "HIT1", f"EVIL{i}")[0].status_code == 200
+    r, task = _open(c, "REAL1", "HIT1", "W1")            # a real worker still gets the page
     assert r.status_code == 200
-    assert _open(c, "THIRD", "HIT2", "W3")[0].status_code == 409
-    db.verify_assignment("OLD", "HIT2", "W1")            # MTurk says OLD is real after all
-    assert db._places_taken(db._conn(), db.get_hit("HIT2")) == 2
+    assert _submit(c, "REAL1", "HIT1", "W1", task).status_code == 200
+    # MTurk issues at most 3 real assignments; once they are verified, the HIT is done
+    for aid, wid in (("REAL1", "W1"), ("REAL2", "W2"), ("REAL3", "W3")):
+        if aid != "REAL1":
+            assert _open(c, aid, "HIT1", wid)[0].status_code == 200
+        assert db.verify_assignment(aid, "HIT1", wid)
+    before = db.counts()
+    assert _open(c, "FORGED9", "HIT1", "EVIL9")[0].status_code == 409
+    assert db.counts() == before and db.get_assignment("FORGED9") is None
+    assert _open(c, "FORGED0", "HIT1", "EVIL0")[0].status_code == 200   # its own page again
+
+
+def test_submit_takes_json_only(trials_csv, tmp_path):
+    """Issue 28: a text/plain cross-site form post (no CORS preflight) used to store judgments:
+    the endpoint parsed any body as JSON. Anything but application/json is a 415 now."""
+    _, db, c = _app(trials_csv, tmp_path)
+    db.add_hit("HIT1", db.batch_ids()[0], "sandbox", max_assignments=3)
+    _, task = _open(c, "ASG1", "HIT1", "W1")
+    body = json.dumps(dict(assignment_id="ASG1", hit_id="HIT1", worker_id="W1",
+                           answers=[dict(trial_id=t["trial_id"], side="left", rt_ms=4000)
+                                    for t in task["trials"]]))
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                  None, "application/json-patch+json"):
+        headers = {"Content-Type": ctype} if ctype else {}
+        r = c.post("/api/submit", data=body, headers=headers)
+        assert r.status_code == 415, ctype
+        assert r.is_json and "application/json" in r.get_json()["error"]
+    assert db.judgments() == [] and db.get_assignment("ASG1")["answers_sha"] is None
+    r = c.post("/api/submit", data=body,
+               headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200 and len(db.judgments()) == 10
 
 
 # -- 5. "simulated" comes from the server's configuration only ----------------------------------
