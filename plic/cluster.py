@@ -113,7 +113,7 @@ class Cluster:
                 self._local = distributed.LocalCluster(
                     n_workers=self.spec.workers, threads_per_worker=1,
                     processes=self.processes, silence_logs=logging.ERROR,
-                    dashboard_address=":0" if self.dashboard else None)
+                    dashboard_address=":0")
             except Exception as e:  # noqa: BLE001 - say it in one line
                 raise ClusterError(f"could not start a Dask LocalCluster ({self.spec}): "
                                    f"{_describe(e)}") from None
