@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="every case before (--baseline) and after, in fresh processes")
     p.add_argument("--repeat", type=int, default=3, help="--compare: runs per case and side")
+    p.add_argument("--parity", action="store_true",
+                   help="trainer parity with CompressAI's examples/train.py (codec.train.parity;"
+                        " --parity --help lists its options)")
     p.add_argument("--result", default="", help=argparse.SUPPRESS)  # a --compare child's JSON
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
     return p
@@ -250,6 +253,11 @@ def write_table(out: Path, a, host: dict, results: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--parity" in argv:  # its own options: python -m codec.train_bench --parity --help
+        from .train.parity_run import main as parity
+
+        return parity(argv)
     a = _parser().parse_args(argv)
     if a.baseline:
         fastpath.set_enabled(False)
