@@ -30,6 +30,7 @@ SUBLAYERS = {
         ("mturk.web",),                     # the study server: Flask app, blueprints, pages
         ("mturk.market",),                  # MTurk: backends, publish, collect, manage, cost
         ("mturk.sim",),                     # simulated crowds and their reports
+        ("mturk.dashboard",),               # the requester's dashboard (its own Flask app)
         ("mturk.trials", "mturk.serve", "mturk.publish", "mturk.aggregate", "mturk.mos",
          "mturk.bench"),                    # the README's commands (thin entry points), bench
     ),
@@ -146,7 +147,8 @@ def test_layers_of_known_modules():
     assert layer("mturk.store.study_db") < layer("mturk.analysis.aggregate") \
         < layer("mturk.web.app")
     assert layer("mturk.web.app") < layer("mturk.market.publish") < layer("mturk.sim.crowd")
-    assert layer("mturk.sim.crowd") < layer("mturk.trials") < layer("perceptual_metric")
+    assert layer("mturk.sim.crowd") < layer("mturk.dashboard.app") < layer("mturk.trials") \
+        < layer("perceptual_metric")
     assert layer("mturk.trialsx") is None or layer("mturk.trialsx") == 3   # packages, not prefixes
     assert layer("plicx") is None and layer("torch") is None
 

@@ -144,23 +144,21 @@ def plot_codecs(table: pd.DataFrame, path: Path, design: str, simulated: bool) -
     atomic_save_figure(fig, path)
 
 
-def aggregate_ratings(db_path, trials_csv, out_dir=None, screening: bool = True,
-                      include_unverified: bool = False, min_scores: int = 4,
-                      max_inconsistency: float = 2.0) -> dict:
-    """Write mos.csv, workers_mos.csv, codec_mos.csv/png and mos.json; returns the summary."""
-    out = Path(out_dir) if out_dir else Path(trials_csv).parent
-    db = StudyDB(db_path)
-    df = db.ratings_frame()
-    if df.empty:
-        raise ValueError(f"{db_path}: no ratings (is this an ACR or DSIS study? "
-                         "mturk.trials --design acr|dsis)")
+def rating_results(df: pd.DataFrame, screening: bool = True, include_unverified: bool = False,
+                   min_scores: int = 4, max_inconsistency: float = 2.0,
+                   name: str = "the study") -> dict:
+    """The screening and the scores of ``StudyDB.ratings_frame()`` rows, written nowhere:
+    design, pool (counted ratings), screen (BT.500 per worker), bt500, inconsistent and
+    rejected (worker sets), kept (ratings), mos (per stimulus), fit and first (SUREAL fits after
+    and before the inconsistency check). ``aggregate_ratings`` writes them;
+    ``mturk.dashboard`` shows them."""
     designs = sorted(set(df.design))
     if len(designs) != 1:
-        raise ValueError(f"{db_path}: ratings of several designs {designs}; one study per DB")
+        raise ValueError(f"{name}: ratings of several designs {designs}; one study per DB")
     design = designs[0]
     pool = counted(df, include_unverified)
     if pool.empty:
-        raise ValueError(f"{db_path}: no verified ratings (--include-unverified counts the "
+        raise ValueError(f"{name}: no verified ratings (--include-unverified counts the "
                          f"{len(df)} unverified ones)")
     screen = bt500_screen(pool, min_scores=min_scores)
     bt500 = set(screen.index[screen.rejected]) if screening else set()
@@ -172,6 +170,25 @@ def aggregate_ratings(db_path, trials_csv, out_dir=None, screening: bool = True,
     rejected = bt500 | inconsistent
     kept = pool[~pool.worker_id.isin(rejected)]
     mos, fit = stimulus_scores(kept, design)
+    return dict(design=design, pool=pool, screen=screen, bt500=bt500,
+                inconsistent=inconsistent, rejected=rejected, kept=kept, mos=mos, fit=fit,
+                first=first)
+
+
+def aggregate_ratings(db_path, trials_csv, out_dir=None, screening: bool = True,
+                      include_unverified: bool = False, min_scores: int = 4,
+                      max_inconsistency: float = 2.0) -> dict:
+    """Write mos.csv, workers_mos.csv, codec_mos.csv/png and mos.json; returns the summary."""
+    out = Path(out_dir) if out_dir else Path(trials_csv).parent
+    df = StudyDB(db_path).ratings_frame()
+    if df.empty:
+        raise ValueError(f"{db_path}: no ratings (is this an ACR or DSIS study? "
+                         "mturk.trials --design acr|dsis)")
+    r = rating_results(df, screening, include_unverified, min_scores, max_inconsistency,
+                       str(db_path))
+    design, pool, screen, kept, mos, fit, first = (r[k] for k in (
+        "design", "pool", "screen", "kept", "mos", "fit", "first"))
+    bt500, inconsistent, rejected = r["bt500"], r["inconsistent"], r["rejected"]
     mos_csv = out / "mos.csv"
     out.mkdir(parents=True, exist_ok=True)
     for col in ("ref_path", "path"):

@@ -102,15 +102,17 @@ class DashboardQueries:
         """Every worker with their counted judgments' counts: assignments, judgments,
         sentinels, sentinel_correct, left (answers on the side shown left), and the
         database's own fields (blocked, blocked_reason, qc_flags), plus all their assignments
-        by status (any status, counted or not)."""
+        by status (any status, counted or not) and those with answers (``answered``; verified
+        ones ``answered_verified``)."""
         return self._rows(
             "SELECT w.worker_id, w.blocked, w.blocked_reason, w.qc_flags, "
             "COALESCE(c.assignments, 0) AS assignments, COALESCE(c.judgments, 0) AS judgments, "
             "COALESCE(c.sentinels, 0) AS sentinels, "
             "COALESCE(c.sentinel_correct, 0) AS sentinel_correct, COALESCE(c.n_left, 0) AS n_left, "
             "COALESCE(s.n_all, 0) AS all_assignments, COALESCE(s.n_submitted, 0) AS submitted, "
-            "COALESCE(s.n_approved, 0) AS approved, COALESCE(s.n_rejected, 0) AS rejected "
-            "FROM workers w LEFT JOIN (SELECT a.worker_id, "
+            "COALESCE(s.n_approved, 0) AS approved, COALESCE(s.n_rejected, 0) AS rejected, "
+            "COALESCE(s.answered, 0) AS answered, COALESCE(s.answered_verified, 0) "
+            "AS answered_verified FROM workers w LEFT JOIN (SELECT a.worker_id, "
             "COUNT(DISTINCT j.assignment_id) AS assignments, COUNT(*) AS judgments, "
             "SUM(CASE WHEN t.kind = 'sentinel' THEN 1 ELSE 0 END) AS sentinels, "
             "SUM(CASE WHEN t.kind = 'sentinel' AND j.choice = t.expected THEN 1 ELSE 0 END) "
@@ -119,8 +121,11 @@ class DashboardQueries:
             "ON c.worker_id = w.worker_id LEFT JOIN (SELECT worker_id, COUNT(*) AS n_all, "
             "SUM(CASE WHEN status = 'submitted' THEN 1 ELSE 0 END) AS n_submitted, "
             "SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) AS n_approved, "
-            "SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS n_rejected "
-            "FROM assignments GROUP BY worker_id) s ON s.worker_id = w.worker_id "
+            "SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS n_rejected, "
+            "SUM(CASE WHEN answers_sha IS NOT NULL THEN 1 ELSE 0 END) AS answered, "
+            "SUM(CASE WHEN answers_sha IS NOT NULL AND verified_at IS NOT NULL THEN 1 ELSE 0 "
+            "END) AS answered_verified FROM assignments GROUP BY worker_id) s "
+            "ON s.worker_id = w.worker_id "
             "ORDER BY w.worker_id")
 
     def dash_assignment_times(self, unverified: bool = False) -> list[dict]:
@@ -172,14 +177,17 @@ class DashboardQueries:
     # -- results ------------------------------------------------------------------------------
     def dash_trial_votes(self, workers: Sequence[str], unverified: bool = False) -> list[dict]:
         """Per test trial that makes labels (not a repeat), over the counted judgments of
-        ``workers``: trial_id, a_codec, b_codec, target_bpp, nb (chose B), n."""
+        ``workers``: trial_id, a_codec, b_codec, target_bpp, nb (chose B), n, and the same of
+        the odd judgments (1st, 3rd, ... by judgment id; ``nb_odd``, ``n_odd``): two halves."""
         cond, args = _in("a.worker_id", workers)
         return self._rows(
-            "SELECT j.trial_id, t.a_codec, t.b_codec, t.target_bpp, "
-            "SUM(CASE WHEN j.choice = 'b' THEN 1 ELSE 0 END) AS nb, COUNT(*) AS n "
+            "WITH k AS (SELECT j.trial_id, t.a_codec, t.b_codec, t.target_bpp, "
+            "CASE WHEN j.choice = 'b' THEN 1 ELSE 0 END AS isb, ROW_NUMBER() OVER "
+            "(PARTITION BY j.trial_id ORDER BY j.judgment_id) % 2 AS odd "
             f"{_COUNTED_J} WHERE t.kind = 'test' AND t.repeat_of = '' AND {cond} AND "
-            f"{_counted(unverified)} GROUP BY j.trial_id, t.a_codec, t.b_codec, t.target_bpp "
-            "ORDER BY j.trial_id", args)
+            f"{_counted(unverified)}) SELECT trial_id, a_codec, b_codec, target_bpp, "
+            "SUM(isb) AS nb, COUNT(*) AS n, SUM(isb * odd) AS nb_odd, SUM(odd) AS n_odd "
+            "FROM k GROUP BY trial_id, a_codec, b_codec, target_bpp ORDER BY trial_id", args)
 
     def dash_codec_outcomes(self, workers: Sequence[str], unverified: bool = False) -> list[dict]:
         """Per (target_bpp, winner, loser) codec: judgments won, over the counted label
@@ -211,6 +219,11 @@ class DashboardQueries:
             "SELECT COUNT(*) AS n FROM assignments a JOIN workers w ON w.worker_id = a.worker_id "
             f"WHERE a.simulated = 1 AND {_counted(unverified)}")
         return bool(r and r["n"])
+
+    def dash_submitted_since(self, since: str) -> int:
+        """Assignments submitted at or after ``since`` (an ISO-8601 UTC time)."""
+        return int(self._one("SELECT COUNT(*) AS n FROM assignments WHERE submitted_at >= ?",
+                             (since,))["n"])
 
     # -- one worker -----------------------------------------------------------------------------
     def dash_worker_assignments(self, worker_id: str) -> list[dict]:
