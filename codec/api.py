@@ -350,10 +350,14 @@ def decode(data: bytes, model, max_pixels: int | None = None, untrusted: bool = 
     ``codec.limits.UNTRUSTED_PIXELS_PER_BYTE``) pixels per stream byte:
     ``codec.limits.StreamCostError``. ``max_pixels_per_byte`` applies in either mode."""
     t0 = time.perf_counter()
-    if _is_postdecoder(model):  # HEVC + the learned stage
-        return _postdecode_decode(data, model, max_pixels)
     if untrusted and max_pixels_per_byte is None:
         max_pixels_per_byte = limits.UNTRUSTED_PIXELS_PER_BYTE
+    if _is_postdecoder(model):  # HEVC + the learned stage
+        if max_pixels_per_byte is not None:  # the same bound, on its pixels
+            header = _postdecode().api.check_stream(data, model, max_pixels)[0]
+            limits.check_pixel_work(header.height, header.width, len(data),
+                                    max_pixels_per_byte)
+        return _postdecode_decode(data, model, max_pixels)
     header, sections = bs.unpack(data)
     if header.model_name != model.name:
         raise bs.BitstreamError(f"bitstream was made by model {header.model_name!r}, "

@@ -9,12 +9,12 @@ looked for in checkpoints/). Prints the real rate, the
 likelihood estimate and the time. A stream whose image is over ``--max-pixels`` (default: what
 the model decodes within 8 GiB, ``codec.limits``) is refused before anything large is
 allocated. For streams from strangers, ``--untrusted`` also refuses, from the header alone, a
-stream whose decoding work is over ``--max-pixels-per-byte`` pixels (default 200 in that mode:
+stream whose decoding work is over ``--max-pixels-per-byte`` pixels (default 100 in that mode:
 ``codec.limits.UNTRUSTED_PIXELS_PER_BYTE``) for each of its bytes: the work is the pixels
-computed (padded to the model's stride) plus 2048 for each wavefront step of a context model's
-latent. The pixels do not depend on the machine's thread count (decoding runs on one CPU
-thread). A missing folder of OUT is created. Errors: one line on stderr, exit status 2, no
-file written.
+computed (padded to the model's stride), plus 512 for each wavefront step of a context model's
+latent, plus 8192 for the stream (docs/BITSTREAM.md). The pixels do not depend on the
+machine's thread count (decoding runs on one CPU thread). A missing folder of OUT is created.
+Errors: one line on stderr, exit status 2, no file written.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
                         f"{limits.UNTRUSTED_PIXELS_PER_BYTE} in this mode)")
     p.add_argument("--max-pixels-per-byte", type=number(int, 1, bitstream.MAX_PIXELS),
                    help="largest decoding work (pixels computed, plus "
-                        f"{limits.STEP_PIXELS} a wavefront step) per stream byte; any mode")
+                        f"{limits.STEP_PIXELS} a wavefront step and {limits.STREAM_PIXELS} a "
+                        "stream) per stream byte; any mode")
     p.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     args = p.parse_args(argv)
     try:

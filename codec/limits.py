@@ -22,13 +22,14 @@ Untrusted input (``codec.api.decode(..., untrusted=True)``, ``--untrusted``): th
 bounds a decode's memory, not what it costs per byte received. A few kilobytes of zero symbols
 can claim millions of pixels, and a tall, thin image runs the wavefront coder for thousands of
 small steps. The untrusted policy bounds the decoding work per stream byte:
-``decode_work`` (the computed pixels, plus ``STEP_PIXELS`` for every step of a wavefront-coded
-latent: a step costs about as much as that many pixels, measured) may not exceed
-``max_pixels_per_byte`` times the stream's length; the default in untrusted mode is
-``UNTRUSTED_PIXELS_PER_BYTE``. Like the pixel limit it reads the header only and allocates
-nothing (``StreamCostError``). For a photograph (no wavefront steps to speak of) it is a rate
-floor of 8 / ``UNTRUSTED_PIXELS_PER_BYTE`` bits per pixel; smaller images need more bytes, as
-their fixed costs (the steps of a short wavefront) weigh more.
+``decode_work``, in pixels, is the computed pixels, plus ``STEP_PIXELS`` for every step of a
+wavefront-coded latent, plus ``STREAM_PIXELS`` for any stream (what a step and a decode's fixed
+costs are worth in pixels: fitted to the CPU times of ``mbt2018`` and
+``bmshj2018-hyperprior`` small decodes). It may not exceed ``max_pixels_per_byte`` times the
+stream's length; the default in untrusted mode is ``UNTRUSTED_PIXELS_PER_BYTE``. Like the pixel
+limit it reads the header only and allocates nothing (``StreamCostError``). For a photograph
+coded without a context model it is a rate floor of about 8 / ``UNTRUSTED_PIXELS_PER_BYTE``
+bits per pixel; the wavefront's steps and the fixed costs ask more of small images.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from .threads import one_thread
 MEMORY_BUDGET = 8 * 2**30
 PEAK_FACTOR = 6.0
 # untrusted input (see the module doc; measured by ``python -m codec.untrusted_bench``)
-STEP_PIXELS = 2048               # one wavefront step costs about as much as this many pixels
-UNTRUSTED_PIXELS_PER_BYTE = 200  # decoding work a stream byte may buy in untrusted mode
+STEP_PIXELS = 512                # one wavefront step costs about as much as this many pixels
+STREAM_PIXELS = 8192             # and any decode about this many (parsing, calls, set-up)
+UNTRUSTED_PIXELS_PER_BYTE = 100  # decoding work a stream byte may buy in untrusted mode
 
 
 class PixelLimitError(ValueError):
@@ -182,10 +184,11 @@ def wavefront_steps(model, height: int, width: int, coding_order: str) -> int:
 
 
 def decode_work(model, height: int, width: int, coding_order: str) -> int:
-    """The work of decoding a ``height x width`` image, in pixels: the computed pixels plus
-    ``STEP_PIXELS`` for each wavefront step (see the module doc). From the header alone."""
+    """The work of decoding a ``height x width`` image, in pixels: the computed pixels, plus
+    ``STEP_PIXELS`` for each wavefront step, plus ``STREAM_PIXELS`` (see the module doc). From
+    the header alone."""
     return (computed_pixels(model, height, width)
-            + STEP_PIXELS * wavefront_steps(model, height, width, coding_order))
+            + STEP_PIXELS * wavefront_steps(model, height, width, coding_order) + STREAM_PIXELS)
 
 
 def check_work(model, height: int, width: int, coding_order: str, nbytes: int,
@@ -198,12 +201,28 @@ def check_work(model, height: int, width: int, coding_order: str, nbytes: int,
     if work <= limit * nbytes:
         return
     steps = wavefront_steps(model, height, width, coding_order)
-    parts = (f"{computed_pixels(model, height, width):,} computed pixels"
-             + (f" + {steps:,} wavefront steps x {STEP_PIXELS}" if steps else ""))
+    _refuse_work(height, width, work, f"{computed_pixels(model, height, width):,} computed "
+                 "pixels" + (f" + {steps:,} wavefront steps x {STEP_PIXELS}" if steps else ""),
+                 nbytes, limit)
+
+
+def check_pixel_work(height: int, width: int, nbytes: int, max_pixels_per_byte: int) -> None:
+    """The same bound for a decoder of another kind that computes every pixel once (the HEVC
+    post-decoder, ``codec.postdecode``): its work is ``height x width + STREAM_PIXELS``. Not
+    measured by ``codec.untrusted_bench``."""
+    limit = _positive_int(max_pixels_per_byte, "max_pixels_per_byte")
+    work = height * width + STREAM_PIXELS
+    if work > limit * nbytes:
+        _refuse_work(height, width, work, f"{height * width:,} pixels", nbytes, limit)
+
+
+def _refuse_work(height: int, width: int, work: int, parts: str, nbytes: int,
+                 limit: int) -> None:
     raise StreamCostError(
         f"the stream claims a {width}x{height} image: decoding work of {work:,} pixels "
-        f"({parts}) for {nbytes:,} bytes, {work / nbytes:,.0f} a byte, over the untrusted-"
-        f"input limit of {limit:,} a byte (max_pixels_per_byte / --max-pixels-per-byte)")
+        f"({parts} + {STREAM_PIXELS} a stream) for {nbytes:,} bytes, {work / nbytes:,.0f} a "
+        f"byte, over the untrusted-input limit of {limit:,} a byte (max_pixels_per_byte / "
+        "--max-pixels-per-byte)")
 
 
 def is_out_of_memory(e: BaseException) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from plic.checkpoint import load_checkpoint
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -42,7 +43,7 @@ from .bitstream import BIN_WIDTH_RANGE, unpack
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ("1x1,64x64,64x256,256x256,512x768,1024x1024,2048x2048,4096x16,16x4096,16384x64,"
-          "64x16384,8192x193")
+          "64x16384,8192x193,3072x3072")
 LOG2_LO, LOG2_HI = math.log2(BIN_WIDTH_RANGE[0]) + 0.5, math.log2(BIN_WIDTH_RANGE[1]) - 0.5
 
 
@@ -132,7 +133,8 @@ def bench_shape(model, name: str, h: int, w: int, ref: dict, per_byte: int, repe
 
 def to_markdown(meta: dict, refs: dict, rows: list[dict]) -> str:
     lines = ["# codec.untrusted_bench", "",
-             f"Policy: decoding work (pixels computed + {meta['step_pixels']} a wavefront step) "
+             f"Policy: decoding work (pixels computed + {meta['step_pixels']} a wavefront step + "
+             f"{meta['stream_pixels']} a stream) "
              f"<= {meta['per_byte']} a stream byte. Reference: {meta['image']} at bin width 1; "
              f"decodes best of {meta['repeat']}; {meta['threads']} torch threads, "
              f"{meta['machine']}, torch {meta['torch']}, load {meta['loadavg']} at start "
@@ -168,7 +170,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m codec.untrusted_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=None,
-                   help="comma-separated codec checkpoints (default: checkpoints/*.pt)")
+                   help="comma-separated codec checkpoints (default: the codec checkpoints in "
+                        "checkpoints/)")
     p.add_argument("--image", default="kodim03", help="id in the sample set (Kodak images)")
     p.add_argument("--shapes", default=SHAPES, help="comma-separated HxW image sizes")
     p.add_argument("--max-pixels-per-byte", type=int, default=limits.UNTRUSTED_PIXELS_PER_BYTE,
@@ -188,7 +191,8 @@ def main(argv=None) -> int:
     except (ValueError, AssertionError):
         p.error(f"--shapes {args.shapes!r}: expected HxW,HxW,...")
     paths = ([Path(m) for m in args.models.split(",")] if args.models
-             else sorted((ROOT / "checkpoints").glob("*.pt")))
+             else [p for p in sorted((ROOT / "checkpoints").glob("*.pt"))
+                   if load_checkpoint(p)["kind"] == "codec"])  # plic streams only
     image = pick_image(args.image)
     out = Path(args.out)
     partial = out / "untrusted.partial.json"
@@ -197,6 +201,7 @@ def main(argv=None) -> int:
     have = {(r["model"], r["shape"]) for r in rows}
     per_byte = args.max_pixels_per_byte
     meta = {"image": args.image, "per_byte": per_byte, "step_pixels": limits.STEP_PIXELS,
+            "stream_pixels": limits.STREAM_PIXELS,
             "repeat": args.repeat, **host()}
     out.mkdir(parents=True, exist_ok=True)
     for path in paths:

@@ -24,7 +24,11 @@ SHIPPED = sorted((REPO / "checkpoints").glob("*.pt"))
 
 
 def shipped_models() -> dict:
-    return {p.stem: api.load(p) for p in SHIPPED}
+    """The shipped learned codecs (plic bitstreams): other checkpoints in checkpoints/, e.g.
+    the HEVC post-decoder (codec.postdecode), have streams of their own and are left out."""
+    from plic.checkpoint import load_checkpoint
+
+    return {p.stem: api.load(p) for p in SHIPPED if load_checkpoint(p)["kind"] == "codec"}
 
 
 def tiny_models() -> dict:

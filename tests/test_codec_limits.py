@@ -268,7 +268,8 @@ def test_the_decoding_work_counts_pixels_and_wavefront_steps(every_model):
                 assert steps == len(wavefront_schedule(shape[2], shape[3], context.kernel))
             assert limits.wavefront_steps(model, h, w, "parallel") == 0
             assert limits.decode_work(model, h, w, "wavefront") == \
-                limits.computed_pixels(model, h, w) + limits.STEP_PIXELS * steps
+                limits.computed_pixels(model, h, w) + limits.STEP_PIXELS * steps \
+                + limits.STREAM_PIXELS
 
 
 def test_untrusted_mode_accepts_photographs(sample_images):
@@ -293,3 +294,28 @@ def test_max_pixels_per_byte_must_be_a_positive_integer(bad):
     data = api.compress(image(16, 16), model)
     with pytest.raises(ValueError, match="max_pixels_per_byte must be a positive integer"):
         api.decompress(data, model, max_pixels_per_byte=bad)
+
+
+def test_untrusted_mode_covers_the_hevc_post_decoder(monkeypatch):
+    """``codec.api.decode`` dispatches a post-decoded HEVC stream to ``codec.postdecode``; the
+    untrusted bound applies there too (work: its pixels + STREAM_PIXELS), before ffmpeg."""
+    from codec import limits, postdecode
+    from codec.postdecode import api as pd_api
+
+    torch.manual_seed(0)
+    model = postdecode.build({"channels": 8, "blocks": 1}).eval()
+    reached = []
+    monkeypatch.setattr(pd_api.hevc, "decode", lambda *a, **k: reached.append(1) or
+                        pytest.skip("not reached: the bound refused first"))
+    bomb = pd_api.wrap(bytes(200), 30, 2048, 2048, model)
+    with pytest.raises(limits.StreamCostError, match="2048x2048"):
+        api.decode(bomb, model, untrusted=True)
+    assert not reached
+    with pytest.raises(limits.StreamCostError):
+        api.decode(bomb, model, max_pixels_per_byte=1000)
+    small = pd_api.wrap(bytes(200), 30, 16, 16, model)  # (256 + 8192) / 200+ bytes: accepted
+    monkeypatch.setattr(pd_api.hevc, "decode", lambda *a, **k: reached.append(1) or
+                        np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(BitstreamError, match="holds a 1x1 picture"):
+        api.decode(small, model, untrusted=True)
+    assert reached
