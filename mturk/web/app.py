@@ -31,7 +31,8 @@ connection, a full disk) is a 503 with ``Retry-After`` on every route: nothing w
 HTTP statuses come from the error's type (``mturk.web.errors.STATUS``), never from its text.
 Every response carries a CSP whose ``frame-ancestors`` allows MTurk's worker sites only.
 
-``python -m mturk.serve`` runs it on werkzeug's threaded server. Any WSGI server works too:
+``python -m mturk.serve`` runs it on werkzeug's threaded server, ``--workers N`` on gunicorn with N
+processes (``mturk.web.serve``). Any WSGI server works too:
 ``app_from_env`` builds the app from ``PLIC_STUDY_TRIALS``, ``PLIC_STUDY_DB``,
 ``PLIC_STUDY_LOCAL=1`` and ``PLIC_STUDY_SIMULATED=1``, e.g.
 ``waitress-serve --call mturk.web.app:app_from_env``.
@@ -59,7 +60,7 @@ class AppConfig:
     trials: str = field(default_factory=lambda: str(runs_dir() / "study" / "trials.csv"),
                         metadata={"help": "trials.csv"})
     db: str = field(default_factory=lambda: str(runs_dir() / "study" / "judgments.sqlite"),
-                    metadata={"help": "SQLite file"})
+                    metadata={"help": "SQLite file or postgresql:// URL"})
     local: bool = field(default=False, metadata={
         "help": "lab study without MTurk: participant links, answers straight to the database"})
     simulated: bool = field(default=False, metadata={
@@ -70,6 +71,8 @@ class AppConfig:
     study_id: str = field(default="study", metadata={"help": "study name in the database"})
     image_ttl_s: int = field(default=4 * 3600, metadata={
         "help": "seconds an image URL of a page stays valid"})
+    db_timeout_s: float = field(default=10.0, metadata={
+        "help": "seconds a request waits for the store (a lock, a pooled connection) before 503"})
 
 
 def _csp() -> str:

@@ -1,7 +1,11 @@
 """What the server says about itself (blueprint ``health``): ``GET /health`` (JSON: schema
-version, trials, design, batches, local, simulated) and ``GET /`` (a hint where the pages are)."""
+version, trials, design, batches, local, simulated, and ``worker``: the serving process's id, so
+that a check can see which of ``mturk.serve --workers N``'s processes answered) and ``GET /`` (a
+hint where the pages are)."""
 
 from __future__ import annotations
+
+import os
 
 from flask import Blueprint, jsonify
 
@@ -17,7 +21,8 @@ def health():
     s = loaded()
     return jsonify(ok=True, schema_version=s.db.schema_version(), trials=len(s.trials),
                    design=s.design,
-                   batches=len(s.by_batch), local=s.cfg.local, simulated=s.cfg.simulated)
+                   batches=len(s.by_batch), local=s.cfg.local, simulated=s.cfg.simulated,
+                   worker=os.getpid())
 
 
 @bp.get("/")

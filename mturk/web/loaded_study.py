@@ -33,7 +33,7 @@ class LoadedStudy:
         self.trials = read_table(self.trials_path, TRIALS_COLUMNS, TRIALS_ID).to_dict("records")
         self.design = study_design(self.trials_path)  # 2afc, or acr/dsis ratings (design.rating)
         self.rating = self.design in RATING_DESIGNS
-        self.db = StudyDB(cfg.db)
+        self.db = StudyDB(cfg.db, timeout=getattr(cfg, "db_timeout_s", 30.0))
         self.db.load_trials(self.trials, study_id=cfg.study_id,
                             trials_csv=str(self.trials_path.resolve()))
         self.keys = self.db.keys()
