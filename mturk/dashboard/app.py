@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,34 +65,79 @@ class DashboardConfig:
 
 
 class Figures:
-    """The figures of one state of the database, computed once per change (``dash_change_stamp``)
-    and shared by the pages and the live endpoint."""
+    """The figures of one state of the database (a snapshot, named by ``dash_change_stamp``),
+    shared by the pages and the live endpoint.
 
-    def __init__(self, db: StudyDB, cfg: DashboardConfig):
-        self.db, self.cfg = db, cfg
-        self._stamp, self._memo = None, {}
+    With ``background`` (the command), a thread recomputes the snapshot when the database has
+    changed (checked every ``poll_s``) and pages render the latest one at once, saying when it
+    was made: a page never waits for the study's aggregates, only the first one after start.
+    Without it (tests), a page recomputes the figures when the database has changed since the
+    last snapshot; with ``cache`` off, every time."""
 
-    def get(self, name: str):
-        stamp = self.db.dash_change_stamp()
-        if stamp != self._stamp or not self.cfg.cache:
-            self._stamp, self._memo = stamp, {}
-        if name not in self._memo:
-            self._memo[name] = self._compute(name)
-        return self._memo[name]
+    NAMES = ("overview", "workers", "results")
 
-    def _compute(self, name: str):
+    def __init__(self, db: StudyDB, cfg: DashboardConfig, background: bool = False):
+        self.db, self.cfg, self.background = db, cfg, background
+        self._snap: dict | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    def _compute(self, stamp: str) -> dict:
+        t0 = time.perf_counter()
+        figs: dict = {"stamp": stamp}
         cfg, db = self.cfg, self.db
-        if name == "overview":
-            return figures.overview(db, cfg.mode, cfg.budget)
-        if name == "workers":
-            return figures.workers(db, cfg.rule, cfg.include_unverified)
-        if name == "results":
-            return figures.results(db, cfg.rule, cfg.include_unverified, self.get("workers"))
-        if name == "ratings":
+        figs["overview"] = figures.overview(db, cfg.mode, cfg.budget)
+        o = figs["overview"]
+        figs["workers"] = figures.workers(db, cfg.rule, cfg.include_unverified)
+        if o["ratings"] and not o["judgments"]:
             from .ratings import rating_figures
 
-            return rating_figures(db, cfg.include_unverified)
-        raise KeyError(name)
+            figs["ratings"] = rating_figures(db, cfg.include_unverified)
+        else:
+            figs["results"] = figures.results(db, cfg.rule, cfg.include_unverified,
+                                              figs["workers"])
+        figs["computed_at"] = time.strftime("%H:%M:%S")
+        figs["compute_s"] = time.perf_counter() - t0
+        return figs
+
+    def refresh(self) -> dict:
+        """Recompute the snapshot now if the database changed (or always, cache off)."""
+        with self._lock:
+            stamp = self.db.dash_change_stamp()
+            if self._snap is None or self._snap["stamp"] != stamp or not self.cfg.cache:
+                self._snap = self._compute(stamp)
+            return self._snap
+
+    def snapshot(self) -> dict:
+        if self.background and self._snap is not None:
+            return self._snap
+        return self.refresh()
+
+    def get(self, name: str):
+        return self.snapshot()[name]
+
+    def nudge(self) -> None:
+        """Ask the background thread to look for changes now (after an action)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if not self.background or self._thread is not None:
+            return
+
+        def loop():
+            while True:
+                self._wake.wait(self.cfg.poll_s)
+                self._wake.clear()
+                try:
+                    self.refresh()
+                except Exception as e:          # keep serving the last snapshot
+                    print(f"mturk.dashboard: figures not refreshed: {e}", flush=True)
+                finally:
+                    self.db.close()
+
+        self._thread = threading.Thread(target=loop, name="dashboard-figures", daemon=True)
+        self._thread.start()
 
     @property
     def stamp(self) -> str:
@@ -106,7 +152,8 @@ def _num(v, digits: int = 3) -> str:
     return str(v)
 
 
-def create_dashboard(cfg: DashboardConfig, market: Market) -> Flask:
+def create_dashboard(cfg: DashboardConfig, market: Market, background: bool = False) -> Flask:
+    """The dashboard app; ``background``: figures refreshed by a thread (see ``Figures``)."""
     if not cfg.secret:
         raise ValueError("the dashboard needs a requester secret")
     app = Flask(__name__, template_folder=str(HERE / "templates"),
@@ -116,7 +163,8 @@ def create_dashboard(cfg: DashboardConfig, market: Market) -> Flask:
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=False,
                       MAX_CONTENT_LENGTH=64 * 1024)
     db = StudyDB(cfg.db)
-    figs = Figures(db, cfg)
+    figs = Figures(db, cfg, background)
+    figs.start()
     app.extensions["plic_dashboard"] = dict(db=db, market=market, cfg=cfg, figures=figs)
     app.jinja_env.filters["num"] = _num
 
@@ -179,6 +227,9 @@ def create_dashboard(cfg: DashboardConfig, market: Market) -> Flask:
     # -- pages -------------------------------------------------------------------------------
     def page(template: str, **kw):
         kw.setdefault("flash", session.pop("flash", None))
+        snap = figs.snapshot()
+        kw.setdefault("as_of", f"figures as of {snap['computed_at']} "
+                      f"(computed in {snap['compute_s']:.2f} s)")
         return render_template(template, who=session.get("who", ""), mode=cfg.mode,
                                partial=request.headers.get("X-Partial") == "1", **kw)
 
@@ -241,8 +292,7 @@ def create_dashboard(cfg: DashboardConfig, market: Market) -> Flask:
 
     @app.get("/results")
     def results():
-        ov = figs.get("overview")
-        if ov["ratings"] and not ov["judgments"]:
+        if "ratings" in figs.snapshot():
             rf = figs.get("ratings")
             return page("ratings.html", r=rf, chart=rf.chart)
         r = figs.get("results")
@@ -263,9 +313,10 @@ def create_dashboard(cfg: DashboardConfig, market: Market) -> Flask:
 
     @app.get("/api/live.json")
     def live():
-        o = figs.get("overview")
-        return jsonify(stamp=figs.stamp, overview={k: v for k, v in o.items()
-                                                   if k not in ("per_hour",)})
+        snap = figs.snapshot()
+        o = snap["overview"]
+        return jsonify(stamp=snap["stamp"], db_stamp=figs.stamp, as_of=snap["computed_at"],
+                       overview={k: v for k, v in o.items() if k != "per_hour"})
 
     @app.get("/img/<trial_id>/<which>")
     def image(trial_id: str, which: str):
@@ -309,6 +360,7 @@ def create_dashboard(cfg: DashboardConfig, market: Market) -> Flask:
                         kind=ACTIONS.get(action, ("", ()))[0],
                         needs=ACTIONS.get(action, ("", ()))[1], asg=db.get_assignment(target),
                         worker=target, action_id=action_id, error=str(e)), 400
+        figs.nudge()
         session["flash"] = dict(outcome=row["outcome"], text=f"{row['action']} {row['target']}: "
                                 f"{row['outcome']} ({row['market_answer']})")
         return redirect(url_for("worker", worker_id=row["worker_id"]) + "#audit")

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = DashboardConfig(db=args.db, secret=secret, mode=mode_of(args), budget=budget,
                           block_name=args.block_name, rule=config_from_args(QualityRule, args),
                           include_unverified=args.include_unverified, poll_s=args.poll)
-    app = create_dashboard(cfg, market)
+    app = create_dashboard(cfg, market, background=True)
     srv = make_study_server(args.host, args.port, app)
     print(f"dashboard of {args.db} ({cfg.mode}) at http://{args.host}:{srv.server_port}/ "
           "(log in with the requester's secret; Ctrl-C stops)", flush=True)

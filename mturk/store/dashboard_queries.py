@@ -322,6 +322,7 @@ class DashboardQueries:
         """The latest audited actions, newest first (optionally those about one worker)."""
         if worker_id is None:
             return self._rows("SELECT * FROM audit_actions ORDER BY requested_at DESC, "
-                              "action_id LIMIT ?", (int(limit),))
+                              "finished_at DESC, action_id LIMIT ?", (int(limit),))
         return self._rows("SELECT * FROM audit_actions WHERE worker_id = ? ORDER BY "
-                          "requested_at DESC, action_id LIMIT ?", (worker_id, int(limit)))
+                          "requested_at DESC, finished_at DESC, action_id LIMIT ?",
+                          (worker_id, int(limit)))
