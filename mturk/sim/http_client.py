@@ -35,7 +35,8 @@ class Client:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection(self.host, self.port,
                                                            timeout=self.timeout)
-                    self.conn.connect()          # a request's header and body go out at once
+                if self.conn.sock is None:       # new, or closed by the server (Connection:
+                    self.conn.connect()          # close): header and body go out at once
                     self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.conn.request(method, path, body=data, headers=headers)
                 r = self.conn.getresponse()

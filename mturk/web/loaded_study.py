@@ -41,12 +41,15 @@ class LoadedStudy:
         self.by_batch: dict[str, list[dict]] = {}
         for t in self.trials:
             self.by_batch.setdefault(t["batch_id"], []).append(t)
+        # a trial's files never move while the study is served: resolve each path once (the
+        # realpath calls were a fifth of a page's time, ``python -m mturk.bench --profile``)
+        self.resolve = lru_cache(maxsize=65536)(self._resolve)
         for t in self.trials:
             for v in VIEWS:
                 image_size(str(self.resolve(view_source(t, v)[1])))
         self.order = lru_cache(maxsize=8192)(self._order)
 
-    def resolve(self, p: str) -> Path:
+    def _resolve(self, p: str) -> Path:
         return resolve_path(p, self.trials_path)
 
     def size(self, t) -> tuple[int, int]:

@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0,
                    help="gunicorn with this many worker processes (default: %(default)s = "
                         "werkzeug's development server)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="gunicorn: threads per worker (default: %(default)s; >1: gthread)")
+    p.add_argument("--threads", type=int, default=4,
+                   help="gunicorn: threads per worker (default: %(default)s; >1: gthread "
+                        "workers, which keep connections alive; 1: sync workers)")
     p.add_argument("--db-timeout-s", type=float, default=AppConfig.db_timeout_s,
                    help="seconds a request waits for the store before a 503 (default: "
                         "%(default)s)")
