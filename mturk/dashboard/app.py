@@ -152,6 +152,13 @@ def _num(v, digits: int = 3) -> str:
     return str(v)
 
 
+def _bpp(v) -> str:
+    try:
+        return f"{float(v):.3f}"
+    except (TypeError, ValueError):
+        return str(v or "")
+
+
 def create_dashboard(cfg: DashboardConfig, market: Market, background: bool = False) -> Flask:
     """The dashboard app; ``background``: figures refreshed by a thread (see ``Figures``)."""
     if not cfg.secret:
@@ -167,6 +174,7 @@ def create_dashboard(cfg: DashboardConfig, market: Market, background: bool = Fa
     figs.start()
     app.extensions["plic_dashboard"] = dict(db=db, market=market, cfg=cfg, figures=figs)
     app.jinja_env.filters["num"] = _num
+    app.jinja_env.filters["bpp"] = _bpp
 
     def csrf_token() -> str:
         if "csrf" not in session:

@@ -40,13 +40,13 @@ def make_study(folder: str | Path, workers: int = 30, assignments_per_worker: in
                batch_size: int = 10, n_refs: int = 2, size: int = 48,
                qualities=(5, 25, 60, 90), target_bpps=(0.5, 1.0), seed: int = 0,
                market=None, reward: str = "0.50", approve_share: float = 0.0,
-               progress=None) -> tuple[Path, Path]:
+               progress=None, images: dict | None = None) -> tuple[Path, Path]:
     """Write ``folder/dist`` (toy index), ``folder/study/trials.csv`` and answers of
-    ``workers`` simulated workers in ``folder/study/judgments.sqlite``. Returns (database,
-    trials.csv)."""
+    ``workers`` simulated workers in ``folder/study/judgments.sqlite``; ``images`` (id -> uint8
+    RGB) are the references (default: synthetic patterns). Returns (database, trials.csv)."""
     folder = Path(folder)
-    index = make_toy_index(folder / "dist", n_refs=n_refs, size=size, qualities=qualities,
-                           target_bpps=target_bpps, seed=seed)
+    index = make_toy_index(folder / "dist", images=images, n_refs=n_refs, size=size,
+                           qualities=qualities, target_bpps=target_bpps, seed=seed)
     trials_csv, _ = build(index, folder / "study", TrialsConfig(
         batch_size=batch_size, sentinel_share=0.2, repeats=1, crop=0, seed=seed))
     trials = read_table(trials_csv, TRIALS_COLUMNS, TRIALS_ID).to_dict("records")

@@ -38,6 +38,8 @@ def line_chart(series: list[tuple[str, list[tuple[float, float, float, float]]]]
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x0, x1 = x0 - 0.5, x1 + 0.5
+    xpad = (x1 - x0) * 0.05
+    x0, x1 = x0 - xpad, x1 + xpad
     pad = (y1 - y0) * 0.08 or 1.0
     y0, y1 = y0 - pad, y1 + pad
     left, right, top, bottom = 60, 150, 28, 44
