@@ -181,6 +181,14 @@ consensus, repeated pairs), then labels.csv (p_b, n per test trial)"
   trap - EXIT
 fi
 
+# the requester's dashboard of this study (issue 30): its own secret, readable by this user only
+if [ ! -s "$STUDY/dashboard.secret" ]; then
+  (umask 077 && $PY -c "import secrets; print(secrets.token_urlsafe(24))" >"$STUDY/dashboard.secret")
+fi
+DASHBOARD="$PY -m mturk.dashboard --db $STUDY/judgments.sqlite --backend memory --secret-file $STUDY/dashboard.secret"
+echo "the requester's dashboard of this study (loopback only; log in with the secret in \
+$STUDY/dashboard.secret): $DASHBOARD"
+
 say "6. metric: fitting an LPIPS-style metric (AlexNet trunk, linear weights) on the labels"
 # (a metric already fitted with this config on these labels is kept: the fit says so)
 $PY -m perceptual_metric.fit --labels "$STUDY/labels.csv" --out "$OUT/metric.pt" "${FIT_ARGS[@]}"
@@ -233,3 +241,4 @@ done
 REPORT=$(cd "$OUT/eval" && pwd)/report.html
 printf 'demo finished in %ss; open the report in a browser: file://%s (report: %s)\n' \
   "$(( $(date +%s) - start ))" "$REPORT" "$OUT/eval/report.html"
+echo "the study's dashboard: $DASHBOARD (then open http://127.0.0.1:8050/)"
