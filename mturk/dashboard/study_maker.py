@@ -40,15 +40,20 @@ def make_study(folder: str | Path, workers: int = 30, assignments_per_worker: in
                batch_size: int = 10, n_refs: int = 2, size: int = 48,
                qualities=(5, 25, 60, 90), target_bpps=(0.5, 1.0), seed: int = 0,
                market=None, reward: str = "0.50", approve_share: float = 0.0,
-               progress=None, images: dict | None = None) -> tuple[Path, Path]:
+               progress=None, images: dict | None = None,
+               design: str = "2afc") -> tuple[Path, Path]:
     """Write ``folder/dist`` (toy index), ``folder/study/trials.csv`` and answers of
     ``workers`` simulated workers in ``folder/study/judgments.sqlite``; ``images`` (id -> uint8
-    RGB) are the references (default: synthetic patterns). Returns (database, trials.csv)."""
+    RGB) are the references (default: synthetic patterns). ``design`` "acr" or "dsis" makes a
+    rating study instead (careful workers: a score that grows with the JPEG quality, plus a
+    per-worker bias and noise; random workers: any score). Returns (database, trials.csv)."""
     folder = Path(folder)
     index = make_toy_index(folder / "dist", images=images, n_refs=n_refs, size=size,
                            qualities=qualities, target_bpps=target_bpps, seed=seed)
+    rating = design != "2afc"
     trials_csv, _ = build(index, folder / "study", TrialsConfig(
-        batch_size=batch_size, sentinel_share=0.2, repeats=1, crop=0, seed=seed))
+        batch_size=batch_size, sentinel_share=0.0 if rating else 0.2, repeats=0 if rating else 1,
+        crop=0, seed=seed, design=design))
     trials = read_table(trials_csv, TRIALS_COLUMNS, TRIALS_ID).to_dict("records")
     db_path = folder / "study" / "judgments.sqlite"
     db = StudyDB(db_path)
@@ -83,10 +88,18 @@ def make_study(folder: str | Path, workers: int = 30, assignments_per_worker: in
     for w in range(workers):
         wid = f"W{w + 1:05d}"
         kind = names[kinds[w]]
+        bias = float(rng.normal(0, 0.4))
         t0 = START + timedelta(minutes=float(rng.uniform(0, 600)))
         for b in rng.choice(batches, size=per, replace=False):
             answers = []
-            for t in by_batch[b]:
+            for t in by_batch[b] if rating else ():
+                q = _quality(t["a_codec"]) if t["a_codec"] != "reference" else 100
+                score = 1 + 4 * (q / 100) ** 0.5 + bias + rng.normal(0, 0.5)
+                if kind in ("random", "always_left"):
+                    score = rng.integers(1, 6)
+                answers.append(dict(trial_id=t["trial_id"], score=int(np.clip(round(score), 1, 5)),
+                                    rt_ms=300 if kind == "fast" else int(rng.uniform(2000, 5000))))
+            for t in by_batch[b] if not rating else ():
                 if t["kind"] == "sentinel":
                     good = t["expected"]
                     p_good = 0.95
@@ -114,8 +127,13 @@ def make_study(folder: str | Path, workers: int = 30, assignments_per_worker: in
                 aid = f"A{n_asg:08d}"
             iso = accepted.isoformat(timespec="milliseconds")
             db.accept_assignment(aid, hid, wid, accepted_at=iso)
-            db.record_submission(aid, hid, wid, answers, simulated=True, accepted_at=iso,
-                                 submitted_at=submitted.isoformat(timespec="milliseconds"))
+            done_at = submitted.isoformat(timespec="milliseconds")
+            if rating:
+                db.record_ratings(aid, hid, wid, design, answers, simulated=True,
+                                  accepted_at=iso, submitted_at=done_at)
+            else:
+                db.record_submission(aid, hid, wid, answers, simulated=True, accepted_at=iso,
+                                     submitted_at=done_at)
             db.verify_assignment(aid, hid, wid, by="mturk" if market is not None else "token")
             if approve_share and rng.random() < approve_share:
                 db.set_assignment_status(aid, "approved")

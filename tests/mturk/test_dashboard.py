@@ -205,3 +205,33 @@ def test_workers_page_sorts_and_filters(study):
     shown = re.findall(r'<tr data-worker="([^"]+)"', page)
     assert shown == sorted(w[w["flags"].str.contains("fast")].worker_id)
     assert pd.Series(shown).size >= 1
+
+
+@pytest.mark.parametrize("design", ["acr", "dsis"])
+def test_rating_results_are_those_of_mturk_mos(tmp_path, design):
+    from mturk.analysis.mos import aggregate_ratings
+
+    db_path, trials = make_study(tmp_path, workers=16, assignments_per_worker=4, design=design,
+                                 batch_size=12, n_refs=3)
+    summary = aggregate_ratings(db_path, trials, tmp_path / "out")
+    mos = pd.read_csv(tmp_path / "out" / "mos.csv").set_index("stimulus_id")
+    codec = pd.read_csv(tmp_path / "out" / "codec_mos.csv")
+    app = create_dashboard(DashboardConfig(db=str(db_path), secret=SECRET), InMemoryMarket())
+    c = app.test_client()
+    c.post("/login", data={"secret": SECRET, "csrf_token": _csrf(c.get("/login").text)})
+    page = c.get("/results").text
+    assert f"{design.upper()} ratings" in page
+    for sid, r in mos.iterrows():
+        cell = re.search(rf'data-stimulus="{re.escape(str(sid))}">.*?<td class="mos">([^<]+)',
+                         page, re.S)
+        assert cell and cell.group(1) == f"{r.mos:.3f}", sid
+    for r in codec.itertuples():
+        cell = re.search(rf'data-codec="{re.escape(r.codec)}" data-target="{r.target_bpp}">'
+                         r'.*?<td class="mean">([^<]+)', page, re.S)
+        assert cell and cell.group(1) == f"{r.mean:.3f}", (r.codec, r.target_bpp)
+    shown = re.search(r'id="bt500">([^<]+)', page).group(1)
+    assert shown == (", ".join(summary["bt500_rejected"]) or "none")
+    rows = re.findall(r'<tr data-worker="([^"]+)">(.*?)</tr>', page, re.S)
+    assert len(rows) == summary["workers"]
+    dropped = {w for w, row in rows if row.rstrip().endswith("<td>no</td>")}
+    assert dropped == set(summary["rejected_workers"]) and dropped          # screened out
