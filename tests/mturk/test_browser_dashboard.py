@@ -14,6 +14,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mturk.analysis.aggregate import agreement, filter_workers, ranking
@@ -274,6 +275,31 @@ def test_the_hit_server_has_no_dashboard_route(browser, study, tmp_path):
         assert got.pop("home") is False
         assert all(s in (404, 405) for s in got.values()), got
         assert not any(re.search(r"dashboard", r.rule) for r in app.url_map.iter_rules())
+        page.close()
+    finally:
+        srv.shutdown()
+
+
+def test_results_page_of_a_rating_study(browser, tmp_path, sample_images):
+    from mturk.analysis.mos import aggregate_ratings
+
+    db_path, trials = make_study(tmp_path, workers=14, assignments_per_worker=4, design="acr",
+                                 batch_size=12, n_refs=3, size=96, images=sample_images)
+    aggregate_ratings(db_path, trials, tmp_path / "out")
+    codec = pd.read_csv(tmp_path / "out" / "codec_mos.csv")
+    app = create_dashboard(DashboardConfig(db=str(db_path), secret=SECRET), InMemoryMarket())
+    srv = make_study_server("127.0.0.1", 0, app)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        page = _login(browser, f"http://127.0.0.1:{srv.server_port}")
+        page.click("header nav a:has-text('Results')")
+        assert "ACR ratings" in page.locator("h1").inner_text()
+        for r in codec.itertuples():
+            cell = page.locator(f'#codec-mos tr[data-codec="{r.codec}"]'
+                                f'[data-target="{r.target_bpp}"] td.mean')
+            assert cell.inner_text() == f"{r.mean:.3f}"
+        assert page.locator("svg.chart").count() == 1
+        _shot(page, "results_ratings", full=True)
         page.close()
     finally:
         srv.shutdown()
