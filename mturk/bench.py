@@ -242,8 +242,8 @@ def _run_one(server: str, store: str, trials: Path, tmp: Path, levels, seconds: 
     tmpfs = None
     pg_db = None
     if store == "postgres":
-        db = pg.create_database(name.replace("-", "_") + f"_{os.getpid()}")
-        pg_db = db.rsplit("/", 1)[1].split("?")[0]
+        pg_db = name.replace("-", "_") + f"_{os.getpid()}"
+        db = pg.create_database(pg_db)
     elif fault == "disk-full":
         tmpfs = _Tmpfs(tmp / f"{name}-tmpfs")
         db = str(tmpfs.path / "judgments.sqlite")
