@@ -238,7 +238,7 @@ echo "stage times (1-minute load average at the start $LOAD_START, now $(loadavg
 for ((i = 0; i < ${#STAGE_TIMES[@]}; i++)); do
   printf '  %-28s %5ss\n' "${STAGE_NAMES[i]}" "${STAGE_TIMES[i]}"
 done
+echo "the study's dashboard: $DASHBOARD (then open http://127.0.0.1:8050/)"
 REPORT=$(cd "$OUT/eval" && pwd)/report.html
 printf 'demo finished in %ss; open the report in a browser: file://%s (report: %s)\n' \
   "$(( $(date +%s) - start ))" "$REPORT" "$OUT/eval/report.html"
-echo "the study's dashboard: $DASHBOARD (then open http://127.0.0.1:8050/)"

@@ -51,6 +51,9 @@ def test_every_stage_says_what_it_does_and_the_last_line_is_the_report(demo):
     times = stdout[stdout.index("stage times"):]
     for stage in ("0. checks", "1. distortions", "7. training", "9. evaluation"):
         assert stage in times
+    # the requester's dashboard of the study (issue 30): its command, with a secret file
+    assert f"-m mturk.dashboard --db {out / 'study' / 'judgments.sqlite'}" in times
+    assert (out / "study" / "dashboard.secret").stat().st_mode & 0o077 == 0
 
 
 def test_every_stage_works_on_the_centre_crops(demo):
