@@ -48,7 +48,7 @@ from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
 
 from ..schema import LABELS_COLUMNS, LABELS_ID
-from ..store.study_db import StudyDB
+from ..store.study_db import StudyDB, is_url
 from .worker_quality import QualityRule, assess, reasons
 
 COUNTED_STATUSES = ("submitted", "approved")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also count assignments MTurk (or a participant token) never verified")
     add_config_args(p, QualityRule)
     args = p.parse_args(argv)
-    if not Path(args.db).is_file():
+    if not is_url(args.db) and not Path(args.db).is_file():
         print(f"mturk.aggregate: error: no database at {args.db}", file=sys.stderr)
         return 2
     from ..design.rating import RATING_DESIGNS

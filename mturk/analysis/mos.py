@@ -54,7 +54,7 @@ from plic.tables import rel_path, resolve_path, write_table
 
 from ..design.rating import HIDDEN_REF_CODEC, SCALE_MAX
 from ..schema import MOS_COLUMNS, MOS_ID
-from ..store.study_db import StudyDB
+from ..store.study_db import StudyDB, is_url
 from .aggregate import counted
 from .screening import bt500_screen
 from .sureal import fit_sureal
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also count assignments MTurk (or a participant token) never verified")
     args = p.parse_args(argv)
     try:
-        if not Path(args.db).is_file():
+        if not is_url(args.db) and not Path(args.db).is_file():
             raise FileNotFoundError(f"{args.db}: no such database")
         if not Path(args.trials).is_file():
             raise FileNotFoundError(f"{args.trials}: no such trials table")

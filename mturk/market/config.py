@@ -55,10 +55,13 @@ def open_db(args: argparse.Namespace):
 
 
 def market_from_args(args: argparse.Namespace, db_path: Path | None = None) -> Market:
+    from ..store.study_db import is_url
     from . import open_market
 
+    # the memory market keeps its state beside a SQLite file (a postgresql:// store: in memory,
+    # unless --memory-state names a file)
     state = args.memory_state or (str(Path(db_path).with_name("market.json"))
-                                  if db_path else None)
+                                  if db_path and not is_url(str(db_path)) else None)
     return open_market(args.backend, sandbox=not args.live, state_path=state,
                        profile=args.profile or None)
 
