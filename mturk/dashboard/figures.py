@@ -37,6 +37,14 @@ from ..market.cost import assignment_fee, bonus_fee
 ELO_SCALE = 400 / math.log(10)
 
 
+def _numbers(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """Numeric columns as numbers (PostgreSQL's SUM and AVG come back as Decimals)."""
+    for c in cols:
+        if c in df:
+            df[c] = pd.to_numeric(df[c].map(lambda v: float(v) if v is not None else np.nan))
+    return df
+
+
 def elo(log_strength):
     """``mturk.analysis.aggregate``'s Elo-like score of a Bradley-Terry log-strength."""
     return 1500 + ELO_SCALE * np.asarray(log_strength, dtype=float)
@@ -111,7 +119,7 @@ def seconds_per_trial(times: list[dict]) -> pd.Series:
     response time and, unless simulated, the server's (submitted - accepted) / trials)."""
     if not times:
         return pd.Series(dtype=float)
-    t = pd.DataFrame(times)
+    t = _numbers(pd.DataFrame(times), ["n", "median_rt_ms", "simulated"])
     client = pd.to_numeric(t.median_rt_ms, errors="coerce").to_numpy(float) / 1000
     elapsed = _iso_seconds(t.submitted_at) - _iso_seconds(t.accepted_at)
     server = np.maximum(0.0, elapsed) / t.n.to_numpy(float)
@@ -135,6 +143,13 @@ def workers(db, rule: QualityRule | None = None, unverified: bool = False) -> pd
     w = pd.DataFrame(db.dash_workers(unverified))
     if w.empty:
         return pd.DataFrame(columns=WORKER_FIELDS)
+    w = _numbers(w, ["blocked", "assignments", "judgments", "sentinels", "sentinel_correct",
+                     "n_left", "all_assignments", "submitted", "approved", "rejected",
+                     "answered", "answered_verified"])
+    for c in ("blocked", "assignments", "judgments", "sentinels", "sentinel_correct", "n_left",
+              "all_assignments", "submitted", "approved", "rejected", "answered",
+              "answered_verified"):
+        w[c] = w[c].astype(int)
     w = w.set_index("worker_id")
     n = w.judgments.to_numpy(float)
     counted = n > 0
@@ -143,8 +158,8 @@ def workers(db, rule: QualityRule | None = None, unverified: bool = False) -> pd
     w["left_share"] = np.where(counted, w.n_left / np.where(counted, n, 1), np.nan)
     w["side_p"] = side_p(w.n_left, n)
     w["s_per_trial"] = seconds_per_trial(db.dash_assignment_times(unverified)).reindex(w.index)
-    rep = pd.DataFrame(db.dash_repeats(unverified), columns=["worker_id", "repeats",
-                                                             "inconsistent"])
+    rep = _numbers(pd.DataFrame(db.dash_repeats(unverified), columns=[
+        "worker_id", "repeats", "inconsistent"]), ["repeats", "inconsistent"])
     rep = rep.set_index("worker_id").reindex(w.index).fillna(0).astype(int)
     w["repeats"], w["repeats_inconsistent"] = rep.repeats, rep.inconsistent
     reps = w.repeats.to_numpy(float)
@@ -161,8 +176,9 @@ def workers(db, rule: QualityRule | None = None, unverified: bool = False) -> pd
     flags = {wid: [names[i] for i in np.flatnonzero(row)]
              for wid, row, c in zip(w.index, hit, counted) if c}
     trusted = sorted(wid for wid, f in flags.items() if not f)
-    cons = pd.DataFrame(db.dash_consensus(trusted, unverified),
-                        columns=["worker_id", "trials", "agree"]).set_index("worker_id")
+    cons = _numbers(pd.DataFrame(db.dash_consensus(trusted, unverified),
+                                 columns=["worker_id", "trials", "agree"]),
+                    ["trials", "agree"]).set_index("worker_id")
     cons = cons.reindex(w.index)
     w["consensus_trials"] = cons.trials.fillna(0).astype(int)
     w["consensus_agreement"] = cons.agree / cons.trials
@@ -256,10 +272,11 @@ def ranking(db, kept_workers, n_boot: int = 200, seed: int = 0,
     ``mturk.analysis.aggregate.ranking``'s columns (module docstring: the interval's draws)."""
     cols = ["target_bpp", "rank", "codec", "bt_log_strength", "elo", "elo_lo", "elo_hi",
             "wins", "comparisons", "mean_bpp"]
-    out = pd.DataFrame(db.dash_codec_outcomes(kept_workers, unverified),
-                       columns=["target_bpp", "winner", "loser", "n"])
-    bpp = pd.DataFrame(db.dash_codec_bpp(kept_workers, unverified),
-                       columns=["target_bpp", "codec", "bpp_sum", "n"])
+    out = _numbers(pd.DataFrame(db.dash_codec_outcomes(kept_workers, unverified),
+                                columns=["target_bpp", "winner", "loser", "n"]), ["n"])
+    bpp = _numbers(pd.DataFrame(db.dash_codec_bpp(kept_workers, unverified),
+                                columns=["target_bpp", "codec", "bpp_sum", "n"]),
+                   ["bpp_sum", "n"])
     rng = np.random.default_rng(seed)
     rows = []
     for target, g in out.groupby("target_bpp", sort=True):
@@ -306,9 +323,10 @@ def results(db, rule: QualityRule | None = None, unverified: bool = False,
             wtable: pd.DataFrame | None = None) -> Results:
     w = wtable if wtable is not None else workers(db, rule, unverified)
     kept = sorted(w.loc[w.kept, "worker_id"]) if len(w) else []
-    votes = pd.DataFrame(db.dash_trial_votes(kept, unverified),
-                         columns=["trial_id", "a_codec", "b_codec", "target_bpp", "nb", "n",
-                                  "nb_odd", "n_odd"])
+    votes = _numbers(pd.DataFrame(db.dash_trial_votes(kept, unverified),
+                                  columns=["trial_id", "a_codec", "b_codec", "target_bpp", "nb",
+                                           "n", "nb_odd", "n_odd"]),
+                     ["nb", "n", "nb_odd", "n_odd"])
     agree = agreement_of(votes.nb.to_numpy(), votes.n.to_numpy())
     pair_rows = []
     if len(votes):

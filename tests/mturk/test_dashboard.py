@@ -235,3 +235,34 @@ def test_rating_results_are_those_of_mturk_mos(tmp_path, design):
     assert len(rows) == summary["workers"]
     dropped = {w for w, row in rows if row.rstrip().endswith("<td>no</td>")}
     assert dropped == set(summary["rejected_workers"]) and dropped          # screened out
+
+
+def test_the_same_figures_on_postgresql(study):
+    """The dashboard's SQL on the PostgreSQL store (issue 28) gives the SQLite store's figures."""
+    from mturk.store.copy import copy_study
+    from mturk.store.pg_cluster import PgCluster, find_bin_dir
+
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed")
+    src = StudyDB(study[0])
+    with PgCluster() as pg:
+        dst = StudyDB(pg.url())
+        try:
+            copy_study(src, dst, progress=lambda *a: None)
+            a, b = figures.workers(src), figures.workers(dst)
+            for col in a.columns.drop("blocked_reason"):
+                if a[col].dtype.kind in "fi":
+                    np.testing.assert_allclose(a[col].astype(float), b[col].astype(float),
+                                               rtol=1e-12, equal_nan=True, err_msg=col)
+                else:
+                    assert a[col].tolist() == b[col].tolist(), col
+            ra, rb = figures.results(src), figures.results(dst)
+            assert ra.agreement == pytest.approx(rb.agreement)
+            assert ra.split_half == pytest.approx(rb.split_half)
+            pd.testing.assert_frame_equal(ra.ranking, rb.ranking)
+            assert figures.overview(src, "local") == figures.overview(dst, "local")
+            assert perform(dst, InMemoryMarket(), "local", "block", "W00002", {"reason": "x"},
+                           "ann", "pg-1")["outcome"] == "done"
+            assert dst.audit_actions()[0]["action_id"] == "pg-1" and dst.is_blocked("W00002")
+        finally:
+            dst.dispose()
