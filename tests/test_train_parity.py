@@ -98,8 +98,8 @@ def test_crop_must_suit_compressai(capsys):
 def test_harness_on_tiny_preset(tmp_path):
     _compressai()
     out = tmp_path / "parity"
-    argv = ["--parity", "--preset", "tiny", "--steps", "2", "--batch-size", "2", "--crop", "64",
-            "--lambdas", "0.0067", "0.013", "--variants", "default", "--data", "samples",
+    argv = ["--parity", "--preset", "tiny", "--steps", "4", "--batch-size", "2", "--crop", "64",
+            "--lambdas", "0.013", "--variants", "default", "--data", "samples",
             "--data-split", "", "--test-split", "", "--test-images", "1", "--kodak", "samples",
             "--eval-images", "1", "--nice", "0", "--out", str(out),
             "--result", str(tmp_path / "r.json")]
@@ -109,18 +109,24 @@ def test_harness_on_tiny_preset(tmp_path):
     assert rep["command"].startswith("python -m codec.train_bench --parity --preset tiny")
     assert set(rep["points"]) == {"theirs", "ours-default"}
     for pts in rep["points"].values():
-        assert [p["lambda"] for p in pts] == [0.0067, 0.013]
+        assert [p["lambda"] for p in pts] == [0.013]
         for p in pts:
             assert p["images"] == 1 and p["bpp"] > 0 and math.isfinite(p["psnr"])
-    # theirs ran whole epochs: the fewest that hold the steps (5 sample images, batch 2: one)
+            assert p["encode_cpu_s"] > 0 and p["decode_cpu_s"] > 0
+    assert rep["bd_psnr_db"] == {}  # one point per curve: no BD figure is made up
+    # theirs ran whole epochs: the fewest that hold the steps (5 sample images, batch 2: two)
     n_train = len(list((out / "data" / "train").iterdir()))
     assert n_train == 5
-    assert [p["steps"] for p in rep["points"]["theirs"]] == [3, 3]
-    assert [p["steps"] for p in rep["points"]["ours-default"]] == [2, 2]
+    assert [p["steps"] for p in rep["points"]["theirs"]] == [6]
+    assert [p["steps"] for p in rep["points"]["ours-default"]] == [4]
+    g, = rep["groups"]
+    assert set(g["speed_whole_run"]) == {"theirs", "ours-default"}
     cfg = json.loads((out / "lambda-0.013" / "ours-default" / "config.json").read_text())
     assert cfg["k_mse"] == 0.013 and cfg["lambda_rate"] == 1.0 and cfg["lr_gamma"] == 1.0
     assert (out / "data" / "train").is_dir() and len(list((out / "data" / "test").iterdir())) == 1
     # a second call trains and codes nothing again
-    timing = (out / "lambda-0.0067" / "theirs" / P.TIMING).read_text()
+    timing = (out / "lambda-0.013" / "theirs" / P.TIMING).read_text()
+    coded = (out / "lambda-0.013" / "theirs" / "kodak.json").stat().st_mtime_ns
     assert parity_run.main(argv) == 0
-    assert (out / "lambda-0.0067" / "theirs" / P.TIMING).read_text() == timing
+    assert (out / "lambda-0.013" / "theirs" / P.TIMING).read_text() == timing
+    assert (out / "lambda-0.013" / "theirs" / "kodak.json").stat().st_mtime_ns == coded

@@ -50,7 +50,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--result", default="", help="also write the report JSON here")
     p.add_argument("--plot", default="", help="write the RD plot (PNG) here")
     p.add_argument("--no-train", action="store_true", help="report on the finished runs only")
+    p.add_argument("--eval-at", type=int, default=0, help="code the runs' copies at this step "
+                   "(OUT/snap/STEP) instead of the finished runs")
+    p.add_argument("--eval-jobs", type=int, default=6, help="runs coded on Kodak at a time "
+                   "(one single-threaded process each)")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)  # one run, in its process
+    p.add_argument("--eval-run", default="", help=argparse.SUPPRESS)  # code one run on Kodak
+    p.add_argument("--eval-kind", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--child-lambda", type=float, default=0.0, help=argparse.SUPPRESS)
     return p
 
@@ -124,33 +130,68 @@ def _loads(path: Path, window) -> list[float]:
     return [r["load"][0] for r in rows if window[0] <= r["t"] <= window[1]]
 
 
+def eval_dirs(a, lmbda: float) -> dict[str, Path]:
+    """The runs coded on Kodak: the finished runs, or with ``--eval-at S`` their copies at step
+    S (``OUT/snap/S/lambda-L/NAME``, for a comparison at equal steps when not all finished)."""
+    if not a.eval_at:
+        return run_dirs(a, lmbda)
+    base = Path(a.out) / "snap" / str(a.eval_at)
+    return {n: base / r.parent.name / n for n, r in run_dirs(a, lmbda).items()}
+
+
+def evaluate_all(a) -> None:
+    """Code every finished run on Kodak, ``--eval-jobs`` runs at a time, each in its own
+    single-threaded process (results cached in the run's ``kodak.json``)."""
+    todo = [(r, "theirs" if n == "theirs" else "ours") for lmbda in a.lambdas
+            for n, r in eval_dirs(a, lmbda).items()
+            if (r / P.DONE).is_file() and not (r / "kodak.json").is_file()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    running: list[tuple[Path, subprocess.Popen]] = []
+    while todo or running:
+        while todo and len(running) < max(1, a.eval_jobs):
+            run, kind = todo.pop(0)
+            argv = ["nice", "-n", str(a.nice), sys.executable, "-m", "codec.train.parity_run",
+                    "--eval-run", str(run), "--eval-kind", kind, "--kodak", a.kodak,
+                    "--eval-images", str(a.eval_images)]
+            running.append((run, subprocess.Popen(argv, env=env, cwd=REPO_ROOT)))
+        time.sleep(2)
+        for run, p in list(running):
+            if p.poll() is not None:
+                running.remove((run, p))
+                if p.returncode:
+                    raise RuntimeError(f"coding {run} on Kodak failed (exit {p.returncode})")
+
+
 def summarize(a) -> dict:
     from plic.rd import bd_quality, bd_rate, load_anchor
 
+    evaluate_all(a)
     points: dict[str, list[dict]] = {}
     groups = []
     for lmbda in a.lambdas:
-        dirs = {n: r for n, r in run_dirs(a, lmbda).items() if (r / P.DONE).is_file()}
-        if not dirs:
-            continue
-        spans = {n: P.speed(r)["span"] for n, r in dirs.items()}
-        window = (max(s[0] for s in spans.values()), min(s[1] for s in spans.values()))
-        sp = {n: P.speed(r, window) for n, r in dirs.items()}
-        loads = _loads(Path(a.out) / "load.jsonl", window) + _loads(
-            Path(a.out) / f"lambda-{lmbda:g}" / "load.jsonl", window)
-        g = {"lambda": lmbda, "overlap_s": round(window[1] - window[0], 1),
-             "load_1min_mean": round(statistics.mean(loads), 2) if loads else None,
-             "load_1min_range": [min(loads), max(loads)] if loads else None,
-             "speed_side_by_side": {n: {k: v for k, v in s.items() if k != "span"}
-                                    for n, s in sp.items()},
-             "speed_whole_run": {n: {k: v for k, v in P.speed(r).items() if k != "span"}
-                                 for n, r in dirs.items()}}
-        if "theirs" in sp:
-            g["steps_per_s_ratio"] = {n: sp[n]["steps_per_s"] / sp["theirs"]["steps_per_s"]
-                                      for n in sp if n != "theirs"}
-            g["theirs_lr"] = _their_lrs(dirs["theirs"])
-        groups.append(g)
-        for n, r in dirs.items():
+        timed = {n: r for n, r in run_dirs(a, lmbda).items() if (r / P.TIMING).is_file()
+                 and P.speed(r)["steps_timed"]}
+        if timed:
+            spans = {n: P.speed(r)["span"] for n, r in timed.items()}
+            window = (max(s[0] for s in spans.values()), min(s[1] for s in spans.values()))
+            sp = {n: P.speed(r, window) for n, r in timed.items()}
+            loads = _loads(Path(a.out) / "load.jsonl", window) + _loads(
+                Path(a.out) / f"lambda-{lmbda:g}" / "load.jsonl", window)
+            g = {"lambda": lmbda, "overlap_s": round(window[1] - window[0], 1),
+                 "load_1min_mean": round(statistics.mean(loads), 2) if loads else None,
+                 "load_1min_range": [min(loads), max(loads)] if loads else None,
+                 "speed_side_by_side": {n: {k: v for k, v in s.items() if k != "span"}
+                                        for n, s in sp.items()},
+                 "speed_whole_run": {n: {k: v for k, v in P.speed(r).items() if k != "span"}
+                                     for n, r in timed.items()}}
+            if "theirs" in sp:
+                g["steps_per_s_ratio"] = {n: sp[n]["steps_per_s"] / sp["theirs"]["steps_per_s"]
+                                          for n in sp if n != "theirs"}
+                g["theirs_lr"] = _their_lrs(timed["theirs"])
+            groups.append(g)
+        for n, r in eval_dirs(a, lmbda).items():
+            if not (r / P.DONE).is_file():
+                continue
             ev = P.evaluate(r, "theirs" if n == "theirs" else "ours", a)
             done = json.loads((r / P.DONE).read_text())
             points.setdefault(n, []).append(
@@ -217,12 +258,13 @@ def plot(res: dict, path: Path, a) -> None:
 def markdown(res: dict, a, command: str) -> str:
     lines = ["# Trainer parity with CompressAI (`python -m codec.train_bench --parity`)", "",
              f"`{command}`", "",
-             "| trainer | lambda | steps | Kodak bpp | PSNR dB | encode s | decode s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| trainer | lambda | steps | Kodak bpp | PSNR dB | encode s (CPU s) "
+             "| decode s (CPU s) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, pts in res["points"].items():
         for p in sorted(pts, key=lambda p: p["lambda"]):
             lines.append(f"| {n} | {p['lambda']:g} | {p['steps']} | {p['bpp']:.4f} "
-                         f"| {p['psnr']:.2f} | {p['encode_s']:.3f} | {p['decode_s']:.3f} |")
+                         f"| {p['psnr']:.2f} | {p['encode_s']:.2f} ({p['encode_cpu_s']:.2f}) "
+                         f"| {p['decode_s']:.2f} ({p['decode_cpu_s']:.2f}) |")
     lines += ["", "| lambda | side by side s | load 1 min (mean, range) | "
               + " | ".join(f"{n} steps/s" for n in res["points"]) + " | ratio ours/theirs |",
               "| --- | --- | --- | " + " | ".join("---" for _ in res["points"]) + " | --- |"]
@@ -253,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
               "it)", file=sys.stderr)
         return 2
     out = Path(a.out)
+    if a.eval_run:
+        P.evaluate(Path(a.eval_run), a.eval_kind, a)
+        return 0
     if a.child:
         run = run_dirs(a, a.child_lambda)[a.child]
         if a.child == "theirs":
