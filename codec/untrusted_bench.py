@@ -182,7 +182,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--resume", action="store_true", help="keep the rows of an earlier run")
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
-    args = p.parse_args(argv)
+    args, unknown = p.parse_known_args(argv)
+    if unknown:  # make bench passes the same options to every benchmark
+        print(f"codec.untrusted_bench: ignoring {unknown}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

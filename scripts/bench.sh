@@ -10,7 +10,7 @@ if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('compressai')
   $PY -m pip install --quiet --no-deps "compressai==1.2.8" \
     || echo "bench: compressai not installed; its comparison rows will say why"
 fi
-for mod in codec.bench codec.context.bench codec.decode_bench distortions.bench distortions.cluster_bench perceptual_metric.bench mturk.bench mturk.dashboard.bench codec.train_bench; do
+for mod in codec.bench codec.context.bench codec.decode_bench codec.untrusted_bench distortions.bench distortions.cluster_bench perceptual_metric.bench mturk.bench mturk.dashboard.bench codec.train_bench; do
   file="${mod//.//}.py"
   if [ -f "$file" ]; then
     printf '\n== %s\n' "$mod"
