@@ -123,3 +123,48 @@ def load_training_state(path: str | os.PathLike) -> dict:
     import torch
 
     return torch.load(Path(path), map_location="cpu", weights_only=False)
+
+
+# Provenance names files relative to the repository or a run's parent folder, never by the
+# absolute path of the machine that made them (docs/CONTRACTS.md).
+_MACHINE_PREFIXES = ("/home/", "/root/", "/tmp/", "/work/", "/Users/", "/var/folders/",
+                     "/private/", "~/")
+
+
+def machine_paths(obj: Any, where: str = "provenance") -> list[str]:
+    """``where=value`` for every string of ``obj`` (dicts and lists walked) that is an absolute
+    path or holds one of a machine's folders (home, temp, the work tree): empty when clean."""
+    import tempfile
+
+    prefixes = {*_MACHINE_PREFIXES, str(Path.home()) + "/", tempfile.gettempdir() + "/",
+                str(REPO_ROOT) + "/"}
+    found = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            found += machine_paths(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            found += machine_paths(v, f"{where}[{i}]")
+    elif isinstance(obj, str):
+        absolute = obj.startswith(("/", "~")) or (len(obj) > 2 and obj[1:3] in (":\\", ":/"))
+        if absolute or any(p in obj for p in prefixes):
+            found.append(f"{where}={obj}")
+    return found
+
+
+def relative_paths(obj: Any, bases: list[str | os.PathLike]) -> Any:
+    """A copy of ``obj`` (dicts and lists walked) whose strings name every file under one of
+    ``bases`` relative to it: ``BASE/x`` becomes ``x`` and ``BASE`` itself ``.``, inside longer
+    strings too (a command line); the longest base wins."""
+    roots = sorted({str(Path(b)).rstrip("/") for b in bases if str(b)}, key=len, reverse=True)
+    if isinstance(obj, Mapping):
+        return {k: relative_paths(v, roots) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(relative_paths(v, roots) for v in obj)
+    if not isinstance(obj, str):
+        return obj
+    for root in roots:
+        if obj == root:
+            return "."
+        obj = obj.replace(root + "/", "")
+    return obj

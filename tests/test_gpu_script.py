@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from codec.train.probe import doubling, largest_fitting
-from plic.checkpoint import load_checkpoint
+from plic.checkpoint import load_checkpoint, machine_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_train.sh"
@@ -51,6 +51,7 @@ def test_dry_run_writes_the_gpu_outputs(tmp_path):
     assert prov["track"] == "0.075" and prov["train_config"]["loss"] == "full"
     assert prov["train_config"]["lpips"] == "alex" and prov["steps"] >= 1
     assert "codec.train" in prov["command"] and "--lambda-switching" in prov["command"]
+    assert machine_paths(prov) == []  # its scratch folder and --out named relatively
     summary = json.loads((out / "summary.json").read_text())
     assert summary["device"] == "cpu" and summary["batch"] == 2
     assert summary["steps"] == prov["steps"] and summary["steps_per_s"] > 0

@@ -94,7 +94,7 @@ def test_ship_adds_the_reproducing_command_and_keeps_the_weights(tmp_path):
     from codec.train import ship
     from codec.train.config import TrainConfig
     from codec.train.loop import train
-    from plic.checkpoint import load_checkpoint
+    from plic.checkpoint import load_checkpoint, machine_paths
 
     run = tmp_path / "run"
     cfg = TrainConfig(model="bmshj2018-hyperprior", preset="tiny", steps=3, batch_size=1,
@@ -113,6 +113,9 @@ def test_ship_adds_the_reproducing_command_and_keeps_the_weights(tmp_path):
     assert "--out" not in cmd and "--resume" not in cmd
     assert b["provenance"]["steps"] == 3 and b["provenance"]["train_seconds"] > 0
     assert b["provenance"]["git_commit"] == a["provenance"]["git_commit"]
+    # tmp_path is a machine's folder: the shipped provenance names the run relative to its parent
+    assert machine_paths(b["provenance"]) == [] and machine_paths(a["provenance"])
+    assert b["provenance"]["run_dir"] == "run" and b["provenance"]["train_config"]["out"] == "run"
     assert res["size_mb"] < 5
     # the command reproduces the configuration it came from
     from codec.train.cli import build_parser

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = a.out or a.evals[0] / "gap"
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, a.reference, [str(d) for d in a.evals])
+    # the sources relative to the write-up, never a machine's absolute folders
+    text = markdown(rows, a.reference, [os.path.relpath(d, out) for d in a.evals])
     atomic_write_text(out / "gap.md", text)
     atomic_write_text(out / "gap.json", json.dumps(rows, indent=1) + "\n")
     plot(rows, a.reference, out / "gap.png")

@@ -7,7 +7,9 @@ contract with these provenance fields added: ``command`` (the ``python -m codec.
 reproduces the run: every option that differs from its default), ``steps`` (steps done),
 ``train_seconds`` (wall time of training and validation, from the checkpoint or else from the
 run's log), ``run_dir`` and ``shipped_from``. The training git commit and the rest of the original
-provenance are kept. ``--max-mb`` refuses files larger than a limit (git-friendly checkpoints).
+provenance are kept, their paths relative to the repository, the run's parent folder or the
+shipped file's folder (``plic.checkpoint.relative_paths``). ``--max-mb`` refuses files larger
+than a limit (git-friendly checkpoints).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plic.checkpoint import CheckpointError, load_checkpoint, relative_paths, save_checkpoint
+from plic.paths import REPO_ROOT
 
 from .config import TrainConfig
 from .rundir import read_metrics
@@ -96,6 +99,10 @@ def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
     prov["shipped_from"] = src.name
     if note:
         prov["note"] = note
+    # no machine's folders in a shipped file: paths relative to the repo, the run's parent or
+    # the shipped file's folder
+    bases = [REPO_ROOT, Path(run).resolve().parent, Path(dest).resolve().parent]
+    prov = relative_paths(prov, bases)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, "codec", ckpt["model"], ckpt["config"], ckpt["state_dict"], prov)
     size = dest.stat().st_size / 2 ** 20
