@@ -266,17 +266,27 @@ def bt_batch(wins: np.ndarray, prior: float = 0.5, iters: int = 10_000,
     return np.where(present, logp, np.nan)
 
 
-def ranking(db, kept_workers, n_boot: int = 200, seed: int = 0,
-            unverified: bool = False) -> pd.DataFrame:
+def ranking(votes: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """Per target_bpp, codecs by Bradley-Terry strength with a bootstrap 95% Elo interval:
-    ``mturk.analysis.aggregate.ranking``'s columns (module docstring: the interval's draws)."""
+    ``mturk.analysis.aggregate.ranking``'s columns (module docstring: the interval's draws),
+    from the kept judgments' per-trial votes (``StudyDB.dash_trial_votes``)."""
     cols = ["target_bpp", "rank", "codec", "bt_log_strength", "elo", "elo_lo", "elo_hi",
             "wins", "comparisons", "mean_bpp"]
-    out = _numbers(pd.DataFrame(db.dash_codec_outcomes(kept_workers, unverified),
-                                columns=["target_bpp", "winner", "loser", "n"]), ["n"])
-    bpp = _numbers(pd.DataFrame(db.dash_codec_bpp(kept_workers, unverified),
-                                columns=["target_bpp", "codec", "bpp_sum", "n"]),
-                   ["bpp_sum", "n"])
+    t = votes[votes.a_codec != votes.b_codec]
+    out = pd.concat([
+        pd.DataFrame({"target_bpp": t.target_bpp, "winner": t.b_codec, "loser": t.a_codec,
+                      "n": t.nb}),
+        pd.DataFrame({"target_bpp": t.target_bpp, "winner": t.a_codec, "loser": t.b_codec,
+                      "n": t.n - t.nb})])
+    out = out[out.n > 0].groupby(["target_bpp", "winner", "loser"], sort=True).n.sum() \
+        .reset_index()
+    sides = []
+    for side in ("a", "b"):                    # each judgment shows both sides' bpp
+        bpp = pd.to_numeric(t[f"{side}_bpp"], errors="coerce")
+        sides.append(pd.DataFrame({"target_bpp": t.target_bpp, "codec": t[f"{side}_codec"],
+                                   "bpp_sum": bpp * t.n, "n": t.n})[bpp.notna()])
+    bpp = pd.concat(sides).groupby(["target_bpp", "codec"], sort=True)[["bpp_sum", "n"]].sum() \
+        .reset_index()
     rng = np.random.default_rng(seed)
     rows = []
     for target, g in out.groupby("target_bpp", sort=True):
@@ -324,8 +334,8 @@ def results(db, rule: QualityRule | None = None, unverified: bool = False,
     w = wtable if wtable is not None else workers(db, rule, unverified)
     kept = sorted(w.loc[w.kept, "worker_id"]) if len(w) else []
     votes = _numbers(pd.DataFrame(db.dash_trial_votes(kept, unverified),
-                                  columns=["trial_id", "a_codec", "b_codec", "target_bpp", "nb",
-                                           "n", "nb_odd", "n_odd"]),
+                                  columns=["trial_id", "a_codec", "b_codec", "target_bpp",
+                                           "a_bpp", "b_bpp", "nb", "n", "nb_odd", "n_odd"]),
                      ["nb", "n", "nb_odd", "n_odd"])
     agree = agreement_of(votes.nb.to_numpy(), votes.n.to_numpy())
     pair_rows = []
@@ -343,6 +353,6 @@ def results(db, rule: QualityRule | None = None, unverified: bool = False,
                    pairs=pd.DataFrame(pair_rows, columns=[
                        "pair", "trials", "judgments", "agreement_trials", "pairwise_agreement",
                        "fleiss_kappa"]),
-                   ranking=ranking(db, kept, unverified=unverified),
+                   ranking=ranking(votes),
                    kept_workers=len(kept), kept_judgments=kept_j, labels=int(len(votes)),
                    simulated=db.dash_simulated(unverified))

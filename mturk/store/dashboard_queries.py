@@ -177,41 +177,19 @@ class DashboardQueries:
     # -- results ------------------------------------------------------------------------------
     def dash_trial_votes(self, workers: Sequence[str], unverified: bool = False) -> list[dict]:
         """Per test trial that makes labels (not a repeat), over the counted judgments of
-        ``workers``: trial_id, a_codec, b_codec, target_bpp, nb (chose B), n, and the same of
-        the odd judgments (1st, 3rd, ... by judgment id; ``nb_odd``, ``n_odd``): two halves."""
+        ``workers``: trial_id, a_codec, b_codec, target_bpp, a_bpp, b_bpp, nb (chose B), n, and
+        the same of the odd judgments (1st, 3rd, ... by judgment id; ``nb_odd``, ``n_odd``):
+        two halves. The ranking's win counts and mean bpp come from these rows too."""
         cond, args = _in("a.worker_id", workers)
         return self._rows(
-            "WITH k AS (SELECT j.trial_id, t.a_codec, t.b_codec, t.target_bpp, "
+            "WITH k AS (SELECT j.trial_id, t.a_codec, t.b_codec, t.target_bpp, t.a_bpp, t.b_bpp, "
             "CASE WHEN j.choice = 'b' THEN 1 ELSE 0 END AS isb, ROW_NUMBER() OVER "
             "(PARTITION BY j.trial_id ORDER BY j.judgment_id) % 2 AS odd "
             f"{_COUNTED_J} WHERE t.kind = 'test' AND t.repeat_of = '' AND {cond} AND "
-            f"{_counted(unverified)}) SELECT trial_id, a_codec, b_codec, target_bpp, "
-            "SUM(isb) AS nb, COUNT(*) AS n, SUM(isb * odd) AS nb_odd, SUM(odd) AS n_odd "
-            "FROM k GROUP BY trial_id, a_codec, b_codec, target_bpp ORDER BY trial_id", args)
-
-    def dash_codec_outcomes(self, workers: Sequence[str], unverified: bool = False) -> list[dict]:
-        """Per (target_bpp, winner, loser) codec: judgments won, over the counted label
-        judgments of ``workers`` between two different codecs."""
-        cond, args = _in("a.worker_id", workers)
-        return self._rows(
-            "SELECT t.target_bpp, CASE WHEN j.choice = 'b' THEN t.b_codec ELSE t.a_codec END "
-            "AS winner, CASE WHEN j.choice = 'b' THEN t.a_codec ELSE t.b_codec END AS loser, "
-            f"COUNT(*) AS n {_COUNTED_J} WHERE t.kind = 'test' AND t.repeat_of = '' AND "
-            f"t.a_codec <> t.b_codec AND {cond} AND {_counted(unverified)} "
-            "GROUP BY t.target_bpp, winner, loser ORDER BY t.target_bpp, winner, loser", args)
-
-    def dash_codec_bpp(self, workers: Sequence[str], unverified: bool = False) -> list[dict]:
-        """Per (target_bpp, codec): the sum and count of the shown bpp over the same judgments
-        as ``dash_codec_outcomes`` (each judgment counts its two sides)."""
-        cond, args = _in("a.worker_id", workers)
-        side = ("SELECT t.target_bpp, t.{s}_codec AS codec, CAST(t.{s}_bpp AS REAL) AS bpp "
-                f"{_COUNTED_J} WHERE t.kind = 'test' AND t.repeat_of = '' AND "
-                f"t.a_codec <> t.b_codec AND {cond} AND {_counted(unverified)} "
-                "AND t.{s}_bpp IS NOT NULL AND t.{s}_bpp <> ''")
-        return self._rows(
-            f"SELECT target_bpp, codec, SUM(bpp) AS bpp_sum, COUNT(*) AS n FROM "
-            f"({side.format(s='a')} UNION ALL {side.format(s='b')}) x "
-            "GROUP BY target_bpp, codec ORDER BY target_bpp, codec", args + args)
+            f"{_counted(unverified)}) SELECT trial_id, a_codec, b_codec, target_bpp, a_bpp, "
+            "b_bpp, SUM(isb) AS nb, COUNT(*) AS n, SUM(isb * odd) AS nb_odd, SUM(odd) AS n_odd "
+            "FROM k GROUP BY trial_id, a_codec, b_codec, target_bpp, a_bpp, b_bpp "
+            "ORDER BY trial_id", args)
 
     def dash_simulated(self, unverified: bool = False) -> bool:
         """Whether any counted judgment or rating came from a simulated server."""
