@@ -20,8 +20,10 @@ at a time, while submissions to different HITs run side by side.
 
 Failures of the server (restarting, a dropped connection, no connection within the pool's
 timeout) raise ``StoreUnavailableError``: nothing was written, and the study server answers 503
-with ``Retry-After``. The pool checks a connection before lending it, so a restarted server is
-picked up without restarting the study server.
+with ``Retry-After``. The pool checks a connection before lending it (one round trip) and a
+connection that failed goes back to the pool, which drops it, so a restarted server is picked up
+without restarting the study server. A thread borrows one connection for all its statements until
+``close()`` (the study server calls it after each request): one checkout per request.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ class _Tx:
     def execute(self, sql: str, args: Iterable = ()):
         return self._conn.execute(translate(sql), tuple(args))
 
+    def executemany(self, sql: str, rows) -> None:
+        # one round trip for all rows (psycopg's pipeline mode)
+        self._conn.cursor().executemany(translate(sql), [tuple(r) for r in rows])
+
 
 class PgStudyDB(StudyDB):
     """``StudyDB`` on a PostgreSQL server (made by ``StudyDB(url)``; see the module docstring)."""
@@ -150,20 +156,38 @@ class PgStudyDB(StudyDB):
 
     @contextmanager
     def _connection(self):
+        """This thread's connection, borrowed from the pool on first use and kept until
+        ``close()`` (the study server calls it after each request): one checkout per request,
+        not per statement."""
         psycopg = self._psycopg
+        held = getattr(self._local, "conn", None)
         try:
-            with self._pool().connection() as conn:
-                yield conn
+            if held is None or held[1] != os.getpid():
+                pool = self._pool()
+                held = self._local.conn = (pool.getconn(), os.getpid(), pool)
+            yield held[0]
         except (psycopg.OperationalError, psycopg.InterfaceError,
                 self._pool_mod.PoolTimeout, self._pool_mod.PoolClosed) as e:
+            self._release()          # a broken connection: the pool drops it, the next is new
             raise StoreUnavailableError(f"the study database is unavailable: "
                                         f"{str(e).strip().splitlines()[0] if str(e) else e!r}") \
                 from e
 
+    def _release(self) -> None:
+        held = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if held is not None and held[1] == os.getpid():
+            try:
+                held[2].putconn(held[0])
+            except Exception:  # noqa: BLE001 - a pool closed meanwhile: drop the connection
+                held[0].close()
+
     def close(self) -> None:
-        """Nothing to release per thread: each call returns its connection to the pool."""
+        """Give this thread's connection back to the pool."""
+        self._release()
 
     def dispose(self) -> None:
+        self._release()
         if self._pool_obj is not None and self._pool_pid == os.getpid():
             self._pool_obj.close()
         self._pool_obj = None

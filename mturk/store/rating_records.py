@@ -68,12 +68,11 @@ class RatingRecords:
             self._ensure_worker(c, worker_id)
             common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
                                      accepted_at=accepted_at, simulated=simulated, sha=sha)
-            for a in answers:
-                rt = a.get("rt_ms")
-                c.execute("INSERT INTO ratings (assignment_id, trial_id, design, score, rt_ms, "
+            c.executemany("INSERT INTO ratings (assignment_id, trial_id, design, score, rt_ms, "
                           "created_at) VALUES (?,?,?,?,?,?)",
-                          (assignment_id, a["trial_id"], design, int(a["score"]),
-                           None if rt is None else int(rt), now))
+                          [(assignment_id, a["trial_id"], design, int(a["score"]),
+                            None if a.get("rt_ms") is None else int(a["rt_ms"]), now)
+                           for a in answers])
         return SubmitResult("created", assignment_id, len(answers))
 
     def ratings(self, assignment_id: str | None = None) -> list[dict]:

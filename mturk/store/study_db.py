@@ -436,12 +436,11 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
             self._ensure_worker(c, worker_id)
             common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
                                      accepted_at=accepted_at, simulated=simulated, sha=sha)
-            for a in answers:
-                rt = a.get("rt_ms")
-                c.execute("INSERT INTO judgments (assignment_id, trial_id, choice, shown_left, "
+            c.executemany("INSERT INTO judgments (assignment_id, trial_id, choice, shown_left, "
                           "rt_ms, created_at) VALUES (?,?,?,?,?,?)",
-                          (assignment_id, a["trial_id"], a["choice"], a["shown_left"],
-                           None if rt is None else int(rt), now))
+                          [(assignment_id, a["trial_id"], a["choice"], a["shown_left"],
+                            None if a.get("rt_ms") is None else int(a["rt_ms"]), now)
+                           for a in answers])
         return SubmitResult("created", assignment_id, len(answers))
 
     def upsert_assignment(self, assignment_id: str, hit_id: str, worker_id: str, status: str, *,

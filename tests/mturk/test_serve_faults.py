@@ -57,7 +57,8 @@ def test_postgres_down_is_503_then_the_same_submission_lands(trials_csv, pg_clus
     assert r.status_code == 200 and r.get_json()["status"] == "created"
     # a dropped connection: the pool replaces it, the next request is answered
     assert pg_cluster.terminate_connections(url.split("/")[3].split("?")[0]) >= 1
-    assert c.post("/api/submit", json=body).get_json()["status"] == "duplicate"
+    r = c.post("/api/submit", json=body)
+    assert r.status_code == 200 and r.get_json()["status"] == "duplicate"
     assert db.audit()["per_assignment"] == {claim["assignment_id"]: len(body["answers"])}
     db.dispose()
 
