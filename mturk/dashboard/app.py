@@ -10,6 +10,7 @@ Content-Security-Policy (scripts and styles only from the app itself).
 
 from __future__ import annotations
 
+import gc
 import hmac
 import math
 import secrets
@@ -107,6 +108,10 @@ class Figures:
             stamp = self.db.dash_change_stamp()
             if self._snap is None or self._snap["stamp"] != stamp or not self.cfg.cache:
                 self._snap = self._compute(stamp)
+                # the snapshot's many objects live until the next change: keep the garbage
+                # collector's full passes, which would walk them during a page, off them
+                gc.collect()
+                gc.freeze()
             return self._snap
 
     def snapshot(self) -> dict:

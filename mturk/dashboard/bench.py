@@ -1,8 +1,8 @@
 """Page times of the requester's dashboard on a big study: ``python -m mturk.dashboard.bench``.
 
 Makes (once; kept in ``--study``, default ``runs/bench/dashboard_study``) a SIMULATED 2AFC study
-of ``--workers`` workers x ``--assignments`` assignments x 10 trials (``mturk.dashboard.
-study_maker``: 1,000 x 10 x 10 = 100,000 judgments by default), then renders every page through
+of ``--workers`` workers x ``--assignments`` assignments of about 10 trials (``mturk.dashboard.
+study_maker``: 1,000 x 11, over 100,000 judgments by default), then renders every page through
 the app (Flask's test client: the whole request, SQL to HTML, no network) ``--repeats`` times,
 as the command serves them: from the latest snapshot of the figures, which a background thread
 recomputes when the database changes (``mturk.dashboard.app.Figures``); that recomputation is
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mturk.dashboard.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=1000, help="simulated workers (%(default)s)")
-    p.add_argument("--assignments", type=int, default=10,
+    p.add_argument("--assignments", type=int, default=11,
                    help="assignments of 10 trials per worker (%(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="renders per page (%(default)s)")
     p.add_argument("--study", default=str(runs_dir() / "bench" / "dashboard_study"),
