@@ -205,6 +205,19 @@ def test_approve_and_block_through_the_market_with_audit_rows(browser, dashboard
     assert db.is_blocked(wid)
     qid = db.get_qualification_type("plic-soft-block-v1", "local")
     assert market.worker_qualification(qid, wid) == 1
+    # the market refuses (an approved assignment cannot be rejected): shown as failed, and
+    # nothing recorded as done
+    page.goto(f"{dashboard}/confirm/reject/{asg['assignment_id']}")
+    page.fill("input[name=reason]", "changed my mind")
+    page.click("#do")
+    page.wait_for_selector("#flash")
+    assert "failed" in page.locator("#flash").inner_text()
+    row = page.locator(f'table.audit tr[data-action="reject"][data-target="'
+                       f'{asg["assignment_id"]}"]')
+    assert row.locator("td.outcome").inner_text() == "failed"
+    assert "MarketError" in row.inner_text()
+    assert db.get_assignment(asg["assignment_id"])["status"] == "approved"
+    assert market.s["assignments"][asg["assignment_id"]]["status"] == "Approved"
     audit = {(a["action"], a["target"]): a for a in db.audit_actions()}
     assert audit["approve", asg["assignment_id"]]["outcome"] == "done"
     assert audit["block", wid]["actor"] == "ann"

@@ -4,6 +4,7 @@ database, the audited actions through the in-memory market, the refusals of the 
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -266,3 +267,22 @@ def test_the_same_figures_on_postgresql(study):
             assert dst.audit_actions()[0]["action_id"] == "pg-1" and dst.is_blocked("W00002")
         finally:
             dst.dispose()
+
+
+def test_the_command_refreshes_figures_in_the_background(tmp_path):
+    db_path, _ = make_study(tmp_path, workers=5, assignments_per_worker=1)
+    app = create_dashboard(DashboardConfig(db=str(db_path), secret=SECRET, poll_s=0.2),
+                           InMemoryMarket(), background=True)
+    figs = app.extensions["plic_dashboard"]["figures"]
+    first = figs.snapshot()
+    assert figs.snapshot() is first                      # pages reuse the snapshot
+    db = StudyDB(db_path)
+    db.block_worker("W00001", "test")
+    for _ in range(100):
+        if figs.snapshot() is not first:
+            break
+        time.sleep(0.05)
+    snap = figs.snapshot()
+    assert snap is not first and snap["stamp"] == db.dash_change_stamp()
+    w = snap["workers"].set_index("worker_id")
+    assert w.loc["W00001", "blocked"] == 1 and w.loc["W00001", "reason"] == "blocked"
