@@ -11,6 +11,10 @@ database write after the payment was lost.
 
 Blocks are soft blocks, as ``mturk.market.collect`` makes them: the block qualification that
 ``mturk.publish`` requires not to exist, granted (block) or taken away (unblock).
+
+A lab study's assignments (HITs with question ``local``, made by ``mturk.serve --local``) exist
+on no marketplace: approving or rejecting one is recorded in the database only (the audit says
+so), and a bonus is refused (there is no one to pay it through).
 """
 
 from __future__ import annotations
@@ -55,10 +59,18 @@ def check(db, action: str, target: str, fields: dict) -> str:
         asg = db.get_assignment(target)
         if asg is None:
             raise ActionError(f"unknown assignment {target!r}")
+        if action == "bonus" and _lab(db, asg):
+            raise ActionError("a lab study's assignment is on no marketplace: no bonus to pay "
+                              "through one")
         return asg["worker_id"]
     if db.get_worker(target) is None:
         raise ActionError(f"unknown worker {target!r}")
     return target
+
+
+def _lab(db, asg: dict) -> bool:
+    hit = db.get_hit(asg["hit_id"])
+    return bool(hit and hit["question"] == "local")
 
 
 def describe(action: str, fields: dict) -> str:
@@ -88,9 +100,12 @@ def _do(db, market: Market, mode: str, action: str, target: str, worker: str, fi
     """Call the market, then record the effect; the market's answer in words."""
     reason = str(fields.get("reason", "")).strip()
     if action in ("approve", "reject"):
-        now = db.get_assignment(target)["status"]
-        if now == action + "d":                  # idempotent: the state asked for is there
-            return f"already {now}: the market was not called"
+        asg = db.get_assignment(target)
+        if asg["status"] == action + "d":        # idempotent: the state asked for is there
+            return f"already {asg['status']}: the market was not called"
+        if _lab(db, asg):
+            db.set_assignment_status(target, action + "d", feedback=reason or None)
+            return "lab study (no marketplace): recorded in the database only"
     if action == "approve":
         market.approve_assignment(target, reason)
         db.set_assignment_status(target, "approved", feedback=reason or None)

@@ -286,3 +286,21 @@ def test_the_command_refreshes_figures_in_the_background(tmp_path):
     assert snap is not first and snap["stamp"] == db.dash_change_stamp()
     w = snap["workers"].set_index("worker_id")
     assert w.loc["W00001", "blocked"] == 1 and w.loc["W00001", "reason"] == "blocked"
+
+
+def test_a_lab_study_is_reviewed_in_the_database_only(tmp_path):
+    db_path, _ = make_study(tmp_path, workers=2, assignments_per_worker=1)
+    db = StudyDB(db_path)
+    claim = db.claim_local_assignment("P0001")            # as a participant link does
+    aid, hit = claim["assignment_id"], claim["hit_id"]
+    assert db.get_hit(hit)["question"] == "local"
+    db.record_submission(aid, hit, "P0001", [
+        dict(trial_id=t["trial_id"], choice="a", shown_left=t["left"], rt_ms=2000)
+        for t in db.batch_trials(db.get_hit(hit)["batch_id"])])
+    market = InMemoryMarket()
+    row = perform(db, market, "local", "approve", aid, {}, "ann", "lab-1")
+    assert row["outcome"] == "done" and "database only" in row["market_answer"]
+    assert db.get_assignment(aid)["status"] == "approved"
+    with pytest.raises(ActionError, match="no marketplace"):
+        perform(db, market, "local", "bonus", aid, {"amount": "0.10", "reason": "x"}, "ann",
+                "lab-2")
