@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from plic.image_io import to_tensor
 from plic.paths import runs_dir
 from plic.quality import bpp
 
@@ -66,7 +67,7 @@ def bench_compressai(image: np.ndarray, repeat: int, factory) -> dict:
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval()
     net.update(force=True)
     h, w = image.shape[:2]
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = to_tensor(image)
     hp, wp = -(-h // 64) * 64, -(-w // 64) * 64
     x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
     with torch.no_grad():

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from plic.image_io import center_crop
+from plic.image_io import center_crop, to_tensor
 from plic.paths import runs_dir
 
 from . import api, models
@@ -236,7 +236,7 @@ def bench_mbt2018(image: np.ndarray) -> dict | None:
     net = mbt2018(quality=3, pretrained=False).eval()
     net.update(force=True)
     hh, ww = image.shape[:2]
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = to_tensor(image)
     x = torch.nn.functional.pad(x, (0, -ww % 64, 0, -hh % 64), mode="replicate")
     with torch.no_grad():
         enc = net.compress(x)

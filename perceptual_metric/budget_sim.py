@@ -28,9 +28,10 @@ import torch
 
 from mturk.active.acquire import RoundConfig, pick
 from mturk.sim.twoafc_crowd import careful_p_right, choose
+from plic.schedule import lr_at
 
 from .fit import FitConfig, lin_batches
-from .fit_steps import label_weights, lr_at, rank_loss, total_steps, view_distances, warm_up_head
+from .fit_steps import label_weights, rank_loss, total_steps, view_distances, warm_up_head
 from .lpips_model import LPIPS, RankHead
 from .scoring import ceiling, two_afc
 
@@ -126,7 +127,7 @@ class LinMetric:
         for step in range(total):
             t, p, w = next(batches)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
+                g["lr"] = lr_at(step, total, cfg.lr, decay_fraction=cfg.decay_fraction)
             loss = rank_loss(self.head, *view_distances(self.model, t), p,
                              label_weights(w, cfg.weight_cap))
             opt.zero_grad(set_to_none=True)

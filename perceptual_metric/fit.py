@@ -37,6 +37,7 @@ from plic.checkpoint import (
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
+from plic.schedule import lr_at
 
 from .fit_steps import (
     DEFAULT_EPOCHS,
@@ -47,7 +48,6 @@ from .fit_steps import (
     _comparable,
     _done_before,
     label_weights,
-    lr_at,
     make_views,
     psnr_distances,
     rank_loss,
@@ -273,7 +273,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
         else:
             (d_a, d_b), p, w = model.pair_distances(*batch[:3]), batch[3], batch[4]
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
+            g["lr"] = lr_at(step, total, cfg.lr, decay_fraction=cfg.decay_fraction)
         loss = rank_loss(head, d_a, d_b, p, label_weights(w, cfg.weight_cap))
         opt.zero_grad(set_to_none=True)
         loss.backward()

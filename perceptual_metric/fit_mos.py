@@ -42,6 +42,7 @@ from mturk.analysis.sureal import Z95
 from mturk.schema import LABELS_COLUMNS, MOS_COLUMNS, MOS_ID
 from plic.checkpoint import save_checkpoint
 from plic.fsio import atomic_write_text
+from plic.schedule import lr_at
 from plic.tables import read_table, resolve_path
 
 from .labels import LabelsError, Trial, TripletDataset, group_split, labels_sha256
@@ -139,7 +140,6 @@ def fit_on_mos(cfg, log=print) -> dict:
     """``perceptual_metric.fit`` on a ``mos.csv`` (``cfg``: its ``FitConfig``)."""
     from .fit_steps import (
         _done_before,
-        lr_at,
         make_views,
         psnr_distances,
         total_steps,
@@ -186,7 +186,7 @@ def fit_on_mos(cfg, log=print) -> dict:
         d_i = model.combine(terms[pi[b], vi]).sum(1)
         d_j = model.combine(terms[pj[b], vj]).sum(1)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, cfg.lr, cfg.decay_fraction)
+            g["lr"] = lr_at(step, total, cfg.lr, decay_fraction=cfg.decay_fraction)
         loss = F.binary_cross_entropy_with_logits(log_k.exp() * (d_i - d_j), pt[b])
         opt.zero_grad(set_to_none=True)
         loss.backward()

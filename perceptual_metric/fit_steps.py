@@ -28,13 +28,6 @@ LIN_EPOCHS = 100
 DEFAULT_EPOCHS = 5
 
 
-def lr_at(step: int, total: int, base: float, decay_fraction: float) -> float:
-    """Constant ``base``, then linear decay to 0 over the last ``decay_fraction`` of steps."""
-    decay_steps = max(1, int(round(total * decay_fraction)))
-    start = total - decay_steps
-    return base if step < start else base * max(0.0, (total - step) / decay_steps)
-
-
 def total_steps(cfg, n_train: int) -> int:
     per_epoch = math.ceil(n_train / cfg.batch_size)
     if cfg.steps is not None:

@@ -18,7 +18,7 @@ import torch
 
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
 from plic.fsio import sha256_file
-from plic.image_io import read_image
+from plic.image_io import read_image, to_tensor
 from plic.tables import read_table, resolve_path
 
 
@@ -189,8 +189,7 @@ class TripletDataset(torch.utils.data.Dataset):
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Float 3 x h x w tensors in [0,1] of the triplet's crop ``box``, flipped as asked."""
         y, x, ph, pw = box
-        out = [torch.from_numpy(np.ascontiguousarray(im[y:y + ph, x:x + pw])).permute(2, 0, 1)
-               .float().div_(255) for im in self.images(i)]
+        out = [to_tensor(im[y:y + ph, x:x + pw], batch=False) for im in self.images(i)]
         if fh:
             out = [o.flip(2) for o in out]
         if fv:

@@ -12,7 +12,6 @@ oracle's seed and temperature; ``oracle.pt`` holds the hidden metric (checkpoint
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
@@ -22,10 +21,11 @@ import torch
 from PIL import Image, ImageFilter
 
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
+from mturk.sim.twoafc_crowd import careful_p_right
 from plic.checkpoint import save_checkpoint
 from plic.datasets import add_data_args, records_from_args
 from plic.fsio import atomic_write_text
-from plic.image_io import read_image, write_png
+from plic.image_io import jpeg_round_trip, read_image, write_png
 from plic.paths import runs_dir
 from plic.tables import rel_path, write_table
 
@@ -40,9 +40,7 @@ def distort(img: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.
     pil = Image.fromarray(img)
     if family == "jpeg":
         q = int(rng.integers(5, 60))
-        buf = io.BytesIO()
-        pil.save(buf, format="JPEG", quality=q)
-        return np.asarray(Image.open(buf).convert("RGB")), f"q{q}"
+        return jpeg_round_trip(img, q)[0], f"q{q}"
     if family == "blur":
         s = float(rng.uniform(0.5, 2.5))
         return np.asarray(pil.filter(ImageFilter.GaussianBlur(s))), f"s{s:.2f}"
@@ -118,7 +116,8 @@ def simulate(out: Path, images: list[np.ndarray], trials: int = 400, patch_size:
     d_a, d_b = torch.cat([x[0] for x in d]), torch.cat([x[1] for x in d])
     diff = (d_a - d_b).numpy().astype(np.float64)
     scale = temperature * float(np.std(diff)) + 1e-12
-    p_true = 1 / (1 + np.exp(-diff / scale))
+    # the simulated observer's one formula (mturk.sim): B is "right", closeness = -distance
+    p_true = np.array([careful_p_right(0.0, float(x), scale, 0.0) for x in diff])
     ns = rng.integers(judges[0], judges[1] + 1, size=trials)
     ks = rng.binomial(ns, p_true)
     labels = out / "labels.csv"

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mturk.schema import TRIALS_COLUMNS, TRIALS_ID
 from plic.fsio import atomic_savez, sha256_file
-from plic.image_io import read_image
+from plic.image_io import read_image, to_tensor
 from plic.tables import read_table, resolve_path
 
 from .lpips_model import LPIPS, unit_terms
@@ -37,7 +37,7 @@ def test_pairs(trials_csv: str | Path):
 
 
 def _tensor(path: Path) -> torch.Tensor:
-    return torch.from_numpy(read_image(path)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    return to_tensor(read_image(path))
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsio import sha256_file
+from .image_io import ImageReadError, image_size
 from .paths import DATA_ROOT_ENV, MANIFEST_DIR, REPO_ROOT
 
 MANIFEST_COLUMNS = ["id", "path", "sha256", "width", "height", "split", "license", "source_url"]
@@ -90,8 +91,6 @@ def read_manifest(manifest: str | os.PathLike, data_root=None) -> list[ImageReco
 
 def scan_folder(folder: str | os.PathLike) -> list[ImageRecord]:
     """A folder of images as records (ids from file stems; hashes and sizes computed)."""
-    from PIL import Image
-
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -103,9 +102,8 @@ def scan_folder(folder: str | os.PathLike) -> list[ImageRecord]:
             raise DataError(f"{folder}: two images share the id {rid!r}: {seen[rid]} and {p}")
         seen[rid] = p
         try:
-            with Image.open(p) as im:
-                w, h = im.size
-        except OSError as e:
+            w, h = image_size(p)
+        except (OSError, ImageReadError) as e:
             raise DataError(f"{p}: not a readable image ({e}); replace or remove the file") from e
         records.append(ImageRecord(rid, p, sha256_file(p), w, h))
     return records

@@ -153,3 +153,38 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"crop {size} larger than image {w}x{h}")
     y, x = (h - size) // 2, (w - size) // 2
     return image[y : y + size, x : x + size]
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header, no pixel decoded; ``ImageReadError``
+    (one line, naming the file) when Pillow cannot read it."""
+    try:
+        with _size_checked(None), Image.open(path) as img:
+            return img.size
+    except Exception as e:  # Pillow raises many types on malformed files
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise ImageReadError(f"{path}: cannot read as an image ({msg})") from e
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int,
+                    subsampling: int | None = None) -> tuple[np.ndarray, bytes]:
+    """(decoded uint8 RGB, the JPEG file) of ``image`` coded by Pillow at ``quality``;
+    ``subsampling`` as Pillow's (None: its default, 4:2:0; 0: 4:4:4)."""
+    check_rgb_uint8(image)
+    buf = io.BytesIO()
+    opts = {} if subsampling is None else {"subsampling": subsampling}
+    Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=int(quality), **opts)
+    data = buf.getvalue()
+    return decode_image_bytes(data), data
+
+
+def to_tensor(image: np.ndarray, unit: bool = True, batch: bool = True):
+    """uint8 RGB (H, W, 3) -> float32 torch tensor (1, 3, H, W) (``batch``, else (3, H, W)), on
+    [0, 1] (``unit``) or [0, 255]. The one conversion at the codec boundary; k / 255 * 255 == k
+    in float32 for every byte, so either range gives the same values after scaling."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    if unit:
+        x = x / 255.0
+    return x[None] if batch else x

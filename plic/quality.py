@@ -107,6 +107,21 @@ def ms_ssim_torch(x, y, data_range: float = 255.0):
     return torch.prod(stack ** w.view(-1, 1, 1), dim=0).mean(1)
 
 
+def ms_ssim_f32(a: np.ndarray, b: np.ndarray) -> float:
+    """``ms_ssim`` computed in float32 on [0, 255], as ``codec.evaluate`` measures it and the
+    demo's simulated crowd scores with it (``--oracle plic.quality:ms_ssim_f32``): on a Kodak
+    image it agrees with ``ms_ssim`` to about 1e-7 and takes about a quarter of the time on a
+    CPU."""
+    import torch
+
+    from .image_io import to_tensor
+
+    a, b = _pair(a, b)
+    with torch.inference_mode():
+        return float(ms_ssim_torch(to_tensor(a, unit=False), to_tensor(b, unit=False),
+                                   data_range=255.0)[0])
+
+
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM of two uint8 RGB images (H, W, 3), computed in float64."""
     import torch

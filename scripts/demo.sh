@@ -170,7 +170,7 @@ PYEOF
 HIT page does (MS-SSIM oracle in float32 + noise, one random clicker in ten); flagged simulated in the database"
   $PY -m mturk.sim.crowd --url "$URL" --trials "$STUDY/trials.csv" --workers "$WORKERS" \
     --participants "$STUDY/participants.txt" \
-    --batches-per-worker "$BATCHES" --oracle codec.demo:ms_ssim_oracle
+    --batches-per-worker "$BATCHES" --oracle plic.quality:ms_ssim_f32
 
   say "5. aggregation: worker quality control (sentinels, time per trial, left/right bias, \
 consensus, repeated pairs), then labels.csv (p_b, n per test trial)"

@@ -15,7 +15,7 @@ LAYERS = (
     ("mturk",),                                  # 3
     ("perceptual_metric",),                      # 4
     ("codec.train", "codec.evaluate",            # 5 top: the user's training and evaluation
-     "codec.demo", "codec.train_bench"),
+     "codec.train_bench"),
 )
 PACKAGES = ("plic", "codec", "distortions", "mturk", "perceptual_metric")
 # Inside a layer, its parts in the same order, lowest first (docs/ARCHITECTURE.md draws them): a

@@ -17,7 +17,7 @@ from mturk.schema import LABELS_COLUMNS, LABELS_ID
 from perceptual_metric import InputError, load
 from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
-from perceptual_metric.fit_steps import lr_at, make_views, view_distances, view_terms
+from perceptual_metric.fit_steps import make_views, view_distances, view_terms
 from perceptual_metric.labels import LabelsError, TripletDataset, group_split, read_labels
 from perceptual_metric.lpips_model import LPIPS
 from perceptual_metric.scoring import bootstrap_ci, ceiling, metric_distances, two_afc
@@ -25,6 +25,7 @@ from perceptual_metric.simulate import simulate
 from perceptual_metric.trunks import WeightsError
 from plic.checkpoint import CheckpointError, load_checkpoint
 from plic.quality import psnr
+from plic.schedule import lr_at
 from plic.tables import read_table, write_table
 
 torch.set_num_threads(1)
@@ -146,7 +147,7 @@ def test_lin_cache_matches_the_direct_metric(sim):
 
 
 def test_lr_schedule():
-    lrs = [lr_at(s, 100, 1e-4, 0.5) for s in range(101)]
+    lrs = [lr_at(s, 100, 1e-4, decay_fraction=0.5) for s in range(101)]
     assert lrs[:50] == [1e-4] * 50
     assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[100] == 0.0
     assert lrs[75] == pytest.approx(0.5e-4)

@@ -16,7 +16,6 @@ from codec.train.config import (
     TRACKS,
     TrainConfig,
     draw_delta,
-    lr_at,
     parse_model_config,
     rate_weight,
     stage_at,
@@ -27,6 +26,7 @@ from codec.train.loop import TrainingDiverged, train
 from codec.train.losses import clamp_st, discriminator_loss, generator_loss
 from codec.train.rundir import read_metrics
 from plic.checkpoint import load_checkpoint, load_training_state
+from plic.schedule import lr_at
 
 torch.set_num_threads(1)
 
@@ -60,16 +60,17 @@ def final_weights(out) -> dict:
 # -- pure pieces ------------------------------------------------------------------------------
 
 def test_lr_schedule_steps_down_at_the_seed_milestones():
-    total = 10_000_000
-    assert lr_at(0, 1e-4, total) == 1e-4
-    assert lr_at(1_999_999, 1e-4, total) == 1e-4
-    assert lr_at(2_000_000, 1e-4, total) == pytest.approx(5e-5)
-    assert lr_at(4_000_000, 1e-4, total) == pytest.approx(2.5e-5)
-    assert lr_at(5_000_000, 1e-4, total) == pytest.approx(1.25e-5)
-    assert lr_at(9_999_999, 1e-4, total) == pytest.approx(6.25e-6)
+    total, SEED = 10_000_000, TrainConfig().lr_milestones  # noqa: N806
+    assert SEED == (0.2, 0.4, 0.5, 0.6)
+    assert lr_at(0, total, 1e-4, SEED) == 1e-4
+    assert lr_at(1_999_999, total, 1e-4, SEED) == 1e-4
+    assert lr_at(2_000_000, total, 1e-4, SEED) == pytest.approx(5e-5)
+    assert lr_at(4_000_000, total, 1e-4, SEED) == pytest.approx(2.5e-5)
+    assert lr_at(5_000_000, total, 1e-4, SEED) == pytest.approx(1.25e-5)
+    assert lr_at(9_999_999, total, 1e-4, SEED) == pytest.approx(6.25e-6)
     # presets scale it: same fractions of a shorter run
-    assert lr_at(19, 1.0, 100) == 1.0 and lr_at(20, 1.0, 100) == 0.5
-    values = [lr_at(s, 1.0, 100) for s in range(100)]
+    assert lr_at(19, 100, 1.0, SEED) == 1.0 and lr_at(20, 100, 1.0, SEED) == 0.5
+    values = [lr_at(s, 100, 1.0, SEED) for s in range(100)]
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 

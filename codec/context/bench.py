@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from plic.datasets import resolve_data
-from plic.image_io import center_crop
+from plic.image_io import center_crop, to_tensor
 from plic.paths import runs_dir
 
 from .. import models
@@ -51,7 +51,7 @@ def _image(image_id: str, crop: int | None = None, data: str = "samples") -> tor
         raise SystemExit(f"--data {data}: {e}") from None
     if crop:
         img = center_crop(img, crop)
-    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+    return to_tensor(img)
 
 
 def _latent_inputs(model, x, exact: bool = True):

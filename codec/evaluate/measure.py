@@ -1,7 +1,7 @@
 """Per-image quality of one decoded image against its reference, cached by content.
 
-PSNR and MS-SSIM come from ``plic.quality`` (their one home; MS-SSIM through ``ms_ssim_torch``
-in float32); LPIPS from
+PSNR and MS-SSIM come from ``plic.quality`` (their one home; MS-SSIM as ``ms_ssim_f32``, in
+float32); LPIPS from
 ``perceptual_metric.official`` (v0.1 linear layers on offline ImageNet trunks; the Squeeze trunk
 may be the Keras SqueezeNet, named ``lpips-squeeze-keras``), DISTS from
 ``perceptual_metric.dists`` and the fitted metric from ``perceptual_metric.load``. Values are
@@ -20,18 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from plic.fsio import atomic_write_text
-from plic.quality import ms_ssim_scales, ms_ssim_torch, psnr
+from plic.image_io import to_tensor
+from plic.quality import ms_ssim_f32, ms_ssim_scales, psnr
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 LPIPS_COLUMNS = {"alex": "lpips_alex", "vgg": "lpips_vgg", "squeeze": "lpips_squeeze"}
 FITTED_COLUMN = "metric_fitted"
 DISTS_COLUMN = "dists"
-
-
-def to_tensor(image: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
 
 
 class Measurer:
@@ -136,15 +131,11 @@ class Measurer:
 
 def quality_pair(ref: np.ndarray, dec: np.ndarray) -> dict:
     """PSNR and MS-SSIM (with its scale count) of one pair."""
-    import torch
-
     if ref.shape != dec.shape:
         raise ValueError(f"reference {ref.shape} and decoded {dec.shape} differ in shape")
     p = psnr(ref, dec)
-    with torch.inference_mode():
-        x, y = to_tensor(ref), to_tensor(dec)
-        # float32 on [0, 255]: 5x faster than plic.quality.ms_ssim's float64, same to ~1e-7
-        m = float(ms_ssim_torch(x * 255.0, y * 255.0, data_range=255.0)[0])
+    # float32 on [0, 255]: 5x faster than plic.quality.ms_ssim's float64, same to ~1e-7
+    m = ms_ssim_f32(ref, dec)
     return {"psnr": p if math.isfinite(p) else None, "ms_ssim": m,
             "ms_ssim_scales": ms_ssim_scales(*ref.shape[:2])}
 

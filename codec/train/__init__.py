@@ -7,9 +7,9 @@ images), ``losses``, ``discriminator``, ``amp`` (mixed precision scoped to the a
 """
 
 from .cli import main
-from .config import TRACKS, TrainConfig, lr_at, stage_at
+from .config import TRACKS, TrainConfig, stage_at
 
-__all__ = ["TRACKS", "TrainConfig", "lr_at", "main", "stage_at", "train"]
+__all__ = ["TRACKS", "TrainConfig", "main", "stage_at", "train"]
 
 
 def train(cfg, **kw):

@@ -183,13 +183,6 @@ def draw_delta(seed: int, step: int, lo: float, hi: float) -> float:
     return lo * (hi / lo) ** u
 
 
-def lr_at(step: int, base: float, total: int, milestones=(0.2, 0.4, 0.5, 0.6),
-          gamma: float = 0.5) -> float:
-    """Step-down schedule: ``base * gamma**k``, k = milestones passed at ``step`` (0-based)."""
-    k = sum(step >= math.ceil(m * total) for m in milestones)
-    return base * gamma ** k
-
-
 def stage_at(step: int, cfg: TrainConfig) -> str:
     """Which loss stage a step belongs to (pure: depends only on step and config)."""
     if cfg.loss == "mse":

@@ -16,11 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from plic.datasets import ImageRecord, resolve_data
-from plic.image_io import center_crop, read_image
-
-
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+from plic.image_io import center_crop, read_image, to_tensor
 
 
 def _upscale_to(img: np.ndarray, size: int) -> np.ndarray:
@@ -76,7 +72,7 @@ class RandomCrops(Dataset):
         patch = img[top:top + self.crop, left:left + self.crop]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
-        return _to_tensor(patch)
+        return to_tensor(patch, batch=False)
 
 
 class GlobalBatchSampler(Sampler[int]):

@@ -24,10 +24,11 @@ from plic.checkpoint import git_commit
 from plic.fsio import sha256_file
 from plic.paths import runs_dir
 from plic.quality import psnr_from_mse
+from plic.schedule import lr_at
 
 from . import distributed, rundir
 from .amp import autocast_autoencoder
-from .config import TrainConfig, draw_delta, lr_at, parse_model_config, rate_weight, stage_at
+from .config import TrainConfig, draw_delta, parse_model_config, rate_weight, stage_at
 from .data import train_loader, training_records, validation_images
 from .discriminator import Discriminator
 from .losses import bpp_per_image, discriminator_loss, generator_loss, mse255, perceptual
@@ -249,7 +250,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None
         for opt, base in ((opt_main, cfg.lr), (opt_prior, cfg.lr_prior), (opt_disc, cfg.lr_disc)):
             if opt is not None:
                 for g in opt.param_groups:
-                    g["lr"] = lr_at(step, base, cfg.steps, cfg.lr_milestones, cfg.lr_gamma)
+                    g["lr"] = lr_at(step, cfg.steps, base, cfg.lr_milestones, cfg.lr_gamma)
 
         # -- autoencoder, hyperpriors and top prior ----------------------------------------
         res = net(x, delta=delta)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from plic.image_io import to_tensor
 from plic.quality import est_bpp, ms_ssim, mse, psnr
 
 
@@ -38,7 +39,7 @@ def validate(model: torch.nn.Module, images: list[tuple[str, np.ndarray]], *, bi
     try:
         for _id, img in images:
             h, w = img.shape[:2]
-            x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
+            x = to_tensor(img).to(device)
             out = model(x, delta=bin_width)
             est = est_bpp(float(sum(b.sum() for b in out["bits"].values())), h, w)
             if api is not None:
@@ -51,7 +52,7 @@ def validate(model: torch.nn.Module, images: list[tuple[str, np.ndarray]], *, bi
             row = {"bpp": bpp, "est_bpp": est, "mse": mse(img, rec), "psnr": psnr(img, rec),
                    "ms_ssim": ms_ssim(img, rec)}
             if metric is not None:
-                r = torch.from_numpy(rec).permute(2, 0, 1)[None].float().div(255).to(device)
+                r = to_tensor(rec).to(device)
                 row["perceptual"] = float(metric(r, x).mean())
             rows.append(row)
             recons.append(rec)

@@ -13,14 +13,12 @@ URL nor its bytes equal the reference's.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from plic.image_io import read_image, write_png
+from plic.image_io import jpeg_round_trip, read_image, write_png
 from plic.quality import bpp
 
 NEAR_LOSSLESS_QUALITY = 97
@@ -42,10 +40,7 @@ def centre_crop(img: np.ndarray, crop: int) -> np.ndarray:
 
 def near_lossless(img: np.ndarray) -> tuple[np.ndarray, float]:
     """(decoded JPEG 4:4:4 at NEAR_LOSSLESS_QUALITY, its bpp)."""
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=NEAR_LOSSLESS_QUALITY, subsampling=0)
-    data = buf.getvalue()
-    dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    dec, data = jpeg_round_trip(img, NEAR_LOSSLESS_QUALITY, subsampling=0)
     return dec, bpp(len(data), img.shape[0], img.shape[1])
 
 

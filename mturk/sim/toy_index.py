@@ -7,15 +7,13 @@ Each reference is a crop of a sample image (or a synthetic pattern when none is 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
 from plic.fsio import sha256_file
-from plic.image_io import write_png
+from plic.image_io import jpeg_round_trip, write_png
 from plic.quality import bpp, ms_ssim, psnr
 from plic.tables import rel_path, write_table
 
@@ -52,10 +50,7 @@ def make_toy_index(out_dir: str | Path, images: dict[str, np.ndarray] | None = N
         ref_path = write_png(out / "img" / f"{rid}_ref.png", ref)
         for target in target_bpps:
             for q in qualities:
-                buf = io.BytesIO()
-                Image.fromarray(ref).save(buf, format="JPEG", quality=q)
-                data = buf.getvalue()
-                dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+                dec, data = jpeg_round_trip(ref, q)
                 did = f"{rid}-jpegq{q}-t{target}"
                 bs = out / "img" / f"{did}.jpg"
                 bs.write_bytes(data)

@@ -26,9 +26,10 @@ from plic.checkpoint import git_commit
 from plic.datasets import resolve_data
 from plic.image_io import center_crop, read_image
 from plic.quality import psnr, psnr_from_mse
+from plic.schedule import lr_at
 
 from .. import rundir
-from ..config import lr_at, stage_at
+from ..config import stage_at
 from ..discriminator import Discriminator
 from ..loop import TrainingDiverged, _reseed, load_metric
 from ..losses import discriminator_loss, generator_loss, mse255, perceptual
@@ -229,7 +230,7 @@ def train(cfg: PostDecodeConfig, *, metric=None, progress: bool = True) -> dict:
         stage = stage_at(step, cfg)
         for o, base in ((opt, cfg.lr), (opt_disc, cfg.lr_disc)):
             for g in o.param_groups:
-                g["lr"] = lr_at(step, base, cfg.steps, cfg.lr_milestones, cfg.lr_gamma)
+                g["lr"] = lr_at(step, cfg.steps, base, cfg.lr_milestones, cfg.lr_gamma)
         x_hat = model(y, qp)
         mse = mse255(x_hat, x)
         loss = cfg.k_mse * mse

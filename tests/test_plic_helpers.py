@@ -1,0 +1,64 @@
+"""The ground's one-home helpers (issue 31): the uint8 -> tensor conversion, the JPEG round trip,
+an image's size from its header, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from plic.image_io import ImageReadError, image_size, jpeg_round_trip, to_tensor, write_png
+from plic.schedule import lr_at
+
+
+def test_to_tensor_layout_and_ranges():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 14
+    x = to_tensor(img)
+    assert x.shape == (1, 3, 2, 3) and x.dtype == torch.float32
+    assert x[0, 2, 1, 0] == pytest.approx(img[1, 0, 2] / 255.0)
+    assert to_tensor(img, batch=False).shape == (3, 2, 3)
+    # k / 255 * 255 == k for every byte: both ranges carry the same values
+    every = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    assert torch.equal(to_tensor(every) * 255.0, to_tensor(every, unit=False))
+    view = every[::2, ::3]  # not contiguous
+    assert torch.equal(to_tensor(view, unit=False)[0].permute(1, 2, 0).to(torch.uint8),
+                       torch.from_numpy(np.ascontiguousarray(view)))
+
+
+def test_jpeg_round_trip_is_pillows():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    for q, sub in ((30, None), (95, 0)):
+        dec, data = jpeg_round_trip(img, q, subsampling=sub)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q,
+                                  **({} if sub is None else {"subsampling": sub}))
+        assert data == buf.getvalue() and data[:2] == b"\xff\xd8"
+        want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert dec.dtype == np.uint8 and (dec == want).all()
+    assert (np.abs(jpeg_round_trip(img, 95, 0)[0].astype(int) - img).mean()
+            < np.abs(jpeg_round_trip(img, 10)[0].astype(int) - img).mean())
+    with pytest.raises(ValueError):
+        jpeg_round_trip(img[:, :, 0], 50)
+
+
+def test_image_size_from_the_header(tmp_path):
+    p = write_png(tmp_path / "a.png", np.zeros((7, 11, 3), np.uint8))
+    assert image_size(p) == (11, 7)
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ImageReadError, match="bad.png"):
+        image_size(tmp_path / "bad.png")
+
+
+def test_lr_schedule_steps_down_then_decays():
+    # step-down at the milestones (codec.train)
+    assert [lr_at(s, 10, 1.0, (0.2, 0.5)) for s in (0, 1, 2, 4, 5, 9)] == \
+        [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    # constant, then linear to 0 over the last half (perceptual_metric.fit)
+    lrs = [lr_at(s, 10, 2.0, decay_fraction=0.5) for s in range(11)]
+    assert lrs[:5] == [2.0] * 5 and lrs[5:] == pytest.approx([2.0, 1.6, 1.2, 0.8, 0.4, 0.0])
+    # both at once: the decay applies to the stepped-down rate
+    assert lr_at(8, 10, 1.0, (0.5,), 0.1, 0.5) == pytest.approx(0.1 * 2 / 5)
