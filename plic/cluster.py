@@ -138,7 +138,7 @@ class Cluster:
             n = len(self.client.scheduler_info().get("workers", {}))
         link = self.client.dashboard_link if self.dashboard else None
         print(f"dask: {self.spec} ({n} worker{'s' * (n != 1)}), dashboard: "
-              f"{link or 'not served'}", file=self.log)
+              f"{link or 'not shown'}", file=self.log)
         return self
 
     def __exit__(self, *exc) -> None:
