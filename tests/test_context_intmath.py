@@ -113,6 +113,26 @@ def test_the_overflow_bound_cannot_wrap():
     check_no_overflow(torch.tensor([[2**20, -(2**20)]]), torch.tensor([2**40]), "fine")
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_hyper_decoder_whose_sums_could_wrap_is_refused(transposed):
+    """A finite weight with an int64 form whose accumulators could still leave int64 (2**40:
+    2**56 at 16 bits, times activations up to 2**30) is refused like the context model's,
+    instead of wrapping silently (issue 32)."""
+    from codec.context.intnet import ExactSequential
+
+    torch.manual_seed(0)
+    conv = (torch.nn.ConvTranspose2d(4, 4, 5, 2, 2, 1) if transposed
+            else torch.nn.Conv2d(4, 4, 3, 1, 1))
+    exact = ExactSequential(conv).eval()
+    z = torch.round(torch.randn(1, 4, 3, 3) * 3)
+    exact(z)  # fine as initialised
+    with torch.no_grad():
+        conv.weight[0, 1, 1, 1] = 2.0**40
+    with pytest.raises(FixedPointError, match="exceeds 2\\*\\*62") as e:
+        exact(z)
+    assert isinstance(e.value, CodingError)
+
+
 def test_integer_hyper_decoder_is_exact_across_threads_and_dtypes():
     from codec.context.intnet import ExactSequential
     from codec.models import build

@@ -67,9 +67,11 @@ class IntConv:
     def __init__(self, conv: nn.Conv2d):
         if conv.groups != 1 or conv.dilation != (1, 1):
             raise NotImplementedError("grouped or dilated convolutions in the parameter path")
-        self.w = to_fixed(conv.weight.detach(), WEIGHT_BITS)
+        self.w = to_fixed(conv.weight.detach(), WEIGHT_BITS, "a hyper decoder's weight")
         b = conv.bias.detach() if conv.bias is not None else torch.zeros(self.w.shape[0])
-        self.b = to_fixed(b, ACT_BITS + WEIGHT_BITS).reshape(1, -1, 1, 1)
+        self.b = to_fixed(b, ACT_BITS + WEIGHT_BITS, "a hyper decoder's bias").reshape(1, -1, 1, 1)
+        # no accumulator (nor _conv_acc's bound) can wrap around int64
+        check_no_overflow(self.w, self.b.reshape(-1), "hyper decoder convolution")
         self.stride, self.padding = conv.stride[0], conv.padding[0]
 
     def __call__(self, x):
@@ -85,10 +87,13 @@ class IntConvTranspose:
         if conv.groups != 1 or conv.dilation != (1, 1):
             raise NotImplementedError("grouped or dilated convolutions in the parameter path")
         self.conv = conv
-        self.w = to_fixed(conv.weight.detach(), WEIGHT_BITS)          # (in, out, kh, kw)
+        self.w = to_fixed(conv.weight.detach(), WEIGHT_BITS,          # (in, out, kh, kw)
+                          "a hyper decoder's weight")
         b = conv.bias.detach() if conv.bias is not None else torch.zeros(self.w.shape[1])
-        self.b = to_fixed(b, ACT_BITS + WEIGHT_BITS).reshape(1, -1, 1, 1)
-        self.col_sum = int(self.w.abs().sum((0, 2, 3)).max())
+        self.b = to_fixed(b, ACT_BITS + WEIGHT_BITS, "a hyper decoder's bias").reshape(1, -1, 1, 1)
+        check_no_overflow(self.w.transpose(0, 1), self.b.reshape(-1),
+                          "hyper decoder transposed convolution")
+        self.col_sum = int(self.w.abs().sum((0, 2, 3)).max())  # < 2**32: checked above
 
     def __call__(self, x):
         if int(x.abs().max()) * self.col_sum >= EXACT_F64:
