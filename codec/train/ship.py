@@ -30,12 +30,14 @@ from .rundir import read_metrics
 _NOT_IN_COMMAND = {"resume", "stop_at", "max_minutes", "ship", "out"}
 
 
-def reproducing_command(config: dict) -> str:
-    """``python -m codec.train`` with every option of ``config`` that is not the default."""
-    default = TrainConfig().to_dict()
-    parts = ["python", "-m", "codec.train"]
+def reproducing_command(config: dict, default: dict | None = None, module: str = "codec.train",
+                        left_out=_NOT_IN_COMMAND) -> str:
+    """``python -m MODULE`` with every option of ``config`` that is not the ``default``
+    (``TrainConfig``'s unless given) and not ``left_out``."""
+    default = TrainConfig().to_dict() if default is None else default
+    parts = ["python", "-m", module]
     for k, v in config.items():
-        if k in _NOT_IN_COMMAND or k not in default or v == default[k]:
+        if k in left_out or k not in default or v == default[k]:
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

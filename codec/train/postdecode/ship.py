@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -19,25 +18,16 @@ from codec.postdecode.api import KIND
 from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from plic.paths import REPO_ROOT
 
+from ..ship import reproducing_command as train_command
 from .config import PostDecodeConfig
 
 _NOT_IN_COMMAND = {"resume", "stop_at", "max_minutes", "ship", "out", "threads", "ship_max_mb"}
 
 
 def reproducing_command(config: dict) -> str:
-    default = PostDecodeConfig().to_dict()
-    parts = ["python", "-m", "codec.train.postdecode"]
-    for k, v in config.items():
-        if k in _NOT_IN_COMMAND or k not in default or v == default[k]:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            parts.append(flag if v else "--no-" + k.replace("_", "-"))
-        elif isinstance(v, list):
-            parts += [flag, *(f"{x:g}" if isinstance(x, float) else str(x) for x in v)]
-        else:
-            parts += [flag, f"{v:g}" if isinstance(v, float) else str(v)]
-    return " ".join(shlex.quote(p) for p in parts)
+    """``python -m codec.train.postdecode`` with every option that is not the default."""
+    return train_command(config, PostDecodeConfig().to_dict(), "codec.train.postdecode",
+                         _NOT_IN_COMMAND)
 
 
 PATH_FIELDS = ("data", "data_root", "val_data", "pairs", "lpips", "out", "ship", "init")
