@@ -11,6 +11,7 @@ removes the folder. ``restart()`` is a server restart (the fault benchmark).
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -83,6 +84,7 @@ class PgCluster:
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(conf)
         self.start_server()
+        atexit.register(self.stop)       # a run interrupted before stop() leaves no server
         return self
 
     def start_server(self) -> None:

@@ -1,4 +1,5 @@
-"""The study database on a PostgreSQL server: ``StudyDB("postgresql://USER@HOST/DB")``.
+"""The study database on a PostgreSQL server: ``StudyDB("postgresql://USER@HOST/DB")`` (a
+``PgStudyDB``: ``PgBackend``'s primitives over ``StudyDB``'s API).
 
 The same API, schema and migrations as the SQLite file (``mturk.store.study_db``), through
 psycopg 3 and a connection pool (``psycopg_pool``; ``pip install 'plic[serve]'``). Every command
@@ -38,7 +39,6 @@ from functools import lru_cache
 
 from .common import DBError, StoreUnavailableError
 from .migrations import MIGRATIONS
-from .study_db import StudyDB
 
 #: the advisory lock of the whole study (the bytes "plic")
 STUDY_LOCK = 0x706C6963
@@ -117,8 +117,11 @@ class _Tx:
         self._conn.cursor().executemany(translate(sql), [tuple(r) for r in rows])
 
 
-class PgStudyDB(StudyDB):
-    """``StudyDB`` on a PostgreSQL server (made by ``StudyDB(url)``; see the module docstring)."""
+class PgBackend:
+    """The PostgreSQL primitives of ``StudyDB`` (connections, transactions, migrations):
+    ``mturk.store.study_db.PgStudyDB`` puts them before ``StudyDB``'s SQLite ones, and
+    ``StudyDB(url)`` makes one (see the module docstring). This module imports nothing of
+    ``study_db``: the record mixins reach these methods through ``self``."""
 
     def __init__(self, path: str, timeout: float = 30.0, pool_size: int | None = None):
         self.url = self.path = path

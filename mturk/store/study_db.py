@@ -111,6 +111,7 @@ from .common import (
 from .dashboard_queries import DashboardQueries
 from .market_records import MarketRecords
 from .migrations import MIGRATIONS
+from .pg_store import PgBackend
 from .rating_records import RatingRecords
 from .trust_records import TrustRecords
 
@@ -179,8 +180,6 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
         # ``StudyDB("postgresql://...")`` is the PostgreSQL store (``mturk.store.pg_store``): the
         # same API, schema and migrations on a database server
         if cls is StudyDB and is_url(path):
-            from .pg_store import PgStudyDB
-
             return super().__new__(PgStudyDB)
         return super().__new__(cls)
 
@@ -520,3 +519,8 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
         return dict(per_assignment=per, duplicates=dups,
                     judgments=self._one("SELECT COUNT(*) AS n FROM judgments")["n"],
                     integrity=self._integrity())
+
+
+class PgStudyDB(PgBackend, StudyDB):
+    """``StudyDB`` on a PostgreSQL server: ``StudyDB("postgresql://...")`` makes one
+    (``mturk.store.pg_store``: the same API, schema and migrations)."""

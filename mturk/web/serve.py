@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mturk.serve: listening on {base} (db {shown_db}){tag}{how}", flush=True)
 
     if args.workers:
-        keys = db.keys()                      # the workers build their own app and store
-        del keys
+        # the secret is made (LoadedStudy asked for the keys): the workers build their own app
+        # and open their own connections after the fork, so close this process's now
         db.dispose()
         try:
             run_gunicorn(cfg, args.host, args.port, args.workers, args.threads,
