@@ -24,7 +24,7 @@ from codec.postdecode import api as pd_api
 from codec.postdecode.stage import build
 from plic.checkpoint import git_commit
 from plic.datasets import resolve_data
-from plic.image_io import center_crop, read_image
+from plic.image_io import center_crop, read_image, to_tensor
 from plic.quality import psnr, psnr_from_mse
 from plic.schedule import lr_at
 
@@ -110,10 +110,8 @@ def validate(model, val, metric) -> dict:
                 z = pd_api.enhance(ys[q], q, model)
                 row = {"psnr": psnr(x, z), "psnr_hevc": psnr(x, ys[q])}
                 if metric is not None:
-                    def t(a):
-                        return torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255)
-                    row["perceptual"] = float(metric(t(z), t(x)).mean())
-                    row["perceptual_hevc"] = float(metric(t(ys[q]), t(x)).mean())
+                    row["perceptual"] = float(metric(to_tensor(z), to_tensor(x)).mean())
+                    row["perceptual_hevc"] = float(metric(to_tensor(ys[q]), to_tensor(x)).mean())
                 rows.append(row)
             for k in rows[0]:
                 out[f"qp{q}_{k}"] = float(np.mean([r[k] for r in rows]))
