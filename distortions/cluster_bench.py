@@ -73,11 +73,15 @@ def _outputs(out: Path) -> tuple[bytes, bytes]:
 
 def cpu_seconds() -> dict:
     """CPU seconds (user + system) so far of this process and of each process under it (a
-    LocalCluster's nannies and workers), by pid."""
+    LocalCluster's nannies and workers), by pid; ``"ended"``: the children that ended (a
+    codec's ffmpeg)."""
+    import resource
+
     import psutil
 
     me = psutil.Process()
-    out = {}
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = {"ended": ended.ru_utime + ended.ru_stime}
     for proc in [me, *me.children(recursive=True)]:
         try:
             t = proc.cpu_times()
