@@ -91,7 +91,8 @@ def test_a_registered_backend_is_listed_everywhere(dummy_backend, wide_help):
 
     help_text = distortions_parser().format_help()  # `make distortions` runs python -m distortions
     assert f"learned, {DUMMY_BACKEND}, learned-NAME" in help_text
-    assert f"(default: jpeg,webp,avif,jxl,hevc-bpgcfg,{DUMMY_BACKEND} and" in help_text
+    assert f"(default: jpeg,webp,avif,jxl,hevc-bpgcfg,{DUMMY_BACKEND}, hevc-bpgcfg-pd when" \
+        in help_text
     assert _codecs(DUMMY_BACKEND) == (DUMMY_BACKEND,)
     assert select_codecs(None, {}, backends.default_names())[0][-1] == DUMMY_BACKEND
     assert DUMMY_BACKEND in backends.classic_names()
