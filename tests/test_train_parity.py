@@ -112,7 +112,7 @@ def test_harness_on_tiny_preset(tmp_path):
         assert [p["lambda"] for p in pts] == [0.013]
         for p in pts:
             assert p["images"] == 1 and p["bpp"] > 0 and math.isfinite(p["psnr"])
-            assert p["encode_cpu_s"] > 0 and p["decode_cpu_s"] > 0
+            assert p["encode_cpu_s"] > 0 and p["decode_cpu_s"] > 0 and p["est_bpp"] > 0
     assert rep["bd_psnr_db"] == {}  # one point per curve: no BD figure is made up
     # theirs ran whole epochs: the fewest that hold the steps (5 sample images, batch 2: two)
     n_train = len(list((out / "data" / "train").iterdir()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -208,14 +209,19 @@ def summarize(a) -> dict:
         if len(pts) >= 2 and len(th) >= 2:
             args = ([p["bpp"] for p in th], [p["psnr"] for p in th],
                     [p["bpp"] for p in pts], [p["psnr"] for p in pts])
-            res["bd_psnr_db"][n] = bd_quality(*args)
-            res["bd_rate_pct"][n] = bd_rate(*args)
+            # None where the curves do not overlap (in rate for BD-PSNR, in PSNR for BD-rate)
+            res["bd_psnr_db"][n] = _finite(bd_quality(*args))
+            res["bd_rate_pct"][n] = _finite(bd_rate(*args))
     try:
         anc = load_anchor(P.ANCHOR)
         res["anchor"] = {"name": P.ANCHOR, "bpp": anc.bpp, "psnr": anc.psnr}
     except FileNotFoundError:
         res["anchor"] = None
     return res
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
 def _their_lrs(run: Path) -> list[float]:
@@ -247,7 +253,8 @@ def plot(res: dict, path: Path, a) -> None:
                 label="bmshj2018-hyperprior published (CompressAI, fully trained)")
     ax.set_xlabel("bpp (real bitstreams)")
     ax.set_ylabel("PSNR (dB, RGB, mean over images)")
-    ax.set_title(f"Kodak ({a.eval_images} images): {a.steps} steps, batch {a.batch_size} x "
+    ax.set_title(f"Kodak ({a.eval_images} images) after {a.eval_at or a.steps} training steps, "
+                 f"batch {a.batch_size} x "
                  f"{a.crop}px crops", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -258,11 +265,12 @@ def plot(res: dict, path: Path, a) -> None:
 def markdown(res: dict, a, command: str) -> str:
     lines = ["# Trainer parity with CompressAI (`python -m codec.train_bench --parity`)", "",
              f"`{command}`", "",
-             "| trainer | lambda | steps | Kodak bpp | PSNR dB | encode s (CPU s) "
-             "| decode s (CPU s) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| trainer | lambda | steps | Kodak bpp | estimate bpp | PSNR dB | encode s (CPU s) "
+             "| decode s (CPU s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n, pts in res["points"].items():
         for p in sorted(pts, key=lambda p: p["lambda"]):
             lines.append(f"| {n} | {p['lambda']:g} | {p['steps']} | {p['bpp']:.4f} "
+                         f"| {p['est_bpp']:.4f} "
                          f"| {p['psnr']:.2f} | {p['encode_s']:.2f} ({p['encode_cpu_s']:.2f}) "
                          f"| {p['decode_s']:.2f} ({p['decode_cpu_s']:.2f}) |")
     lines += ["", "| lambda | side by side s | load 1 min (mean, range) | "
@@ -277,10 +285,13 @@ def markdown(res: dict, a, command: str) -> str:
                      + " | ".join(f"{sp[n]['steps_per_s']:.3f}" if n in sp else ""
                                   for n in res["points"])
                      + " | " + ", ".join(f"{n} x{v:.2f}" for n, v in lr.items()) + " |")
+    def fmt(v, spec):
+        return "none (no overlap)" if v is None else format(v, spec)
+
     lines += ["", "BD-PSNR of ours against theirs (dB, positive: ours better): "
-              + ", ".join(f"{n} {v:+.3f}" for n, v in res["bd_psnr_db"].items()),
+              + ", ".join(f"{n} {fmt(v, '+.3f')}" for n, v in res["bd_psnr_db"].items()),
               "BD-rate (%, negative: ours better): "
-              + ", ".join(f"{n} {v:+.1f}" for n, v in res["bd_rate_pct"].items()),
+              + ", ".join(f"{n} {fmt(v, '+.1f')}" for n, v in res["bd_rate_pct"].items()),
               "steps/s ratio (median over lambdas): "
               + ", ".join(f"{n} x{v:.2f}" for n, v in res["steps_per_s_ratio"].items()
                           if v is not None)]
