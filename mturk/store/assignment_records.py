@@ -17,6 +17,9 @@ from datetime import datetime, timedelta, timezone
 from . import common
 from .common import HitFullError, UnknownIdError
 
+#: the lock name prefix of lab claims (``StudyDB._tx(lock=...)``)
+CLAIMS_LOCK = "\x1flab-claims:"
+
 
 class AssignmentRecords:
     """Methods of ``StudyDB`` that create assignments."""
@@ -65,7 +68,12 @@ class AssignmentRecords:
         """
         cutoff = (datetime.now(timezone.utc) - timedelta(seconds=stale_after_s)).isoformat(
             timespec="milliseconds")
-        with self._tx() as c:
+        # what must not race: a participant's two visits at once (one assignment, not two) and,
+        # when batches have a cap, any two claims (the cap counted once). Without a cap, claims
+        # of different participants may run side by side where the store allows it (PostgreSQL;
+        # the batch "with fewest" is then a close guess, never a broken rule)
+        lock = CLAIMS_LOCK + ("" if max_per_batch else worker_id)
+        with self._tx(lock=lock) as c:
             mine = c.execute(
                 "SELECT a.assignment_id FROM assignments a JOIN hits h USING (hit_id) "
                 "WHERE a.worker_id=? AND h.question='local' AND a.status='accepted' "

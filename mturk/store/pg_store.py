@@ -23,8 +23,9 @@ Failures of the server (restarting, a dropped connection, no connection within t
 timeout) raise ``StoreUnavailableError``: nothing was written, and the study server answers 503
 with ``Retry-After``. The pool checks a connection before lending it (one round trip) and a
 connection that failed goes back to the pool, which drops it, so a restarted server is picked up
-without restarting the study server. A thread borrows one connection for all its statements until
-``close()`` (the study server calls it after each request): one checkout per request.
+without restarting the study server. During a request of the study server (``hold()`` ...
+``close()``) a thread keeps one connection for all its statements: one checkout per request;
+elsewhere each call borrows one and gives it back.
 """
 
 from __future__ import annotations
@@ -159,9 +160,9 @@ class PgBackend:
 
     @contextmanager
     def _connection(self):
-        """This thread's connection, borrowed from the pool on first use and kept until
-        ``close()`` (the study server calls it after each request): one checkout per request,
-        not per statement."""
+        """A pooled connection for one call, or, between ``hold()`` and ``close()`` (the study
+        server's request), the same one for every call of this thread: one checkout (and its
+        check) per request instead of per statement."""
         psycopg = self._psycopg
         held = getattr(self._local, "conn", None)
         try:
@@ -175,6 +176,15 @@ class PgBackend:
             raise StoreUnavailableError(f"the study database is unavailable: "
                                         f"{str(e).strip().splitlines()[0] if str(e) else e!r}") \
                 from e
+        finally:
+            if not getattr(self._local, "hold", False) and \
+                    getattr(self._local, "conn", None) is not None and \
+                    not self._local.conn[0].info.transaction_status:   # idle: give it back
+                self._release()
+
+    def hold(self) -> None:
+        """Keep this thread's connection from its next use until ``close()``."""
+        self._local.hold = True
 
     def _release(self) -> None:
         held = getattr(self._local, "conn", None)
@@ -186,7 +196,8 @@ class PgBackend:
                 held[0].close()
 
     def close(self) -> None:
-        """Give this thread's connection back to the pool."""
+        """Give this thread's connection back to the pool (and end ``hold()``)."""
+        self._local.hold = False
         self._release()
 
     def dispose(self) -> None:

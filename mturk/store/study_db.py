@@ -219,6 +219,10 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
                     return
         conn.close()
 
+    def hold(self) -> None:
+        """Keep this thread's connection until ``close()`` (the study server, per request;
+        SQLite keeps it anyway)."""
+
     def dispose(self) -> None:
         """Release everything the store holds: this thread's connection and those kept idle
         (before a fork, or when done with the store)."""

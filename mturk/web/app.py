@@ -93,6 +93,11 @@ def create_app(cfg: AppConfig) -> Flask:
     for module in (health_routes, task_routes, lab_routes, file_routes):
         app.register_blueprint(module.bp)
 
+    @app.before_request
+    def hold_db():
+        # one store connection for the whole request (PostgreSQL: one checkout from the pool)
+        study.db.hold()
+
     @app.teardown_request
     def close_db(_exc):
         # werkzeug's threaded server runs each request in a fresh thread: close that thread's

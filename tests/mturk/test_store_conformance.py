@@ -246,3 +246,28 @@ def test_concurrent_writers_exactly_once(store_url):
     verified = [x for x in db.list_assignments() if x["verified_at"]]
     assert len(verified) <= 3                                # places never overfilled
     db.dispose()
+
+
+def test_concurrent_lab_claims_keep_the_cap_and_one_assignment_per_visit(store_url):
+    db = StudyDB(store_url)
+    db.load_trials(_trials())
+    got, errors = [], []
+
+    def claim(wid, cap):
+        try:
+            got.append((wid, db.claim_local_assignment(wid, max_per_batch=cap)))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=claim, args=(f"P{k}", 1)) for k in range(6)]
+    threads += [threading.Thread(target=claim, args=("SAME", None)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    capped = [a for w, a in got if w != "SAME" and a is not None]
+    assert len(capped) <= 2 and len({a["hit_id"] for a in capped}) == len(capped)
+    same = {a["assignment_id"] for w, a in got if w == "SAME"}
+    assert len(same) == 1                           # four visits at once: one assignment
+    db.dispose()
