@@ -185,6 +185,13 @@ class Cluster:
                                f"through paths every node sees (a shared filesystem mounted at "
                                f"the same path on each machine)")
 
+    def check_url(self, url: str, timeout: float = 5.0) -> None:
+        """Refuse unless every worker gets an HTTP answer (any status) from ``url``."""
+        for w, msg in sorted(self.client.run(_worker_reaches, url, timeout).items()):
+            if msg:
+                raise ClusterError(f"worker {w} cannot reach {url} ({msg}); serve it on an "
+                                   f"address every worker reaches")
+
     def same_on_workers(self, fn: Callable, what: str, *args) -> None:
         """Refuse unless ``fn(*args)`` gives on every worker what it gives here (e.g. codec
         versions: a worker with another ffmpeg would write other streams under the same id)."""
@@ -273,6 +280,20 @@ def _worker_sees(files: list[str], sizes: list[int], tokens: dict[str, str],
         except OSError as e:
             msgs.append(f"cannot write to the output folder {folder} ({_one_line(e)})")
     return msgs
+
+
+def _worker_reaches(url: str, timeout: float) -> str:
+    """On a worker: '' when ``url`` answers over HTTP (any status), else why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return ""
+    except urllib.error.HTTPError:
+        return ""  # it answered
+    except (OSError, ValueError) as e:
+        return _one_line(e)
 
 
 def _one_line(e: BaseException) -> str:

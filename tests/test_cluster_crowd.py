@@ -73,3 +73,19 @@ def test_bad_cluster_is_one_line(trials, tmp_path, capsys):
                str(tmp_path / "none.txt"), "--cluster", "local:zero"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "local:N needs a worker count" in err[0]
+
+
+def test_workers_that_cannot_reach_the_server_are_refused(trials, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    links = tmp_path / "participants.txt"
+    links.write_text("t1\n")
+    rc = main(["--url", f"http://127.0.0.1:{port}", "--trials", str(trials), "--participants",
+               str(links), "--workers", "1", "--cluster", "local:1"])
+    err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("dask:")]
+    assert rc == 2 and len(err) == 1, err
+    assert f"cannot reach http://127.0.0.1:{port}" in err[0] and err[0].startswith(
+        "mturk.sim.crowd: error: worker ")

@@ -84,6 +84,7 @@ def run_crowd(cfg: SimConfig) -> dict:
     from plic.cluster import Cluster, parse_cluster
 
     with Cluster(parse_cluster(cfg.cluster)) as cluster:
+        cluster.check_url(cfg.url)
         return _run_crowd(cfg, cluster)
 
 
