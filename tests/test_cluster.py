@@ -126,11 +126,16 @@ def test_same_on_workers(threads_cluster, monkeypatch):
 def _can_unshare() -> bool:
     if shutil.which("unshare") is None or os.geteuid() != 0:
         return False
-    r = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:  # the mount the test makes, tried once
+        r = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs none {d}"],
+                           capture_output=True)
     return r.returncode == 0
 
 
-@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -m (mount namespaces)")
+@pytest.mark.skipif(not _can_unshare(),
+                    reason="needs root, unshare -m and a tmpfs mount (mount namespaces)")
 def test_worker_that_cannot_see_the_paths_is_refused(tmp_path, capsys):
     """A real worker in its own mount namespace, where an empty tmpfs hides the image folder
     and the output folder: what a node without the shared filesystem sees."""
