@@ -64,6 +64,13 @@ def test_distortions_rows_and_decodes(tmp_path, capsys):
             assert pd.container.unpack(data)[1] == hevc_bytes
             same_qp += 1
     assert same_qp >= 1
+    # the stored stream through the command line decoder: the very PNG distortions wrote
+    from codec.decompress import main as decompress_main
+
+    r = pd_rows[0]
+    assert decompress_main([str(out / r["bitstream_path"]), str(tmp_path / "cli.png"),
+                            "--model", str(ckpt)]) == 0
+    assert np.array_equal(read_image(tmp_path / "cli.png"), read_image(out / r["path"]))
 
 
 def test_missing_checkpoint_is_reported(tmp_path):
