@@ -93,12 +93,15 @@ def test_their_epochs_cover_the_steps():
 def test_crop_must_suit_compressai(capsys):
     assert parity_run.main(["--crop", "96", "--no-train"]) == 2
     assert "multiple of 64" in capsys.readouterr().err
+    assert parity_run.main(["--snapshot-every", "300", "--ckpt-every", "200", "--no-train"]) == 2
+    assert "not a multiple of --ckpt-every" in capsys.readouterr().err
 
 
 def test_harness_on_tiny_preset(tmp_path):
     _compressai()
     out = tmp_path / "parity"
-    argv = ["--parity", "--preset", "tiny", "--steps", "4", "--batch-size", "2", "--crop", "64",
+    argv = ["--parity", "--preset", "tiny", "--steps", "6", "--batch-size", "2", "--crop", "64",
+            "--ckpt-every", "2", "--snapshot-every", "6",
             "--lambdas", "0.013", "--variants", "default", "--data", "samples",
             "--data-split", "", "--test-split", "", "--test-images", "1", "--kodak", "samples",
             "--eval-images", "1", "--nice", "0", "--out", str(out),
@@ -114,11 +117,11 @@ def test_harness_on_tiny_preset(tmp_path):
             assert p["images"] == 1 and p["bpp"] > 0 and math.isfinite(p["psnr"])
             assert p["encode_cpu_s"] > 0 and p["decode_cpu_s"] > 0 and p["est_bpp"] > 0
     assert rep["bd_psnr_db"] == {}  # one point per curve: no BD figure is made up
-    # theirs ran whole epochs: the fewest that hold the steps (5 sample images, batch 2: two)
+    # theirs ran whole epochs: the fewest that hold the steps (5 sample images, batch 2: two of 3)
     n_train = len(list((out / "data" / "train").iterdir()))
     assert n_train == 5
     assert [p["steps"] for p in rep["points"]["theirs"]] == [6]
-    assert [p["steps"] for p in rep["points"]["ours-default"]] == [4]
+    assert [p["steps"] for p in rep["points"]["ours-default"]] == [6]
     g, = rep["groups"]
     assert set(g["speed_whole_run"]) == {"theirs", "ours-default"}
     cfg = json.loads((out / "lambda-0.013" / "ours-default" / "config.json").read_text())
@@ -130,3 +133,11 @@ def test_harness_on_tiny_preset(tmp_path):
     assert parity_run.main(argv) == 0
     assert (out / "lambda-0.013" / "theirs" / P.TIMING).read_text() == timing
     assert (out / "lambda-0.013" / "theirs" / "kodak.json").stat().st_mtime_ns == coded
+
+    # the copies at step 6 (the last) code exactly as the finished runs
+    assert parity_run.main([*argv, "--no-train", "--eval-at", "6"]) == 0
+    at6 = json.loads((tmp_path / "r.json").read_text())
+    assert {n: [(p["bpp"], p["psnr"]) for p in pts] for n, pts in at6["points"].items()} == {
+        n: [(p["bpp"], p["psnr"]) for p in pts] for n, pts in rep["points"].items()}
+    assert sorted(p.name for p in (out / "snap" / "6" / "lambda-0.013").iterdir()) == [
+        "ours-default", "theirs"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -120,6 +121,17 @@ def _our_config(a, lmbda: float, out: Path, variant: str):
     return TrainConfig(**kw), ckpt
 
 
+def snapshot(out: Path, step: int, src: Path, a) -> None:
+    """Copy a run's checkpoint after ``step`` steps to ``OUT/snap/STEP/lambda-L/NAME`` (what
+    ``--eval-at STEP`` codes) when ``step`` is a multiple of ``--snapshot-every``."""
+    if not a.snapshot_every or not step or step % a.snapshot_every:
+        return
+    dest = out.parent.parent / "snap" / str(step) / out.parent.name / out.name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest / src.name)
+    atomic_write_text(dest / DONE, json.dumps({"steps": step}) + "\n")
+
+
 def run_ours(a, lmbda: float, out: Path, variant: str) -> None:
     from . import rundir
     from .loop import train
@@ -127,9 +139,12 @@ def run_ours(a, lmbda: float, out: Path, variant: str) -> None:
     cfg, ckpt = _our_config(a, lmbda, out, variant)
     log = _timing_writer(out / TIMING)
     append = rundir.append_metrics
+    written = [0]  # the step whose checkpoint the loop writes after this log row
 
     def append_timed(folder, row):
         if "loss" in row:
+            snapshot(out, written[0], out / "last.pt", a)  # written by now
+            written[0] = row["step"] if row["step"] % ckpt == 0 else 0
             log(step=row["step"], ckpt_after=row["step"] % ckpt == 0)
         append(folder, row)
 
@@ -140,6 +155,7 @@ def run_ours(a, lmbda: float, out: Path, variant: str) -> None:
         train(cfg, progress=False)
     finally:
         rundir.append_metrics = append
+    snapshot(out, cfg.steps, out / "last.pt", a)
     atomic_write_text(out / DONE, json.dumps({"steps": cfg.steps, "config": cfg.to_dict()}) + "\n")
 
 
@@ -158,6 +174,8 @@ def run_theirs(a, lmbda: float, out: Path, data: Path) -> None:
     one_epoch = T.train_one_epoch
 
     def timed_epoch(model, criterion, loader, optimizer, aux_optimizer, epoch, clip):
+        if epoch:  # the checkpoint after the previous epoch
+            snapshot(out, epoch * per_epoch, out / "checkpoint.pth.tar", a)
         log(epoch=epoch, event="start", lr=optimizer.param_groups[0]["lr"])
         one_epoch(model, criterion, loader, optimizer, aux_optimizer, epoch, clip)
         log(epoch=epoch, event="end", steps=len(loader))
@@ -174,6 +192,7 @@ def run_theirs(a, lmbda: float, out: Path, data: Path) -> None:
         argv += ["--checkpoint", "checkpoint.pth.tar"]
     torch.set_num_threads(1)
     T.main(argv)
+    snapshot(out, epochs * per_epoch, out / "checkpoint.pth.tar", a)
     atomic_write_text(out / DONE, json.dumps({"steps": epochs * per_epoch, "epochs": epochs,
                                               "argv": argv}) + "\n")
 

@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--result", default="", help="also write the report JSON here")
     p.add_argument("--plot", default="", help="write the RD plot (PNG) here")
     p.add_argument("--no-train", action="store_true", help="report on the finished runs only")
+    p.add_argument("--snapshot-every", type=int, default=400, help="copy each run's checkpoint "
+                   "every N steps to OUT/snap/STEP (a multiple of --ckpt-every and of their epoch "
+                   "length; 0: none)")
     p.add_argument("--eval-at", type=int, default=0, help="code the runs' copies at this step "
                    "(OUT/snap/STEP) instead of the finished runs")
     p.add_argument("--eval-jobs", type=int, default=6, help="runs coded on Kodak at a time "
@@ -72,6 +75,7 @@ def _child_argv(a, name: str, lmbda: float) -> list[str]:
             "--child", name, "--child-lambda", repr(lmbda), "--steps", str(a.steps),
             "--crop", str(a.crop), "--batch-size", str(a.batch_size), "--preset", a.preset,
             "--val-data", a.val_data, "--ckpt-every", str(a.ckpt_every), "--seed", str(a.seed),
+            "--snapshot-every", str(a.snapshot_every),
             "--out", str(Path(a.out).resolve()), "--variants", *a.variants]
     return argv
 
@@ -304,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.crop % 64:
         print(f"error: --crop {a.crop} is not a multiple of 64 (CompressAI's hyperprior needs "
               "it)", file=sys.stderr)
+        return 2
+    if a.snapshot_every and a.snapshot_every % a.ckpt_every:
+        print(f"error: --snapshot-every {a.snapshot_every} is not a multiple of --ckpt-every "
+              f"{a.ckpt_every} (our copies are taken at checkpoints)", file=sys.stderr)
         return 2
     out = Path(a.out)
     if a.eval_run:
