@@ -18,7 +18,6 @@ runs on one thread, so streams and decoded pixels do not depend on the thread co
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -48,7 +47,7 @@ from .coding import (
 from .context.intmath import FixedPointError
 from .entropy import MIN_SYMBOL_BITS
 from .models import build
-from .threads import one_thread
+from .threads import exact_mode
 
 DELTA_MIN, DELTA_MAX = bs.RATE_SEARCH_RANGE   # the rate-control search range of the bin width
 SEARCH_STEPS = 10  # 12 octaves / 2^10: delta to within 0.8 %
@@ -136,20 +135,6 @@ def _postdecode_decode(data, model, max_pixels) -> DecodeResult:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _exact_mode():
-    """No TF32, no autotuned kernels, one CPU thread (``codec.threads``): parameters, streams
-    and pixels must repeat bit for bit."""
-    with torch.no_grad(), one_thread(), torch.backends.cudnn.flags(
-            enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
-        old = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = old
-
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
@@ -251,12 +236,12 @@ class Encoder:
 
     def __init__(self, image: np.ndarray, model, max_pixels: int | None = None):
         _check_image(image, model, max_pixels)
-        with _exact_mode(), _memory(image):
+        with exact_mode(), _memory(image):
             self._enc = _Encoder(image, model)
 
     def code(self, bin_width: float) -> EncodeResult:
         t0 = time.perf_counter()
-        with _exact_mode(), _memory(self._enc):
+        with exact_mode(), _memory(self._enc):
             res = self._enc.code(check_bin_width(bin_width))
         res.seconds = time.perf_counter() - t0
         return res
@@ -303,7 +288,7 @@ def encode(image: np.ndarray, model, target_bpp: float | None = None,
     target = None if target_bpp is None else check_target_bpp(target_bpp)
     delta = check_bin_width(1.0 if bin_width is None else bin_width)
     _check_image(image, model, max_pixels)
-    with _exact_mode(), _memory(image):
+    with exact_mode(), _memory(image):
         enc = _Encoder(image, model)
         res = enc.code(delta) if target is None else _search(enc, target)
     res.seconds = time.perf_counter() - t0
@@ -378,7 +363,7 @@ def decode(data: bytes, model, max_pixels: int | None = None, untrusted: bool = 
         raise bs.BitstreamError(f"bitstream has {len(sections)} sections, model "
                                 f"{model.name!r} needs {len(shapes) + 1}")
     _check_stage_lengths(sections, shapes)
-    with _exact_mode(), limits.out_of_memory_as(f"decoding a {header.width}x{header.height} "
+    with exact_mode(), limits.out_of_memory_as(f"decoding a {header.width}x{header.height} "
                                                 f"image"):
         try:
             codes = _decode_stages(model, header, sections, shapes)

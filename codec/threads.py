@@ -26,3 +26,18 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def exact_mode():
+    """One CPU thread (``one_thread``), no autograd, deterministic kernels, no TF32 (cuDNN and
+    CUDA matmuls): parameters, streams and pixels repeat bit for bit whatever the caller's
+    thread count. Every coding and post-decoding path runs inside it."""
+    with torch.no_grad(), one_thread(), torch.backends.cudnn.flags(
+            enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old

@@ -15,7 +15,6 @@ on the caller's thread count or process.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -31,7 +30,7 @@ from plic.quality import bpp as bits_per_pixel
 
 from .. import hevc, limits
 from ..bitstream import MAX_PIXELS, BitstreamError, model_hash
-from ..threads import one_thread
+from ..threads import exact_mode
 from . import container
 from .stage import NAME, PostDecoder, build
 
@@ -106,20 +105,6 @@ def check_pixels(model: PostDecoder, height: int, width: int, max_pixels: int | 
               f"max_pixels / --max-pixels")
 
 
-@contextlib.contextmanager
-def _exact_mode():
-    """One CPU thread (``codec.threads``), no autograd, deterministic kernels, no TF32: the
-    stage's pixels repeat bit for bit whatever the caller's thread count."""
-    with torch.no_grad(), one_thread(), torch.backends.cudnn.flags(
-            enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
-        old = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = old
-
-
 def check_target_bpp(target_bpp) -> float:
     try:
         t = float(target_bpp)
@@ -137,7 +122,7 @@ def enhance(decoded: np.ndarray, qp: int, model: PostDecoder) -> np.ndarray:
     check_rgb_uint8(decoded)
     h, w = decoded.shape[:2]
     dev = next(model.parameters()).device
-    with _exact_mode(), limits.out_of_memory_as(f"post-decoding a {w}x{h} image"):
+    with exact_mode(), limits.out_of_memory_as(f"post-decoding a {w}x{h} image"):
         x = torch.from_numpy(np.ascontiguousarray(decoded)).permute(2, 0, 1)[None]
         x = x.to(dev).float() / 255.0
         y = model(x, torch.tensor([float(qp)]))
