@@ -87,6 +87,7 @@ def _serve_and_answer(rdir: Path, cfg: RoundsConfig, rnd: int) -> dict:
                                   concurrency=2))
     finally:
         srv.shutdown()
+        db.dispose()  # every connection closed: the round's WAL checkpointed now, not at GC time
     if sim["failures"]:
         raise RuntimeError(f"the simulated crowd met errors: {sim['failures'][:3]}")
     return sim

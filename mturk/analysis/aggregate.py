@@ -232,6 +232,7 @@ def aggregate(db_path, trials_csv, out_dir, rule: QualityRule | None = None,
         for w in workers.itertuples():
             db.set_worker_score(w.worker_id, int(w.sentinel_correct), int(w.sentinels))
             db.set_worker_flags(w.worker_id, [f for f in str(w.flags).split(",") if f])
+    db.dispose()  # connections closed now (a SQLite WAL checkpointed here, not at GC time)
     rank = ranking(kept)
     write_table(out / "ranking.csv", rank.to_dict("records"), list(rank.columns))
     pool = counted(df, include_unverified)       # simulated judgments anywhere in the study
