@@ -46,6 +46,7 @@ from .coding import (
 )
 from .context.intmath import FixedPointError
 from .entropy import MIN_SYMBOL_BITS
+from .limits import MAX_TARGET_BPP, check_target_bpp  # noqa: F401 (api names)
 from .models import build
 from .threads import exact_mode
 
@@ -247,19 +248,6 @@ class Encoder:
         return res
 
 
-# raw RGBA at 16 bits a sample: no image needs more, so a larger target is a mistake (1e9, inf)
-MAX_TARGET_BPP = 64.0
-
-
-def check_target_bpp(target_bpp) -> float:
-    """``target_bpp`` as a float in (0, MAX_TARGET_BPP], else ValueError (NaN, inf, 1e9, 0)."""
-    try:
-        t = float(target_bpp)
-    except (TypeError, ValueError):
-        raise ValueError(f"target_bpp must be a number, got {target_bpp!r}") from None
-    if not (math.isfinite(t) and 0 < t <= MAX_TARGET_BPP):
-        raise ValueError(f"target_bpp {target_bpp} out of range (0, {MAX_TARGET_BPP:g}]")
-    return t
 
 
 def _check_image(image: np.ndarray, model, max_pixels: int | None) -> None:

@@ -246,3 +246,18 @@ def out_of_memory_as(what: str):
             raise
         raise CodecMemoryError(f"out of memory {what} (not a problem of the stream: lower "
                                f"max_pixels, free memory or use a larger machine)") from e
+
+
+# raw RGBA at 16 bits a sample: no image needs more, so a larger target is a mistake (1e9, inf)
+MAX_TARGET_BPP = 64.0
+
+
+def check_target_bpp(target_bpp) -> float:
+    """``target_bpp`` as a float in (0, MAX_TARGET_BPP], else ValueError (NaN, inf, 1e9, 0)."""
+    try:
+        t = float(target_bpp)
+    except (TypeError, ValueError):
+        raise ValueError(f"target_bpp must be a number, got {target_bpp!r}") from None
+    if not (math.isfinite(t) and 0 < t <= MAX_TARGET_BPP):
+        raise ValueError(f"target_bpp {target_bpp} out of range (0, {MAX_TARGET_BPP:g}]")
+    return t

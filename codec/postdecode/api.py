@@ -15,7 +15,6 @@ on the caller's thread count or process.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from . import container
 from .stage import NAME, PostDecoder, build
 
 KIND = "postdecode"
-MAX_TARGET_BPP = 64.0
 PEAK_FACTOR = 8  # full-size tensors of the widest layer alive at once, with margin
 
 
@@ -105,15 +103,6 @@ def check_pixels(model: PostDecoder, height: int, width: int, max_pixels: int | 
               f"max_pixels / --max-pixels")
 
 
-def check_target_bpp(target_bpp) -> float:
-    try:
-        t = float(target_bpp)
-    except (TypeError, ValueError):
-        raise ValueError(f"target_bpp must be a number, got {target_bpp!r}") from None
-    if not (math.isfinite(t) and 0 < t <= MAX_TARGET_BPP):
-        raise ValueError(f"target_bpp {target_bpp} out of range (0, {MAX_TARGET_BPP:g}]")
-    return t
-
 
 # ---- the stage -------------------------------------------------------------------------------
 
@@ -164,7 +153,7 @@ def encode(image: np.ndarray, model: PostDecoder, qp: int | None = None,
             raise ValueError(f"QP {qp} out of range 0..{container.QP_MAX}")
         data = at(q)
     else:
-        q, data = search_qp(at, check_target_bpp(target_bpp), h, w)
+        q, data = search_qp(at, limits.check_target_bpp(target_bpp), h, w)
     return EncodeResult(data, bits_per_pixel(len(data), h, w), q, time.perf_counter() - t0)
 
 
