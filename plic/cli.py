@@ -14,12 +14,12 @@ One shape for every command (``python -m ...`` and the console scripts of pyproj
 
 The one error path: a usage mistake (``Parser``), a ``CliError``, a ``ValueError`` (the
 project's own input errors derive from it) or an ``OSError`` about a file (missing, existing,
-a folder, not allowed) is ONE line ``PROG: error: ...`` on stderr and exit status 2, never a
-traceback; Ctrl-C is one line and exit status 130. Anything else is a bug and keeps its
-traceback. ``main(argv)`` returns the status (a usage mistake raises ``SystemExit(2)``, as
-argparse does), so tests call it in-process. A command checks its inputs before it writes
-anything, so a refused run leaves nothing behind; ``check_output``/``write_output`` do that
-for a single output file.
+a folder, not allowed) is ONE line ``NAME: error: ...`` on stderr (NAME: PROG without
+``python -m ``) and exit status 2, never a traceback; Ctrl-C is one line and exit status 130.
+Anything else is a bug and keeps its traceback. ``main(argv)`` returns the status (a usage
+mistake raises ``SystemExit(2)``, as argparse does), so tests call it in-process. A command
+checks its inputs before it writes anything, so a refused run leaves nothing behind;
+``check_output``/``write_output`` do that for a single output file.
 """
 
 from __future__ import annotations
@@ -44,11 +44,17 @@ class CliError(Exception):
     """A problem the command reports in one line (exit status 2)."""
 
 
+def name_of(prog: str) -> str:
+    """How an error names the command: ``prog`` without a leading ``python -m ``."""
+    return prog.removeprefix("python -m ")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with its usage errors on one line: ``prog: error: ... (see --help)``."""
+    """argparse with its usage errors on one line: ``name: error: ... (see --help)``, the name
+    being ``prog`` without ``python -m `` (``name_of``)."""
 
     def error(self, message: str):
-        fail(f"{self.prog}: error: {message} (see --help)")
+        fail(f"{name_of(self.prog)}: error: {message} (see --help)")
 
 
 def parser(prog: str, description: str | None = None, **kw) -> Parser:
@@ -77,16 +83,16 @@ def message_of(e: BaseException | str) -> str:
 
 
 def report(e: BaseException | str, prog: str | None = None) -> int:
-    """Print ``[prog: ]error: <e>`` on one line on stderr; the exit status of a failed command
-    (2)."""
-    head = f"{prog}: error" if prog else "error"
+    """Print ``[name: ]error: <e>`` on one line on stderr (``name_of(prog)``); the exit status
+    of a failed command (2)."""
+    head = f"{name_of(prog)}: error" if prog else "error"
     print(f"{head}: {message_of(e)}", file=sys.stderr)
     return 2
 
 
 def command(prog: str, errors: tuple[type[BaseException], ...] = ()) -> Callable:
     """Decorate a command's ``main(argv=None) -> int`` with the one error path: a ``CliError``,
-    one of ``INPUT_ERRORS`` or of ``errors`` becomes one line ``prog: error: ...`` on stderr and
+    one of ``INPUT_ERRORS`` or of ``errors`` becomes one line ``name: error: ...`` on stderr and
     status 2; ``KeyboardInterrupt`` one line and status 130."""
     caught = (CliError, *INPUT_ERRORS, *errors)
 
@@ -96,7 +102,7 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()) -> Callable
             try:
                 return fn(argv, *args, **kwargs) or 0
             except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
+                print(f"{name_of(prog)}: interrupted", file=sys.stderr)
                 return 130
             except caught as e:
                 return report(e, prog)
@@ -105,13 +111,6 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()) -> Callable
         return main
 
     return wrap
-
-
-def run(main: Callable[..., int | None], argv=None) -> int:
-    """Run an undecorated ``main(argv)`` through the one error path (``command``), its prog
-    taken from ``main.prog`` or its module."""
-    prog = getattr(main, "prog", None) or f"python -m {main.__module__}"
-    return command(prog)(main)(argv)
 
 
 # ---- numbers ---------------------------------------------------------------------------------
