@@ -1,5 +1,5 @@
-"""``python -m perceptual_metric COMMAND ...``: fit, evaluate, simulate or bench (each has --help).
-"""
+"""``python -m perceptual_metric COMMAND ...``: fit, evaluate, simulate, predict, rounds (each
+has --help)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ COMMANDS = {
     "simulate": "SIMULATED labels from a hidden metric (tests, demos; not human data)",
     "bench": "throughput and fit-time benchmark (runs/bench/perceptual_metric.md)",
     "predict": "the fitted metric's p_b for every candidate pair (an active study's next round)",
-    "rounds": "a study in rounds on the real server with the SIMULATED crowd (active sampling)",
-    "budget": "SIMULATED learning curves: judgments paid vs 2AFC, random vs active sampling",
+    "server_rounds": "a study in rounds on the real server with the SIMULATED crowd (active "
+                     "sampling)",
+    "active_savings": "SIMULATED learning curves: judgments paid vs 2AFC, random vs active "
+                      "sampling",
 }
 
 
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = ["usage: python -m perceptual_metric COMMAND [--help]", ""]
-        lines += [f"  {k:<9} {v}" for k, v in COMMANDS.items()]
+        lines += [f"  {k:<14} {v}" for k, v in COMMANDS.items()]
         print("\n".join(lines))
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)

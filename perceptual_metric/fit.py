@@ -39,7 +39,7 @@ from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.schedule import lr_at
 
-from .fit_steps import (
+from .fit_common import (
     DEFAULT_EPOCHS,
     DEFAULT_LIN_STEPS,
     HEAD_WARMUP_TRIALS,

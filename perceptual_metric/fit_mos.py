@@ -138,7 +138,7 @@ def correlations(d: np.ndarray, s: np.ndarray, n_boot: int = 1000, seed: int = 0
 
 def fit_on_mos(cfg, log=print) -> dict:
     """``perceptual_metric.fit`` on a ``mos.csv`` (``cfg``: its ``FitConfig``)."""
-    from .fit_steps import (
+    from .fit_common import (
         _done_before,
         make_views,
         psnr_distances,

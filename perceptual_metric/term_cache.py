@@ -1,4 +1,4 @@
-"""Per-image features of a study's test pairs, computed once: the cache behind ``budget``.
+"""Per-image features of a study's test pairs, computed once: the cache behind ``active_savings``.
 
 A simulated study asks the same pairs again and again, and ``lin`` fitting only needs, per
 (reference, distortion), the per-channel terms of the frozen trunk (``LPIPS.channel_terms``:

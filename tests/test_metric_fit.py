@@ -17,7 +17,7 @@ from mturk.schema import LABELS_COLUMNS, LABELS_ID
 from perceptual_metric import InputError, load
 from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
-from perceptual_metric.fit_steps import make_views, view_distances, view_terms
+from perceptual_metric.fit_common import make_views, view_distances, view_terms
 from perceptual_metric.labels import LabelsError, TripletDataset, group_split, read_labels
 from perceptual_metric.lpips_model import LPIPS
 from perceptual_metric.scoring import bootstrap_ci, ceiling, metric_distances, two_afc
@@ -265,7 +265,7 @@ def test_head_warm_up_turns_an_upside_down_head_the_right_way():
     """A fresh BAPPS head is a random MLP of (d_A, d_B); for some seeds it maps a larger d_A to a
     lower P(B). ``warm_up_head`` fits it alone on labels that follow the distances: afterwards
     it is increasing in d_A - d_B and calls the labels' side on (nearly) every pair."""
-    from perceptual_metric.fit_steps import warm_up_head
+    from perceptual_metric.fit_common import warm_up_head
     from perceptual_metric.lpips_model import RankHead
     g = torch.Generator().manual_seed(0)
     d_a, d_b = torch.rand(300, generator=g), torch.rand(300, generator=g)

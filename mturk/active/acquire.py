@@ -35,7 +35,7 @@ references)``: twice a fair share), so every image keeps being asked about.
 
 **Cost**: one pass of the metric over the candidates per round (``perceptual_metric.predict``;
 in ``lin`` mode the trunk features can be reused) and O(candidates) here; the saving is in paid
-judgments (``python -m perceptual_metric.budget`` measures it).
+judgments (``python -m perceptual_metric.active_savings`` measures it).
 """
 
 from __future__ import annotations

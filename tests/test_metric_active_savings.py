@@ -13,11 +13,11 @@ from mturk.design.trials import TrialsConfig, build
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID, TRIALS_COLUMNS, TRIALS_ID
 from mturk.sim.toy_index import make_toy_index
 from perceptual_metric import load
-from perceptual_metric.budget import main as budget_main
-from perceptual_metric.budget import mean_curve, mean_curve_ratio, ratio_ci, reach
-from perceptual_metric.budget_sim import Crowd
+from perceptual_metric.active_savings import main as budget_main
+from perceptual_metric.active_savings import mean_curve, mean_curve_ratio, ratio_ci, reach
 from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.fit import main as fit_main
+from perceptual_metric.offline_rounds import Crowd
 from perceptual_metric.predict import main as predict_main
 from perceptual_metric.simulate import simulate
 from perceptual_metric.trunks import WeightsError
@@ -222,7 +222,7 @@ def test_budget_end_to_end_on_a_toy_pool(tmp_path, sample_images, capsys):
     assert "noise floor" in (tmp_path / "b" / "budget.md").read_text()
     capsys.readouterr()
     assert budget_main(argv[:4] + ["--seeds", "0"]) == 2
-    assert capsys.readouterr().err.startswith("perceptual_metric.budget: error:")
+    assert capsys.readouterr().err.startswith("perceptual_metric.active_savings: error:")
 
 
 @pytest.mark.parametrize("main, flag", [(budget_main, "--round-judgments"),

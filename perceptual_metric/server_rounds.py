@@ -1,7 +1,7 @@
-"""Rounds on the real server with a SIMULATED crowd: ``python -m perceptual_metric.rounds``.
+"""Rounds on the real server with a SIMULATED crowd: ``python -m perceptual_metric.server_rounds``.
 
-    python -m perceptual_metric.rounds --index runs/distortions/index.csv --study runs/study \\
-        --strategy active --rounds 4 --round-trials 96 --workers 3
+    python -m perceptual_metric.server_rounds --index runs/distortions/index.csv \\
+        --study runs/study --strategy active --rounds 4 --round-trials 96 --workers 3
 
 Per round ``rNNN`` (``mturk.active.study_rounds`` describes the layout), the same steps a study on
 MTurk takes with ``mturk.publish``/``mturk.market.collect`` in place of the simulated crowd:
@@ -130,7 +130,8 @@ def run_rounds(cfg: RoundsConfig, log=print) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perceptual_metric.rounds", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m perceptual_metric.server_rounds",
+                                description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, RoundsConfig)
     cfg = config_from_args(RoundsConfig, p.parse_args(argv))
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--rounds and --workers must be >= 1")
         run_rounds(cfg)
     except (ValueError, FileNotFoundError, RuntimeError, CheckpointError) as e:
-        print(f"perceptual_metric.rounds: error: {e}", file=sys.stderr)
+        print(f"perceptual_metric.server_rounds: error: {e}", file=sys.stderr)
         return 2
     print(f"{len(done_rounds(cfg.study))} rounds done in {cfg.study} ({cfg.strategy})")
     return 0

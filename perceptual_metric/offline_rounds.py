@@ -1,4 +1,5 @@
-"""One SIMULATED study in rounds on cached features: the engine of ``perceptual_metric.budget``.
+"""One SIMULATED study in rounds on cached features (no server, no images): the engine of
+``perceptual_metric.active_savings``.
 
 Everything a round of the real loop does, without the server and the images (those are the
 same code paths as ``mturk.active.acquire`` and ``perceptual_metric.fit``'s ``lin`` mode, on terms
@@ -31,7 +32,7 @@ from mturk.sim.twoafc_crowd import careful_p_right, choose
 from plic.schedule import lr_at
 
 from .fit import FitConfig, lin_batches
-from .fit_steps import label_weights, rank_loss, total_steps, view_distances, warm_up_head
+from .fit_common import label_weights, rank_loss, total_steps, view_distances, warm_up_head
 from .lpips_model import LPIPS, RankHead
 from .scoring import ceiling, two_afc
 
@@ -79,7 +80,7 @@ class Crowd:
 
 
 @dataclass
-class RunConfig:
+class OfflineRoundsConfig:
     passes: int = 3
     round_judgments: int = 96
     assignments: int = 1
@@ -137,7 +138,7 @@ class LinMetric:
 
 
 def run(study: SimStudy, train: np.ndarray, held: np.ndarray, crowd: Crowd, strategy: str,
-        cfg: RunConfig, seed: int, net: str = "alex", progress=None) -> list[dict]:
+        cfg: OfflineRoundsConfig, seed: int, net: str = "alex", progress=None) -> list[dict]:
     """The learning curve of one strategy: after every round, judgments paid and held-out 2AFC.
     ``train``/``held``: pair indices."""
     rng = np.random.default_rng(seed)

@@ -1,10 +1,11 @@
 """SIMULATED learning curves: how many paid judgments active 2AFC sampling saves.
 
-    python -m perceptual_metric.budget --trials runs/budget/pool/trials.csv --out runs/budget
+    python -m perceptual_metric.active_savings --trials runs/budget/pool/trials.csv \\
+        --out runs/budget
 
 ``--trials`` is a study's pool (``mturk.trials`` with the random strategy: every pair, with the
 views the page shows). Per seed, a quarter of the references (``--held-out``) is held out; on the
-others a simulated crowd (``budget_sim``: LPIPS-VGG oracle, per-worker noise, ``--clickers``
+others a simulated crowd (``offline_rounds``: LPIPS-VGG oracle, per-worker noise, ``--clickers``
 random clickers) answers round after round, the metric (``lin`` on AlexNet, warm-started) is
 refitted after every round, and its 2AFC on the held-out pairs (against the crowd's expected
 answers) is recorded against the judgments paid so far, for both strategies:
@@ -53,8 +54,8 @@ from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
-from .budget_sim import SIM_VERSION, Crowd, RunConfig, SimStudy, ceiling_of, run
 from .lpips_model import LPIPS
+from .offline_rounds import SIM_VERSION, Crowd, OfflineRoundsConfig, SimStudy, ceiling_of, run
 from .scoring import two_afc
 from .simulate import make_oracle
 from .term_cache import compute, test_pairs
@@ -256,7 +257,7 @@ def experiment(cfg: BudgetConfig, log=print) -> dict:
     cfg.check()
     torch.set_num_threads(1)
     study, _ = load_study(cfg)
-    sim = RunConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
+    sim = OfflineRoundsConfig(passes=cfg.passes, round_judgments=cfg.round_judgments,
                     assignments=cfg.assignments, steps=cfg.steps or None,
                     weight_cap=cfg.weight_cap, acquire=cfg.acquire())
     runs_dir = Path(cfg.out) / "runs"
@@ -445,16 +446,17 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perceptual_metric.budget", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m perceptual_metric.active_savings",
+                                description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, BudgetConfig)
     cfg = config_from_args(BudgetConfig, p.parse_args(argv))
-    command = "python -m perceptual_metric.budget " + " ".join(
+    command = "python -m perceptual_metric.active_savings " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         result = experiment(cfg)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"perceptual_metric.budget: error: {e}", file=sys.stderr)
+        print(f"perceptual_metric.active_savings: error: {e}", file=sys.stderr)
         return 2
     out = Path(cfg.out)
     plot(result, out / "budget.png")

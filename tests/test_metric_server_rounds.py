@@ -1,4 +1,5 @@
-"""Rounds through the real server with the SIMULATED crowd (perceptual_metric.rounds), tiny."""
+"""Rounds through the real server with the SIMULATED crowd (perceptual_metric.server_rounds),
+tiny."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from mturk.active.acquire import settled
 from mturk.schema import LABELS_COLUMNS, LABELS_ID, TRIALS_COLUMNS, TRIALS_ID
 from mturk.sim.toy_index import make_toy_index
-from perceptual_metric.rounds import RoundsConfig, main, run_rounds
+from perceptual_metric.server_rounds import RoundsConfig, main, run_rounds
 from perceptual_metric.trunks import WeightsError
 from plic.checkpoint import load_checkpoint
 from plic.tables import read_table
@@ -56,4 +57,4 @@ def test_cli_help_and_bad_input(capsys, tmp_path):
     assert e.value.code == 0 and "--round-trials" in capsys.readouterr().out
     assert main(["--strategy", "best", "--study", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("perceptual_metric.rounds: error:") and "\n" not in err
+    assert err.startswith("perceptual_metric.server_rounds: error:") and "\n" not in err
