@@ -8,16 +8,18 @@ but the images are noise.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
+
+from plic.cli import command, parser
 
 from . import api, models
 
+PROG = "python -m codec.init"
 
+
+@command(PROG)
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.init", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--preset", default="small",
                    help="config preset: paper (GPU-sized), small (CPU-trainable), tiny (tests)")
     p.add_argument("--out", required=True, help="checkpoint path to write (.pt)")

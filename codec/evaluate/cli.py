@@ -8,7 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from codec.cli import positive_numbers
+from plic.cli import CliError, command, parser, positive_numbers
+from plic.cluster import ClusterError
 
 EPILOG = """\
 examples:
@@ -25,6 +26,7 @@ Inception feature.
 """
 
 
+PROG = "python -m codec.evaluate"
 _BPPS = positive_numbers("bpp values must be positive")
 
 
@@ -32,9 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     from plic.cluster import add_cluster_arg
     from plic.datasets import add_data_args
 
-    p = argparse.ArgumentParser(
-        prog="python -m codec.evaluate", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = parser(
+        PROG, epilog=EPILOG,
         description="Evaluate learned codec checkpoints and classic codecs at matched real "
                     "bitrates: bpp from the files, PSNR, MS-SSIM, LPIPS-Alex/VGG/Squeeze, DISTS, "
                     "the fitted metric, FID/KID on 256x256 patches; tables, RD plots, BD-rates "
@@ -99,11 +100,11 @@ def _names(text: str) -> tuple[str, ...]:
         v.strip() for v in text.split(",") if v.strip())
 
 
+@command(PROG, errors=(ClusterError,))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from plic.checkpoint import CheckpointError, git_commit
-    from plic.cluster import ClusterError
-    from plic.datasets import DataError, records_from_args
+    from plic.checkpoint import git_commit
+    from plic.datasets import records_from_args
     from plic.paths import runs_dir
 
     from .encode import track_from_checkpoint
@@ -111,24 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     from .write import write_all
 
     if args.label and len(args.label) != len(args.model):
-        print("error: give one --label per --model", file=sys.stderr)
-        return 2
-    try:
-        records = records_from_args(args)
-        tracks = [track_from_checkpoint(m, args.label[i] if args.label else None, args.target_bpp)
-                  for i, m in enumerate(args.model)]
-    except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        classic, backend = _classic_codecs(_names(args.classic), args.checkpoint_dir,
-                                           args.x265_preset)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise CliError("give one --label per --model")
+    records = records_from_args(args)
+    tracks = [track_from_checkpoint(m, args.label[i] if args.label else None, args.target_bpp)
+              for i, m in enumerate(args.model)]
+    classic, backend = _classic_codecs(_names(args.classic), args.checkpoint_dir,
+                                       args.x265_preset)
     if not tracks and not classic:
-        print("error: nothing to evaluate: give --model and/or --classic", file=sys.stderr)
-        return 2
+        raise CliError("nothing to evaluate: give --model and/or --classic")
     targets = sorted({*args.classic_targets, *(t for tr in tracks for t in tr.targets)})
     data_name = Path(args.data).stem
     out = Path(args.out or runs_dir() / "eval" / data_name)
@@ -143,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(records)} images of {data_name}", file=sys.stderr)
     try:
         rows, summary, info = _evaluate(records, cfg, args.cluster)
-    except ClusterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"interrupted: what was measured is cached in {out / 'cache'}; run the same "
               f"command again to finish the rest", file=sys.stderr)

@@ -21,13 +21,13 @@ at this rate of progress, does more CPU time close the gap, or does it need a GP
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 from pathlib import Path
 
+from plic.cli import CliError, command, parser
 from plic.fsio import atomic_write_text
 
 LOWER_BETTER = ("lpips_alex", "lpips_vgg", "lpips_squeeze", "dists", "fid", "kid")
@@ -143,9 +143,12 @@ def plot(rows: list[dict], reference: str, path: Path) -> None:
     plt.close(fig)
 
 
+PROG = "python -m codec.evaluate.gap"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.evaluate.gap", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("evals", nargs="+", type=Path, help="codec.evaluate output folders")
     p.add_argument("--reference", default="hevc-bpgcfg", help="the codec to measure gaps to")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the first "
@@ -155,18 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     for d in a.evals:
         f = d / "results.json"
         if not f.is_file():
-            print(f"error: {f}: no such file (run python -m codec.evaluate --out {d} first)",
-                  file=sys.stderr)
-            return 2
+            raise CliError(f"{f}: no such file (run python -m codec.evaluate --out {d} first)")
         results.append(json.loads(f.read_text()))
-    try:
-        rows = gap_rows(results, a.reference)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows = gap_rows(results, a.reference)
     if not rows:
-        print("error: no learned checkpoint rows to compare", file=sys.stderr)
-        return 2
+        raise CliError("no learned checkpoint rows to compare")
     out = a.out or a.evals[0] / "gap"
     out.mkdir(parents=True, exist_ok=True)
     # the sources relative to the write-up, never a machine's absolute folders
