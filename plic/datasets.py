@@ -10,11 +10,11 @@ folder of images (ids from file names, hashes computed on the spot).
 
 Command line::
 
-    python -m codec.datasets list
-    python -m codec.datasets verify kodak [--data-root DIR]
-    python -m codec.datasets fetch kodak --data-root DIR      # needs internet
-    python -m codec.datasets make-manifest FOLDER --out CSV [--prefix P] [--split S] ...
-    python -m codec.datasets crop samples --size 256 --out DIR   # centre crops as a new set
+    python -m plic.datasets list
+    python -m plic.datasets verify kodak [--data-root DIR]
+    python -m plic.datasets fetch kodak --data-root DIR      # needs internet
+    python -m plic.datasets make-manifest FOLDER --out CSV [--prefix P] [--split S] ...
+    python -m plic.datasets crop samples --size 256 --out DIR   # centre crops as a new set
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def verify(records: list[ImageRecord], name: str = "data set") -> None:
     if len(missing) + len(altered) > 20:
         lines.append("  ...")
     lines.append(f"Fix: pass --data-root DIR (or set {DATA_ROOT_ENV}) to the folder that holds "
-                 f"the files, or download them with `python -m codec.datasets fetch {name} "
+                 f"the files, or download them with `python -m plic.datasets fetch {name} "
                  f"--data-root DIR` on a machine with internet; replace altered files.")
     raise DataError("\n".join(lines))
 
@@ -252,7 +252,7 @@ def crop_set(records: list[ImageRecord], size: int, out_dir: Path, name: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m codec.datasets", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m plic.datasets", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the built-in manifests")

@@ -98,7 +98,7 @@ if crop > 0:
     name = f"{Path(args.data).stem}-crop{crop}"
     data = str(crop_set(recs, crop, Path(out), name))
     print(f"centre crops of at most {crop}x{crop} px: {data} "
-          f"(python -m codec.datasets crop {args.data} --size {crop} --out {out})",
+          f"(python -m plic.datasets crop {args.data} --size {crop} --out {out})",
           file=sys.stderr)
     recs = records_from_args(argparse.Namespace(data=data, data_root=None))
 codecs, postdecode = "", ""
