@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from plic.image_io import check_rgb_uint8
+from plic.image_io import check_rgb_uint8, to_tensor
 from plic.quality import bpp as bits_per_pixel
 
 from . import bitstream as bs
@@ -148,9 +148,7 @@ def _padded(h: int, w: int, stride: int) -> tuple[int, int]:
 def _to_tensor(image: np.ndarray, model) -> torch.Tensor:
     h, w = image.shape[:2]
     hp, wp = _padded(h, w, model.stride)
-    if not image.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on a read-only one
-        image = image.copy()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    x = to_tensor(image)
     if (hp, wp) != (h, w):
         x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
     return x.to(_device(model))

@@ -25,7 +25,7 @@ from mturk.sim.twoafc_crowd import careful_p_right
 from plic.checkpoint import save_checkpoint
 from plic.datasets import add_data_args, records_from_args
 from plic.fsio import atomic_write_text
-from plic.image_io import jpeg_round_trip, read_image, write_png
+from plic.image_io import jpeg_round_trip, read_image, to_tensor, write_png
 from plic.paths import runs_dir
 from plic.tables import rel_path, write_table
 
@@ -106,8 +106,7 @@ def simulate(out: Path, images: list[np.ndarray], trials: int = 400, patch_size:
     oracle = make_oracle(seed)
 
     def batch(k, i, j):
-        return (torch.from_numpy(np.stack([s[k] for s in sides[i:j]])).permute(0, 3, 1, 2)
-                .float() / 255)
+        return to_tensor(np.stack([s[k] for s in sides[i:j]]))
 
     bs = max(1, (64 * 64 * 64) // (patch_size * patch_size))  # memory flat for big patches
     with torch.no_grad():

@@ -178,13 +178,22 @@ def jpeg_round_trip(image: np.ndarray, quality: int,
     return decode_image_bytes(data), data
 
 
-def to_tensor(image: np.ndarray, unit: bool = True, batch: bool = True):
+def to_tensor(image: np.ndarray, unit: bool = True, batch: bool = True, *, dtype=None,
+              device=None):
     """uint8 RGB (H, W, 3) -> float32 torch tensor (1, 3, H, W) (``batch``, else (3, H, W)), on
-    [0, 1] (``unit``) or [0, 255]. The one conversion at the codec boundary; k / 255 * 255 == k
-    in float32 for every byte, so either range gives the same values after scaling."""
+    [0, 1] (``unit``) or [0, 255]. A stack (N, H, W, 3) gives (N, 3, H, W). The one conversion
+    at the codec boundary; k / 255 * 255 == k in float32 for every byte, so either range gives
+    the same values after scaling. ``dtype``: another float type (torch.float64); ``device``:
+    where the bytes go before the conversion, so the scaling runs there."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    if not image.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on a read-only one
+        image = image.copy()
+    x = torch.from_numpy(np.ascontiguousarray(image))
+    x = x.permute(2, 0, 1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if device is not None:
+        x = x.to(device)
+    x = x.to(torch.float32 if dtype is None else dtype)
     if unit:
         x = x / 255.0
-    return x[None] if batch else x
+    return x[None] if batch and image.ndim == 3 else x

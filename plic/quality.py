@@ -126,7 +126,9 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM of two uint8 RGB images (H, W, 3), computed in float64."""
     import torch
 
+    from .image_io import to_tensor
+
     a, b = _pair(a, b)
-    ta = torch.from_numpy(a.astype(np.float64)).permute(2, 0, 1)[None]
-    tb = torch.from_numpy(b.astype(np.float64)).permute(2, 0, 1)[None]
+    ta = to_tensor(a, unit=False, dtype=torch.float64)
+    tb = to_tensor(b, unit=False, dtype=torch.float64)
     return float(ms_ssim_torch(ta, tb, data_range=255.0)[0])

@@ -4,6 +4,7 @@ an image's size from its header, and the learning-rate schedule."""
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -26,6 +27,28 @@ def test_to_tensor_layout_and_ranges():
     view = every[::2, ::3]  # not contiguous
     assert torch.equal(to_tensor(view, unit=False)[0].permute(1, 2, 0).to(torch.uint8),
                        torch.from_numpy(np.ascontiguousarray(view)))
+
+
+def test_to_tensor_stacks_dtypes_and_devices_give_the_same_values():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (4, 5, 7, 3), dtype=np.uint8)
+    # what the call sites wrote by hand before (issue 31), value for value
+    old = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    x = to_tensor(imgs)
+    assert x.shape == (4, 3, 5, 7) and torch.equal(x, old)
+    assert to_tensor(imgs, batch=False).shape == (4, 3, 5, 7)  # a stack has its batch already
+    for i in range(4):
+        assert torch.equal(to_tensor(imgs[i]), old[i:i + 1])
+    x64 = to_tensor(imgs[0], unit=False, dtype=torch.float64)
+    assert x64.dtype == torch.float64
+    assert torch.equal(x64, torch.from_numpy(imgs[0].astype(np.float64)).permute(2, 0, 1)[None])
+    # the bytes move first, then the scaling runs there: the same values on the CPU
+    assert torch.equal(to_tensor(imgs[0], device="cpu"), to_tensor(imgs[0]))
+    ro = imgs[1].copy()
+    ro.flags.writeable = False  # e.g. np.asarray of a PIL image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a read-only array
+        assert torch.equal(to_tensor(ro), old[1:2])
 
 
 def test_jpeg_round_trip_is_pillows():

@@ -123,13 +123,15 @@ def preprocess(batch: np.ndarray):
     """uint8 N x H x W x 3 -> float32 N x 3 x 299 x 299 in the TF FID's range [-1, 1)."""
     import torch
 
+    from plic.image_io import to_tensor
+
     batch = np.asarray(batch)
     if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
         raise ValueError(f"expected uint8 N x H x W x 3, got {batch.dtype} {batch.shape}")
     _, h, w, _ = batch.shape
     rh = torch.from_numpy(_tf_resize_matrix(h, INCEPTION_SIZE))
     rw = torch.from_numpy(_tf_resize_matrix(w, INCEPTION_SIZE))
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(torch.float64)
+    x = to_tensor(batch, unit=False, dtype=torch.float64)
     x = rh @ x @ rw.T  # separable: rows, then columns
     return ((x - 128.0) / 128.0).to(torch.float32)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from plic.image_io import check_rgb_uint8
+from plic.image_io import check_rgb_uint8, to_tensor
 from plic.quality import bpp as bits_per_pixel
 
 from .. import hevc, limits
@@ -112,8 +112,7 @@ def enhance(decoded: np.ndarray, qp: int, model: PostDecoder) -> np.ndarray:
     h, w = decoded.shape[:2]
     dev = next(model.parameters()).device
     with exact_mode(), limits.out_of_memory_as(f"post-decoding a {w}x{h} image"):
-        x = torch.from_numpy(np.ascontiguousarray(decoded)).permute(2, 0, 1)[None]
-        x = x.to(dev).float() / 255.0
+        x = to_tensor(decoded, device=dev)
         y = model(x, torch.tensor([float(qp)]))
         if not bool(torch.isfinite(y).all()):
             raise ValueError("the post-decoder gave non-finite pixels (broken weights?)")

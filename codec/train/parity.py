@@ -272,6 +272,7 @@ def eval_theirs(run: Path, images) -> list[dict]:
     import numpy as np
     import torch
 
+    from plic.image_io import to_tensor
     from plic.quality import bpp, psnr
 
     compressai_train_module()
@@ -288,7 +289,7 @@ def eval_theirs(run: Path, images) -> list[dict]:
         h, w = img.shape[:2]
         if h % 64 or w % 64:
             raise ValueError(f"{name}: {w}x{h} is not a multiple of 64 (Kodak is)")
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+        x = to_tensor(img)
         with torch.no_grad():
             t0, c0 = time.perf_counter(), time.process_time()
             code = net.compress(x)

@@ -74,8 +74,7 @@ class PairBatches:
         rows = [self.sample(step * size + i) for i in range(size)]
 
         def t(imgs):
-            return torch.from_numpy(np.stack([np.ascontiguousarray(i) for i in imgs])).permute(
-                0, 3, 1, 2).float().div_(255.0)
+            return to_tensor(np.stack(imgs))
 
         return (t([r[0] for r in rows]), t([r[1] for r in rows]),
                 torch.tensor([float(r[2]) for r in rows]))
