@@ -20,9 +20,9 @@ def setup(tmp_path_factory, sample_images):
     d = tmp_path_factory.mktemp("evalc")
     for i, img in enumerate(list(sample_images.values())[:2]):
         write_png(d / "imgs" / f"im{i}.png", img[192:320, 256:448].copy())  # 128 x 192
-    from codec import init
+    from codec import untrained
 
-    assert init.main(["--preset", "tiny", "--out", str(d / "tiny.pt")]) == 0
+    assert untrained.main(["--preset", "tiny", "--out", str(d / "tiny.pt")]) == 0
     return d
 
 

@@ -24,9 +24,9 @@ def setup(tmp_path_factory, sample_images):
     imgs = d / "imgs"
     for i, img in enumerate(list(sample_images.values())[:2]):
         write_png(imgs / f"im{i}.png", img[128:384, :512].copy())  # 256x512: 2 FID patches
-    from codec import init
+    from codec import untrained
 
-    assert init.main(["--preset", "tiny", "--out", str(d / "tiny.pt")]) == 0
+    assert untrained.main(["--preset", "tiny", "--out", str(d / "tiny.pt")]) == 0
     return d
 
 

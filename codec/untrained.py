@@ -1,6 +1,6 @@
 """Write an untrained codec checkpoint (random weights, ready to code).
 
-    python -m codec.init --preset tiny --out runs/codec/tiny.pt [--model hific] [--seed 0]
+    python -m codec.untrained --preset tiny --out runs/codec/tiny.pt [--model hific] [--seed 0]
 
 The bitstream path works before any training; the files are as large as trained ones would be
 but the images are noise.
@@ -14,7 +14,7 @@ from plic.cli import command, parser
 
 from . import api, models
 
-PROG = "python -m codec.init"
+PROG = "python -m codec.untrained"
 
 
 @command(PROG)
