@@ -25,7 +25,7 @@ from pathlib import Path
 
 from plic.cluster import run_items
 from plic.fsio import sha256_file
-from plic.image_io import ImageReadError, png_bytes, read_image
+from plic.image_io import ImageReadError, image_size, png_bytes, read_image
 from plic.quality import ms_ssim, ms_ssim_scales, psnr
 
 from . import store as st
@@ -230,10 +230,8 @@ def _size(rec) -> tuple[int, int]:
     """(height, width) from the manifest, else from the file's header."""
     if rec.height and rec.width:
         return int(rec.height), int(rec.width)
-    from PIL import Image
-
-    with Image.open(rec.path) as im:
-        return im.height, im.width
+    w, h = image_size(rec.path)
+    return h, w
 
 
 def _meta(records, versions, cfg) -> dict:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from plic.config_args import add_config_args, config_from_args
 from plic.config_args import option as opt
+from plic.image_io import ImageReadError
 
 from ..tokens import VIEWS
 from ..web.page import image_size
@@ -193,7 +194,7 @@ def window_sentence(cfg: PublishConfig, db, batches) -> str:
         for t in db.batch_trials(b):
             try:
                 w, h = image_size(str(resolve(t["ref_path"])))
-            except OSError as e:
+            except ImageReadError as e:
                 raise ValueError(f"cannot read the trial images to state the window size the "
                                  f"page needs ({e}); pass --min-window WxH or none") from e
             width, height = max(width, w), max(height, h)

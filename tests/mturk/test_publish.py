@@ -355,3 +355,9 @@ def test_boto_low_balance_on_live_refuses(db):
         P.publish(cfg(), market, db, "live", out=lambda s: None)
     assert db.list_hits() == []
     assert Decimal("1.00") < P.CostEstimate(3, 3, Decimal("0.50")).total
+
+
+def test_auto_window_with_unreadable_images_says_how_to_go_on(db):
+    # the fixture's trial images do not exist: the header read (plic.image_io) fails in one line
+    with pytest.raises(ValueError, match="cannot read the trial images.*--min-window WxH or none"):
+        P.window_sentence(cfg(min_window="auto"), db, ["b0"])
