@@ -9,29 +9,30 @@ it and the time. ``--target-bpp`` searches the bin width so that the file is at 
 (default: what the model codes within 8 GiB, ``codec.limits``). Images are read by the table in
 ``plic.image_io``: 16-bit samples keep their high byte, float images are refused, and so is
 transparency unless ``--alpha drop``. A missing folder of OUT is created. Errors: one line on
-stderr, exit status 2, no file written.
+stderr, exit status 2, no file written (``plic.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 
-from plic.checkpoint import CheckpointError
-from plic.image_io import ALPHA_POLICIES, ImageReadError, read_image
+from plic.cli import CliError, check_output, checked, command, device, number, parser, write_output
+from plic.image_io import ALPHA_POLICIES, read_image
 from plic.quality import est_bpp
 
 from . import api, limits
 from .bitstream import MAX_PIXELS
-from .cli import CliError, Parser, check_output, checked, device, number, report, write_output
+from .hevc import HevcError
 from .postdecode import cli as postdecode_cli
 
+PROG = "python -m codec.compress"
 
+
+@command(PROG, errors=(OSError, MemoryError, HevcError))
 def main(argv=None) -> int:
-    p = Parser(prog="python -m codec.compress", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("image", help="input image (any format Pillow reads; see plic.image_io)")
     p.add_argument("out", help="bitstream file to write (a missing folder is created)")
     p.add_argument("--model", required=True, help="codec checkpoint (python -m codec.init)")
@@ -57,21 +58,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        out = check_output(args.out, source=args.image)
-        model = api.load(args.model, device=args.device)
-        if postdecode_cli.is_postdecoder(model):  # HEVC + the learned stage
-            return postdecode_cli.compress(args, model, out)
-        if args.qp is not None:
-            raise CliError("--qp is for a post-decoded HEVC checkpoint (codec.postdecode), "
-                           "not this codec")
-        limit = args.max_pixels or limits.default_max_pixels(model)
-        image = read_image(args.image, alpha=args.alpha, max_pixels=limit)
-        res = api.encode(image, model, target_bpp=args.target_bpp, bin_width=args.bin_width,
-                         max_pixels=limit)
-        write_output(out, res.data)
-    except (CliError, ImageReadError, CheckpointError, ValueError, OSError, MemoryError) as e:
-        return report(e)
+    out = check_output(args.out, source=args.image)
+    model = api.load(args.model, device=args.device)
+    if postdecode_cli.is_postdecoder(model):  # HEVC + the learned stage
+        return postdecode_cli.compress(args, model, out)
+    if args.qp is not None:
+        raise CliError("--qp is for a post-decoded HEVC checkpoint (codec.postdecode), "
+                       "not this codec")
+    limit = args.max_pixels or limits.default_max_pixels(model)
+    image = read_image(args.image, alpha=args.alpha, max_pixels=limit)
+    res = api.encode(image, model, target_bpp=args.target_bpp, bin_width=args.bin_width,
+                     max_pixels=limit)
+    write_output(out, res.data)
     h, w = image.shape[:2]
     print(f"{args.out}: {len(res.data)} bytes, {res.bpp:.4f} bpp "
           f"(estimate {est_bpp(res.est_bits, h, w):.4f} bpp), bin width {res.bin_width:.6g}, "

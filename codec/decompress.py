@@ -14,22 +14,22 @@ stream whose decoding work is over ``--max-pixels-per-byte`` pixels (default 100
 computed (padded to the model's stride), plus 512 for each wavefront step of a context model's
 latent, plus 8192 for the stream (docs/BITSTREAM.md). The pixels do not depend on the
 machine's thread count (decoding runs on one CPU thread). A missing folder of OUT is created.
-Errors: one line on stderr, exit status 2, no file written.
+Errors: one line on stderr, exit status 2, no file written (``plic.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from plic.checkpoint import CheckpointError, load_checkpoint
+from plic.cli import CliError, check_output, command, device, number, parser, write_output
 from plic.image_io import png_bytes
 from plic.paths import runs_dir
 from plic.quality import est_bpp
 
 from . import api, bitstream, limits
-from .cli import CliError, Parser, check_output, device, number, report, write_output
+from .hevc import HevcError
 from .postdecode import cli as postdecode_cli
 from .postdecode.container import is_stream as is_postdecode_stream
 
@@ -50,9 +50,12 @@ def find_checkpoint(header: bitstream.Header, dirs: list[Path]) -> Path | None:
     return None
 
 
+PROG = "python -m codec.decompress"
+
+
+@command(PROG, errors=(OSError, HevcError))
 def main(argv=None) -> int:
-    p = Parser(prog="python -m codec.decompress", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("input", help="bitstream file (from python -m codec.compress)")
     p.add_argument("out", help="PNG to write (a missing folder is created)")
     p.add_argument("--model", help="codec checkpoint; default: found by the stream's hash")
@@ -93,9 +96,7 @@ def main(argv=None) -> int:
                          max_pixels_per_byte=args.max_pixels_per_byte)
         write_output(out, png_bytes(res.image))
     except (bitstream.BitstreamError, MemoryError) as e:
-        return report(f"{args.input}: {e}")
-    except (CliError, CheckpointError, ValueError, OSError) as e:
-        return report(e)
+        raise CliError(f"{args.input}: {e}") from None
     h, w = res.image.shape[:2]
     print(f"{args.out}: {w}x{h} px from {len(data)} bytes, {res.bpp:.4f} bpp "
           f"(estimate {est_bpp(res.est_bits, h, w):.4f} bpp), model {model_path}, "

@@ -20,20 +20,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from codec.cli import positive_numbers
+from plic.cli import CliError, command, parser, positive_numbers, report
 from plic.cluster import Cluster, ClusterError, add_cluster_arg
-from plic.datasets import DataError, add_data_args
+from plic.datasets import add_data_args
 from plic.paths import runs_dir
 
 from .backends import BackendOptions, choices_text, default_names, is_known, names
 from .backends.hevc import X265_PRESETS
 from .checkpoints import (
     DEFAULT_CHECKPOINT_DIR,
-    CheckpointChoiceError,
     read_inputs,
     select_codecs,
 )
-from .run import DEFAULT_TARGETS, RunConfig, run
+from .run import DEFAULT_TARGETS, DistortionsConfig, run
 
 
 def _codecs(text: str) -> tuple[str, ...]:
@@ -44,9 +43,13 @@ def _codecs(text: str) -> tuple[str, ...]:
     return codecs
 
 
+PROG = "python -m distortions"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m distortions",
+    p = parser(
+        PROG,
+        formatter_class=argparse.HelpFormatter,
         description="Compress reference images with classic and learned codecs at target "
                     "bitrates (per image: the highest quality whose real file is at or under "
                     "each target) and write decoded PNGs, bitstreams and index.csv. Reruns "
@@ -105,16 +108,12 @@ def postdecode_checkpoint(args) -> str | None:
     return str(path) if path.is_file() else None
 
 
+@command(PROG, errors=(ClusterError,))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.crop is not None and args.crop < 16:
-        print("error: --crop must be at least 16 pixels", file=sys.stderr)
-        return 2
-    try:
-        records, learned = read_inputs(args)
-    except (DataError, CheckpointChoiceError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise CliError("--crop must be at least 16 pixels")
+    records, learned = read_inputs(args)
     postdecode = postdecode_checkpoint(args)
     defaults = default_names() + (("hevc-bpgcfg-pd",) if postdecode else ())
     codecs, choice_errors = select_codecs(args.codecs, learned.codecs, defaults)
@@ -122,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         print(learned.summary())
         for line in learned.skipped:
             print(f"  {line}")
-    for msg in choice_errors:
-        print(f"error: {msg}", file=sys.stderr)
     if not codecs:
-        return 2
-    cfg = RunConfig(
+        raise CliError("; ".join(choice_errors) or "no codec to run")
+    for msg in choice_errors:
+        report(msg, PROG)
+    cfg = DistortionsConfig(
         out=str(Path(args.out) if args.out else runs_dir() / "distortions"),
         codecs=codecs, targets=args.targets, crop=args.crop, jobs=args.jobs,
         backend=BackendOptions(ffmpeg=args.ffmpeg, x265_preset=args.x265_preset,
@@ -136,26 +135,23 @@ def main(argv: list[str] | None = None) -> int:
                                hevc_cache=args.hevc_cache),
         progress=not args.no_progress)
     try:
-        report = _run(records, cfg, args.cluster)
-    except ClusterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        done = _run(records, cfg, args.cluster)
     except KeyboardInterrupt:
         print(f"interrupted: the items done so far are in {cfg.out}; run the same command "
               f"again to finish the rest", file=sys.stderr)
         return 130
-    print(f"{cfg.out}/index.csv: {report.new_rows} new rows, {report.reused_rows} kept, "
-          f"{report.unreachable} unreachable (codec, image, target), {report.encodes} encodes"
-          + ("" if report.wrote_index else "; index unchanged"))
-    if report.errors:
-        print(f"{len(report.errors)} error(s); every other item of the {report.items} "
+    print(f"{cfg.out}/index.csv: {done.new_rows} new rows, {done.reused_rows} kept, "
+          f"{done.unreachable} unreachable (codec, image, target), {done.encodes} encodes"
+          + ("" if done.wrote_index else "; index unchanged"))
+    if done.errors:
+        print(f"{len(done.errors)} error(s); every other item of the {done.items} "
               f"completed, and a rerun retries only these:", file=sys.stderr)
-    for where, msg in report.errors:
+    for where, msg in done.errors:
         print(f"error: {where}: {msg}", file=sys.stderr)
-    return 1 if report.errors or choice_errors else 0
+    return 1 if done.errors or choice_errors else 0
 
 
-def _run(records, cfg: RunConfig, cluster_spec):
+def _run(records, cfg: DistortionsConfig, cluster_spec):
     if cluster_spec is None:
         return run(records, cfg)
     with Cluster(cluster_spec) as cluster:

@@ -33,7 +33,7 @@ from plic.tables import read_table
 from . import store as st
 from .backends import BackendOptions, classic_names, names
 from .checkpoints import CheckpointChoiceError, read_inputs, select_codecs
-from .run import DEFAULT_TARGETS, RunConfig, run
+from .run import DEFAULT_TARGETS, DistortionsConfig, run
 from .schema import INDEX_COLUMNS, INDEX_ID
 
 ANCHOR = "bpg_444_x265_ycbcr"
@@ -251,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work)
     targets = tuple(float(t) for t in args.targets.split(","))
     jobs = args.jobs or os.cpu_count() or 1
-    cfg = RunConfig(out=str(work), codecs=codecs, targets=targets, crop=args.crop, jobs=jobs,
-                    backend=BackendOptions(x265_preset=args.x265_preset,
-                                           learned=tuple(learned.codecs.items())))
+    cfg = DistortionsConfig(out=str(work), codecs=codecs, targets=targets, crop=args.crop,
+                            jobs=jobs,
+                            backend=BackendOptions(x265_preset=args.x265_preset,
+                                                   learned=tuple(learned.codecs.items())))
     load_before = load_averages()
     t0 = time.perf_counter()
     report = run(records, cfg)

@@ -36,7 +36,7 @@ from plic.paths import runs_dir
 
 from .backends import BackendOptions
 from .checkpoints import choose_learned
-from .run import DEFAULT_TARGETS, RunConfig, run
+from .run import DEFAULT_TARGETS, DistortionsConfig, run
 
 CLIC_MPX = 160.0  # CLIC 2021's test set, about 160 megapixels
 COST_CODECS = ("jpeg", "jpeg444", "webp", "avif", "jxl", "hevc-bpgcfg")
@@ -95,7 +95,7 @@ def _cpu_delta(before: dict, after: dict) -> float:
     return sum(v - before.get(pid, 0.0) for pid, v in after.items())
 
 
-def _one(how: str, records, cfg: RunConfig) -> dict:
+def _one(how: str, records, cfg: DistortionsConfig) -> dict:
     """One timed run: wall seconds of the start and of the run, and the CPU seconds the run
     took in this process and every process under it (load-independent, unlike wall time)."""
     shutil.rmtree(cfg.out, ignore_errors=True)
@@ -127,8 +127,8 @@ def codec_costs(records, codecs, targets, backend: BackendOptions, work: Path) -
         folder = work / f"cost-{codec}"
         shutil.rmtree(folder, ignore_errors=True)
         c0, t0 = cpu_seconds(), time.perf_counter()
-        rep = run(records, RunConfig(out=str(folder), codecs=(codec,), targets=targets, jobs=1,
-                                     progress=False, backend=backend))
+        rep = run(records, DistortionsConfig(out=str(folder), codecs=(codec,), targets=targets,
+                                             jobs=1, progress=False, backend=backend))
         wall, cpu = time.perf_counter() - t0, _cpu_delta(c0, cpu_seconds())
         if rep.errors:
             out[codec] = {"error": rep.errors[0][1]}
@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         order = ["local", "local:1", "local:2"]
         order = order[r % 3:] + order[:r % 3]  # rotate: no configuration always goes first
         for how in order:
-            cfg = RunConfig(out=str(work / how.replace(":", "")), codecs=codecs,
-                            targets=targets, crop=args.crop, jobs=1, progress=False)
+            cfg = DistortionsConfig(out=str(work / how.replace(":", "")), codecs=codecs,
+                                    targets=targets, crop=args.crop, jobs=1, progress=False)
             res = _one(how, records, cfg)
             print(f"{how}: start {res['start_s']:.1f} s, run {res['run_s']:.1f} s, CPU "
                   f"{res['cpu_s']:.1f} s", file=sys.stderr)

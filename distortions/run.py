@@ -37,7 +37,7 @@ FLUSH_S = 2.0  # rewrite the tables at most this often while items arrive (and a
 
 
 @dataclass
-class RunConfig:
+class DistortionsConfig:
     """What to distort and how (the CLI's options, one field each)."""
 
     out: str
@@ -188,7 +188,7 @@ def process_item(task: ItemTask) -> ItemResult:
     return res
 
 
-def _versions(cfg: RunConfig, report: RunReport) -> dict[str, str]:
+def _versions(cfg: DistortionsConfig, report: RunReport) -> dict[str, str]:
     """Version strings of the codecs that can run here; the others go to ``report.errors``."""
     versions = {}
     for name in cfg.codecs:
@@ -250,10 +250,10 @@ def _meta(records, versions, cfg) -> dict:
 def available_versions(codecs: tuple[str, ...], backend: BackendOptions) -> dict[str, str]:
     """{codec: version} of the codecs that run on this machine (a cluster's workers must give
     the same: another ffmpeg or checkpoint would write other files under the same ids)."""
-    return _versions(RunConfig(out="", codecs=tuple(codecs), backend=backend), RunReport())
+    return _versions(DistortionsConfig(out="", codecs=tuple(codecs), backend=backend), RunReport())
 
 
-def check_cluster(cluster, records, cfg: RunConfig) -> None:
+def check_cluster(cluster, records, cfg: DistortionsConfig) -> None:
     """Refuse (``plic.cluster.ClusterError``) unless every worker sees the inputs (images,
     checkpoints), writes where this process reads (the output folder, an HEVC cache), and has
     the same codec versions."""
@@ -265,7 +265,7 @@ def check_cluster(cluster, records, cfg: RunConfig) -> None:
                             cfg.backend)
 
 
-def run(records, cfg: RunConfig, cluster=None) -> RunReport:
+def run(records, cfg: DistortionsConfig, cluster=None) -> RunReport:
     """Distort ``records`` (``plic.datasets.ImageRecord``s) as ``cfg`` says, here or on
     ``cluster`` (a connected ``plic.cluster.Cluster``: same files and tables)."""
     report = RunReport()
@@ -326,5 +326,5 @@ def run(records, cfg: RunConfig, cluster=None) -> RunReport:
     return report
 
 
-def config_dict(cfg: RunConfig) -> dict:
+def config_dict(cfg: DistortionsConfig) -> dict:
     return asdict(cfg)

@@ -100,7 +100,8 @@ def test_unreachable_scheduler_one_line(monkeypatch, capsys, tmp_path):
                str(tmp_path / "out"), "--cluster", address, "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and time.monotonic() - t0 < 30
-    assert len(err) == 1 and err[0].startswith("error: cannot reach the Dask scheduler at")
+    assert len(err) == 1
+    assert err[0].startswith("distortions: error: cannot reach the Dask scheduler at")
     assert not (tmp_path / "out" / "index.csv").exists()
 
 
@@ -167,7 +168,8 @@ def test_worker_that_cannot_see_the_paths_is_refused(tmp_path, capsys):
             err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("dask:")]
             assert rc == 2
             assert len(err) == 1 and "cannot see the input" in err[0], err
-            assert err[0].startswith("error: worker tcp://") and "paths every node sees" in err[0]
+            assert err[0].startswith("distortions: error: worker tcp://")
+            assert "paths every node sees" in err[0]
             assert not (out / "index.csv").exists()
         finally:
             worker.terminate()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from distortions.run import RunConfig, run
+from distortions.run import DistortionsConfig, run
 from plic.cluster import Cluster
 from plic.datasets import resolve_data
 from plic.fsio import sha256_file
@@ -25,8 +25,8 @@ CODECS, TARGETS, CROP = ("jpeg", "webp"), (0.3, 0.6, 1.0), 160
 
 
 def _cfg(out, **kw):
-    return RunConfig(out=str(out), codecs=CODECS, targets=TARGETS, crop=CROP, jobs=1,
-                     progress=False, **kw)
+    return DistortionsConfig(out=str(out), codecs=CODECS, targets=TARGETS, crop=CROP, jobs=1,
+                             progress=False, **kw)
 
 
 def _outputs(out: Path) -> dict:
@@ -153,8 +153,8 @@ def test_failed_items_named_others_complete(tmp_path, records, cluster):
     bad = tmp_path / "zz-broken.png"
     bad.write_bytes(b"not a png at all")
     recs = [*records[:2], ImageRecord("broken", bad, sha256_file(bad), 512, 768)]
-    cfg = RunConfig(out=str(tmp_path / "out"), codecs=CODECS, targets=(2.0,), crop=96,
-                    progress=False)
+    cfg = DistortionsConfig(out=str(tmp_path / "out"), codecs=CODECS, targets=(2.0,), crop=96,
+                            progress=False)
     report = run(recs, cfg, cluster=cluster)
     assert report.items == 6 and report.items_done == 6
     assert [w for w, _ in report.errors] == [str(bad)]

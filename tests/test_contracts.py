@@ -131,7 +131,7 @@ def pipeline(tmp_path_factory):
     """The producers themselves, at toy size: distortions -> trials (2AFC and ACR) -> a
     SIMULATED lab study of each -> labels.csv and mos.csv -> a metric fitted on the labels ->
     predictions.csv. Returns {heading: the file its producer wrote}."""
-    from distortions.run import RunConfig, run
+    from distortions.run import DistortionsConfig, run
     from mturk.analysis.aggregate import aggregate
     from mturk.analysis.mos import aggregate_ratings
     from mturk.analysis.worker_quality import QualityRule
@@ -144,8 +144,8 @@ def pipeline(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("contracts")
     report = run(resolve_data("samples")[:2],
-                 RunConfig(out=str(d / "dist"), codecs=("jpeg", "webp"), targets=(3.0, 6.0),
-                           crop=64, jobs=1, progress=False))
+                 DistortionsConfig(out=str(d / "dist"), codecs=("jpeg", "webp"),
+                                   targets=(3.0, 6.0), crop=64, jobs=1, progress=False))
     assert not report.errors
     index = d / "dist" / "index.csv"
     files = {"runs/distortions/index.csv": index}

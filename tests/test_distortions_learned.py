@@ -64,7 +64,7 @@ def test_round_trip_and_rate_direction(backend, sample_images):
 def test_rate_search_and_driver(backend, checkpoint, sample_images, tmp_path):
     from distortions.backends import BackendOptions
     from distortions.ratesearch import RateCurve, search
-    from distortions.run import RunConfig, run
+    from distortions.run import DistortionsConfig, run
     from distortions.schema import INDEX_COLUMNS, INDEX_ID
     from plic.datasets import resolve_data
 
@@ -76,8 +76,9 @@ def test_rate_search_and_driver(backend, checkpoint, sample_images, tmp_path):
     assert got is not None and got.bpp <= target
     assert backend.param.lo < got.param < backend.param.hi  # searched, not an end
 
-    cfg = RunConfig(out=str(tmp_path), codecs=("learned",), targets=(target,), crop=64, jobs=1,
-                    progress=False, backend=BackendOptions(checkpoint=str(checkpoint)))
+    cfg = DistortionsConfig(out=str(tmp_path), codecs=("learned",), targets=(target,), crop=64,
+                            jobs=1, progress=False,
+                            backend=BackendOptions(checkpoint=str(checkpoint)))
     report = run(resolve_data("samples")[:1], cfg)
     assert not report.errors and report.new_rows == 1
     df = read_table(tmp_path / "index.csv", INDEX_COLUMNS, INDEX_ID)

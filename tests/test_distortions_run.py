@@ -8,7 +8,7 @@ import pytest
 
 from distortions.__main__ import main
 from distortions.backends import BackendOptions
-from distortions.run import RunConfig, run
+from distortions.run import DistortionsConfig, run
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
 from distortions.store import SEARCH_COLUMNS, SEARCH_ID
 from plic.datasets import ImageRecord, resolve_data
@@ -28,7 +28,7 @@ def _cfg(out, **kw):
     base = dict(out=str(out), codecs=("jpeg", "webp"), targets=(0.3, 0.6, 30.0, 40.0),
                 crop=CROP, jobs=1, progress=False)
     base.update(kw)
-    return RunConfig(**base)
+    return DistortionsConfig(**base)
 
 
 def _snapshot(folder: Path) -> dict:

@@ -174,10 +174,10 @@ def encode_classic(codecs, records, targets, dist_out: Path, jobs: int = 0,
     on ``cluster`` (a ``plic.cluster.Cluster``) the distortions run there."""
     from distortions import store as st
     from distortions.backends import BackendOptions
-    from distortions.run import RunConfig, run
+    from distortions.run import DistortionsConfig, run
 
-    cfg = RunConfig(out=str(dist_out), codecs=tuple(codecs), targets=tuple(targets), jobs=jobs,
-                    backend=backend or BackendOptions(), progress=progress)
+    cfg = DistortionsConfig(out=str(dist_out), codecs=tuple(codecs), targets=tuple(targets),
+                            jobs=jobs, backend=backend or BackendOptions(), progress=progress)
     report = run(records, cfg, cluster=cluster)
     store = st.Store(dist_out)
     index = {r["dist_id"]: r for r in store.read_index()}

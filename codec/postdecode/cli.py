@@ -4,7 +4,8 @@
 (default 32), or at the smallest QP whose whole file is at or under X; ``codec.decompress``
 recognises the container's magic and decodes with the post-decoder checkpoint whose weights
 hash the stream names (``--model``, else the ``*.pt`` files next to the stream, under
-runs/codec/ and in checkpoints/). Same one-line errors and exit status as for ``.plic`` streams.
+runs/codec/ and in checkpoints/). Same one-line errors and exit status as for ``.plic`` streams:
+errors are raised to the command's one error path (``plic.cli.command``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from plic.checkpoint import CheckpointError, load_checkpoint
-from plic.image_io import ImageReadError, png_bytes, read_image
+from plic.cli import CliError, write_output
+from plic.image_io import png_bytes, read_image
 from plic.paths import REPO_ROOT, runs_dir
 
-from .. import bitstream, hevc
-from ..cli import CliError, report, write_output
+from .. import bitstream
 from . import api, container
 from .stage import NAME
 
@@ -43,16 +44,13 @@ def find_checkpoint(weights_hash: bytes, dirs: list[Path]) -> Path | None:
 def compress(args, model, out) -> int:
     """The rest of ``codec.compress`` once ``--model`` is a post-decoder."""
     if getattr(args, "bin_width", None) is not None:
-        return report("--bin-width is a learned codec's latent bin width; a post-decoded HEVC "
-                      "checkpoint codes at a QP: pass --qp or --target-bpp")
-    try:
-        limit = args.max_pixels or api.default_max_pixels(model)
-        image = read_image(args.image, alpha=args.alpha, max_pixels=limit)
-        res = api.encode(image, model, qp=getattr(args, "qp", None), target_bpp=args.target_bpp,
-                         max_pixels=limit)
-        write_output(out, res.data)
-    except (CliError, ImageReadError, ValueError, OSError, MemoryError, hevc.HevcError) as e:
-        return report(e)
+        raise CliError("--bin-width is a learned codec's latent bin width; a post-decoded HEVC "
+                       "checkpoint codes at a QP: pass --qp or --target-bpp")
+    limit = args.max_pixels or api.default_max_pixels(model)
+    image = read_image(args.image, alpha=args.alpha, max_pixels=limit)
+    res = api.encode(image, model, qp=getattr(args, "qp", None), target_bpp=args.target_bpp,
+                     max_pixels=limit)
+    write_output(out, res.data)
     h, w = image.shape[:2]
     print(f"{args.out}: {len(res.data)} bytes, {res.bpp:.4f} bpp, HEVC QP {res.qp} + "
           f"post-decoder {args.model}, {w}x{h} px, {res.seconds:.2f} s")
@@ -77,9 +75,7 @@ def decompress(args, data: bytes, out) -> int:
         res = api.decode(data, model, max_pixels=args.max_pixels)
         write_output(out, png_bytes(res.image))
     except (bitstream.BitstreamError, MemoryError) as e:
-        return report(f"{args.input}: {e}")
-    except (CliError, CheckpointError, ValueError, OSError, hevc.HevcError) as e:
-        return report(e)
+        raise CliError(f"{args.input}: {e}") from None
     h, w = res.image.shape[:2]
     print(f"{args.out}: {w}x{h} px from {len(data)} bytes, {res.bpp:.4f} bpp, HEVC QP {res.qp}, "
           f"post-decoder {model_path}, {res.seconds:.2f} s (HEVC {res.hevc_seconds:.2f} s, "

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plic.cli import CliError, command, parser, positive_numbers
+
 
 def measure(model, images: list[tuple[str, np.ndarray]], bin_widths: list[float],
             targets: list[float], progress: bool = True) -> dict:
@@ -122,14 +124,15 @@ def markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m codec.train.rd"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import positive_numbers
     from ..models import anchors
 
     floats = positive_numbers("values must be positive", finite=True, empty=True)
-    p = argparse.ArgumentParser(
-        prog="python -m codec.train.rd", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = parser(
+        PROG, __doc__.split("\n\n")[0],
         epilog="example:\n  python -m codec.train.rd checkpoints/mbt2018-small-bsds500.pt "
                "--data kodak --target-bpp 0.075,0.6")
     p.add_argument("checkpoints", nargs="+", help="codec checkpoints (kind 'codec')")
@@ -149,11 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from plic.checkpoint import CheckpointError, git_commit
+    from plic.checkpoint import git_commit
     from plic.datasets import resolve_data
     from plic.image_io import read_image
     from plic.paths import runs_dir
@@ -169,15 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     for a in args.anchor:
         k, sep, v = a.partition("=")
         if not sep:
-            print(f"error: --anchor {a!r} is not MODEL=ANCHOR", file=sys.stderr)
-            return 2
+            raise CliError(f"--anchor {a!r} is not MODEL=ANCHOR")
         anchors[k] = v
-    try:
-        records = resolve_data(args.data, args.data_root or None)
-        models = [(c, api.load(c)) for c in args.checkpoints]
-    except (FileNotFoundError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    records = resolve_data(args.data, args.data_root or None)
+    models = [(c, api.load(c)) for c in args.checkpoints]
     records = records[:args.limit] if args.limit else records
     images = [(r.id, read_image(r.path)) for r in records]
     load_before = load_1min()
