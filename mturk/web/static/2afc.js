@@ -1,103 +1,45 @@
-// The 2AFC HIT page. Task data comes from the JSON block #task-data (no inline script needed).
+// The 2AFC HIT page. Task data comes from the JSON block #task-data (no inline script needed);
+// the state, the layout's rules and the submit flow are page.js's (plicPage).
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
-  var task = JSON.parse($("task-data").textContent);
-  var trials = task.trials, mode = task.mode, n = trials.length;
-  var ids = { assignment_id: task.assignment_id, hit_id: task.hit_id,
-              worker_id: task.worker_id };
-  var form = $("submit-form");
-  var preview = mode === "preview";
-  if (mode === "htmlquestion") {
-    // MTurk opens an HTMLQuestion with the ids in the query string; no assignment = preview.
-    var q = new URLSearchParams(window.location.search);
-    ids.assignment_id = q.get("assignmentId") || "";
-    ids.hit_id = q.get("hitId") || "";
-    ids.worker_id = q.get("workerId") || "";
-    preview = !ids.assignment_id || ids.assignment_id === task.preview_id;
-    var to = (q.get("turkSubmitTo") || "").replace(/\/+$/, "");
-    if (task.submit_hosts.indexOf(to) >= 0) { form.action = to + "/mturk/externalSubmit"; }
-    form.elements.assignmentId.value = preview ? "" : ids.assignment_id;
-  }
-  var answers = {}, idx = 0, shownAt = Date.now(), zoom = false, flickerTimer = null;
-  var flickerOn = false, sending = false, fits = true, stored = null;
+  var p = plicPage.state();
+  var trials = p.trials, zoom = false, flickerTimer = null, flickerOn = false;
   var imgs = { left: $("left-img"), right: $("right-img"), ref: $("ref-img") };
 
-  function answeredCount() { return Object.keys(answers).length; }
-  function canAnswer() { return !preview && !stored && fits && !sending; }
-
-  function show(i) {
-    idx = Math.max(0, Math.min(n - 1, i));
-    var t = trials[idx];
+  p.show = function (i) {
+    p.idx = Math.max(0, Math.min(p.n - 1, i));
+    var t = trials[p.idx];
     imgs.left.src = t.left; imgs.right.src = t.right; imgs.ref.src = t.ref;
-    $("trial").dataset.index = String(idx);
+    $("trial").dataset.index = String(p.idx);
     $("trial").dataset.trialId = t.trial_id;
-    var a = answers[t.trial_id];
+    var a = p.answers[t.trial_id];
     $("left").classList.toggle("chosen", !!a && a.side === "left");
     $("right").classList.toggle("chosen", !!a && a.side === "right");
-    shownAt = Date.now();
+    p.shownAt = Date.now();
     if (flickerOn) { stopFlicker(); startFlicker(); }
-    layout();
-  }
+    p.layout();
+  };
 
-  // Every image pixel gets max(1, floor(devicePixelRatio)) device pixels: never fewer than one,
-  // and a whole number, so nothing is resampled except by nearest-neighbour enlargement.
-  function layout() {
-    var t = trials[idx], L = task.layout, dpr = window.devicePixelRatio || 1;
-    var k = Math.max(1, Math.floor(dpr + 1e-6));
-    // CSS lengths snap to 1/64 px: round up, so a view never gets fewer device pixels
-    var w = Math.ceil(t.w * k / dpr * 64) / 64, h = Math.ceil(t.h * k / dpr * 64) / 64;
-    Object.keys(imgs).forEach(function (v) {
-      imgs[v].style.width = w + "px"; imgs[v].style.height = h + "px";
-      imgs[v].parentNode.style.width = w + "px"; imgs[v].parentNode.style.height = h + "px";
-    });
-    var needW = 3 * (w + 2 * L.border) + 2 * L.gap + 2 * L.pad;
-    var needH = h + 2 * L.border + L.caption;
-    var haveW = document.documentElement.clientWidth, haveH = window.innerHeight;
-    fits = haveW >= needW && haveH >= needH;
-    var warn = $("too-small");
-    warn.hidden = fits;
-    warn.textContent = fits ? "" : "This window is too small to show the three images at full " +
-      "size: it needs at least " + Math.ceil(needW) + " \u00d7 " + Math.ceil(needH) +
-      " pixels and has " + haveW + " \u00d7 " + haveH + ". Please use a larger window or " +
-      "screen (a computer, not a phone). Answers are turned off until the images fit.";
-    document.body.classList.toggle("too-small", !fits);
-    progress();
-  }
+  // Three views side by side, each at whole device pixels (plicPage.sizeImages).
+  p.layout = function () {
+    var L = p.task.layout;
+    var s = plicPage.sizeImages(trials[p.idx], [imgs.left, imgs.right, imgs.ref]);
+    plicPage.checkFit(p, 3 * (s.w + 2 * L.border) + 2 * L.gap + 2 * L.pad,
+                      s.h + 2 * L.border + L.caption, "the three images", "the images fit");
+  };
 
-  function progress() {
-    var k = answeredCount();
-    $("progress").textContent = "Comparison " + (idx + 1) + " of " + n + " \u2014 " + k +
-      " of " + n + " answered" + (stored ? " (saved)" : "");
-    $("submit").disabled = preview || sending || k !== n || (!stored && !fits);
-  }
+  p.progress = function () { plicPage.progress(p, "Comparison", "answered"); };
 
   function answer(side) {
-    if (!canAnswer()) { return; }
-    var t = trials[idx];
-    answers[t.trial_id] = { trial_id: t.trial_id, side: side, rt_ms: Date.now() - shownAt };
-    for (var j = 1; j <= n; j++) {           // next unanswered comparison, if any
-      var k = (idx + j) % n;
-      if (!answers[trials[k].trial_id]) { show(k); return; }
-    }
-    show(idx);
+    if (!plicPage.canAnswer(p)) { return; }
+    var t = trials[p.idx];
+    plicPage.record(p, { trial_id: t.trial_id, side: side, rt_ms: Date.now() - p.shownAt });
   }
 
-  function useStored(s, why) {
-    // The server's record of this assignment stands: show it, and let the worker submit it.
-    stored = s; answers = {};
-    s.answers.forEach(function (a) { answers[a.trial_id] = a; });
-    plicPage.storedBanner(mode, form, why);
-    show(idx);
-  }
-
-  function setZoom(on) {
-    zoom = on;
-    $("trial").classList.toggle("zoomed", on);
-    $("zoom").setAttribute("aria-pressed", String(on));
-  }
+  function setZoom(on) { zoom = on; plicPage.pressTool("zoom", "zoomed", on); }
   function startFlicker() {
-    var t = trials[idx], showRef = false;
+    var t = trials[p.idx], showRef = false;
     flickerTimer = setInterval(function () {
       showRef = !showRef;
       imgs.left.src = showRef ? t.ref : t.left;
@@ -106,13 +48,12 @@
   }
   function stopFlicker() {
     if (flickerTimer) { clearInterval(flickerTimer); flickerTimer = null; }
-    var t = trials[idx];
+    var t = trials[p.idx];
     imgs.left.src = t.left; imgs.right.src = t.right;
   }
   function setFlicker(on) {
     flickerOn = on;
-    $("trial").classList.toggle("flickering", on);
-    $("flicker").setAttribute("aria-pressed", String(on));
+    plicPage.pressTool("flicker", "flickering", on);
     if (on) { startFlicker(); } else { stopFlicker(); }
   }
 
@@ -135,32 +76,15 @@
       }
     });
   });
-  $("prev").addEventListener("click", function () { show(idx - 1); });
-  $("next").addEventListener("click", function () { show(idx + 1); });
   $("zoom").addEventListener("click", function () { setZoom(!zoom); });
   $("flicker").addEventListener("click", function () { setFlicker(!flickerOn); });
-  document.addEventListener("keydown", function (e) {
-    if (e.altKey || e.ctrlKey || e.metaKey) { return; }
-    var k = e.key;
+  plicPage.onKeys(p, function (k) {
     if (k === "ArrowLeft" || k === "1") { answer("left"); }
     else if (k === "ArrowRight" || k === "2") { answer("right"); }
-    else if (k === "Backspace") { show(idx - 1); }
     else if (k === "z") { setZoom(!zoom); }
     else if (k === "f") { setFlicker(!flickerOn); }
-    else { return; }
-    e.preventDefault();
+    else { return false; }
+    return true;
   });
-  window.addEventListener("resize", layout);
-
-  function payload() {
-    return { assignment_id: ids.assignment_id, hit_id: ids.hit_id, worker_id: ids.worker_id,
-             answers: trials.map(function (t) { return answers[t.trial_id]; }) };
-  }
-  var steps = { task: task, form: form, preview: preview, n: n, answeredCount: answeredCount,
-                payload: payload, progress: progress, useStored: useStored,
-                show: show, sending: function () { return sending; },
-                setSending: function (v) { sending = v; }, stored: function () { return stored; },
-                fits: function () { return fits; } };
-  plicPage.wireSubmit(steps);
-  plicPage.start(steps);
+  plicPage.run(p);
 })();
