@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cli import command, parser
 from .fsio import sha256_file
 from .image_io import ImageReadError, image_size
 from .paths import DATA_ROOT_ENV, MANIFEST_DIR, REPO_ROOT
@@ -251,9 +252,12 @@ def crop_set(records: list[ImageRecord], size: int, out_dir: Path, name: str) ->
     return write_table(out_dir / f"{name}.csv", rows, MANIFEST_COLUMNS, id_column="id")
 
 
+PROG = "python -m plic.datasets"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m plic.datasets", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(PROG, __doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the built-in manifests")
     for cmd in ("verify", "fetch"):
@@ -276,28 +280,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="manifest name (default DATA-cropSIZE)")
     p.add_argument("--data-root", default=None)
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "list":
-            for n in manifest_names():
-                recs = read_manifest(MANIFEST_DIR / f"{n}.csv")
-                print(f"{n:12s} {len(recs):5d} images")
-        elif args.cmd == "verify":
-            recs = resolve_data(args.data, args.data_root)
-            print(f"{args.data}: {len(recs)} images verified")
-        elif args.cmd == "crop":
-            recs = resolve_data(args.data, args.data_root)
-            name = args.name or f"{Path(args.data).stem}-crop{args.size}"
-            print(f"wrote {crop_set(recs, args.size, args.out, name)} ({len(recs)} crops)")
-        elif args.cmd == "fetch":
-            n = fetch(args.data, default_data_root(args.data_root))
-            print(f"{args.data}: fetched {n} file(s); all verified")
-        else:
-            out = make_manifest(args.folder, args.out, args.prefix, args.split, args.license,
-                                args.url_template, args.relative_to)
-            print(f"wrote {out}")
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.cmd == "list":
+        for n in manifest_names():
+            recs = read_manifest(MANIFEST_DIR / f"{n}.csv")
+            print(f"{n:12s} {len(recs):5d} images")
+    elif args.cmd == "verify":
+        recs = resolve_data(args.data, args.data_root)
+        print(f"{args.data}: {len(recs)} images verified")
+    elif args.cmd == "crop":
+        recs = resolve_data(args.data, args.data_root)
+        name = args.name or f"{Path(args.data).stem}-crop{args.size}"
+        print(f"wrote {crop_set(recs, args.size, args.out, name)} ({len(recs)} crops)")
+    elif args.cmd == "fetch":
+        n = fetch(args.data, default_data_root(args.data_root))
+        print(f"{args.data}: fetched {n} file(s); all verified")
+    else:
+        out = make_manifest(args.folder, args.out, args.prefix, args.split, args.license,
+                            args.url_template, args.relative_to)
+        print(f"wrote {out}")
     return 0
 
 

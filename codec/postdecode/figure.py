@@ -12,11 +12,11 @@ QP, bpp, PSNR of the whole image) in a strip above them.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
+from plic.cli import command, parser
 from plic.image_io import read_image, write_png
 from plic.quality import bpp as bits_per_pixel
 from plic.quality import psnr
@@ -60,9 +60,12 @@ def figure(image: np.ndarray, model, target: float, crop: int = 256, x: int | No
     return np.asarray(canvas), info
 
 
+PROG = "python -m codec.postdecode.figure"
+
+
+@command(PROG, errors=(OSError, hevc.HevcError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.postdecode.figure", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("image", help="the original image")
     p.add_argument("--model", required=True, help="post-decoder checkpoint")
     p.add_argument("--target-bpp", type=float, default=0.15, help="target (default 0.15)")
@@ -71,13 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--y", type=int, default=None, help="crop top edge (default: centred)")
     p.add_argument("--out", required=True, help="PNG to write")
     a = p.parse_args(argv)
-    try:
-        img, info = figure(read_image(a.image), api.load(a.model), a.target_bpp, a.crop, a.x,
-                           a.y)
-        write_png(a.out, img)
-    except (OSError, ValueError, hevc.HevcError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    img, info = figure(read_image(a.image), api.load(a.model), a.target_bpp, a.crop, a.x, a.y)
+    write_png(a.out, img)
     print(f"{a.out}: {info}")
     return 0
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from plic.cli import command, parser, report
 from plic.config_args import add_config_args, config_from_args
 
 from .config import TRACKS, TrainConfig
 
+PROG = "python -m codec.train"
 EPILOG = f"""\
 stages: rate+MSE warm-up -> +perceptual (--lpips) -> +adversarial; --loss mse keeps the first.
 tracks: {', '.join(f"{k} (lambda {v['lambda_rate']})" for k, v in TRACKS.items())}.
@@ -33,14 +35,13 @@ def registry_help() -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     listed = registry_help()
-    p = argparse.ArgumentParser(
-        prog="python -m codec.train", description="Train a learned image codec (rate + MSE + "
-        "perceptual metric + non-saturating GAN) for one bpp track.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, "Train a learned image codec (rate + MSE + perceptual metric + "
+               "non-saturating GAN) for one bpp track.", epilog=EPILOG)
     add_config_args(p, TrainConfig, extra_help=listed)
     return p
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(TrainConfig, args)
@@ -49,11 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(cfg)
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
+        report(e, PROG)
         return 3
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     val = result["val"]
     summary = ", ".join(f"{k} {v:.4g}" for k, v in val.items() if isinstance(v, float))
     print(f"{result['out']}: step {result['step']}; validation: {summary}")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from plic.checkpoint import load_checkpoint
+from plic.cli import command, parser
 from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.rd import bd_quality, bd_rate
 from plic.tables import read_table
@@ -126,9 +127,12 @@ def _per_step(spec: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{spec!r}: expected MODEL=SECONDS (> 0)") from None
 
 
+PROG = "python -m codec.train.cpu_hours"
+
+
+@command(PROG, errors=(OSError, KeyError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.train.cpu_hours", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("rd", nargs="+", type=Path, help="rd.json files of python -m codec.train.rd")
     p.add_argument("--hevc", type=Path, required=True,
                    help="a python -m distortions index.csv with hevc-bpgcfg rows on the images")
@@ -136,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                    metavar="MODEL=S", help="measured CPU seconds per training step of a model")
     p.add_argument("--out", type=Path, default=Path("runs/cpu_hours"), help="output folder")
     a = p.parse_args(argv)
-    try:
-        rows = measure(a.rd, hevc_rows(a.hevc), dict(a.cpu_per_step))
-    except (OSError, KeyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows = measure(a.rd, hevc_rows(a.hevc), dict(a.cpu_per_step))
     a.out.mkdir(parents=True, exist_ok=True)
     md = table(rows)
     atomic_write_text(a.out / "cpu_hours.md", md)

@@ -13,11 +13,12 @@ the probe there only checks that the largest batch runs.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Iterable
 
 import torch
+
+from plic.cli import CliError, command, parser
 
 
 class ProbeError(RuntimeError):
@@ -93,9 +94,12 @@ def step_fits(model_name: str, preset: str, crop: int, device: str, lpips: str =
     return fits
 
 
+PROG = "python -m codec.train.probe"
+
+
+@command(PROG, errors=(KeyError, ProbeError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.train.probe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--model", default="hific")
     p.add_argument("--preset", default="small")
     p.add_argument("--model-config", default="", help="as codec.train's --model-config")
@@ -110,18 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < a.headroom <= 1:
         p.error("--headroom must be in (0, 1]")
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        fits = step_fits(a.model, a.preset, a.crop, device, a.lpips, a.model_config)
-        sizes = doubling(a.start, a.max_batch)
-        if not device.startswith("cuda"):
-            sizes = sizes[-1:]
-        best = largest_fitting(fits, sizes)
-    except (ValueError, KeyError, FileNotFoundError, ProbeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    fits = step_fits(a.model, a.preset, a.crop, device, a.lpips, a.model_config)
+    sizes = doubling(a.start, a.max_batch)
+    if not device.startswith("cuda"):
+        sizes = sizes[-1:]
+    best = largest_fitting(fits, sizes)
     if best == 0:
-        print(f"error: not even batch {sizes[0]} fits on {device}", file=sys.stderr)
-        return 2
+        raise CliError(f"not even batch {sizes[0]} fits on {device}")
     step = sizes[0]
     print(max(step, int(best * a.headroom) // step * step))
     return 0

@@ -14,13 +14,13 @@ than a limit (git-friendly checkpoints).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 from pathlib import Path
 
 from plic.checkpoint import CheckpointError, load_checkpoint, relative_paths, save_checkpoint
+from plic.cli import command, parser
 from plic.paths import REPO_ROOT
 
 from .config import TrainConfig
@@ -119,9 +119,12 @@ def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
             "total_train_seconds": prov.get("total_train_seconds")}
 
 
+PROG = "python -m codec.train.ship"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.train.ship", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("run", type=Path, help="run directory of python -m codec.train")
     p.add_argument("dest", type=Path, help="checkpoint file to write")
     p.add_argument("--which", choices=("last", "best"), default="last",
@@ -129,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-mb", type=float, default=0.0, help="refuse a larger file (0: no limit)")
     p.add_argument("--note", default="", help="free text stored in the provenance")
     a = p.parse_args(argv)
-    try:
-        res = ship(a.run, a.dest, a.which, a.max_mb, a.note)
-    except (FileNotFoundError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    res = ship(a.run, a.dest, a.which, a.max_mb, a.note)
     print(json.dumps(res, indent=1))
     return 0
 

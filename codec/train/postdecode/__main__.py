@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from codec.hevc import HevcError
+from plic.cli import command, parser, report
 from plic.config_args import add_config_args, config_from_args
 
 from .config import PostDecodeConfig
@@ -20,27 +21,25 @@ examples:
 """
 
 
+PROG = "python -m codec.train.postdecode"
+
+
+@command(PROG, errors=(HevcError,))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m codec.train.postdecode", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = parser(
+        PROG, epilog=EPILOG,
         description="Train the learned post-decoder of HEVC (MSE + perceptual metric + "
                     "non-saturating GAN; no rate term: the bits are HEVC's).")
     add_config_args(p, PostDecodeConfig)
     cfg = config_from_args(PostDecodeConfig, p.parse_args(argv))
-    from codec.hevc import HevcError
-
     from ..loop import TrainingDiverged
     from .loop import train
 
     try:
         res = train(cfg)
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
+        report(e, PROG)
         return 3
-    except (FileNotFoundError, FileExistsError, ValueError, HevcError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
     summary = ", ".join(f"{k} {v:.4g}" for k, v in res["val"].items())
     print(f"{res['out']}: step {res['step']}; validation: {summary}")
     if res["time_up"]:

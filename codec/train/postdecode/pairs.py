@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import hevc
+from plic.cli import command, parser
 from plic.datasets import ImageRecord, resolve_data
 from plic.fsio import atomic_write_bytes, atomic_write_text
 from plic.image_io import png_bytes, read_image
@@ -107,10 +108,12 @@ def parse_qps(text: str) -> tuple[int, ...]:
     return qps
 
 
+PROG = "python -m codec.train.postdecode.pairs"
+
+
+@command(PROG, errors=(OSError, hevc.HevcError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.train.postdecode.pairs",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--data", default="bsds500", help="manifest name, .csv or folder")
     p.add_argument("--data-split", default="train", help="manifest split ('' for all)")
     p.add_argument("--data-root", default="", help="folder manifest paths resolve against")
@@ -121,15 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--x265-preset", default=hevc.DEFAULT_PRESET, choices=hevc.X265_PRESETS)
     p.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     a = p.parse_args(argv)
-    try:
-        records = resolve_data(a.data, a.data_root or None, split=a.data_split or None)
-        if a.limit:
-            records = records[:a.limit]
-        pairs = build_pairs(records, a.qps, Path(a.cache) if a.cache else None, a.ffmpeg,
-                            a.x265_preset)
-    except (OSError, ValueError, hevc.HevcError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    records = resolve_data(a.data, a.data_root or None, split=a.data_split or None)
+    if a.limit:
+        records = records[:a.limit]
+    pairs = build_pairs(records, a.qps, Path(a.cache) if a.cache else None, a.ffmpeg,
+                        a.x265_preset)
     n = len(pairs) * len(a.qps)
     print(f"{len(pairs)} images x {len(a.qps)} QPs = {n} pairs cached")
     return 0

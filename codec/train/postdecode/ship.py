@@ -9,13 +9,13 @@ repository (or a bare name), never absolute. ``--max-mb`` (default 20) refuses a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from codec.postdecode.api import KIND
 from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plic.cli import command, parser
 from plic.paths import REPO_ROOT
 
 from ..ship import reproducing_command as train_command
@@ -78,18 +78,17 @@ def ship(run: Path, dest: Path, max_mb: float = 20.0) -> dict:
             "steps": prov["steps"], "train_seconds": prov.get("train_seconds")}
 
 
+PROG = "python -m codec.train.postdecode.ship"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.train.postdecode.ship", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("run", type=Path, help="run directory of python -m codec.train.postdecode")
     p.add_argument("dest", type=Path, help="checkpoint file to write")
     p.add_argument("--max-mb", type=float, default=20.0, help="refuse a larger file (0: none)")
     a = p.parse_args(argv)
-    try:
-        res = ship(a.run, a.dest, a.max_mb)
-    except (FileNotFoundError, CheckpointError, ValueError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    res = ship(a.run, a.dest, a.max_mb)
     print(json.dumps(res, indent=1))
     return 0
 
