@@ -146,3 +146,20 @@ CREATE TABLE audit_actions (
 CREATE INDEX audit_actions_requested ON audit_actions(requested_at);
 CREATE INDEX audit_actions_worker ON audit_actions(worker_id)
 """))
+
+
+def migrate(version: int, where: str, run, set_version) -> None:
+    """Run the migrations after ``version`` (how many a database has run), each statement
+    through ``run(sql)``, then ``set_version(count)``: the one loop of both stores (SQLite's
+    ``PRAGMA user_version``, PostgreSQL's ``plic_schema`` table); a database newer than this
+    code raises ``DBError`` naming ``where``."""
+    from .common import DBError
+
+    if version > len(MIGRATIONS):
+        raise DBError(f"{where}: schema version {version} is newer than this code "
+                      f"({len(MIGRATIONS)} migrations)")
+    for i, (_name, sql) in enumerate(MIGRATIONS[version:], start=version):
+        for stmt in sql.split(";"):
+            if stmt.strip():
+                run(stmt)
+        set_version(i + 1)

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from .common import DBError, StoreUnavailableError
-from .migrations import MIGRATIONS
+from .migrations import migrate
 
 #: the advisory lock of the whole study (the bytes "plic")
 STUDY_LOCK = 0x706C6963
@@ -248,15 +248,9 @@ class PgBackend:
             row = conn.execute(f"SELECT version FROM {SCHEMA_TABLE}").fetchone()
             if row is None:
                 conn.execute(f"INSERT INTO {SCHEMA_TABLE} VALUES (0)")
-            version = 0 if row is None else row[0]
-            if version > len(MIGRATIONS):
-                raise DBError(f"{self._safe_url()}: schema version {version} is newer than "
-                              f"this code ({len(MIGRATIONS)} migrations)")
-            for i, (_name, sql) in enumerate(MIGRATIONS[version:], start=version):
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        conn.execute(translate_ddl(stmt))
-                conn.execute(f"UPDATE {SCHEMA_TABLE} SET version=%s", (i + 1,))
+            migrate(0 if row is None else row[0], self._safe_url(),
+                    lambda stmt: conn.execute(translate_ddl(stmt)),
+                    lambda v: conn.execute(f"UPDATE {SCHEMA_TABLE} SET version=%s", (v,)))
 
     def schema_version(self) -> int:
         with self._connection() as conn:

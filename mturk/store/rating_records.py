@@ -22,7 +22,6 @@ import json
 from collections.abc import Mapping
 
 from ..design.rating import RATING_DESIGNS, SCALE_MAX, SCALE_MIN
-from . import common
 from .common import (
     DBError,
     SubmitResult,
@@ -52,34 +51,16 @@ class RatingRecords:
             if not _valid_score(a.get("score")):
                 raise DBError(f"each rating needs an integer score in "
                                   f"[{SCALE_MIN}, {SCALE_MAX}]")
-        sha = ratings_sha(answers)
-        now = submitted_at or common.utcnow()
-        with self._tx(lock=hit_id) as c:
-            hit, old, dup = common.open_submission(c, assignment_id, hit_id, worker_id, sha,
-                                                      len(answers), require_accepted)
-            if dup is not None:
-                return dup
-            batch = {r[0] for r in c.execute("SELECT trial_id FROM trials WHERE batch_id=?",
-                                             (hit["batch_id"],))}
-            ids = [a.get("trial_id") for a in answers]
-            if len(set(ids)) != len(ids) or set(ids) != batch:
-                raise DBError(f"ratings must cover each of the {len(batch)} trials of batch "
-                                  f"{hit['batch_id']} exactly once")
-            self._ensure_worker(c, worker_id)
-            common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
-                                     accepted_at=accepted_at, simulated=simulated, sha=sha)
-            c.executemany("INSERT INTO ratings (assignment_id, trial_id, design, score, rt_ms, "
-                          "created_at) VALUES (?,?,?,?,?,?)",
-                          [(assignment_id, a["trial_id"], design, int(a["score"]),
-                            None if a.get("rt_ms") is None else int(a["rt_ms"]), now)
-                           for a in answers])
-        return SubmitResult("created", assignment_id, len(answers))
+        return self._submit_answers(
+            assignment_id, hit_id, worker_id, answers, ratings_sha(answers), noun="ratings",
+            insert="INSERT INTO ratings (assignment_id, trial_id, design, score, rt_ms, "
+                   "created_at) VALUES (?,?,?,?,?,?)",
+            values=lambda a: (design, int(a["score"])), check=None, simulated=simulated,
+            require_accepted=require_accepted, submitted_at=submitted_at,
+            accepted_at=accepted_at)
 
     def ratings(self, assignment_id: str | None = None) -> list[dict]:
-        if assignment_id is None:
-            return self._rows("SELECT * FROM ratings ORDER BY rating_id")
-        return self._rows("SELECT * FROM ratings WHERE assignment_id=? ORDER BY rating_id",
-                          (assignment_id,))
+        return self._select("ratings", "rating_id", assignment_id=assignment_id)
 
     def ratings_frame(self):
         """Ratings joined with their trial, assignment, HIT and worker (a pandas DataFrame)."""

@@ -110,7 +110,7 @@ from .common import (
 )
 from .dashboard_queries import DashboardQueries
 from .market_records import MarketRecords
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, migrate
 from .pg_store import PgBackend
 from .rating_records import RatingRecords
 from .trust_records import TrustRecords
@@ -267,15 +267,8 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
 
     def _migrate(self) -> None:
         with self._tx() as c:
-            version = c.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise DBError(f"{self.path}: schema version {version} is newer than this code "
-                              f"({len(MIGRATIONS)} migrations)")
-            for i, (_name, sql) in enumerate(MIGRATIONS[version:], start=version):
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-                c.execute(f"PRAGMA user_version={i + 1}")
+            migrate(c.execute("PRAGMA user_version").fetchone()[0], str(self.path), c.execute,
+                    lambda v: c.execute(f"PRAGMA user_version={v}"))
 
     def schema_version(self) -> int:
         return self._one("PRAGMA user_version")["user_version"]
@@ -382,13 +375,15 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
 
     def list_hits(self, mode: str | None = None, status: str | None = None,
                   batch_id: str | None = None) -> list[dict]:
-        where, args = [], []
-        for col, val in (("mode", mode), ("status", status), ("batch_id", batch_id)):
-            if val is not None:
-                where.append(f"{col}=?")
-                args.append(val)
-        sql = "SELECT * FROM hits" + (" WHERE " + " AND ".join(where) if where else "")
-        return self._rows(sql + " ORDER BY created_at, hit_id", args)
+        return self._select("hits", "created_at, hit_id", mode=mode, status=status,
+                            batch_id=batch_id)
+
+    def _select(self, table: str, order: str, **equal) -> list[dict]:
+        """Rows of ``table`` whose columns equal the values given (None: any), in ``order``."""
+        given = {col: val for col, val in equal.items() if val is not None}
+        where = " AND ".join(f"{col}=?" for col in given)
+        return self._rows(f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "")
+                          + f" ORDER BY {order}", list(given.values()))
 
     def set_hit_status(self, hit_id: str, status: str) -> None:
         with self._tx() as c:
@@ -420,7 +415,29 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
         for a in answers:
             if a.get("choice") not in SIDES or a.get("shown_left") not in SIDES:
                 raise DBError("each answer needs choice and shown_left in {'a', 'b'}")
-        sha = _answers_sha(answers)
+
+        def check(batch):
+            for a in answers:
+                if batch[a["trial_id"]]["left_side"] != a["shown_left"]:
+                    raise DBError(f"trial {a['trial_id']}: shown_left disagrees with the trial")
+
+        return self._submit_answers(
+            assignment_id, hit_id, worker_id, answers, _answers_sha(answers), noun="answers",
+            insert="INSERT INTO judgments (assignment_id, trial_id, choice, shown_left, rt_ms, "
+                   "created_at) VALUES (?,?,?,?,?,?)",
+            values=lambda a: (a["choice"], a["shown_left"]), check=check, simulated=simulated,
+            require_accepted=require_accepted, submitted_at=submitted_at,
+            accepted_at=accepted_at)
+
+    def _submit_answers(self, assignment_id: str, hit_id: str, worker_id: str,
+                        answers: list[dict], sha: str, *, noun: str, insert: str, values,
+                        check, simulated: bool, require_accepted: bool,
+                        submitted_at: str | None, accepted_at: str | None) -> SubmitResult:
+        """The one submission path of judgments and ratings: a repeat of ``sha`` is a no-op
+        (``common.open_submission``); the answers cover each trial of the HIT's batch exactly
+        once (``check(batch)``: the design's own test, batch = {trial id: row}); then the
+        assignment is marked submitted and each answer is inserted (``insert``: assignment
+        id, trial id, ``values(answer)``, rt_ms, created_at), all in one transaction."""
         now = submitted_at or common.utcnow()
         with self._tx(lock=hit_id) as c:
             hit, old, dup = common.open_submission(c, assignment_id, hit_id, worker_id, sha,
@@ -431,19 +448,16 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
                 "SELECT trial_id, left_side FROM trials WHERE batch_id=?", (hit["batch_id"],))}
             ids = [a.get("trial_id") for a in answers]
             if len(set(ids)) != len(ids) or set(ids) != set(batch):
-                raise DBError(f"answers must cover each of the {len(batch)} trials of batch "
+                raise DBError(f"{noun} must cover each of the {len(batch)} trials of batch "
                               f"{hit['batch_id']} exactly once")
-            for a in answers:
-                if batch[a["trial_id"]]["left_side"] != a["shown_left"]:
-                    raise DBError(f"trial {a['trial_id']}: shown_left disagrees with the trial")
+            if check is not None:
+                check(batch)
             self._ensure_worker(c, worker_id)
             common.mark_submitted(c, old, assignment_id, hit_id, worker_id, now=now,
                                      accepted_at=accepted_at, simulated=simulated, sha=sha)
-            c.executemany("INSERT INTO judgments (assignment_id, trial_id, choice, shown_left, "
-                          "rt_ms, created_at) VALUES (?,?,?,?,?,?)",
-                          [(assignment_id, a["trial_id"], a["choice"], a["shown_left"],
-                            None if a.get("rt_ms") is None else int(a["rt_ms"]), now)
-                           for a in answers])
+            c.executemany(insert, [(assignment_id, a["trial_id"], *values(a),
+                                    None if a.get("rt_ms") is None else int(a["rt_ms"]), now)
+                                   for a in answers])
         return SubmitResult("created", assignment_id, len(answers))
 
     def upsert_assignment(self, assignment_id: str, hit_id: str, worker_id: str, status: str, *,
@@ -477,19 +491,11 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
 
     def list_assignments(self, hit_id: str | None = None, status: str | None = None,
                          worker_id: str | None = None) -> list[dict]:
-        where, args = [], []
-        for col, val in (("hit_id", hit_id), ("status", status), ("worker_id", worker_id)):
-            if val is not None:
-                where.append(f"{col}=?")
-                args.append(val)
-        sql = "SELECT * FROM assignments" + (" WHERE " + " AND ".join(where) if where else "")
-        return self._rows(sql + " ORDER BY assignment_id", args)
+        return self._select("assignments", "assignment_id", hit_id=hit_id, status=status,
+                            worker_id=worker_id)
 
     def judgments(self, assignment_id: str | None = None) -> list[dict]:
-        if assignment_id is None:
-            return self._rows("SELECT * FROM judgments ORDER BY judgment_id")
-        return self._rows("SELECT * FROM judgments WHERE assignment_id=? ORDER BY judgment_id",
-                          (assignment_id,))
+        return self._select("judgments", "judgment_id", assignment_id=assignment_id)
 
     def judgments_frame(self):
         """Judgments joined with their trial, assignment, HIT and worker (a pandas DataFrame)."""
