@@ -34,7 +34,6 @@ oracle distances are computed once (``term_cache``: ``OUT/cache/terms.npz``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -50,6 +49,7 @@ from tqdm import tqdm
 
 from mturk.active.acquire import RoundConfig
 from mturk.sim.twoafc_crowd import auto_temperature
+from plic.cli import command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
@@ -445,25 +445,23 @@ def markdown(result: dict, command: str) -> str:
             f"{gain}\n{_twin_text(result)}")
 
 
+PROG = "python -m perceptual_metric.active_savings"
+
+
+@command(PROG, errors=(KeyError,))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perceptual_metric.active_savings",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_config_args(p, BudgetConfig)
     cfg = config_from_args(BudgetConfig, p.parse_args(argv))
-    command = "python -m perceptual_metric.active_savings " + " ".join(
+    command_line = PROG + " " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    try:
-        result = experiment(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"perceptual_metric.active_savings: error: {e}", file=sys.stderr)
-        return 2
+    result = experiment(cfg)
     out = Path(cfg.out)
     plot(result, out / "budget.png")
-    md = markdown(result, command.strip())
+    md = markdown(result, command_line.strip())
     atomic_write_text(out / "budget.md", md)
-    atomic_write_text(out / "budget.json", json.dumps(dict(result, command=command), indent=2)
-                      + "\n")
+    atomic_write_text(out / "budget.json",
+                      json.dumps(dict(result, command=command_line), indent=2) + "\n")
     print(md, end="")
     return 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plic.cli import command, parser
 from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.quality import ms_ssim_scales
@@ -135,10 +136,13 @@ def notes_for(scored: list[Scored], ds: TripletDataset, idx: list[int], args) ->
     return notes
 
 
+PROG = "python -m perceptual_metric.evaluate"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m perceptual_metric.evaluate",
-                                 description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = parser(PROG, __doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--labels", default=str(runs_dir() / "study" / "labels.csv"),
                     help="labels.csv (2AFC) or mos.csv (opinion scores) to score on")
     ap.add_argument("--metric", action="append", default=[],

@@ -34,6 +34,7 @@ from plic.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from plic.cli import command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
@@ -326,22 +327,20 @@ def fit(cfg: FitConfig, log=print) -> dict:
     return prov
 
 
+PROG = "python -m perceptual_metric.fit"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m perceptual_metric.fit",
-                                 description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(PROG, __doc__.split("\n\n")[0])
     add_config_args(ap, FitConfig)
     return ap
 
 
+@command(PROG, errors=(RuntimeError,))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(FitConfig, args)
-    try:
-        prov = fit(cfg)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    prov = fit(cfg)
     print(json.dumps({k: prov.get(k) for k in ("val_2afc", "val_2afc_psnr", "val_ceiling",
                                                 "fit_seconds")}))
     return 0

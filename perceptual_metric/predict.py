@@ -22,6 +22,7 @@ import torch
 
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
 from plic.checkpoint import CheckpointError, load_checkpoint
+from plic.cli import command, parser
 from plic.tables import write_table
 
 from .lpips_model import RankHead
@@ -55,9 +56,12 @@ def predict(metric_path: str | Path, trials_csv: str | Path,
                  p_b=float(p)) for r, x, y, p in zip(df.itertuples(), d_a, d_b, p_b.numpy())]
 
 
+PROG = "python -m perceptual_metric.predict"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m perceptual_metric.predict",
-                                 description=__doc__.split("\n\n")[0])
+    ap = parser(PROG, __doc__.split("\n\n")[0], formatter_class=argparse.HelpFormatter)
     ap.add_argument("--metric", required=True, help="a fitted metric.pt (perceptual_metric.fit)")
     ap.add_argument("--trials", required=True,
                     help="trials.csv whose test pairs are the candidates (the study's pool)")
@@ -68,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        rows = predict(args.metric, args.trials, args.cache)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
-        print(f"perceptual_metric.predict: error: {e}", file=sys.stderr)
-        return 2
+    rows = predict(args.metric, args.trials, args.cache)
     write_table(args.out, rows, PREDICTIONS_COLUMNS, PREDICTIONS_ID)
     print(f"wrote {args.out}: the metric's p_b for {len(rows)} pairs")
     return 0

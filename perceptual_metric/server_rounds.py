@@ -23,7 +23,6 @@ done on the same labels is not redone; a larger ``--rounds`` continues the study
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
@@ -38,7 +37,7 @@ from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
 from mturk.sim.crowd import SimConfig, run_crowd
 from mturk.web.app import AppConfig, create_app
 from mturk.web.serve import make_study_server
-from plic.checkpoint import CheckpointError
+from plic.cli import CliError, command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.paths import runs_dir
 from plic.tables import write_table
@@ -129,20 +128,18 @@ def run_rounds(cfg: RoundsConfig, log=print) -> list[dict]:
     return out
 
 
+PROG = "python -m perceptual_metric.server_rounds"
+
+
+@command(PROG, errors=(RuntimeError,))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perceptual_metric.server_rounds",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_config_args(p, RoundsConfig)
     cfg = config_from_args(RoundsConfig, p.parse_args(argv))
-    try:
-        RoundConfig(strategy=cfg.strategy, round_trials=cfg.round_trials).check()
-        if cfg.rounds < 1 or cfg.workers < 1:
-            raise ValueError("--rounds and --workers must be >= 1")
-        run_rounds(cfg)
-    except (ValueError, FileNotFoundError, RuntimeError, CheckpointError) as e:
-        print(f"perceptual_metric.server_rounds: error: {e}", file=sys.stderr)
-        return 2
+    RoundConfig(strategy=cfg.strategy, round_trials=cfg.round_trials).check()
+    if cfg.rounds < 1 or cfg.workers < 1:
+        raise CliError("--rounds and --workers must be >= 1")
+    run_rounds(cfg)
     print(f"{len(done_rounds(cfg.study))} rounds done in {cfg.study} ({cfg.strategy})")
     return 0
 

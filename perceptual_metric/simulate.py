@@ -23,6 +23,7 @@ from PIL import Image, ImageFilter
 from mturk.schema import LABELS_COLUMNS, LABELS_ID
 from mturk.sim.twoafc_crowd import careful_p_right
 from plic.checkpoint import save_checkpoint
+from plic.cli import command, parser
 from plic.datasets import add_data_args, records_from_args
 from plic.fsio import atomic_write_text
 from plic.image_io import jpeg_round_trip, read_image, to_tensor, write_png
@@ -144,9 +145,12 @@ def simulate(out: Path, images: list[np.ndarray], trials: int = 400, patch_size:
     return meta
 
 
+PROG = "python -m perceptual_metric.simulate"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m perceptual_metric.simulate",
-                                 description=__doc__.split("\n\n")[0])
+    ap = parser(PROG, __doc__.split("\n\n")[0], formatter_class=argparse.HelpFormatter)
     ap.add_argument("--out", type=Path, default=runs_dir() / "sim", help="output folder")
     ap.add_argument("--trials", type=int, default=400, help="number of labelled trials")
     ap.add_argument("--patch-size", type=int, default=64, help="reference patch size (px)")
