@@ -87,6 +87,29 @@ def render_template(name: str, *, submit_to: str, inline_assets: bool, static_ur
         static_url=static_url or (lambda name: f"/static/{name}"), asset=name, **ctx)
 
 
+def render_hit_page(name: str, trials: list[dict], *, mode: str, title: str,
+                    assignment_id: str = "", hit_id: str = "", worker_id: str = "",
+                    submit_to: str = "", record_url: str = "", stored: Mapping | None = None,
+                    static_url=None, inline_assets: bool = False, layout: Mapping = (),
+                    own: Mapping = (), **ctx) -> str:
+    """A HIT page of any design (``render_template``): ``trials`` as the page gets them, and
+    the task data every page's script reads (``static/page.js``: ids, ``mode`` (``local``,
+    ``hit``, ``preview`` or ``htmlquestion``), where answers go, ``stored`` answers, the
+    frame's sizes); ``layout`` and ``own`` add the design's own to the task data, ``ctx`` to
+    the template."""
+    if mode not in PAGE_MODES:
+        raise ValueError(f"unknown page mode {mode!r}")
+    task = dict(mode=mode, assignment_id=assignment_id, hit_id=hit_id, worker_id=worker_id,
+                record_url=record_url, stored=dict(stored) if stored else None, trials=trials,
+                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
+                layout=dict(border=FRAME_BORDER_PX, pad=BODY_PAD_PX, caption=CAPTION_PX,
+                            scrollbar=SCROLLBAR_PX, **dict(layout)), **dict(own))
+    return render_template(name, task=task, mode=mode, title=title,
+                           assignment_id=assignment_id, submit_to=submit_to,
+                           n_trials=len(trials), inline_assets=inline_assets,
+                           static_url=static_url, **ctx)
+
+
 # The submission's envelope, the same for every design (2AFC here, ratings in
 # mturk.web.rating_page): its ids, its list of answers, each answer's page trial id and response
 # time.

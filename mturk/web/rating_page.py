@@ -24,15 +24,12 @@ from .page import (
     BODY_PAD_PX,
     CAPTION_PX,
     FRAME_BORDER_PX,
-    MTURK_SUBMIT_HOSTS,
-    PAGE_MODES,
-    PREVIEW_ASSIGNMENT,
     SCROLLBAR_PX,
     AnswerError,
     answer_rt,
     answer_trial,
     parse_envelope,
-    render_template,
+    render_hit_page,
 )
 
 TITLES = {"acr": "How good is the image?", "dsis": "How impaired is the second image?"}
@@ -69,25 +66,14 @@ def stored_ratings(rows: Sequence[Mapping], keys: Keys, scope: str) -> list[dict
 
 
 def render_rating_page(design: str, trials: Sequence[Mapping], *, mode: str, keys: Keys,
-                       scope: str, image_url, size, assignment_id: str = "", hit_id: str = "",
-                       worker_id: str = "", submit_to: str = "", record_url: str = "",
-                       stored: Mapping | None = None, static_url=None,
-                       inline_assets: bool = False) -> str:
-    if mode not in PAGE_MODES:
-        raise ValueError(f"unknown page mode {mode!r}")
+                       scope: str, image_url, size, **page) -> str:
+    """Render a rating HIT page; ``page`` as ``mturk.web.twoafc_page.render_page``'s."""
     labels = scale_labels(design)
-    task = dict(design=design, mode=mode, assignment_id=assignment_id, hit_id=hit_id,
-                worker_id=worker_id, record_url=record_url,
-                stored=dict(stored) if stored else None,
-                trials=rating_page_trials(design, trials, keys, scope, image_url, size),
-                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
-                scale=[dict(score=s, label=labels[s]) for s in sorted(labels, reverse=True)],
-                layout=dict(border=FRAME_BORDER_PX, pad=BODY_PAD_PX, caption=CAPTION_PX,
-                            scrollbar=SCROLLBAR_PX))
-    return render_template("rating", task=task, design=design, mode=mode, title=TITLES[design],
-                           assignment_id=assignment_id, submit_to=submit_to,
-                           n_trials=len(trials), inline_assets=inline_assets,
-                           scale=task["scale"], static_url=static_url)
+    scale = [dict(score=s, label=labels[s]) for s in sorted(labels, reverse=True)]
+    return render_hit_page("rating", rating_page_trials(design, trials, keys, scope, image_url,
+                                                        size),
+                           mode=mode, title=TITLES[design], own=dict(design=design, scale=scale),
+                           design=design, scale=scale, **page)
 
 
 def parse_ratings(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],

@@ -25,15 +25,12 @@ from .page import (
     CAPTION_PX,
     FRAME_BORDER_PX,
     GAP_PX,
-    MTURK_SUBMIT_HOSTS,
-    PAGE_MODES,
-    PREVIEW_ASSIGNMENT,
     SCROLLBAR_PX,
     AnswerError,
     answer_rt,
     answer_trial,
     parse_envelope,
-    render_template,
+    render_hit_page,
 )
 
 
@@ -72,26 +69,15 @@ def stored_answers(rows: Sequence[Mapping], keys: Keys, scope: str) -> list[dict
 
 
 def render_page(trials: Sequence[Mapping], *, mode: str, keys: Keys, scope: str, image_url,
-                size, assignment_id: str = "", hit_id: str = "", worker_id: str = "",
-                submit_to: str = "", record_url: str = "", stored: Mapping | None = None,
-                static_url=None, title: str = "Which image is closer?",
-                inline_assets: bool = False) -> str:
-    """Render the HIT page. ``mode``: ``local``, ``hit``, ``preview`` or ``htmlquestion``.
+                size, title: str = "Which image is closer?", **page) -> str:
+    """Render the HIT page. ``mode``: ``local``, ``hit``, ``preview`` or ``htmlquestion``;
+    ``page``: the ids, ``submit_to``, ``record_url``, ``static_url``, ``inline_assets`` and
+    ``stored`` of ``mturk.web.page.render_hit_page``.
 
     ``stored`` (``{"answers": [...], "saved_at": ...}``): answers the server already holds for
     this assignment; the page shows them as final and offers only to submit them to MTurk."""
-    if mode not in PAGE_MODES:
-        raise ValueError(f"unknown page mode {mode!r}")
-    task = dict(mode=mode, assignment_id=assignment_id, hit_id=hit_id, worker_id=worker_id,
-                record_url=record_url, stored=dict(stored) if stored else None,
-                trials=page_trials(trials, keys, scope, image_url, size),
-                preview_id=PREVIEW_ASSIGNMENT, submit_hosts=list(MTURK_SUBMIT_HOSTS),
-                layout=dict(border=FRAME_BORDER_PX, gap=GAP_PX, pad=BODY_PAD_PX,
-                            caption=CAPTION_PX, scrollbar=SCROLLBAR_PX))
-    return render_template("2afc", task=task, mode=mode, title=title,
-                           assignment_id=assignment_id, submit_to=submit_to,
-                           n_trials=len(trials), inline_assets=inline_assets,
-                           static_url=static_url)
+    return render_hit_page("2afc", page_trials(trials, keys, scope, image_url, size), mode=mode,
+                           title=title, layout=dict(gap=GAP_PX), **page)
 
 
 def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
