@@ -126,4 +126,9 @@ def test_ship_adds_the_reproducing_command_and_keeps_the_weights(tmp_path):
     with pytest.raises(ValueError, match="max-mb"):
         ship.ship(run, tmp_path / "big.pt", max_mb=1e-4)
     assert not (tmp_path / "big.pt").exists()
+    (tmp_path / "big.pt").write_bytes(b"kept")
+    with pytest.raises(ValueError, match="max-mb"):
+        ship.ship(run, tmp_path / "big.pt", max_mb=1e-4)
+    assert (tmp_path / "big.pt").read_bytes() == b"kept"   # a refused ship leaves dest as it was
+    assert not list(tmp_path.glob("*.shipping"))
     assert ship.main([str(tmp_path / "nowhere"), str(tmp_path / "x.pt")]) == 2

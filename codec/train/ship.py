@@ -75,6 +75,22 @@ def chain_totals(provenance: dict) -> tuple[int, float | None]:
     return steps, secs
 
 
+def save_shipped(dest: Path, kind: str, ckpt: dict, provenance: dict, max_mb: float) -> float:
+    """Write ``ckpt`` (a loaded checkpoint of ``kind``) to ``dest`` with ``provenance``; its
+    size in MB. Over ``max_mb`` (0: no limit) it raises ``ValueError`` and ``dest`` is left as
+    it was (the file is written beside it, then moved in place)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".shipping")
+    save_checkpoint(tmp, kind, ckpt["model"], ckpt["config"], ckpt["state_dict"], provenance)
+    size = tmp.stat().st_size / 2 ** 20
+    if max_mb and size > max_mb:
+        tmp.unlink()
+        raise ValueError(f"{dest}: {size:.2f} MB is over --max-mb {max_mb}")
+    tmp.replace(dest)
+    return size
+
+
 def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
          note: str = "") -> dict:
     src = run / f"{which}.pt"
@@ -105,12 +121,7 @@ def ship(run: Path, dest: Path, which: str = "last", max_mb: float = 0.0,
     # the shipped file's folder
     bases = [REPO_ROOT, Path(run).resolve().parent, Path(dest).resolve().parent]
     prov = relative_paths(prov, bases)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(dest, "codec", ckpt["model"], ckpt["config"], ckpt["state_dict"], prov)
-    size = dest.stat().st_size / 2 ** 20
-    if max_mb and size > max_mb:
-        dest.unlink()
-        raise ValueError(f"{dest}: {size:.2f} MB is over --max-mb {max_mb}")
+    size = save_shipped(dest, "codec", ckpt, prov, max_mb)
     return {"dest": str(dest), "size_mb": size, **{k: prov[k] for k in
                                                     ("command", "steps", "total_steps",
                                                      "git_commit")

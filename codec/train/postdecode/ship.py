@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 from codec.postdecode.api import KIND
-from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plic.checkpoint import CheckpointError, load_checkpoint
 from plic.cli import command, parser
 from plic.paths import REPO_ROOT
 
 from ..ship import reproducing_command as train_command
+from ..ship import save_shipped
 from .config import PostDecodeConfig
 
 _NOT_IN_COMMAND = {"resume", "stop_at", "max_minutes", "ship", "out", "threads", "ship_max_mb"}
@@ -65,15 +66,7 @@ def ship(run: Path, dest: Path, max_mb: float = 20.0) -> dict:
     for k in ("data", "metric"):
         if isinstance(prov.get(k), str):
             prov[k] = rel(prov[k])
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".shipping")
-    save_checkpoint(tmp, KIND, ckpt["model"], ckpt["config"], ckpt["state_dict"], prov)
-    size = tmp.stat().st_size / 2 ** 20
-    if max_mb and size > max_mb:
-        tmp.unlink()
-        raise ValueError(f"{dest}: {size:.2f} MB is over --max-mb {max_mb}")
-    tmp.replace(dest)
+    size = save_shipped(dest, KIND, ckpt, prov, max_mb)
     return {"dest": str(dest), "size_mb": round(size, 3), "command": prov["command"],
             "steps": prov["steps"], "train_seconds": prov.get("train_seconds")}
 
