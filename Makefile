@@ -14,7 +14,7 @@ help:
 	@echo "make test         setup, ruff and the default test suite (what CI runs)"
 	@echo "make test-slow    the slow tests too"
 	@echo "make distortions  distorted images for DATA=samples|kodak|... (runs/distortions)"
-	@echo "make bench        benchmarks, written to runs/bench/"
+	@echo "make bench        every benchmark (benchmarks/), tables in runs/bench/"
 	@echo "make lint         ruff"
 	@echo "make setup        .venv with the project, dev extras and offline weights"
 

@@ -1,7 +1,7 @@
 """One switch for the training fast paths: ``PLIC_TRAIN_FAST=0`` gives the straightforward formulas.
 
 The fast paths compute the same functions as the plain formulas beside them, rearranged for speed
-on the CPU (``python -m codec.train_bench --compare`` measures both in one run):
+on the CPU (``python -m benchmarks.train_speed --compare`` measures both in one run):
 
 * ``codec.layers.GDN`` in training: the 1x1 channel mixing as one matrix product and
   ``x * rsqrt(norm)`` instead of ``F.conv2d`` + ``sqrt`` + divide;
@@ -33,7 +33,7 @@ ENV = "PLIC_TRAIN_FAST"
 # OpenMP threads that sleep when they wait instead of spinning (libgomp spins ~300,000 times by
 # default). On a machine whose cores are shared with other work, a spinning thread holds a core
 # that the thread it waits for needs: measured on the shared 2-core machine, a 2-thread training
-# step took 5-25x longer with the default than with this (codec.train_bench --compare).
+# step took 5-25x longer with the default than with this (benchmarks.train_speed --compare).
 THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 _enabled = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 

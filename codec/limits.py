@@ -46,7 +46,7 @@ from .threads import one_thread
 
 MEMORY_BUDGET = 8 * 2**30
 PEAK_FACTOR = 6.0
-# untrusted input (see the module doc; measured by ``python -m codec.untrusted_bench``)
+# untrusted input (see the module doc; measured by ``python -m benchmarks.untrusted_streams``)
 STEP_PIXELS = 512                # one wavefront step costs about as much as this many pixels
 STREAM_PIXELS = 8192             # and any decode about this many (parsing, calls, set-up)
 UNTRUSTED_PIXELS_PER_BYTE = 100  # decoding work a stream byte may buy in untrusted mode
@@ -209,7 +209,7 @@ def check_work(model, height: int, width: int, coding_order: str, nbytes: int,
 def check_pixel_work(height: int, width: int, nbytes: int, max_pixels_per_byte: int) -> None:
     """The same bound for a decoder of another kind that computes every pixel once (the HEVC
     post-decoder, ``codec.postdecode``): its work is ``height x width + STREAM_PIXELS``. Not
-    measured by ``codec.untrusted_bench``."""
+    measured by ``benchmarks.untrusted_streams``."""
     limit = _positive_int(max_pixels_per_byte, "max_pixels_per_byte")
     work = height * width + STREAM_PIXELS
     if work > limit * nbytes:

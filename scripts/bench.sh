@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# make bench: every package's benchmark, one after the other; tables land in runs/bench/.
-# Each benchmark module is `python -m PKG.bench` and writes runs/bench/PKG.md (+ .json).
+# make bench: every benchmark, one after the other; tables land in runs/bench/.
+# Each is a module of the top-level benchmarks/ package (`python -m benchmarks.NAME --help`);
+# options given here go to every one. Not run here: benchmarks.postdecode_time (needs the
+# shipped post-decoder), benchmarks.evaluate_commits (two commits) and benchmarks.train_parity
+# (hours).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mkdir -p runs/bench
-# CompressAI, the comparison in codec.bench and codec.decode_bench: --no-deps (see pyproject.toml)
+# CompressAI, the comparison in benchmarks.codec_speed and benchmarks.codec_decode: --no-deps
+# (see pyproject.toml)
 if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('compressai') is None)"; then
   $PY -m pip install --quiet --no-deps "compressai==1.2.8" \
     || echo "bench: compressai not installed; its comparison rows will say why"
 fi
-for mod in codec.bench codec.context.bench codec.decode_bench codec.untrusted_bench distortions.bench distortions.cluster_bench perceptual_metric.bench mturk.bench mturk.dashboard.bench codec.train_bench; do
-  file="${mod//.//}.py"
-  if [ -f "$file" ]; then
-    printf '\n== %s\n' "$mod"
-    $PY -m "$mod" "$@"
-  fi
+for mod in benchmarks.codec_speed benchmarks.context_model benchmarks.codec_decode \
+    benchmarks.untrusted_streams benchmarks.distortions_run benchmarks.cluster_overhead \
+    benchmarks.metric_speed benchmarks.study_server benchmarks.dashboard_pages \
+    benchmarks.train_speed; do
+  printf '\n== %s\n' "$mod"
+  $PY -m "$mod" "$@"
 done
 echo "benchmark tables: runs/bench/"

@@ -131,19 +131,6 @@ def test_interrupted_client_rerun_finishes(tmp_path, records, local_run, cluster
     assert _outputs(out) == local_run
 
 
-def test_bench_estimate_arithmetic():
-    from distortions.cluster_bench import CLIC_MPX, WORKERS, estimate
-
-    costs = {"jpeg": {"s_per_mpx": 2.0}, "webp": {"s_per_mpx": 4.0}, "bpg": {"error": "none"}}
-    e = estimate(costs, efficiency=0.8, overhead=0.05, n_targets=4)
-    assert e["codecs"] == ["jpeg", "webp"]  # a codec not measured is left out, not guessed
-    clic, big = e["rows"]
-    assert clic["cpu_hours"] == pytest.approx(CLIC_MPX * 6.0 * 1.05 / 3600)
-    assert big["cpu_hours"] == pytest.approx(100 * clic["cpu_hours"])
-    assert clic["wall_hours"][1] == pytest.approx(clic["cpu_hours"])
-    for n in WORKERS[1:]:
-        assert clic["wall_hours"][n] == pytest.approx(clic["cpu_hours"] / (n * 0.8))
-
 
 def test_failed_items_named_others_complete(tmp_path, records, cluster):
     """An image no codec can read, among good ones, on the cluster: its items fail by name

@@ -14,10 +14,10 @@ LAYERS = (
     ("distortions",),                            # 2
     ("mturk",),                                  # 3
     ("perceptual_metric",),                      # 4
-    ("codec.train", "codec.evaluate",            # 5 top: the user's training and evaluation
-     "codec.train_bench"),
+    ("codec.train", "codec.evaluate"),           # 5 top: the user's training and evaluation
+    ("benchmarks",),                             # 6 roof: every benchmark; nothing imports it
 )
-PACKAGES = ("plic", "codec", "distortions", "mturk", "perceptual_metric")
+PACKAGES = ("plic", "codec", "distortions", "mturk", "perceptual_metric", "benchmarks")
 # Inside a layer, its parts in the same order, lowest first (docs/ARCHITECTURE.md draws them): a
 # part imports only parts below it. Every subpackage and module of the package must be listed.
 SUBLAYERS = {
@@ -31,8 +31,8 @@ SUBLAYERS = {
         ("mturk.market",),                  # MTurk: backends, publish, collect, manage, cost
         ("mturk.sim",),                     # simulated crowds and their reports
         ("mturk.dashboard",),               # the requester's dashboard (its own Flask app)
-        ("mturk.trials", "mturk.serve", "mturk.publish", "mturk.aggregate", "mturk.mos",
-         "mturk.bench"),                    # the README's commands (thin entry points), bench
+        ("mturk.trials", "mturk.serve", "mturk.publish", "mturk.aggregate", "mturk.mos"),
+                                            # the README's commands (thin entry points)
     ),
 }
 
@@ -52,8 +52,9 @@ def _most_specific(module: str, groups) -> int | None:
 
 
 def layer(module: str) -> float | None:
-    """The layer of ``module`` (0 ground ... 5 top; a part of a layer with ``SUBLAYERS`` gets
-    ``layer + (its part's index + 1) / 100``: mturk.web is 3.06); None: not the project's."""
+    """The layer of ``module`` (0 ground ... 5 top, 6 the benchmarks; a part of a layer with
+    ``SUBLAYERS`` gets ``layer + (its part's index + 1) / 100``: mturk.web is 3.06); None: not
+    the project's."""
     found = _most_specific(module, LAYERS)
     if found is None:
         return None
@@ -139,7 +140,8 @@ def test_layers_of_known_modules():
     assert layer("plic") == 0 and layer("plic.quality") == 0
     assert layer("codec.api") == 1 and layer("codec.context.step") == 1
     assert layer("codec.train") == 5 and layer("codec.evaluate.report") == 5
-    assert layer("codec.train_bench") == 5 and layer("codec.trainer") == 1  # packages, not prefixes
+    assert layer("codec.trainer") == 1  # packages, not prefixes
+    assert layer("benchmarks.train_speed") == 6 and layer("benchmarks") == 6
     assert layer("distortions.backends") == 2
     assert layer("mturk") == 3 and layer("perceptual_metric.fit") == 4
     assert layer("mturk.schema") == 3.01 and layer("mturk.tokens") == 3.01
@@ -169,6 +171,33 @@ def test_every_part_of_a_layered_package_has_its_place():
         at = [arch.find(f"`{m}`") for m in subpackages]
         assert -1 not in at, [m for m, i in zip(subpackages, at) if i == -1]
         assert at == sorted(at), "docs/ARCHITECTURE.md draws the subpackages in SUBLAYERS' order"
+
+
+def test_nothing_imports_the_benchmarks(tmp_path, monkeypatch):
+    """``benchmarks`` is the roof: a library module (even the top, codec.train) importing a
+    benchmark is reported."""
+    top = tmp_path / "codec" / "train"
+    top.mkdir(parents=True)
+    (top / "bad.py").write_text("def f():\n    from benchmarks.codec_decode import main\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert violations([top / "bad.py"]) == [
+        "codec.train.bad (layer 5) imports benchmarks.codec_decode (layer 6)",
+        "codec.train.bad (layer 5) imports benchmarks.codec_decode.main (layer 6)"]
+
+
+def test_benchmarks_live_in_benchmarks():
+    """Every benchmark is a module of the top-level ``benchmarks`` package (README: ``make bench``),
+    none is inside a library package: no ``bench*.py`` or ``*_bench.py`` there, and each module
+    that ``scripts/bench.sh`` runs exists."""
+    strays = [str(p.relative_to(REPO)) for pkg in PACKAGES if pkg != "benchmarks"
+              for p in (REPO / pkg).rglob("*.py")
+              if p.stem.startswith("bench") or p.stem.endswith("_bench")]
+    assert strays == []
+    script = (REPO / "scripts" / "bench.sh").read_text()
+    loop = script.split("for mod in ", 1)[1].split("; do", 1)[0]
+    listed = loop.replace("\\", " ").split()
+    assert listed, "scripts/bench.sh names no benchmark"
+    assert [m for m in listed if not (REPO / (m.replace(".", "/") + ".py")).is_file()] == []
 
 
 def test_the_checker_catches_an_upward_import_inside_a_package(tmp_path, monkeypatch):

@@ -220,22 +220,6 @@ def test_codec_api_compress_and_decompress_handle_it(tmp_path, capsys):
     assert "codes at a QP" in capsys.readouterr().err
 
 
-@needs_ffmpeg
-def test_decode_bench_runs_and_reports_the_stage(tmp_path):
-    from codec.benchmeta import NoSuchImage, pick_image
-    from codec.postdecode import bench
-
-    try:
-        pick_image("kodim03")
-    except (NoSuchImage, OSError, ValueError):
-        pytest.skip("needs the sample images")
-    ckpt = pd.save(pd.build({"channels": 8, "blocks": 1}), tmp_path / "pd.pt")
-    assert bench.main(["--model", str(ckpt), "--repeat", "1", "--out", str(tmp_path)]) == 0
-    import json
-
-    rep = json.loads((tmp_path / "bench_postdecode.json").read_text())
-    assert rep["size"] == "768x512" and rep["stage_cpu_s"] > 0 and rep["pd_cpu_s"] > 0
-
 
 @needs_ffmpeg
 def test_side_by_side_figure_at_one_to_one(tmp_path):

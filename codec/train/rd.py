@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     from plic.checkpoint import git_commit
     from plic.datasets import resolve_data
     from plic.image_io import read_image
+    from plic.measurement import load_1min, machine, write_report
     from plic.paths import runs_dir
     from plic.rd import anchors_dir
 
     from .. import api
-    from ..benchmeta import load_1min, machine, write_report
     from ..models import anchors as declared_anchors
 
     if args.threads:

@@ -1,9 +1,10 @@
 """The one list of codec backends: a name, a factory and where the name is used by default.
 
 ``register(name, factory)`` adds a backend; ``make_backend``, the ``--codecs`` choices and the
-``--help`` of ``python -m distortions`` (and ``distortions.bench``, ``codec.evaluate``) derive from
-it. A factory takes ``(options, name)``: the :class:`BackendOptions` of the run and the codec name
-asked for (a ``family`` backend such as ``learned`` also answers to ``learned-<label>``).
+``--help`` of ``python -m distortions`` (and ``benchmarks.distortions_run``, ``codec.evaluate``)
+derive from it. A factory takes ``(options, name)``: the :class:`BackendOptions` of the run and
+the codec name asked for (a ``family`` backend such as ``learned`` also answers to
+``learned-<label>``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Entry:
     name: str
     factory: Callable[[BackendOptions, str], Backend]
     default: bool   # run by ``python -m distortions`` when ``--codecs`` is not given
-    classic: bool   # a classic codec that needs no extra binary (``distortions.bench``'s set)
+    classic: bool   # a classic codec needing no extra binary (benchmarks.distortions_run's set)
     family: bool    # also answers to ``<name>-<label>``
     aliases: tuple[str, ...]
 

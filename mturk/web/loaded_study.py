@@ -42,7 +42,8 @@ class LoadedStudy:
         for t in self.trials:
             self.by_batch.setdefault(t["batch_id"], []).append(t)
         # a trial's files never move while the study is served: resolve each path once (the
-        # realpath calls were a fifth of a page's time, ``python -m mturk.bench --profile``)
+        # realpath calls were a fifth of a page's time, python -m benchmarks.study_server
+        # --profile)
         self.resolve = lru_cache(maxsize=65536)(self._resolve)
         for t in self.trials:
             for v in VIEWS:

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from mturk.bench import run
+from benchmarks.study_server import run
 from mturk.design.trials import TrialsConfig, build
 from mturk.sim.toy_index import make_toy_index
 from mturk.store.pg_cluster import find_bin_dir

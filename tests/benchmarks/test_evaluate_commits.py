@@ -1,11 +1,11 @@
-"""codec.evaluate.bench: the comparison of two results.json, and its one-line errors (the timed
-runs themselves are minutes long: README records a measured run)."""
+"""benchmarks.evaluate_commits: the comparison of two results.json, and its one-line errors (the
+timed runs themselves are minutes long: README records a measured run)."""
 
 from __future__ import annotations
 
 import pytest
 
-from codec.evaluate.bench import main, max_differences
+from benchmarks.evaluate_commits import main, max_differences
 
 
 def _doc(psnr, fid, extra_row=False):

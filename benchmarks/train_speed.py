@@ -1,7 +1,7 @@
 """Training speed: steps per second per model and preset, through the real loop.
 
-    python -m codec.train_bench [--cases hific:tiny hific:small ...] [--steps N] [--warmup W]
-    python -m codec.train_bench --compare --cases bmshj2018-hyperprior:small --loss full \\
+    python -m benchmarks.train_speed [--cases hific:tiny hific:small ...] [--steps N] [--warmup W]
+    python -m benchmarks.train_speed --compare --cases bmshj2018-hyperprior:small --loss full \\
         --crop 128 --batch-size 8 --threads 2 --data bsds500 --data-split train --repeat 3
 
 Each case runs ``codec.train.loop.train`` for ``warmup + steps`` steps in a temporary run
@@ -32,11 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from codec import fastpath
 from plic.fsio import atomic_write_text
-from plic.paths import runs_dir
-
-from . import fastpath
-from .benchmeta import load_1min, versions
+from plic.measurement import load_1min, versions
+from plic.paths import REPO_ROOT, runs_dir
 
 DEFAULT_CASES = ["hific:tiny", "bmshj2018-hyperprior:tiny", "hific:small",
                  "bmshj2018-hyperprior:small", "mbt2018:small"]
@@ -45,9 +44,9 @@ DEFAULT_CASES = ["hific:tiny", "bmshj2018-hyperprior:tiny", "hific:small",
 def bench_case(model: str, preset: str, steps: int, warmup: int, lpips: str, device: str,
                threads: int, batch_size: int = 0, crop: int = 0, loss: str = "auto",
                data: str = "samples", data_split: str = "", workers: int = 1) -> dict:
-    from .train import rundir
-    from .train.config import TrainConfig
-    from .train.loop import train
+    from codec.train import rundir
+    from codec.train.config import TrainConfig
+    from codec.train.loop import train
 
     # CPU time of this process at each logged step, beside the log's wall-clock rate
     cpu_at: dict[int, float] = {}
@@ -59,7 +58,7 @@ def bench_case(model: str, preset: str, steps: int, warmup: int, lpips: str, dev
         append(out, row)
 
     if loss == "auto":
-        from .models import baselines
+        from codec.models import baselines
 
         loss = "mse" if model in baselines() else "full"
     full = loss == "full"
@@ -92,7 +91,7 @@ def bench_case(model: str, preset: str, steps: int, warmup: int, lpips: str, dev
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m codec.train_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="MODEL:PRESET pairs")
     p.add_argument("--steps", type=int, default=5, help="timed steps per case")
@@ -112,9 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="every case before (--baseline) and after, in fresh processes")
     p.add_argument("--repeat", type=int, default=3, help="--compare: runs per case and side")
-    p.add_argument("--parity", action="store_true",
-                   help="trainer parity with CompressAI's examples/train.py (codec.train.parity;"
-                        " --parity --help lists its options)")
     p.add_argument("--result", default="", help=argparse.SUPPRESS)  # a --compare child's JSON
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
     return p
@@ -158,14 +154,14 @@ def _child(a, case: str, fast: bool, result: Path) -> dict:
     env[fastpath.ENV] = "1" if fast else "0"
     if fast:
         fastpath.apply_thread_env(env)
-    argv = [sys.executable, "-m", "codec.train_bench", "--cases", case, "--steps", str(a.steps),
-            "--warmup", str(a.warmup), "--lpips", a.lpips, "--loss", a.loss, "--threads",
-            str(a.threads), "--batch-size", str(a.batch_size), "--crop", str(a.crop), "--data",
-            a.data, "--data-split", a.data_split, "--workers", str(a.workers), "--result",
-            str(result), "--out", str(result.parent)]
+    argv = [sys.executable, "-m", "benchmarks.train_speed", "--cases", case,
+            "--steps", str(a.steps), "--warmup", str(a.warmup), "--lpips", a.lpips,
+            "--loss", a.loss, "--threads", str(a.threads), "--batch-size", str(a.batch_size),
+            "--crop", str(a.crop), "--data", a.data, "--data-split", a.data_split,
+            "--workers", str(a.workers), "--result", str(result), "--out", str(result.parent)]
     if a.device:
         argv += ["--device", a.device]
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, cwd=REPO_ROOT)
     return json.loads(result.read_text())["results"][0]
 
 
@@ -209,7 +205,7 @@ def write_compare(out: Path, a, host: dict, rows: list[dict]) -> None:
     atomic_write_text(out / "train-compare.json", json.dumps(
         {"host": host, "settings": vars(a), "rows": rows}, indent=2) + "\n")
     lines = ["# Training speed before and after the fast paths "
-             "(`python -m codec.train_bench --compare`)", "",
+             "(`python -m benchmarks.train_speed --compare`)", "",
              f"Host: {host['machine']}, {host['cpu_count']} CPUs, torch {host['torch']}. "
              f"Settings: {_settings_line(a)}. Each side {a.repeat} runs, each in a fresh "
              "process, alternating which side goes first; medians. Before: "
@@ -232,7 +228,7 @@ def write_compare(out: Path, a, host: dict, rows: list[dict]) -> None:
 def write_table(out: Path, a, host: dict, results: list[dict]) -> None:
     atomic_write_text(out / "train.json", json.dumps({"host": host, "results": results},
                                                      indent=2) + "\n")
-    lines = ["# Training speed (`python -m codec.train_bench`)", "",
+    lines = ["# Training speed (`python -m benchmarks.train_speed`)", "",
              f"Host: {host['machine']}, {host['cpu_count']} CPUs, torch {host['torch']}"
              + (f", GPU {host['gpu']}" if host["gpu"] else ", no GPU")
              + f"; {a.threads} thread(s); fast paths "
@@ -254,10 +250,6 @@ def write_table(out: Path, a, host: dict, results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--parity" in argv:  # its own options: python -m codec.train_bench --parity --help
-        from .train.parity_run import main as parity
-
-        return parity(argv)
     a = _parser().parse_args(argv)
     if a.baseline:
         fastpath.set_enabled(False)

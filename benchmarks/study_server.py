@@ -1,5 +1,5 @@
-"""Load benchmark of the study server on loopback: ``python -m mturk.bench [--server dev,gunicorn]
-[--store sqlite,postgres]``.
+"""Load benchmark of the study server on loopback: ``python -m benchmarks.study_server
+[--server dev,gunicorn] [--store sqlite,postgres]``.
 
 For each (server, store) configuration (default: dev/SQLite, gunicorn/SQLite and
 gunicorn/PostgreSQL; ``--server`` and ``--store`` pick others) it starts ``python -m mturk.serve
@@ -47,13 +47,12 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from mturk.design.trials import TrialsConfig, build
+from mturk.sim.http_client import Client
+from mturk.sim.toy_index import make_toy_index
+from mturk.store.study_db import StudyDB
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
-
-from .design.trials import TrialsConfig, build
-from .sim.http_client import Client
-from .sim.toy_index import make_toy_index
-from .store.study_db import StudyDB
 
 SERVERS = ("dev", "gunicorn")
 STORES = ("sqlite", "postgres")
@@ -330,13 +329,13 @@ def run(levels=(1, 2, 4, 8, 16), seconds: float = 4.0, kill_level: int = 8,
     trials, _ = build(index, tmp / "study", TrialsConfig(batch_size=20))
     pg = None
     if any(st == "postgres" for _, st in configs):
-        from .store.pg_cluster import PgCluster
+        from mturk.store.pg_cluster import PgCluster
 
         pg = _ExternalPg(pg_url) if pg_url else PgCluster(fsync=True).start()
     runs = []
     try:
         for k, (server, store) in enumerate(configs):
-            print(f"mturk.bench: {server}/{store} ...", file=sys.stderr, flush=True)
+            print(f"benchmarks.study_server: {server}/{store} ...", file=sys.stderr, flush=True)
             runs.append(_run_one(server, store, trials, tmp, levels, seconds, kill_level,
                                  fault if kill_level else "none", workers, threads, pg,
                                  1 + 1_000_00 * k))
@@ -392,8 +391,8 @@ def _markdown(r: dict) -> str:
         return "-" if v is None else f"{v:.{d}f}"
 
     lines = ["# mturk server load benchmark (simulated crowd, loopback)", "",
-             f"`python -m mturk.bench`; {r['cpu_count']} CPUs shared by the server(s), the load "
-             "generator and every other job on the machine (load average: the machine's "
+             f"`python -m benchmarks.study_server`; {r['cpu_count']} CPUs shared by the server(s), "
+             "the load generator and every other job on the machine (load average: the machine's "
              "1-minute load when the level ended); each submission = 20 judgments; a worker = "
              f"claim + task + submit; gunicorn: {r['workers']} workers x {r['threads']} "
              "threads.", "",
@@ -424,14 +423,14 @@ def profile(n: int = 200, store: str = "sqlite", out_dir: Path | None = None,
     import io
     import pstats
 
-    from .web.app import AppConfig, create_app
+    from mturk.web.app import AppConfig, create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="plic-mturk-profile-"))
     index = make_toy_index(tmp / "dist", n_refs=6, size=32, qualities=(5, 15, 30, 50, 70, 90))
     trials, _ = build(index, tmp / "study", TrialsConfig(batch_size=20))
     pg = None
     if store == "postgres":
-        from .store.pg_cluster import PgCluster
+        from mturk.store.pg_cluster import PgCluster
 
         pg = PgCluster(fsync=True).start()
         db = pg.create_database("profile")
@@ -477,7 +476,7 @@ def profile(n: int = 200, store: str = "sqlite", out_dir: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.study_server", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", default="",
                    help="dev, gunicorn or both (comma-separated); with --store, every pair "
@@ -510,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fault == "disk-full" and os.geteuid() != 0:
             raise ValueError("--fault disk-full mounts a tmpfs: run as root")
     except ValueError as e:
-        print(f"mturk.bench: error: {e}", file=sys.stderr)
+        print(f"benchmarks.study_server: error: {e}", file=sys.stderr)
         return 2
     if args.profile:
         print(profile(args.profile, (stores or ["sqlite"])[0], Path(args.out)))

@@ -1,6 +1,6 @@
 """Trainer parity: our trainer beside CompressAI's reference trainer, same model size, same data.
 
-    python -m codec.train_bench --parity [--lambdas 0.0035 0.0067 0.013] [--steps 2000] \\
+    python -m benchmarks.train_parity [--lambdas 0.0035 0.0067 0.013] [--steps 2000] \\
         [--crop 64] [--batch-size 8] [--variants default delta1] [--out runs/parity]
 
 For each lambda, side by side (started together, each ``nice -n 19`` on one thread, data loaded
@@ -57,10 +57,10 @@ def loss_weights(lmbda: float) -> dict:
 
 def compressai_train_module():
     """CompressAI's ``examples/train.py`` as a module, its point-cloud imports stubbed where
-    missing (``codec.decode_bench``); ImportError when compressai is not installed."""
+    missing (``benchmarks.codec_decode``); ImportError when compressai is not installed."""
     import importlib
 
-    from ..decode_bench import import_compressai_zoo
+    from .compressai_import import import_compressai_zoo
 
     models, why = import_compressai_zoo("image_models")
     if models is None:
@@ -106,7 +106,7 @@ def _timing_writer(path: Path):
 
 
 def _our_config(a, lmbda: float, out: Path, variant: str):
-    from .config import TrainConfig
+    from codec.train.config import TrainConfig
 
     steps = a.steps
     log_every = max(1, min(100, steps // 100))
@@ -133,8 +133,8 @@ def snapshot(out: Path, step: int, src: Path, a) -> None:
 
 
 def run_ours(a, lmbda: float, out: Path, variant: str) -> None:
-    from . import rundir
-    from .loop import train
+    from codec.train import rundir
+    from codec.train.loop import train
 
     cfg, ckpt = _our_config(a, lmbda, out, variant)
     log = _timing_writer(out / TIMING)
@@ -249,9 +249,8 @@ def kodak_images(spec: str, count: int) -> list[tuple[str, object]]:
 
 
 def eval_ours(run: Path, images) -> list[dict]:
+    from codec.api import decode, encode, load
     from plic.quality import psnr
-
-    from ..api import decode, encode, load
 
     model = load(run / "last.pt")
     rows = []

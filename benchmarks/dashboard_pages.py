@@ -1,4 +1,4 @@
-"""Page times of the requester's dashboard on a big study: ``python -m mturk.dashboard.bench``.
+"""Page times of the requester's dashboard on a big study: ``python -m benchmarks.dashboard_pages``.
 
 Makes (once; kept in ``--study``, default ``runs/bench/dashboard_study``) a SIMULATED 2AFC study
 of ``--workers`` workers x ``--assignments`` assignments of about 10 trials (``mturk.dashboard.
@@ -38,7 +38,7 @@ def _login(client) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.dashboard.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.dashboard_pages", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=1000, help="simulated workers (%(default)s)")
     p.add_argument("--assignments", type=int, default=11,
@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="report folder")
     args = p.parse_args(argv)
     if args.workers < 2 or args.assignments < 1 or args.repeats < 1:
-        print("mturk.dashboard.bench: error: --workers >= 2, --assignments and --repeats >= 1",
+        print("benchmarks.dashboard_pages: error: --workers >= 2, --assignments and --repeats >= 1",
               file=sys.stderr)
         return 2
-    from ..market.memory import InMemoryMarket
-    from .app import DashboardConfig, create_dashboard
-    from .study_maker import make_study
+    from mturk.dashboard.app import DashboardConfig, create_dashboard
+    from mturk.dashboard.study_maker import make_study
+    from mturk.market.memory import InMemoryMarket
 
     study = Path(args.study) / f"w{args.workers}-a{args.assignments}"
     db_path = study / "study" / "judgments.sqlite"
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                    progress=lambda i, n: print(f"  {i}/{n} workers", flush=True))
         (study / "done").write_text("ok\n")
         print(f"  made in {time.perf_counter() - t0:.0f} s", flush=True)
-    from ..store.study_db import StudyDB
+    from mturk.store.study_db import StudyDB
 
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     db = StudyDB(db_path)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             r = client.get(url)
             times.append((time.perf_counter() - t0) * 1000)
             if r.status_code != 200:
-                print(f"mturk.dashboard.bench: error: {url} answered {r.status_code}",
+                print(f"benchmarks.dashboard_pages: error: {url} answered {r.status_code}",
                       file=sys.stderr)
                 return 1
         results[name] = dict(url=url, ms=times, median_ms=float(np.median(times)),
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          indent=2) + "\n")
     lines = [f"# mturk.dashboard page times ({meta['judgments']} judgments, {meta['workers']} "
              f"workers, {meta['assignments']} assignments; SIMULATED study)", "",
-             f"`python -m mturk.dashboard.bench` on {meta['machine']}, {meta['cpus']} CPUs, "
+             f"`python -m benchmarks.dashboard_pages` on {meta['machine']}, {meta['cpus']} CPUs, "
              f"1-min load {meta['load']:.1f} at the start; {args.repeats} renders per page "
              "through Flask's test client (the whole request: session, SQL, template), after one "
              "render that compiles the template.", "",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from codec.context import bench
+from benchmarks import context_model
 
 
 def test_bench_runs_on_a_crop(tmp_path):
-    assert bench.main(["--presets", "tiny", "--rate-preset", "tiny", "--rate-images", "1",
+    assert context_model.main(["--presets", "tiny", "--rate-preset", "tiny", "--rate-images", "1",
                        "--crop", "128", "--train-steps", "2", "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "context.json").read_text())
     row = rep["decode"][0]
@@ -24,7 +24,7 @@ def test_rate_cost_of_a_checkpoint(tmp_path):
     from codec import api, models
 
     ckpt = api.save(models.build("mbt2018", "tiny"), tmp_path / "m.pt")
-    assert bench.main(["--no-decode", "--rate-preset", "tiny", "--rate-images", "2",
+    assert context_model.main(["--no-decode", "--rate-preset", "tiny", "--rate-images", "2",
                        "--crop", "128", "--checkpoint", str(ckpt), "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "context.json").read_text())
     assert rep["decode"] == []

@@ -1,8 +1,8 @@
-"""``python -m codec.evaluate.bench``: the evaluation of an earlier commit and of this checkout,
-side by side in one run on one machine, from the same state (the codecs' files already made,
-no metric or Inception feature cached), and whether they give the same numbers.
+"""``python -m benchmarks.evaluate_commits``: the evaluation of an earlier commit and of this
+checkout, side by side in one run on one machine, from the same state (the codecs' files already
+made, no metric or Inception feature cached), and whether they give the same numbers.
 
-    python -m codec.evaluate.bench --before 117faec --data kodak --after-args= \\
+    python -m benchmarks.evaluate_commits --before 117faec --data kodak --after-args= \\
         --after-args=--no-dists -- --classic learned,hevc-bpgcfg --classic-targets 0.15,0.3
 
 The earlier commit runs from ``git archive REV`` in a temporary folder (this checkout's venv, its
@@ -79,7 +79,7 @@ def max_differences(a: dict, b: dict) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m codec.evaluate.bench",
+        prog="python -m benchmarks.evaluate_commits",
         description="The evaluation of an earlier commit and of this checkout, side by side in "
                     "one run from the same state (codec files made, no metric cached): wall and "
                     "CPU seconds, load averages, and the largest difference of their numbers.",

@@ -1,5 +1,6 @@
-"""``python -m codec.train_bench --parity``: run the pairs of ``codec.train.parity``, evaluate,
-and report (JSON, Markdown, RD plot). See ``codec.train.parity`` for what is compared and how."""
+"""``python -m benchmarks.train_parity``: trainer parity with CompressAI. Runs the pairs of
+``benchmarks.train_parity_runs``, evaluates them and reports (JSON, Markdown, RD plot); see
+``benchmarks.train_parity_runs`` for what is compared and how."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from pathlib import Path
 from plic.fsio import atomic_write_text
 from plic.paths import REPO_ROOT, runs_dir
 
-from . import parity as P  # noqa: N812
+from . import train_parity_runs as P  # noqa: N812
 
 DEFAULT_LAMBDAS = (0.0035, 0.0067, 0.013)  # CompressAI's qualities 2, 3 and 4 of this model
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m codec.train_bench --parity",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_parity",
                                 description=P.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS),
@@ -71,7 +72,7 @@ def run_dirs(a, lmbda: float) -> dict[str, Path]:
 
 
 def _child_argv(a, name: str, lmbda: float) -> list[str]:
-    argv = ["nice", "-n", str(a.nice), sys.executable, "-m", "codec.train.parity_run",
+    argv = ["nice", "-n", str(a.nice), sys.executable, "-m", "benchmarks.train_parity",
             "--child", name, "--child-lambda", repr(lmbda), "--steps", str(a.steps),
             "--crop", str(a.crop), "--batch-size", str(a.batch_size), "--preset", a.preset,
             "--val-data", a.val_data, "--ckpt-every", str(a.ckpt_every), "--seed", str(a.seed),
@@ -155,7 +156,7 @@ def evaluate_all(a) -> None:
     while todo or running:
         while todo and len(running) < max(1, a.eval_jobs):
             run, kind = todo.pop(0)
-            argv = ["nice", "-n", str(a.nice), sys.executable, "-m", "codec.train.parity_run",
+            argv = ["nice", "-n", str(a.nice), sys.executable, "-m", "benchmarks.train_parity",
                     "--eval-run", str(run), "--eval-kind", kind, "--kodak", a.kodak,
                     "--eval-images", str(a.eval_images)]
             running.append((run, subprocess.Popen(argv, env=env, cwd=REPO_ROOT)))
@@ -267,7 +268,7 @@ def plot(res: dict, path: Path, a) -> None:
 
 
 def markdown(res: dict, a, command: str) -> str:
-    lines = ["# Trainer parity with CompressAI (`python -m codec.train_bench --parity`)", "",
+    lines = ["# Trainer parity with CompressAI (`python -m benchmarks.train_parity`)", "",
              f"`{command}`", "",
              "| trainer | lambda | steps | Kodak bpp | estimate bpp | PSNR dB | encode s (CPU s) "
              "| decode s (CPU s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -303,7 +304,7 @@ def markdown(res: dict, a, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = [x for x in (sys.argv[1:] if argv is None else argv) if x != "--parity"]
+    argv = list(sys.argv[1:] if argv is None else argv)
     a = parser().parse_args(argv)
     if a.crop % 64:
         print(f"error: --crop {a.crop} is not a multiple of 64 (CompressAI's hyperprior needs "
@@ -334,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    command = " ".join(["python -m codec.train_bench --parity", *argv])
-    from codec.benchmeta import versions
+    command = " ".join(["python -m benchmarks.train_parity", *argv])
+    from plic.measurement import versions
 
     report = {"command": command, "host": versions(), "settings": {
         k: v for k, v in vars(a).items() if not k.startswith("child")}, **res}

@@ -1,6 +1,6 @@
 """Benchmark of the metric: throughput on 256x256 pairs, and fit time per 1,000 labels (CPU).
 
-    python -m perceptual_metric.bench [--nets alex,vgg,squeeze] [--labels 500] [--threads 1]
+    python -m benchmarks.metric_speed [--nets alex,vgg,squeeze] [--labels 500] [--threads 1]
 
 Throughput: pairs per second of ``official(net)`` on random 256x256 batches, without gradients
 (scoring) and with the gradient to one input (a perceptual loss in codec training). Fit time: the
@@ -20,15 +20,14 @@ from pathlib import Path
 
 import torch
 
-from codec.benchmeta import host, load_1min, write_report
+from perceptual_metric.fit import FitConfig, fit
+from perceptual_metric.official import official
+from perceptual_metric.simulate import simulate
+from perceptual_metric.trunks import WeightsError
 from plic.datasets import resolve_data
 from plic.image_io import read_image
+from plic.measurement import host, load_1min, write_report
 from plic.paths import runs_dir
-
-from .fit import FitConfig, fit
-from .official import official
-from .simulate import simulate
-from .trunks import WeightsError
 
 
 def throughput(net: str, size: int, batch: int, seconds: float) -> dict | None:
@@ -84,7 +83,7 @@ def fit_time(n_labels: int, steps: int | None) -> dict:
 
 
 def to_markdown(meta: dict, rows: list[dict], fit_row: dict | None) -> str:
-    lines = ["# perceptual_metric.bench", "",
+    lines = ["# benchmarks.metric_speed", "",
              f"{meta['threads']} torch thread(s), {meta['machine']}, torch {meta['torch']}. "
              f"1-minute load average {meta['loadavg_start']} at start, {meta['loadavg_end']} at "
              "end: the CPU is shared, so these are lower bounds on an idle machine's speed.", "",
@@ -113,7 +112,7 @@ def to_markdown(meta: dict, rows: list[dict], fit_row: dict | None) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perceptual_metric.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.metric_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", default="alex,vgg,squeeze", help="comma-separated LPIPS trunks")
     p.add_argument("--size", type=int, default=256, help="square image side (px)")
@@ -127,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
     args, unknown = p.parse_known_args(argv)
     if unknown:
-        print(f"perceptual_metric.bench: ignoring {unknown}")
+        print(f"benchmarks.metric_speed: ignoring {unknown}")
     torch.set_num_threads(args.threads)
     meta = {**{k: v for k, v in host().items() if k != "loadavg"},
             "loadavg_start": load_1min(), "size": args.size}

@@ -1,5 +1,5 @@
-"""``python -m distortions.bench``: wall time and images/s of a distortions run, and the HEVC
-curve's BD-rate against the published BPG anchor.
+"""``python -m benchmarks.distortions_run``: wall time and images/s of a distortions run, and the
+HEVC curve's BD-rate against the published BPG anchor.
 
 Default: the 24 Kodak images x every classic codec and every learned codec (one per codec
 checkpoint in ``checkpoints/``, as ``python -m distortions`` finds them) x the 4 default targets,
@@ -25,16 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-from codec.benchmeta import load_averages, write_report
+from distortions import store as st
+from distortions.backends import BackendOptions, classic_names, names
+from distortions.checkpoints import CheckpointChoiceError, read_inputs, select_codecs
+from distortions.run import DEFAULT_TARGETS, DistortionsConfig, run
+from distortions.schema import INDEX_COLUMNS, INDEX_ID
 from plic.datasets import DataError, add_data_args
+from plic.measurement import load_averages, write_report
 from plic.paths import runs_dir
 from plic.tables import read_table
-
-from . import store as st
-from .backends import BackendOptions, classic_names, names
-from .checkpoints import CheckpointChoiceError, read_inputs, select_codecs
-from .run import DEFAULT_TARGETS, DistortionsConfig, run
-from .schema import INDEX_COLUMNS, INDEX_ID
 
 ANCHOR = "bpg_444_x265_ycbcr"
 
@@ -100,10 +99,9 @@ SWEEP_QPS = (32, 37, 42, 47)  # BPG q = QP - 1; spans the anchor's 0.07 .. 0.7 b
 
 def _sweep_one(path: str, qps: tuple, preset: str, ffmpeg: str, crop: int | None) -> list:
     """Worker: one image coded by hevc-bpgcfg at each QP -> [(qp, bpp, psnr, ms_ssim)]."""
+    from distortions.backends import HevcBpgcfgBackend
     from plic.image_io import center_crop, read_image
     from plic.quality import bpp, ms_ssim, psnr
-
-    from .backends import HevcBpgcfgBackend
 
     img = read_image(path)
     if crop:
@@ -204,7 +202,7 @@ def _md(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distortions.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.distortions_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, default="kodak")
     p.add_argument("--codecs", default=None,
@@ -260,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(records, cfg)
     wall = time.perf_counter() - t0
     res = {
-        "command": "python -m distortions.bench " + " ".join(argv if argv is not None
+        "command": "python -m benchmarks.distortions_run " + " ".join(argv if argv is not None
                                                               else sys.argv[1:]),
         "data": args.data, "crop": args.crop, "codecs": list(codecs), "targets": list(targets),
         "jobs": jobs, "x265_preset": args.x265_preset, "learned": learned.codecs,

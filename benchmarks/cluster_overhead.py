@@ -1,4 +1,4 @@
-"""``python -m distortions.cluster_bench``: what ``--cluster`` costs and gives, measured.
+"""``python -m benchmarks.cluster_overhead``: what ``--cluster`` costs and gives, measured.
 
 The same distortions work (default: the 5 sample images, full size, jpeg and webp, the 4
 default targets: 10 items) from a cold output folder, three ways:
@@ -28,15 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-from codec.benchmeta import load_averages, write_report
+from distortions.backends import BackendOptions
+from distortions.checkpoints import choose_learned
+from distortions.run import DEFAULT_TARGETS, DistortionsConfig, run
 from plic.cluster import Cluster
 from plic.datasets import DataError, add_data_args, records_from_args
 from plic.image_io import image_size
+from plic.measurement import load_averages, write_report
 from plic.paths import runs_dir
-
-from .backends import BackendOptions
-from .checkpoints import choose_learned
-from .run import DEFAULT_TARGETS, DistortionsConfig, run
 
 CLIC_MPX = 160.0  # CLIC 2021's test set, about 160 megapixels
 COST_CODECS = ("jpeg", "jpeg444", "webp", "avif", "jxl", "hevc-bpgcfg")
@@ -205,7 +204,7 @@ def _md(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distortions.cluster_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.cluster_overhead", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     p.add_argument("--codecs", default="jpeg,webp", help="codecs of the timed work")
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {h: {k: statistics.median(v[k] for v in vs) for k in ("start_s", "run_s", "cpu_s")}
            for h, vs in times.items()}
     total = {h: v["start_s"] + v["run_s"] for h, v in med.items()}
-    res = {"command": "python -m distortions.cluster_bench " + " ".join(
+    res = {"command": "python -m benchmarks.cluster_overhead " + " ".join(
                argv if argv is not None else sys.argv[1:]),
            "data": args.data, "images": len(records), "crop": args.crop, "codecs": list(codecs),
            "targets": list(targets), "items": times["local"][0]["items"],

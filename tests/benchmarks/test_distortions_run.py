@@ -1,11 +1,12 @@
-"""distortions.bench: per-codec curves from searches + index, the report files, learned codecs."""
+"""benchmarks.distortions_run: per-codec curves from searches + index, the report files, learned
+codecs."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from distortions.bench import codec_curve, main
+from benchmarks.distortions_run import codec_curve, main
 
 
 def test_codec_curve_drops_targets_some_image_misses():
@@ -41,7 +42,7 @@ def test_bench_report(tmp_path, monkeypatch):
 
 
 def test_hevc_qp_sweep_is_monotone(sample_images):
-    from distortions.bench import hevc_qp_sweep
+    from benchmarks.distortions_run import hevc_qp_sweep
     from plic.datasets import resolve_data
 
     recs = resolve_data("samples")[:2]

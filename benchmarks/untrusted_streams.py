@@ -1,6 +1,6 @@
 """What a stream can cost per byte under the untrusted-input policy (issue 32).
 
-    python -m codec.untrusted_bench [--models CKPT,...] [--image kodim03] [--shapes HxW,...]
+    python -m benchmarks.untrusted_streams [--models CKPT,...] [--image kodim03] [--shapes HxW,...]
 
 For each codec checkpoint (default: every ``checkpoints/*.pt``) the reference is a Kodak stream:
 ``--image`` coded at bin width 1 (the API's default), decoded in ``--repeat`` runs (the best
@@ -33,13 +33,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from codec import api, limits
+from codec.bitstream import BIN_WIDTH_RANGE, unpack
 from plic.checkpoint import load_checkpoint
 from plic.fsio import atomic_write_text
+from plic.measurement import host, load_1min, write_report
 from plic.paths import runs_dir
 
-from . import api, limits
-from .benchmeta import host, load_1min, pick_image, write_report
-from .bitstream import BIN_WIDTH_RANGE, unpack
+from .sample_image import pick_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ("1x1,64x64,64x256,256x256,512x768,1024x1024,2048x2048,4096x16,16x4096,16384x64,"
@@ -132,7 +133,7 @@ def bench_shape(model, name: str, h: int, w: int, ref: dict, per_byte: int, repe
 
 
 def to_markdown(meta: dict, refs: dict, rows: list[dict]) -> str:
-    lines = ["# codec.untrusted_bench", "",
+    lines = ["# benchmarks.untrusted_streams", "",
              f"Policy: decoding work (pixels computed + {meta['step_pixels']} a wavefront step + "
              f"{meta['stream_pixels']} a stream) "
              f"<= {meta['per_byte']} a stream byte. Reference: {meta['image']} at bin width 1; "
@@ -167,7 +168,7 @@ def to_markdown(meta: dict, refs: dict, rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.untrusted_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.untrusted_streams", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=None,
                    help="comma-separated codec checkpoints (default: the codec checkpoints in "
@@ -184,7 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
     args, unknown = p.parse_known_args(argv)
     if unknown:  # make bench passes the same options to every benchmark
-        print(f"codec.untrusted_bench: ignoring {unknown}")
+        print(f"benchmarks.untrusted_streams: ignoring {unknown}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -1,6 +1,6 @@
 """Decode time of ``hevc-bpgcfg-pd`` beside plain ``hevc-bpgcfg``, on one 768x512 image.
 
-    python -m codec.postdecode.bench [--model CKPT] [--image kodim03] [--qp 43] [--repeat 5]
+    python -m benchmarks.postdecode_time [--model CKPT] [--image kodim03] [--qp 43] [--repeat 5]
         [--threads 2] [--out runs/bench]
 
 Each repeat decodes the same stream both ways, alternating: ffmpeg's HEVC decode alone, then
@@ -23,10 +23,12 @@ import statistics
 import sys
 import time
 
+from codec import hevc
+from codec.postdecode import api, container
+from plic.measurement import write_report
 from plic.paths import REPO_ROOT
 
-from .. import benchmeta, hevc
-from . import api, container
+from .sample_image import image_meta, parse_and_pick
 
 BUDGET_CPU_S = 1.0
 
@@ -44,7 +46,7 @@ def _timed(fn):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.postdecode.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.postdecode_time", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO_ROOT / "checkpoints" / "hevc-bpgcfg-pd.pt"),
                    help="post-decoder checkpoint (default checkpoints/hevc-bpgcfg-pd.pt)")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads of the caller (default 2; the stage itself runs on one)")
     p.add_argument("--out", default="", help="also write bench_postdecode.{json,md} here")
-    args, image = benchmeta.parse_and_pick(p, argv, p.prog)
+    args, image = parse_and_pick(p, argv, p.prog)
     try:
         model = api.load(args.model)
     except (OSError, ValueError) as e:
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     def med(rows, i):
         return round(statistics.median(r[i] for r in rows), 3)
 
-    report = {**benchmeta.image_meta(args.image, image, args.repeat), "qp": args.qp,
+    report = {**image_meta(args.image, image, args.repeat), "qp": args.qp,
               "bytes": len(data), "bpp": round(8 * len(data) / image.shape[0] / image.shape[1], 4),
               "model": os.path.relpath(args.model, REPO_ROOT) if os.path.isabs(args.model)
               else args.model,
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
           f"stage CPU {report['stage_cpu_s']} s, budget {BUDGET_CPU_S} s: "
           f"{'within' if report['within_budget'] else 'OVER'}; medians of {args.repeat}.\n")
     if args.out:
-        benchmeta.write_report(args.out, "bench_postdecode", report, md)
+        write_report(args.out, "bench_postdecode", report, md)
     else:
         print(md)
     return 0

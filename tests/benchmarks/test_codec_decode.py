@@ -1,4 +1,4 @@
-"""codec.decode_bench (issue 6) on a crop: every decoder decodes the encoder's latents (the
+"""benchmarks.codec_decode (issue 6) on a crop: every decoder decodes the encoder's latents (the
 benchmark checks that itself and fails otherwise), the table and the target lines are written,
 and the CompressAI import leaves no placeholder module behind."""
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import codec.context.wavefront as wavefront
-from codec import decode_bench
+from benchmarks import codec_decode, compressai_import
 
 
 def test_decode_bench_runs_on_a_crop(tmp_path):
-    assert decode_bench.main(["--presets", "small", "--crop", "64", "--no-compressai",
+    assert codec_decode.main(["--presets", "small", "--crop", "64", "--no-compressai",
                               "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "codec_decode.json").read_text())
     kinds = [r["decoder"] for r in rep["rows"]]
@@ -30,13 +30,13 @@ def test_decode_bench_runs_on_a_crop(tmp_path):
     if "wavefront c++" in kinds:  # the kernel built: the speed-up line is there
         assert any(n.startswith("small: wavefront C++") for n in rep["targets"])
     md = (tmp_path / "codec_decode.md").read_text()
-    assert md.startswith("# codec.decode_bench")
+    assert md.startswith("# benchmarks.codec_decode")
     assert md.count("| plic hific | small |") == len(kinds)
 
 
 def test_decode_bench_refuses_a_bad_crop(tmp_path):
     with pytest.raises(SystemExit):
-        decode_bench.main(["--crop", "100", "--out", str(tmp_path)])
+        codec_decode.main(["--crop", "100", "--out", str(tmp_path)])
 
 
 def test_a_decoder_that_differs_fails_the_benchmark(monkeypatch):
@@ -50,13 +50,13 @@ def test_a_decoder_that_differs_fails_the_benchmark(monkeypatch):
         return m + last[:, None].long(), idx
 
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    monkeypatch.setattr(decode_bench.kernels, "load", lambda kind: object())
-    monkeypatch.setattr(decode_bench.kernels, "compiled_params",
+    monkeypatch.setattr(codec_decode.kernels, "load", lambda kind: object())
+    monkeypatch.setattr(codec_decode.kernels, "compiled_params",
                         lambda mod, *args: wrong_params(*args))
-    monkeypatch.setattr(decode_bench.kernels, "compiled_commit",
+    monkeypatch.setattr(codec_decode.kernels, "compiled_commit",
                         lambda mod, *args: commit(*args))
     with pytest.raises(AssertionError, match="differ"):
-        decode_bench.bench_preset(image, "small", ["wavefront pytorch", "wavefront c++"])
+        codec_decode.bench_preset(image, "small", ["wavefront pytorch", "wavefront c++"])
 
 
 def test_targets_read_the_rows():
@@ -66,7 +66,7 @@ def test_targets_read_the_rows():
             {"preset": "small", "decoder": "wavefront c++", "latent_decode_s": 0.5,
              "decode_s": 2.0},
             {"preset": "quality 3", "decoder": "serial (theirs)", "decode_s": 10.0}]
-    notes = decode_bench.targets(rows)
+    notes = codec_decode.targets(rows)
     assert "30.0x" in notes[0] and "NOT met" in notes[0]
     assert "20.0x" in notes[1] and "NOT met" in notes[1]
     assert "0.200" in notes[2] and "NOT met" in notes[2]
@@ -74,12 +74,12 @@ def test_targets_read_the_rows():
 
 
 def test_compressai_import_leaves_no_placeholders():
-    factory, why = decode_bench.import_mbt2018()
+    factory, why = codec_decode.import_mbt2018()
     if factory is None:
         pytest.skip(f"compressai not usable here: {why}")
     for name, mod in sys.modules.items():
         loader = getattr(getattr(mod, "__spec__", None), "loader", None)
-        assert not isinstance(loader, decode_bench._PlaceholderFinder), name
+        assert not isinstance(loader, compressai_import._PlaceholderFinder), name
     torch.manual_seed(0)
     net = factory(quality=1, pretrained=False).eval()
     assert sum(p.numel() for p in net.parameters()) > 0

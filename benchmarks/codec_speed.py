@@ -1,6 +1,6 @@
 """Benchmark of the codec core: compress / decompress time of one Kodak image per preset.
 
-    python -m codec.bench [--presets tiny,small,paper] [--image kodim03] [--repeat 3]
+    python -m benchmarks.codec_speed [--presets tiny,small,paper] [--image kodim03] [--repeat 3]
 
 Untrained (random) weights at a fixed seed: the times are those of the real transforms and the
 real entropy coder, the bpp is that of noise. When ``compressai`` is importable (the ``bench``
@@ -20,12 +20,13 @@ import time
 import numpy as np
 import torch
 
+from codec import api, models
 from plic.image_io import to_tensor
+from plic.measurement import write_report
 from plic.paths import runs_dir
 from plic.quality import bpp
 
-from . import api, models
-from .benchmeta import image_meta, parse_and_pick, write_report
+from .sample_image import image_meta, parse_and_pick
 
 
 def _median_time(fn, repeat: int):
@@ -55,8 +56,8 @@ COMPRESSAI_FIX = "pip install --no-deps compressai==1.2.8 (the [bench] extra)"
 
 def import_bmshj2018_hyperprior():
     """CompressAI's ``bmshj2018_hyperprior`` factory, or (None, why not), through
-    ``codec.decode_bench.import_compressai_zoo`` (placeholders for its point-cloud imports)."""
-    from .decode_bench import import_compressai_zoo
+    ``benchmarks.codec_decode.import_compressai_zoo`` (placeholders for its point-cloud imports)."""
+    from .compressai_import import import_compressai_zoo
 
     return import_compressai_zoo("bmshj2018_hyperprior")
 
@@ -84,7 +85,7 @@ def bench_compressai(image: np.ndarray, repeat: int, factory) -> dict:
 
 def to_markdown(meta: dict, rows: list[dict]) -> str:
     cols = ["codec", "preset", "weights_MiB", "bytes", "bpp", "compress_s", "decompress_s"]
-    lines = ["# codec.bench", "",
+    lines = ["# benchmarks.codec_speed", "",
              f"Image {meta['image']} ({meta['size']}), untrained weights (seed 0), median of "
              f"{meta['repeat']}; {meta['threads']} torch threads, load average "
              f"{meta['loadavg']} at start, {meta['machine']}.", "",
@@ -97,7 +98,7 @@ def to_markdown(meta: dict, rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.codec_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="tiny,small,paper", help="comma-separated presets")
     p.add_argument("--models", default="hific", help="comma-separated registry names")
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadiest on a shared CPU; 0: torch default)")
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
-    args, image = parse_and_pick(p, argv, "codec.bench")
+    args, image = parse_and_pick(p, argv, "benchmarks.codec_speed")
     meta = image_meta(args.image, image, args.repeat)
     rows = []
     for name in args.models.split(","):
@@ -116,8 +117,8 @@ def main(argv=None) -> int:
             rows.append(row)
     factory, meta["compressai_missing"] = import_bmshj2018_hyperprior()
     if factory is None:
-        print(f"codec.bench: CompressAI not importable ({meta['compressai_missing']}); to "
-              f"compare: {COMPRESSAI_FIX}", file=sys.stderr)
+        print(f"benchmarks.codec_speed: CompressAI not importable "
+              f"({meta['compressai_missing']}); to compare: {COMPRESSAI_FIX}", file=sys.stderr)
     ref = None if factory is None else bench_compressai(image, args.repeat, factory)
     if ref is not None:
         print(ref, flush=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mturk.bench import run
+from benchmarks.study_server import run
 
 
 @pytest.mark.slow

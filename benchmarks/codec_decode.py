@@ -1,7 +1,7 @@
 """Decode-speed benchmark of the context model (issue 6): serial reference vs wavefront PyTorch
 vs wavefront C++ kernel (vs CUDA where a GPU is available), beside CompressAI's mbt2018.
 
-    python -m codec.decode_bench [--presets paper,small] [--image kodim03] [--threads 1]
+    python -m benchmarks.codec_decode [--presets paper,small] [--image kodim03] [--threads 1]
 
 For each preset of the ``hific`` model (context model on, untrained weights, seed 0) one Kodak
 image is encoded once (wavefront, PyTorch reference step), then decoded with each step
@@ -22,25 +22,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
-import importlib.abc
-import importlib.machinery
 import os
-import sys
 import time
-import types
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from codec import api, models
+from codec.coding import EscapeReader, latent_coder
+from codec.context import kernels, wavefront
 from plic.image_io import center_crop, to_tensor
+from plic.measurement import load_1min, write_report
 from plic.paths import runs_dir
 
-from . import api, models
-from .benchmeta import image_meta, load_1min, parse_and_pick, write_report
-from .coding import EscapeReader, latent_coder
-from .context import kernels, wavefront
+from .compressai_import import import_compressai_zoo
+from .sample_image import image_meta, parse_and_pick
 
 
 @contextlib.contextmanager
@@ -159,69 +156,6 @@ def bench_preset(image: np.ndarray, preset: str, kinds: list[str], repeat: int =
     return rows
 
 
-# CompressAI 1.2.8 imports these at package import for its point-cloud and dataset code only;
-# the [bench] extra installs it --no-deps (its pins would downgrade numpy), so where they are
-# missing they are replaced by inert placeholders while compressai is imported
-_COMPRESSAI_ONLY = ("torch_geometric", "einops", "requests")
-
-
-class _Placeholder:
-    """Stands for any class, decorator or function of a placeholder module."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, *args, **kwargs):
-        return args[0] if len(args) == 1 and callable(args[0]) else self
-
-
-class _PlaceholderFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in _COMPRESSAI_ONLY:
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        mod = types.ModuleType(spec.name)
-        mod.__path__ = []
-
-        def attr(name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _Placeholder
-
-        mod.__getattr__ = attr
-        return mod
-
-    def exec_module(self, module):
-        pass
-
-
-def import_compressai_zoo(name: str):
-    """CompressAI's ``compressai.zoo.<name>`` factory, or (None, why not). Where its
-    point-cloud imports are missing, inert placeholders stand in for them during the import."""
-    try:
-        return getattr(importlib.import_module("compressai.zoo"), name), None
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] not in _COMPRESSAI_ONLY:
-            return None, f"{type(e).__name__}: {e}"
-    except Exception as e:
-        return None, f"{type(e).__name__}: {e}"
-    for mod_name in [m for m in sys.modules if m.split(".")[0] == "compressai"]:
-        del sys.modules[mod_name]
-    finder = _PlaceholderFinder()
-    sys.meta_path.append(finder)
-    try:
-        return getattr(importlib.import_module("compressai.zoo"), name), None
-    except Exception as e:
-        return None, f"{type(e).__name__}: {e}"
-    finally:
-        sys.meta_path.remove(finder)
-        for mod_name, mod in list(sys.modules.items()):  # later imports see the real state
-            if getattr(getattr(mod, "__spec__", None), "loader", None) is finder:
-                del sys.modules[mod_name]
-
-
 def import_mbt2018():
     """CompressAI's ``mbt2018`` factory, or (None, why not)."""
     return import_compressai_zoo("mbt2018")
@@ -286,7 +220,7 @@ def targets(rows: list[dict]) -> list[str]:
 def to_markdown(meta: dict, rows: list[dict], notes: list[str]) -> str:
     cols = ["codec", "preset", "decoder", "latent_decode_s", "decode_s", "latent_decode_cpu_s",
             "decode_cpu_s", "load_1min", "bytes"]
-    lines = ["# codec.decode_bench", "",
+    lines = ["# benchmarks.codec_decode", "",
              f"Image {meta['image']} ({meta['size']}), untrained weights (seed 0), one run each "
              f"(wavefront latent stages: best of {meta.get('repeat', 1)}); "
              f"{meta['threads']} torch threads, 1-minute load average {meta['loadavg']} at "
@@ -305,7 +239,7 @@ def to_markdown(meta: dict, rows: list[dict], notes: list[str]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codec.decode_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.codec_decode", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="paper,small", help="comma-separated hific presets")
     p.add_argument("--decoders", default="serial reference,wavefront pytorch,wavefront c++",
@@ -321,7 +255,7 @@ def main(argv=None) -> int:
                         "(tens of seconds) and every whole decode run once")
     p.add_argument("--no-compressai", action="store_true", help="skip the mbt2018 row")
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="output folder")
-    args, image = parse_and_pick(p, argv, "codec.decode_bench")
+    args, image = parse_and_pick(p, argv, "benchmarks.codec_decode")
     if args.crop:
         if args.crop % 64 or args.crop > min(image.shape[:2]):
             p.error(f"--crop {args.crop}: needs a multiple of 64 within the image")

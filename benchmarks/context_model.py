@@ -1,7 +1,7 @@
 """Benchmark of the context model: wavefront vs serial latent decoding, and what the integer
 conversion costs in rate.
 
-    python -m codec.context.bench [--presets small,paper] [--image kodim03] [--rate-images 2]
+    python -m benchmarks.context_model [--presets small,paper] [--image kodim03] [--rate-images 2]
                                   [--no-serial]
 
 For each preset of ``hific`` (random weights at a fixed seed, so the bpp is that of noise but
@@ -24,24 +24,25 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from plic.datasets import resolve_data
-from plic.image_io import center_crop, to_tensor
-from plic.paths import runs_dir
-
-from .. import models
-from ..benchmeta import NoSuchImage, load_1min, pick_image, write_report
-from ..coding import EscapeReader, EscapeWriter
-from ..entropy import estimate_bits
-from .intmath import ACT_BITS, to_fixed
-from .latent import WavefrontLatentCoder
-from .step import ParamGrid, step_weights
-from .wavefront import (
+from codec import models
+from codec.coding import EscapeReader, EscapeWriter
+from codec.context.intmath import ACT_BITS, to_fixed
+from codec.context.latent import WavefrontLatentCoder
+from codec.context.step import ParamGrid, step_weights
+from codec.context.wavefront import (
     ordered_symbols,
     quantizer_source,
     run_schedule,
     serial_schedule,
     wavefront_schedule,
 )
+from codec.entropy import estimate_bits
+from plic.datasets import resolve_data
+from plic.image_io import center_crop, to_tensor
+from plic.measurement import load_1min, write_report
+from plic.paths import runs_dir
+
+from .sample_image import NoSuchImage, pick_image
 
 
 def _image(image_id: str, crop: int | None = None, data: str = "samples") -> torch.Tensor:
@@ -131,7 +132,7 @@ def rate_cost(preset: str, xs: dict, train_steps: int = 0, checkpoint=None) -> l
     latents: likelihood estimates in bits with the same coder grids. ``checkpoint``: a trained
     codec checkpoint with a context model instead of the preset's random weights."""
     if checkpoint is not None:
-        from ..api import load
+        from codec.api import load
 
         model = load(checkpoint)
         if not getattr(model, "has_context", False):
@@ -187,7 +188,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m codec.context.bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.context_model", description=__doc__)
     ap.add_argument("--presets", default="small,paper")
     ap.add_argument("--image", default="kodim03")
     ap.add_argument("--rate-images", type=int, default=2)
@@ -222,7 +223,8 @@ def main(argv=None) -> int:
     report = {"load_average_1min": load, "threads": args.threads, "image": args.image,
               "model": "hific, random weights (seed 0)", "decode": decode_rows,
               "rate_cost": rate_rows}
-    cmd = " ".join(["python -m codec.context.bench"] + list(sys.argv[1:] if argv is None else argv))
+    cmd = " ".join(["python -m benchmarks.context_model",
+                    *(sys.argv[1:] if argv is None else argv)])
     md = (f"# Context model benchmark\n\n`{cmd}` — image {args.image}"
           f"{f' (centre {args.crop} px)' if args.crop else ''}, "
           f"hific with random weights (seed 0), {args.threads} thread(s), load average "

@@ -1,5 +1,5 @@
-"""The trainer-parity harness (codec.train.parity): the loss mapping onto CompressAI's, the speed
-bookkeeping, and the whole harness on the tiny preset (skipped without compressai)."""
+"""The trainer-parity harness (benchmarks.train_parity_runs): the loss mapping onto CompressAI's,
+the speed bookkeeping, and the whole harness on the tiny preset (skipped without compressai)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from codec.train import parity as P  # noqa: N812
-from codec.train import parity_run
+from benchmarks import train_parity
+from benchmarks import train_parity_runs as P  # noqa: N812
 from codec.train.losses import bpp_per_image, mse255
 
 
@@ -80,7 +80,7 @@ def test_speed_skips_warmup_checkpoints_and_other_windows(tmp_path):
     ])
     s = P.speed(theirs)
     assert s["steps_timed"] == 50 and s["seconds"] == pytest.approx(15.0)
-    assert parity_run._their_lrs(theirs) == [1e-4, 1e-5]
+    assert train_parity._their_lrs(theirs) == [1e-4, 1e-5]
 
 
 def test_their_epochs_cover_the_steps():
@@ -91,25 +91,25 @@ def test_their_epochs_cover_the_steps():
 
 
 def test_crop_must_suit_compressai(capsys):
-    assert parity_run.main(["--crop", "96", "--no-train"]) == 2
+    assert train_parity.main(["--crop", "96", "--no-train"]) == 2
     assert "multiple of 64" in capsys.readouterr().err
-    assert parity_run.main(["--snapshot-every", "300", "--ckpt-every", "200", "--no-train"]) == 2
+    assert train_parity.main(["--snapshot-every", "300", "--ckpt-every", "200", "--no-train"]) == 2
     assert "not a multiple of --ckpt-every" in capsys.readouterr().err
 
 
 def test_harness_on_tiny_preset(tmp_path):
     _compressai()
     out = tmp_path / "parity"
-    argv = ["--parity", "--preset", "tiny", "--steps", "6", "--batch-size", "2", "--crop", "64",
+    argv = ["--preset", "tiny", "--steps", "6", "--batch-size", "2", "--crop", "64",
             "--ckpt-every", "2", "--snapshot-every", "6",
             "--lambdas", "0.013", "--variants", "default", "--data", "samples",
             "--data-split", "", "--test-split", "", "--test-images", "1", "--kodak", "samples",
             "--eval-images", "1", "--nice", "0", "--out", str(out),
             "--result", str(tmp_path / "r.json")]
-    assert parity_run.main(argv) == 0
+    assert train_parity.main(argv) == 0
     rep = json.loads((tmp_path / "r.json").read_text())
     assert {"bd_psnr_db", "bd_rate_pct", "steps_per_s_ratio", "command"} <= set(rep)
-    assert rep["command"].startswith("python -m codec.train_bench --parity --preset tiny")
+    assert rep["command"].startswith("python -m benchmarks.train_parity --preset tiny")
     assert set(rep["points"]) == {"theirs", "ours-default"}
     for pts in rep["points"].values():
         assert [p["lambda"] for p in pts] == [0.013]
@@ -130,12 +130,12 @@ def test_harness_on_tiny_preset(tmp_path):
     # a second call trains and codes nothing again
     timing = (out / "lambda-0.013" / "theirs" / P.TIMING).read_text()
     coded = (out / "lambda-0.013" / "theirs" / "kodak.json").stat().st_mtime_ns
-    assert parity_run.main(argv) == 0
+    assert train_parity.main(argv) == 0
     assert (out / "lambda-0.013" / "theirs" / P.TIMING).read_text() == timing
     assert (out / "lambda-0.013" / "theirs" / "kodak.json").stat().st_mtime_ns == coded
 
     # the copies at step 6 (the last) code exactly as the finished runs
-    assert parity_run.main([*argv, "--no-train", "--eval-at", "6"]) == 0
+    assert train_parity.main([*argv, "--no-train", "--eval-at", "6"]) == 0
     at6 = json.loads((tmp_path / "r.json").read_text())
     assert {n: [(p["bpp"], p["psnr"]) for p in pts] for n, pts in at6["points"].items()} == {
         n: [(p["bpp"], p["psnr"]) for p in pts] for n, pts in rep["points"].items()}
