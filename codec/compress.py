@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     p = parser(PROG, __doc__)
     p.add_argument("image", help="input image (any format Pillow reads; see plic.image_io)")
     p.add_argument("out", help="bitstream file to write (a missing folder is created)")
-    p.add_argument("--model", required=True, help="codec checkpoint (python -m codec.init)")
+    p.add_argument("--model", required=True, help="codec checkpoint (python -m codec.untrained)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--qp", type=number(int, 0, 51),
                    help="HEVC QP, 0..51, for a post-decoded HEVC checkpoint "

@@ -8,8 +8,8 @@ Each ``rd.json`` is a ``python -m codec.train.rd`` output (real bitstreams over 
 anchor is ``hevc-bpgcfg`` from a ``python -m distortions`` index on the same images (its rows at
 every target, per image). Per checkpoint: its steps (the checkpoint's provenance, the ``--init``
 chain included), CPU hours = steps x the measured CPU seconds per step of its model
-(``--cpu-per-step MODEL=S``, e.g. from ``python -m codec.train_bench --threads 1``: wall time on a
-shared machine says little), and against HEVC on the images both have: BD-rate (PSNR; n/a where
+(``--cpu-per-step MODEL=S``, e.g. from ``python -m benchmarks.train_speed --threads 1``: wall time
+on a shared machine says little), and against HEVC on the images both have: BD-rate (PSNR; n/a where
 the PSNR ranges do not overlap) and BD-PSNR (over the overlapping rate range), from the mean
 curves. Writes ``cpu_hours.md``, ``cpu_hours.json`` and ``cpu_hours.png``.
 """

@@ -207,7 +207,7 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
         """Release this thread's connection (the study server calls it after each request): it
         goes back to a few kept open for the next request of any thread. Closing the last
         connection of a WAL file checkpoints it (an fsync): per request, that was 40% of the
-        server's time (``python -m mturk.bench --profile``)."""
+        server's time (``python -m benchmarks.study_server --profile``)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             return
@@ -517,10 +517,10 @@ class StudyDB(AssignmentRecords, MarketRecords, TrustRecords, RatingRecords, Das
 
     def audit(self) -> dict:
         """What the database holds of the judgments, for checking it against the writes that
-        were acknowledged (``mturk.bench`` after a ``kill -9``): ``per_assignment`` (assignment
-        id -> its judgments, assignments with any), ``duplicates`` ((assignment, trial) pairs
-        judged more than once), ``judgments`` (all of them) and ``integrity`` (SQLite's
-        ``integrity_check``: ``"ok"`` for a sound file)."""
+        were acknowledged (``benchmarks.study_server`` after a ``kill -9``): ``per_assignment``
+        (assignment id -> its judgments, assignments with any), ``duplicates`` ((assignment,
+        trial) pairs judged more than once), ``judgments`` (all of them) and ``integrity``
+        (SQLite's ``integrity_check``: ``"ok"`` for a sound file)."""
         per = {r["assignment_id"]: r["n"] for r in self._rows(
             "SELECT a.assignment_id, COUNT(j.judgment_id) AS n FROM assignments a "
             "JOIN judgments j USING (assignment_id) GROUP BY 1")}
