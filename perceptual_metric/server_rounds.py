@@ -23,9 +23,7 @@ done on the same labels is not redone; a larger ``--rounds`` continues the study
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +32,7 @@ from mturk.active.study_rounds import done_rounds, merge
 from mturk.analysis.aggregate import aggregate
 from mturk.design.trials import TrialsConfig, build
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
-from mturk.sim.crowd import SimConfig, run_crowd
-from mturk.web.app import AppConfig, create_app
-from mturk.web.serve import make_study_server
+from mturk.sim.simulated_study import simulated_study
 from plic.cli import CliError, command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.paths import runs_dir
@@ -68,27 +64,10 @@ class RoundsConfig:
 
 
 def _serve_and_answer(rdir: Path, cfg: RoundsConfig, rnd: int) -> dict:
-    trials_csv = rdir / "trials.csv"
-    app = create_app(AppConfig(trials=str(trials_csv), db=str(rdir / "judgments.sqlite"),
-                               local=True, simulated=True))
-    db = app.extensions["plic_db"]
-    links = rdir / "participants.txt"
-    links.write_text("".join(db.keys().participant_token(i) + "\n"
-                             for i in range(1, cfg.workers + 1)))
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    srv = make_study_server("127.0.0.1", 0, app)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        sim = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
-                                  trials=str(trials_csv), participants=str(links),
-                                  workers=cfg.workers, batches_per_worker=1000, mix=cfg.mix,
-                                  oracle=cfg.oracle, seed=cfg.seed * 1000 + rnd,
-                                  concurrency=2))
-    finally:
-        srv.shutdown()
-        db.dispose()  # every connection closed: the round's WAL checkpointed now, not at GC time
-    if sim["failures"]:
-        raise RuntimeError(f"the simulated crowd met errors: {sim['failures'][:3]}")
+    db, sim = simulated_study(rdir / "trials.csv", rdir, cfg.workers, "met errors", fresh=False,
+                              concurrency=2, batches_per_worker=1000, mix=cfg.mix,
+                              oracle=cfg.oracle, seed=cfg.seed * 1000 + rnd)
+    db.dispose()  # every connection closed: the round's WAL checkpointed now, not at GC time
     return sim
 
 

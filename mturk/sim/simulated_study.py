@@ -14,14 +14,16 @@ from ..web.serve import make_study_server
 from .crowd import SimConfig, run_crowd
 
 
-def simulated_study(trials_csv: Path, study: Path, workers: int, failed: str, **sim):
-    """Answer a fresh lab study of ``trials_csv`` (in ``study``, its database deleted first) by
-    ``workers`` simulated participants (``mturk.sim.crowd.run_crowd``; ``sim``: the rest of its
-    ``SimConfig``) through the study server on a free loopback port. Returns (database,
-    ``run_crowd``'s result); a crowd that met errors raises ``RuntimeError`` ("the simulated
-    crowd ``failed``: ...")."""
-    for f in study.glob("judgments.sqlite*"):     # a fresh study each run
-        f.unlink()
+def simulated_study(trials_csv: Path, study: Path, workers: int, failed: str, *,
+                    concurrency: int = 4, fresh: bool = True, **sim):
+    """Answer a lab study of ``trials_csv`` (in ``study``; ``fresh``: its database deleted
+    first) by ``workers`` simulated participants (``mturk.sim.crowd.run_crowd``; ``sim``: the
+    rest of its ``SimConfig``) through the study server on a free loopback port. Returns
+    (database, ``run_crowd``'s result); a crowd that met errors raises ``RuntimeError`` ("the
+    simulated crowd ``failed``: ...") with the database's connections closed."""
+    if fresh:
+        for f in study.glob("judgments.sqlite*"):     # a fresh study each run
+            f.unlink()
     app = create_app(AppConfig(trials=str(trials_csv), db=str(study / "judgments.sqlite"),
                                local=True, simulated=True))
     db = app.extensions["plic_db"]
@@ -34,9 +36,13 @@ def simulated_study(trials_csv: Path, study: Path, workers: int, failed: str, **
     try:
         result = run_crowd(SimConfig(url=f"http://127.0.0.1:{srv.server_port}",
                                      trials=str(trials_csv), participants=str(links),
-                                     workers=workers, concurrency=4, **sim))
+                                     workers=workers, concurrency=concurrency, **sim))
+    except BaseException:
+        db.dispose()
+        raise
     finally:
         srv.shutdown()
     if result["failures"]:
+        db.dispose()
         raise RuntimeError(f"the simulated crowd {failed}: {result['failures'][:3]}")
     return db, result
