@@ -22,12 +22,12 @@ one in progress, and merging again gives the same file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from pathlib import Path
 
+from plic.cli import command, parser
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import read_table, rel_path, resolve_path, write_table
@@ -108,17 +108,16 @@ def merge(study: str | Path) -> tuple[Path, dict]:
     return out, summary
 
 
+PROG = "python -m mturk.active.study_rounds"
+
+
+@command(PROG, errors=(OSError,))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.active.study_rounds", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--study", default=str(runs_dir() / "study"),
                    help="the study folder holding r001, r002, ... (default: %(default)s)")
     args = p.parse_args(argv)
-    try:
-        out, s = merge(args.study)
-    except (ValueError, OSError) as e:
-        print(f"mturk.active.study_rounds: error: {e}", file=sys.stderr)
-        return 2
+    out, s = merge(args.study)
     sim = "SIMULATED " if s["simulated"] else ""
     print(f"wrote {out}: {sim}labels of {s['pairs']} pairs from {s['judgments']} judgments over "
           f"{len(s['rounds'])} rounds ({s['settled']} pairs settled); next round: "

@@ -32,7 +32,6 @@ Outputs in ``--out`` (default ``runs/study``):
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from plic.cli import CliError, command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
@@ -257,9 +257,12 @@ def aggregate(db_path, trials_csv, out_dir, rule: QualityRule | None = None,
     return summary
 
 
+PROG = "python -m mturk.aggregate"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.aggregate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     study = runs_dir() / "study"
     p.add_argument("--db", default=str(study / "judgments.sqlite"), help="%(default)s")
     p.add_argument("--trials", default=str(study / "trials.csv"),
@@ -272,16 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, QualityRule)
     args = p.parse_args(argv)
     if not is_url(args.db) and not Path(args.db).is_file():
-        print(f"mturk.aggregate: error: no database at {args.db}", file=sys.stderr)
-        return 2
+        raise CliError(f"no database at {args.db}")
     from ..design.rating import RATING_DESIGNS
     from ..design.study import study_design
 
     design = study_design(args.trials) if Path(args.trials).is_file() else "2afc"
     if design in RATING_DESIGNS:
-        print(f"mturk.aggregate: error: {args.trials} is an {design.upper()} rating study; "
-              "python -m mturk.mos makes its opinion scores", file=sys.stderr)
-        return 2
+        raise CliError(f"{args.trials} is an {design.upper()} rating study; "
+                       "python -m mturk.mos makes its opinion scores")
     s = aggregate(args.db, args.trials, args.out, config_from_args(QualityRule, args),
                   write_scores=not args.no_write_scores,
                   include_unverified=args.include_unverified)

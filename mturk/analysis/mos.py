@@ -38,7 +38,6 @@ track's stimuli of DMOS, else MOS, with a 95% t interval over those stimuli), an
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -48,6 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from plic.cli import CliError, command, parser
 from plic.fsio import atomic_save_figure, atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
@@ -223,9 +223,12 @@ def aggregate_ratings(db_path, trials_csv, out_dir=None, screening: bool = True,
     return summary
 
 
+PROG = "python -m mturk.mos"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.mos", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--db", default=str(runs_dir() / "study" / "judgments.sqlite"),
                    help="the study database (default: %(default)s)")
     p.add_argument("--trials", default=str(runs_dir() / "study" / "trials.csv"),
@@ -241,20 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--include-unverified", action="store_true",
                    help="also count assignments MTurk (or a participant token) never verified")
     args = p.parse_args(argv)
-    try:
-        if not is_url(args.db) and not Path(args.db).is_file():
-            raise FileNotFoundError(f"{args.db}: no such database")
-        if not Path(args.trials).is_file():
-            raise FileNotFoundError(f"{args.trials}: no such trials table")
-        if args.min_scores < 2:
-            raise ValueError("--min-scores must be >= 2")
-        if not args.max_inconsistency == 0 and not args.max_inconsistency >= 1:
-            raise ValueError("--max-inconsistency must be 0 (off) or at least 1")
-        s = aggregate_ratings(args.db, args.trials, args.out or None, not args.no_screening,
-                              args.include_unverified, args.min_scores, args.max_inconsistency)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"mturk.mos: error: {e}", file=sys.stderr)
-        return 2
+    if not is_url(args.db) and not Path(args.db).is_file():
+        raise CliError(f"{args.db}: no such database")
+    if not Path(args.trials).is_file():
+        raise CliError(f"{args.trials}: no such trials table")
+    if args.min_scores < 2:
+        raise CliError("--min-scores must be >= 2")
+    if not args.max_inconsistency == 0 and not args.max_inconsistency >= 1:
+        raise CliError("--max-inconsistency must be 0 (off) or at least 1")
+    s = aggregate_ratings(args.db, args.trials, args.out or None, not args.no_screening,
+                          args.include_unverified, args.min_scores, args.max_inconsistency)
     tag = "SIMULATED " if s["simulated"] else ""
     print(f"{tag}{s['design'].upper()}: {s['kept_ratings']} of {s['counted_ratings']} counted "
           f"ratings kept; {len(s['rejected_workers'])} of {s['workers']} workers rejected by "

@@ -19,10 +19,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from plic.cli import CliError, command, parser
 from plic.config_args import add_config_args, config_from_args
 
 from ..analysis.worker_quality import QualityRule
@@ -54,9 +54,11 @@ def read_secret(secret_file: str | None) -> str:
     return secret
 
 
+PROG = "python -m mturk.dashboard"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mturk.dashboard", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on "
                    "(%(default)s; other addresses are refused)")
     p.add_argument("--port", type=int, default=8050, help="port (%(default)s; 0: any free one)")
@@ -75,36 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def fail(msg: str) -> int:
-        print(f"mturk.dashboard: error: {msg}", file=sys.stderr)
-        return 2
-
+    secret = read_secret(args.secret_file or None)
     try:
-        secret = read_secret(args.secret_file or None)
-    except ValueError as e:
-        return fail(str(e))
-    try:
-        if not ipaddress.ip_address(args.host).is_loopback:
-            return fail(f"--host {args.host} is not a loopback address: the dashboard only "
-                        "listens on this machine (reach it through an SSH tunnel)")
+        loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         if args.host != "localhost":
-            return fail(f"--host {args.host!r} is not a loopback address")
+            raise CliError(f"--host {args.host!r} is not a loopback address") from None
+        loopback = True
+    if not loopback:
+        raise CliError(f"--host {args.host} is not a loopback address: the dashboard only "
+                       "listens on this machine (reach it through an SSH tunnel)")
     if not args.db or not (Path(args.db).is_file() or "://" in args.db):
-        return fail(f"no study database at {args.db or '(none given: --db DB)'}")
+        raise CliError(f"no study database at {args.db or '(none given: --db DB)'}")
     if check_live(args):
-        return fail(check_live(args).replace("read the cost above", "actions pay real money"))
+        raise CliError(check_live(args).replace("read the cost above", "actions pay real money"))
     budget = None
     if args.budget:
         try:
             budget = Decimal(args.budget)
         except InvalidOperation:
-            return fail(f"--budget {args.budget!r} is not an amount in USD")
+            raise CliError(f"--budget {args.budget!r} is not an amount in USD") from None
     if args.poll < 1:
-        return fail("--poll must be at least 1 second")
+        raise CliError("--poll must be at least 1 second")
     from ..market.base import MarketError
     from ..web.serve import make_study_server
     from .app import DashboardConfig, create_dashboard
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         market = market_from_args(args, Path(args.db))
     except (MarketError, ValueError, OSError) as e:
-        return fail(f"cannot open the {args.backend} market: {e}")
+        raise CliError(f"cannot open the {args.backend} market: {e}") from None
     cfg = DashboardConfig(db=args.db, secret=secret, mode=mode_of(args), budget=budget,
                           block_name=args.block_name, rule=config_from_args(QualityRule, args),
                           include_unverified=args.include_unverified, poll_s=args.poll)

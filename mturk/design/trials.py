@@ -29,12 +29,12 @@ Outputs: ``OUT/trials.csv`` (``mturk.schema.TRIALS_COLUMNS``, paths relative to 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from plic.cli import command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text, sha256_file
 from plic.paths import runs_dir
@@ -147,9 +147,12 @@ def build(index_path: str | Path, out_dir: str | Path, cfg: TrialsConfig,
     return out_csv, True
 
 
+PROG = "python -m mturk.trials"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.trials", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--index", default=str(runs_dir() / "distortions" / "index.csv"),
                    help="the distortions index.csv (default: %(default)s)")
     p.add_argument("--out", default=str(runs_dir() / "study"),
@@ -158,13 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, TrialsConfig)
     add_config_args(p, RoundConfig)
     args = p.parse_args(argv)
-    try:
-        cfg = config_from_args(TrialsConfig, args)
-        path, written = build(args.index, args.out, cfg, force=args.force,
-                              rounds=config_from_args(RoundConfig, args))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"mturk.trials: error: {e}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(TrialsConfig, args)
+    path, written = build(args.index, args.out, cfg, force=args.force,
+                          rounds=config_from_args(RoundConfig, args))
     meta = json.loads((Path(args.out) / "trials.meta.json").read_text())
     state = "wrote" if written else "up to date:"
     print(f"{state} {path}: {meta['n_trials']} trials ({meta['n_test']} test of which "

@@ -45,6 +45,7 @@ import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from plic.cli import CliError, command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.config_args import option as opt
 
@@ -67,7 +68,6 @@ from . import (
 from .config import (
     add_market_arguments,
     check_live,
-    eprint,
     market_from_args,
     mode_of,
     open_db,
@@ -352,29 +352,28 @@ def _pay_bonuses(cfg, market, db, hits, trial_cache, rep: Report, out) -> None:
             + (" (found already paid)" if already else ""))
 
 
+PROG = "python -m mturk.market.collect"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mturk.market.collect", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_market_arguments(p)
     add_config_args(p, CollectConfig)
     add_config_args(p, QualityRule)
     return p
 
 
+@command(PROG, errors=(MarketError,))
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(CollectConfig, args)
     live_error = check_live(args)
     if live_error and not cfg.dry_run:
-        eprint(live_error.replace("read the cost above", "approving and bonuses pay real money"))
-        return 2
+        raise CliError(live_error.replace("read the cost above",
+                                          "approving and bonuses pay real money"))
     db = open_db(args)
-    try:
-        rep = collect(cfg, market_from_args(args, db.path), db, mode_of(args),
-                      rule=config_from_args(QualityRule, args))
-    except (MarketError, DBError, ValueError) as e:
-        eprint(f"error: {e}")
-        return 1
+    rep = collect(cfg, market_from_args(args, db.path), db, mode_of(args),
+                  rule=config_from_args(QualityRule, args))
     print(rep.summary())
     return 0
 

@@ -9,7 +9,6 @@ and the settings again from the parsed options (``config_from_args``).
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +71,3 @@ def mode_of(args: argparse.Namespace) -> str:
         return "local"
     return "live" if args.live else "sandbox"
 
-
-def eprint(*a) -> None:
-    print(*a, file=sys.stderr)

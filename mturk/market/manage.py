@@ -23,11 +23,12 @@ import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from plic.cli import CliError, command, parser
+
 from . import SUBMITTED, Market, MarketError
 from .config import (
     add_market_arguments,
     check_live,
-    eprint,
     market_from_args,
     mode_of,
     open_db,
@@ -187,9 +188,11 @@ def unblock(market: Market, db, mode: str, workers, block_name: str, out=print) 
         out(f"{w}: unblocked")
 
 
+PROG = "python -m mturk.market.manage"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mturk.market.manage", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("status", help="HITs, assignments and cost so far")
     s.add_argument("--refresh", action="store_true", help="ask the marketplace for HIT states")
@@ -214,37 +217,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command(PROG, errors=(MarketError,))
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     db = open_db(args)
     mode = mode_of(args)
     if args.command != "status" and check_live(args):
-        eprint(check_live(args))
-        return 2
-    try:
-        if args.command == "status":
-            market = market_from_args(args, db.path) if args.refresh else None
-            status(market, db, mode, refresh=args.refresh)
-            return 0
-        market = market_from_args(args, db.path)
-        if args.command == "unblock":
-            unblock(market, db, mode, args.workers, args.block_name)
-            return 0
-        if args.command == "cleanup":
-            res = cleanup(market, db, mode, args.delete_done, args.dry_run)
-            print(", ".join(f"{k} {len(v)}" for k, v in res.items()))
-            return 0
-        hits = _select(db, mode, args.hits, args.batches)
-        if args.command == "extend":
-            if args.assignments <= 0 and args.hours <= 0:
-                eprint("extend needs --assignments and/or --hours")
-                return 2
-            extend(market, db, hits, args.assignments, args.hours)
-        else:
-            expire(market, db, hits)
-    except MarketError as e:
-        eprint(f"error: {e}")
-        return 1
+        raise CliError(check_live(args))
+    if args.command == "status":
+        market = market_from_args(args, db.path) if args.refresh else None
+        status(market, db, mode, refresh=args.refresh)
+        return 0
+    market = market_from_args(args, db.path)
+    if args.command == "unblock":
+        unblock(market, db, mode, args.workers, args.block_name)
+        return 0
+    if args.command == "cleanup":
+        res = cleanup(market, db, mode, args.delete_done, args.dry_run)
+        print(", ".join(f"{k} {len(v)}" for k, v in res.items()))
+        return 0
+    hits = _select(db, mode, args.hits, args.batches)
+    if args.command == "extend":
+        if args.assignments <= 0 and args.hours <= 0:
+            raise CliError("extend needs --assignments and/or --hours")
+        extend(market, db, hits, args.assignments, args.hours)
+    else:
+        expire(market, db, hits)
     return 0
 
 

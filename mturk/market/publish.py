@@ -40,6 +40,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from plic.cli import CliError, command, parser
 from plic.config_args import add_config_args, config_from_args
 from plic.config_args import option as opt
 from plic.image_io import ImageReadError
@@ -51,7 +52,6 @@ from . import HitTypeSpec, Market, MarketError, QualificationRequirement
 from .config import (
     add_market_arguments,
     check_live,
-    eprint,
     market_from_args,
     mode_of,
     open_db,
@@ -364,14 +364,17 @@ def _show_plan(spec: HitTypeSpec, questions: dict, todo: list, mode: str, cfg, o
     out(questions[first])
 
 
+PROG = "python -m mturk.publish"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mturk.publish", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_market_arguments(p)
     add_config_args(p, PublishConfig)
     return p
 
 
+@command(PROG, errors=(MarketError, OSError))
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(PublishConfig, args)
@@ -379,23 +382,14 @@ def main(argv=None) -> int:
     mode = mode_of(args)
     live_error = check_live(args)
     if cfg.export_images:
-        try:
-            export_images(cfg, db, list(cfg.batches) or db.batch_ids(), cfg.export_images)
-        except (ValueError, OSError) as e:
-            eprint(f"error: {e}")
-            return 1
+        export_images(cfg, db, list(cfg.batches) or db.batch_ids(), cfg.export_images)
         return 0
-    try:
-        if live_error and not cfg.dry_run:
-            # show what it would cost, touch nothing, then refuse
-            publish(PublishConfig(**{**vars(cfg), "dry_run": True}), None, db, mode)
-            eprint(live_error)
-            return 2
-        market = None if cfg.dry_run else market_from_args(args, db.path)
-        res = publish(cfg, market, db, mode)
-    except (MarketError, ValueError, OSError) as e:
-        eprint(f"error: {e}")
-        return 1
+    if live_error and not cfg.dry_run:
+        # show what it would cost, touch nothing, then refuse
+        publish(PublishConfig(**{**vars(cfg), "dry_run": True}), None, db, mode)
+        raise CliError(live_error)
+    market = None if cfg.dry_run else market_from_args(args, db.path)
+    res = publish(cfg, market, db, mode)
     print(f"done: {len(res['created'])} created, {len(res['existing'])} found existing, "
           f"{len(res['skipped'])} already in the database")
     return 0

@@ -25,12 +25,12 @@ id to its type (``mturk.sim.twoafc_report`` scores the quality control with it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plic.cli import command, parser, report
 from plic.cluster import ClusterError
 from plic.config_args import add_config_args, config_from_args
 from plic.fsio import atomic_write_text
@@ -101,16 +101,18 @@ def _run_crowd(cfg: SimConfig, cluster) -> dict:
     return run_twoafc_crowd(cfg, df, cluster=cluster)
 
 
+PROG = "python -m mturk.sim.crowd"
+
+
+@command(PROG, errors=(ImportError, AttributeError, ClusterError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.sim.crowd", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_config_args(p, SimConfig)
     cfg = config_from_args(SimConfig, p.parse_args(argv))
     try:
         summary = run_crowd(cfg)
     except (ValueError, OSError, ImportError, AttributeError, ClusterError) as e:
-        print(f"mturk.sim.crowd: error: {e}", file=sys.stderr)
-        return 2
+        return report(e, PROG)
     out = Path(cfg.out) if cfg.out else Path(cfg.trials).parent / "simulated_crowd.json"
     atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
     mix = ", ".join(f"{n} {k}" for k, n in summary["type_counts"].items())

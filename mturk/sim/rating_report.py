@@ -21,7 +21,6 @@ takes); the report (``OUT/rating_report.json`` and ``.md``) says SIMULATED and g
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from plic.cli import command, parser, report
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -120,9 +120,12 @@ def markdown(rep: dict, command: str) -> str:
         f"{s['mos_coverage_interior']:.0%} / {s['sureal_coverage_interior']:.0%} |", ""])
 
 
+PROG = "python -m mturk.sim.rating_report"
+
+
+@command(PROG, errors=(RuntimeError, OSError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.sim.rating_report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--index", default=str(runs_dir() / "distortions" / "index.csv"),
                    help="the distortions index.csv (default: %(default)s)")
     p.add_argument("--out", default=str(runs_dir() / "rating_report"),
@@ -139,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rating-noise", default="0.3,0.8", help="default: 0.3,0.8")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    command = "python -m mturk.sim.rating_report " + shlex.join(argv if argv is not None
-                                                            else sys.argv[1:])
+    command_line = PROG + " " + shlex.join(argv if argv is not None else sys.argv[1:])
     try:
         if args.workers < 2:
             raise ValueError("--workers must be >= 2")
@@ -150,12 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                   args.mix, args.oracle, args.seed, args.batch_size, args.rating_bias_sd,
                   args.rating_noise)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        print(f"mturk.sim.rating_report: error: {e}", file=sys.stderr)
-        return 2
-    rep["command"] = command
+        return report(e, PROG)
+    rep["command"] = command_line
     out = Path(args.out)
     atomic_write_text(out / "rating_report.json", json.dumps(rep, indent=2) + "\n")
-    md = markdown(rep, command)
+    md = markdown(rep, command_line)
     atomic_write_text(out / "rating_report.md", md)
     print(md)
     return 0

@@ -18,7 +18,6 @@ database) stays in ``OUT/study``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from plic.cli import command, parser, report
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -127,9 +127,12 @@ def markdown(r: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m mturk.sim.twoafc_report"
+
+
+@command(PROG, errors=(OSError, RuntimeError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.sim.twoafc_report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--index", default=str(runs_dir() / "distortions" / "index.csv"),
                    help="distortions index.csv (default: %(default)s)")
     p.add_argument("--out", default=str(runs_dir() / "crowd_report"),
@@ -144,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=TrialsConfig.batch_size,
                    help="trials per batch (%(default)s)")
     args = p.parse_args(argv)
-    command = "python -m mturk.sim.twoafc_report " + " ".join(shlex.quote(a) for a in
-                                                          (argv if argv is not None
-                                                           else sys.argv[1:]))
+    command_line = PROG + " " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         if args.workers < 1 or args.batches_per_worker < 1:
             raise ValueError("--workers and --batches-per-worker must be >= 1")
@@ -154,12 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.oracle, args.seed, replace(TrialsConfig(), batch_size=args.batch_size),
                 QualityRule())
     except (OSError, ValueError, RuntimeError) as e:
-        print(f"mturk.sim.twoafc_report: error: {e}", file=sys.stderr)
-        return 2
-    md = markdown(r, command.strip())
+        return report(e, PROG)
+    md = markdown(r, command_line.strip())
     out = Path(args.out)
     atomic_write_text(out / "crowd_report.md", md)
-    atomic_write_text(out / "crowd_report.json", json.dumps(dict(r, command=command), indent=2)
+    atomic_write_text(out / "crowd_report.json", json.dumps(dict(r, command=command_line), indent=2)
                       + "\n")
     print(md, end="")
     return 0

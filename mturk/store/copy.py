@@ -14,9 +14,10 @@ both sides.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
+
+from plic.cli import command, parser, report
 
 from .common import DBError, StoreUnavailableError
 from .migrations import MIGRATIONS
@@ -70,9 +71,12 @@ def _name(db: str) -> str:
     return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", db) if is_url(db) else db
 
 
+PROG = "python -m mturk.store.copy"
+
+
+@command(PROG, errors=(StoreUnavailableError, OSError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.store.copy", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--from", dest="src", required=True,
                    help="the study's store: a SQLite file or postgresql://USER@HOST/DB")
     p.add_argument("--to", dest="dst", required=True,
@@ -90,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"copying {_name(args.src)} -> {_name(args.dst)}", flush=True)
         copied = copy_study(src, dst, progress=lambda s: print(s, flush=True))
     except (DBError, StoreUnavailableError, OSError) as e:
-        print(f"mturk.store.copy: error: {e}", file=sys.stderr)
-        return 2
+        return report(e, PROG)
     print(f"copied {sum(copied.values())} rows in {len(copied)} tables; counts checked")
     return 0
 

@@ -39,12 +39,12 @@ The app's CSP allows framing by MTurk's worker sites only.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from plic.cli import command, parser, report
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -110,9 +110,12 @@ def make_study_server(host: str, port: int, app):
     return make_server(host, port, app, threaded=True, request_handler=NoDelayHandler)
 
 
+PROG = "python -m mturk.serve"
+
+
+@command(PROG, errors=(StoreUnavailableError, OSError))
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mturk.serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--local", action="store_true",
                    help="lab study without MTurk: participant link, answers into the database")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -169,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         db = app.extensions["plic_db"]
         server = None if args.workers else make_study_server(args.host, args.port, app)
     except (OSError, ValueError, StoreUnavailableError) as e:
-        print(f"mturk.serve: error: {e}", file=sys.stderr)
-        return 2
+        return report(e, PROG)
     tag = " SIMULATED crowd" if args.simulated else ""
     shown_db = _shown(args.db)
 
@@ -198,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                          behind_proxy=args.behind_proxy, log_requests=args.log_requests,
                          on_ready=ready)
         except ValueError as e:
-            print(f"mturk.serve: error: {e}", file=sys.stderr)
-            return 2
+            return report(e, PROG)
         return 0
     ready(server.server_port)
     try:

@@ -258,7 +258,7 @@ def test_question_over_64kb_is_refused_before_any_call(tmp_path, capsys):
         P.publish(cfg(question="html"), NoCalls(), db, "sandbox", out=lambda s: None)
     argv = ["--db", str(db.path), "--question", "html", "--image-base-url",
             "https://img.example.org/s/", "--min-window", "none"]
-    assert P.main(argv + ["--dry-run"]) == 1                  # a one-line error, not a trace
+    assert P.main(argv + ["--dry-run"]) == 2                  # a one-line error, not a trace
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "HTMLQuestion is" in err[0] and "--batch-size" in err[0]
     assert db.list_hits() == [] and MAX_QUESTION_BYTES == 65535
