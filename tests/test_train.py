@@ -473,3 +473,13 @@ def test_init_from_a_run_directory_brings_its_discriminator(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.pt"):
         train(tiny(tmp_path, name="x", init=str(tmp_path / "ft" / "tb"), **kw),
               metric=ToyMetric(), progress=False)
+
+
+def test_resume_refuses_a_changed_option_and_fills_in_later_ones():
+    from codec.train.rundir import check_resume
+
+    default = {"a": 0, "b": 2}
+    check_resume({"a": 1}, {"a": 1, "b": 2}, default, set())   # b came later: it had its default
+    with pytest.raises(ValueError, match=r"different configuration: a: 1 -> 3, b: 2 -> 5"):
+        check_resume({"a": 1}, {"a": 3, "b": 5}, default, set())
+    check_resume({"a": 1}, {"a": 3, "b": 2}, default, {"a"})   # a may change on resume

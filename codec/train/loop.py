@@ -136,13 +136,7 @@ def _reseed(seed: int, step: int, rank: int) -> None:
 
 
 def _check_resume(saved: dict, cfg: TrainConfig) -> None:
-    now = cfg.to_dict()
-    # an option added after the run started is absent from its state: it had the default
-    saved = {**TrainConfig().to_dict(), **saved}
-    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved[k] != now[k])
-    if diff:
-        raise ValueError("--resume with a different configuration: " + ", ".join(
-            f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff))
+    rundir.check_resume(saved, cfg.to_dict(), TrainConfig().to_dict(), RESUMABLE_CHANGES)
 
 
 def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, metric=None,

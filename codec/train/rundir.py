@@ -64,6 +64,17 @@ def load_state(out: Path) -> dict:
     return load_training_state(path)
 
 
+def check_resume(saved: dict, now: dict, default: dict, resumable) -> None:
+    """Refuse (``ValueError``, naming each change) to resume a run whose configuration ``saved``
+    differs from ``now`` in an option not in ``resumable``; an option added after the run
+    started is absent from ``saved``: it had the ``default``."""
+    saved = {**default, **saved}
+    diff = sorted(k for k in now if k not in resumable and saved[k] != now[k])
+    if diff:
+        raise ValueError("--resume with a different configuration: " + ", ".join(
+            f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff))
+
+
 def write_config(out: Path, config: dict) -> None:
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 

@@ -148,12 +148,7 @@ def _load_init(path: str, model, disc) -> dict:
 
 
 def _check_resume(saved: dict, cfg: PostDecodeConfig) -> None:
-    now = cfg.to_dict()
-    saved = {**PostDecodeConfig().to_dict(), **saved}
-    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved[k] != now[k])
-    if diff:
-        raise ValueError("--resume with a different configuration: " + ", ".join(
-            f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff))
+    rundir.check_resume(saved, cfg.to_dict(), PostDecodeConfig().to_dict(), RESUMABLE_CHANGES)
 
 
 def train(cfg: PostDecodeConfig, *, metric=None, progress: bool = True) -> dict:
