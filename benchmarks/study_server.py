@@ -329,9 +329,9 @@ def run(levels=(1, 2, 4, 8, 16), seconds: float = 4.0, kill_level: int = 8,
     trials, _ = build(index, tmp / "study", TrialsConfig(batch_size=20))
     pg = None
     if any(st == "postgres" for _, st in configs):
-        from mturk.store.pg_cluster import PgCluster
+        from mturk.store.pg_cluster import ExternalPg, PgCluster
 
-        pg = _ExternalPg(pg_url) if pg_url else PgCluster(fsync=True).start()
+        pg = ExternalPg(pg_url) if pg_url else PgCluster(fsync=True).start()
     runs = []
     try:
         for k, (server, store) in enumerate(configs):
@@ -356,34 +356,6 @@ def run(levels=(1, 2, 4, 8, 16), seconds: float = 4.0, kill_level: int = 8,
     if workdir is None:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
-
-
-class _ExternalPg:
-    """A PostgreSQL server given by ``--pg-url`` (a database per configuration is created)."""
-
-    def __init__(self, url: str):
-        self.base = url
-
-    def create_database(self, name: str) -> str:
-        import psycopg
-
-        with psycopg.connect(self.base, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        head, _, tail = self.base.partition("?")
-        return head.rsplit("/", 1)[0] + "/" + name + ("?" + tail if tail else "")
-
-    def restart(self, mode: str = "fast") -> None:
-        raise RuntimeError("--fault restart-postgres needs the benchmark's own cluster")
-
-    def terminate_connections(self, dbname: str) -> int:
-        import psycopg
-
-        with psycopg.connect(self.base, autocommit=True) as conn:
-            return len(conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                    "WHERE datname=%s", (dbname,)).fetchall())
-
-    def stop(self) -> None:
-        pass
 
 
 def _markdown(r: dict) -> str:

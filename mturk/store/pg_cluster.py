@@ -4,7 +4,9 @@
 cluster in a fresh temporary folder, listening on a unix socket in that folder only (no TCP port),
 with trust authentication for its one user. PostgreSQL refuses to run as root, so as root the
 server runs as the unprivileged user ``nobody``. ``stop()`` (or leaving the ``with``) stops it and
-removes the folder. ``restart()`` is a server restart (the fault benchmark).
+removes the folder. ``restart()`` is a server restart (the fault benchmark). ``ExternalPg(url)``
+gives a server that runs elsewhere the same database methods (``create_database``,
+``terminate_connections``), so that callers never write SQL.
 
 ``find_bin_dir()`` is None on a machine without PostgreSQL: the tests skip with one line.
 """
@@ -21,6 +23,56 @@ import time
 from pathlib import Path
 
 USER = "plic"
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server ``server_url`` reaches (same user, host and
+    options)."""
+    head, _, tail = server_url.partition("?")
+    return head.rsplit("/", 1)[0] + "/" + name + ("?" + tail if tail else "")
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A new empty database ``name`` on the server ``server_url`` reaches; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(server_url, name)
+
+
+def terminate_connections(server_url: str, dbname: str) -> int:
+    """Drop every connection to ``dbname`` but this one (the dropped-connection fault). Returns
+    how many."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname=%s AND pid<>pg_backend_pid()", (dbname,)).fetchall()
+    return len(rows)
+
+
+class ExternalPg:
+    """A PostgreSQL server given by URL (``benchmarks.study_server --pg-url``), with the database
+    methods of ``PgCluster``; it is not this process's to restart or stop."""
+
+    def __init__(self, url: str):
+        self.base = url
+
+    def url(self, dbname: str = "postgres") -> str:
+        return database_url(self.base, dbname)
+
+    def create_database(self, name: str) -> str:
+        return create_database(self.base, name)
+
+    def terminate_connections(self, dbname: str) -> int:
+        return terminate_connections(self.base, dbname)
+
+    def restart(self, mode: str = "fast") -> None:
+        raise RuntimeError("a restart needs a throwaway cluster (PgCluster), not --pg-url")
+
+    def stop(self) -> None:
+        pass
 
 
 def find_bin_dir() -> Path | None:
@@ -120,20 +172,12 @@ class PgCluster:
 
     def create_database(self, name: str | None = None) -> str:
         """A new empty database; returns its URL."""
-        import psycopg
-
         if name is None:
             self._n += 1
             name = f"study_{os.getpid()}_{self._n}_{int(time.time() * 1000) % 100000}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        create_database(self.url(), name)
         return self.url(name)
 
     def terminate_connections(self, dbname: str) -> int:
         """Drop every connection to ``dbname`` (the dropped-connection fault). Returns how many."""
-        import psycopg
-
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname=%s AND pid<>pg_backend_pid()", (dbname,)).fetchall()
-        return len(rows)
+        return terminate_connections(self.url(), dbname)
