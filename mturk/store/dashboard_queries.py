@@ -217,30 +217,32 @@ class DashboardQueries:
     def dash_worker_judgments(self, worker_id: str, limit: int = 20,
                               offset: int = 0) -> tuple[int, list[dict]]:
         """(how many, one page of) the worker's judgments with their trials, oldest first."""
-        n = self._one("SELECT COUNT(*) AS n FROM judgments j JOIN assignments a "
-                      "ON a.assignment_id = j.assignment_id WHERE a.worker_id = ?",
-                      (worker_id,))["n"]
-        rows = self._rows(
-            "SELECT j.judgment_id, j.assignment_id, j.trial_id, j.choice, j.shown_left, j.rt_ms, "
-            "a.status AS assignment_status, t.kind, t.expected, t.repeat_of, t.ref_path, "
-            "t.a_path, t.b_path, t.a_codec, t.b_codec, t.a_bpp, t.b_bpp, t.target_bpp "
-            "FROM judgments j JOIN assignments a ON a.assignment_id = j.assignment_id "
-            "JOIN trials t ON t.trial_id = j.trial_id WHERE a.worker_id = ? "
-            "ORDER BY j.judgment_id LIMIT ? OFFSET ?", (worker_id, int(limit), int(offset)))
-        return int(n), rows
+        return self._worker_answers(
+            "judgments", "judgment_id", "x.choice, x.shown_left, x.rt_ms, a.status AS "
+            "assignment_status, t.kind, t.expected, t.repeat_of, t.ref_path, t.a_path, "
+            "t.b_path, t.a_codec, t.b_codec, t.a_bpp, t.b_bpp, t.target_bpp",
+            worker_id, limit, offset)
 
     def dash_worker_ratings(self, worker_id: str, limit: int = 20,
                             offset: int = 0) -> tuple[int, list[dict]]:
         """(how many, one page of) the worker's ratings with their trials, oldest first."""
-        n = self._one("SELECT COUNT(*) AS n FROM ratings r JOIN assignments a "
-                      "ON a.assignment_id = r.assignment_id WHERE a.worker_id = ?",
+        return self._worker_answers(
+            "ratings", "rating_id", "x.score, x.design, x.rt_ms, a.status AS assignment_status, "
+            "t.ref_path, t.a_path, t.a_codec, t.a_bpp, t.target_bpp", worker_id, limit, offset)
+
+    def _worker_answers(self, table: str, key: str, columns: str, worker_id: str, limit: int,
+                        offset: int) -> tuple[int, list[dict]]:
+        """(how many, one page of) the worker's rows of ``table`` (``x``; judgments or ratings,
+        by ``key``, oldest first): ``key``, assignment and trial ids, then ``columns`` of
+        ``x``, its assignment ``a`` and trial ``t``."""
+        n = self._one(f"SELECT COUNT(*) AS n FROM {table} x JOIN assignments a "
+                      "ON a.assignment_id = x.assignment_id WHERE a.worker_id = ?",
                       (worker_id,))["n"]
         rows = self._rows(
-            "SELECT r.rating_id, r.assignment_id, r.trial_id, r.score, r.design, r.rt_ms, "
-            "a.status AS assignment_status, t.ref_path, t.a_path, t.a_codec, t.a_bpp, "
-            "t.target_bpp FROM ratings r JOIN assignments a ON a.assignment_id = r.assignment_id "
-            "JOIN trials t ON t.trial_id = r.trial_id WHERE a.worker_id = ? "
-            "ORDER BY r.rating_id LIMIT ? OFFSET ?", (worker_id, int(limit), int(offset)))
+            f"SELECT x.{key}, x.assignment_id, x.trial_id, {columns} "
+            f"FROM {table} x JOIN assignments a ON a.assignment_id = x.assignment_id "
+            "JOIN trials t ON t.trial_id = x.trial_id WHERE a.worker_id = ? "
+            f"ORDER BY x.{key} LIMIT ? OFFSET ?", (worker_id, int(limit), int(offset)))
         return int(n), rows
 
     def dash_trial_paths(self, trial_id: str) -> dict | None:
