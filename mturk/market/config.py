@@ -12,6 +12,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from plic.cli import CliError
 from plic.config_args import add_config_args, option
 
 from .base import Market
@@ -48,9 +49,15 @@ def check_live(args: argparse.Namespace) -> str | None:
 
 
 def open_db(args: argparse.Namespace):
-    from ..store.study_db import StudyDB
+    """The study's store; a SQLite file that is not there is refused (nothing is created: the
+    study server, ``python -m mturk.serve``, makes it)."""
+    from ..store.study_db import StudyDB, default_db_path, is_url
 
-    return StudyDB(args.db or None)
+    db = args.db or str(default_db_path())
+    if not is_url(db) and not Path(db).is_file():
+        raise CliError(f"{db}: no such study database (python -m mturk.serve makes it; "
+                       "or pass --db)")
+    return StudyDB(db)
 
 
 def market_from_args(args: argparse.Namespace, db_path: Path | None = None) -> Market:
