@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from plic.image_io import check_rgb_uint8, to_tensor
+from plic.image_io import check_rgb_uint8, to_image, to_tensor
 from plic.quality import bpp as bits_per_pixel
 
 from . import bitstream as bs
@@ -364,8 +364,7 @@ def decode(data: bytes, model, max_pixels: int | None = None, untrusted: bool = 
             raise bs.BitstreamError("corrupt bitstream: the decoded image is not finite (NaN "
                                     "or infinity): its latents are outside what the synthesis "
                                     "transform handles")
-        img = x_hat[0, :, :header.height, :header.width].clamp(0, 1).mul(255).round()
-        image = img.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        image = to_image(x_hat[0, :, :header.height, :header.width])
     return DecodeResult(image, bits_per_pixel(len(data), header.height, header.width),
                         sum(c.est_bits for c in codes), header.delta, time.perf_counter() - t0)
 

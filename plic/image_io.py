@@ -197,3 +197,16 @@ def to_tensor(image: np.ndarray, unit: bool = True, batch: bool = True, *, dtype
     if unit:
         x = x / 255.0
     return x[None] if batch and image.ndim == 3 else x
+
+
+def to_image(x) -> np.ndarray:
+    """A float torch tensor (3, H, W) or (1, 3, H, W) on [0, 1] -> uint8 RGB (H, W, 3): clamped,
+    scaled by 255 and rounded half to even, on the tensor's device, then brought to the CPU.
+    The one conversion back across the codec boundary (``to_tensor``'s inverse on bytes)."""
+    import torch
+
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"to_image takes one image, got a batch of {x.shape[0]}")
+        x = x[0]
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

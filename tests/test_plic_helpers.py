@@ -11,7 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from plic.image_io import ImageReadError, image_size, jpeg_round_trip, to_tensor, write_png
+from plic.image_io import (
+    ImageReadError,
+    image_size,
+    jpeg_round_trip,
+    to_image,
+    to_tensor,
+    write_png,
+)
 from plic.schedule import lr_at
 
 
@@ -49,6 +56,21 @@ def test_to_tensor_stacks_dtypes_and_devices_give_the_same_values():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns on a read-only array
         assert torch.equal(to_tensor(ro), old[1:2])
+
+
+def test_to_image_inverts_to_tensor_and_rounds_half_to_even():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    x = to_tensor(img)
+    assert np.array_equal(to_image(x), img) and np.array_equal(to_image(x[0]), img)
+    # clamped, then k/255 rounds half to even: 0.5/255 -> 0, 1.5/255 -> 2, 2.5/255 -> 2
+    t = torch.tensor([-0.2, 1.7, 0.5 / 255, 1.5 / 255, 2.5 / 255, 254.5 / 255]).view(1, 1, 6)
+    out = to_image(t.expand(3, 1, 6))
+    assert out.dtype == np.uint8 and out.shape == (1, 6, 3)
+    old = t.clamp(0, 1).mul(255).round().to(torch.uint8)  # what the call sites wrote before
+    assert out[0, :, 0].tolist() == old[0, 0].tolist() == [0, 255, 0, 2, 2, 254]
+    with pytest.raises(ValueError, match="one image"):
+        to_image(torch.zeros(2, 3, 4, 4))
 
 
 def test_jpeg_round_trip_is_pillows():

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from plic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from plic.image_io import check_rgb_uint8, to_tensor
+from plic.image_io import check_rgb_uint8, to_image, to_tensor
 from plic.quality import bpp as bits_per_pixel
 
 from .. import hevc, limits
@@ -116,8 +116,7 @@ def enhance(decoded: np.ndarray, qp: int, model: PostDecoder) -> np.ndarray:
         y = model(x, torch.tensor([float(qp)]))
         if not bool(torch.isfinite(y).all()):
             raise ValueError("the post-decoder gave non-finite pixels (broken weights?)")
-        img = y[0].clamp(0, 1).mul(255).round().to(torch.uint8)
-        return img.permute(1, 2, 0).cpu().numpy()
+        return to_image(y)
 
 
 # ---- encoding --------------------------------------------------------------------------------

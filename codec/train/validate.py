@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from plic.image_io import to_tensor
+from plic.image_io import to_image, to_tensor
 from plic.quality import est_bpp, ms_ssim, mse, psnr
 
 
@@ -22,10 +22,6 @@ def _api():
     except ImportError:
         return None
     return api if hasattr(api, "encode") and hasattr(api, "decompress") else None
-
-
-def _to_uint8(t: torch.Tensor) -> np.ndarray:
-    return (t.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
 
 
 @torch.no_grad()
@@ -47,7 +43,7 @@ def validate(model: torch.nn.Module, images: list[tuple[str, np.ndarray]], *, bi
                 rec = api.decompress(res.data, model)
                 bpp = float(res.bpp)
             else:
-                rec = _to_uint8(out["x_hat"][0])
+                rec = to_image(out["x_hat"][0])
                 bpp = est
             row = {"bpp": bpp, "est_bpp": est, "mse": mse(img, rec), "psnr": psnr(img, rec),
                    "ms_ssim": ms_ssim(img, rec)}
