@@ -73,6 +73,15 @@ def view_source(t: Mapping, view: str) -> tuple[str, str]:
     return t[f"{side}_id"], t[f"{side}_path"]
 
 
+def window_size(views: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) in CSS pixels a window needs at 100 % zoom (devicePixelRatio 1) to show
+    ``views`` ``width`` x ``height`` views side by side at one image pixel per device pixel:
+    their frames, the gaps between them, the body's padding and room for a scrollbar across,
+    a frame and its caption down (``static/page.js`` checks the same in the browser)."""
+    return (views * (width + 2 * FRAME_BORDER_PX) + (views - 1) * GAP_PX + 2 * BODY_PAD_PX
+            + SCROLLBAR_PX, height + 2 * FRAME_BORDER_PX + CAPTION_PX)
+
+
 def render_template(name: str, *, submit_to: str, inline_assets: bool, static_url, **ctx) -> str:
     """Render ``templates/NAME.html`` (its blocks of ``_page.html``) with ``static/page.css`` and
     ``page.js``, then its own ``NAME.css`` and ``NAME.js`` (inline, or linked through

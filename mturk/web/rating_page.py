@@ -21,15 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from ..design.rating import SCALE_MAX, SCALE_MIN, scale_labels
 from ..tokens import Keys
 from .page import (
-    BODY_PAD_PX,
-    CAPTION_PX,
-    FRAME_BORDER_PX,
-    SCROLLBAR_PX,
     AnswerError,
     answer_rt,
     answer_trial,
     parse_envelope,
     render_hit_page,
+    window_size,
 )
 
 TITLES = {"acr": "How good is the image?", "dsis": "How impaired is the second image?"}
@@ -39,8 +36,7 @@ VIEW_REF, VIEW_STIMULUS = 0, 1      # mturk.tokens view numbers: the stimulus is
 def min_window_rating(width: int, height: int) -> tuple[int, int]:
     """(width, height) in CSS pixels a rating page needs at 100 % zoom to show one view at
     one image pixel per device pixel."""
-    return (width + 2 * FRAME_BORDER_PX + 2 * BODY_PAD_PX + SCROLLBAR_PX,
-            height + 2 * FRAME_BORDER_PX + CAPTION_PX)
+    return window_size(1, width, height)
 
 
 def rating_page_trials(design: str, trials: Sequence[Mapping], keys: Keys, scope: str,

@@ -21,25 +21,20 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..tokens import VIEWS, Keys
 from .page import (
-    BODY_PAD_PX,
-    CAPTION_PX,
-    FRAME_BORDER_PX,
     GAP_PX,
-    SCROLLBAR_PX,
     AnswerError,
     answer_rt,
     answer_trial,
     parse_envelope,
     render_hit_page,
+    window_size,
 )
 
 
 def min_window(width: int, height: int) -> tuple[int, int]:
     """(width, height) in CSS pixels a window needs at 100 % zoom (devicePixelRatio 1) to show
     three ``width`` x ``height`` views side by side at one image pixel per device pixel."""
-    view_w = width + 2 * FRAME_BORDER_PX
-    return (3 * view_w + 2 * GAP_PX + 2 * BODY_PAD_PX + SCROLLBAR_PX,
-            height + 2 * FRAME_BORDER_PX + CAPTION_PX)
+    return window_size(3, width, height)
 
 
 def describe_min_window(width: int, height: int) -> str:
