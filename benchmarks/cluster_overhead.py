@@ -19,7 +19,6 @@ shared filesystem's cost: an estimate, not a measurement). Written to
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 from distortions.backends import BackendOptions
 from distortions.checkpoints import choose_learned
 from distortions.run import DEFAULT_TARGETS, DistortionsConfig, run
+from plic.cli import CliError, command, parser
 from plic.cluster import Cluster
 from plic.datasets import DataError, add_data_args, records_from_args
 from plic.image_io import image_size
@@ -203,9 +203,12 @@ def _md(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m benchmarks.cluster_overhead"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.cluster_overhead", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_data_args(p)
     p.add_argument("--codecs", default="jpeg,webp", help="codecs of the timed work")
     p.add_argument("--targets", default=",".join(map(str, DEFAULT_TARGETS)))
@@ -222,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = records_from_args(args)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise CliError(e) from None
     records = records[:args.limit] if args.limit else records
     codecs = tuple(c for c in args.codecs.split(",") if c)
     targets = tuple(float(t) for t in args.targets.split(","))

@@ -19,7 +19,6 @@ Writes runs/bench/codec_decode.md and .json; one run each (the paper preset cost
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import os
@@ -32,6 +31,7 @@ from tqdm import tqdm
 from codec import api, models
 from codec.coding import EscapeReader, latent_coder
 from codec.context import kernels, wavefront
+from plic.cli import command, parser
 from plic.image_io import center_crop, to_tensor
 from plic.measurement import load_1min, write_report
 from plic.paths import runs_dir
@@ -238,9 +238,12 @@ def to_markdown(meta: dict, rows: list[dict], notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m benchmarks.codec_decode"
+
+
+@command(PROG)
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.codec_decode", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--presets", default="paper,small", help="comma-separated hific presets")
     p.add_argument("--decoders", default="serial reference,wavefront pytorch,wavefront c++",
                    help="comma-separated decoders")

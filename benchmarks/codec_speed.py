@@ -12,7 +12,6 @@ load average at the start is recorded beside them.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from codec import api, models
+from plic.cli import command, parser
 from plic.image_io import to_tensor
 from plic.measurement import write_report
 from plic.paths import runs_dir
@@ -97,9 +97,12 @@ def to_markdown(meta: dict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m benchmarks.codec_speed"
+
+
+@command(PROG)
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.codec_speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--presets", default="tiny,small,paper", help="comma-separated presets")
     p.add_argument("--models", default="hific", help="comma-separated registry names")
     p.add_argument("--image", default="kodim03", help="id in the sample set (Kodak images)")

@@ -15,7 +15,6 @@ float64 twin (same coder grids, only the arithmetic differs). Writes runs/bench/
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -37,6 +36,7 @@ from codec.context.wavefront import (
     wavefront_schedule,
 )
 from codec.entropy import estimate_bits
+from plic.cli import CliError, command, parser
 from plic.datasets import resolve_data
 from plic.image_io import center_crop, to_tensor
 from plic.measurement import load_1min, write_report
@@ -49,7 +49,7 @@ def _image(image_id: str, crop: int | None = None, data: str = "samples") -> tor
     try:
         img = pick_image(image_id, data)
     except NoSuchImage as e:
-        raise SystemExit(f"--data {data}: {e}") from None
+        raise CliError(f"--data {data}: {e}") from None
     if crop:
         img = center_crop(img, crop)
     return to_tensor(img)
@@ -136,7 +136,7 @@ def rate_cost(preset: str, xs: dict, train_steps: int = 0, checkpoint=None) -> l
 
         model = load(checkpoint)
         if not getattr(model, "has_context", False):
-            raise SystemExit(f"{checkpoint}: model {model.name!r} has no context model")
+            raise CliError(f"{checkpoint}: model {model.name!r} has no context model")
         preset = f"{model.name} {Path(checkpoint).name}"
     else:
         model = _model(preset)
@@ -187,8 +187,12 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m benchmarks.context_model"
+
+
+@command(PROG)
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.context_model", description=__doc__)
+    ap = parser(PROG, __doc__)
     ap.add_argument("--presets", default="small,paper")
     ap.add_argument("--image", default="kodim03")
     ap.add_argument("--rate-images", type=int, default=2)

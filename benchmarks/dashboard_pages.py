@@ -12,7 +12,6 @@ timed too. Writes ``runs/bench/dashboard.md`` and ``.json``; the target is every
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plic.cli import CliError, command, parser
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -37,9 +37,12 @@ def _login(client) -> None:
     assert r.status_code == 302, r.status_code
 
 
+PROG = "python -m benchmarks.dashboard_pages"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.dashboard_pages", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--workers", type=int, default=1000, help="simulated workers (%(default)s)")
     p.add_argument("--assignments", type=int, default=11,
                    help="assignments of 10 trials per worker (%(default)s)")
@@ -49,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(runs_dir() / "bench"), help="report folder")
     args = p.parse_args(argv)
     if args.workers < 2 or args.assignments < 1 or args.repeats < 1:
-        print("benchmarks.dashboard_pages: error: --workers >= 2, --assignments and --repeats >= 1",
-              file=sys.stderr)
-        return 2
+        raise CliError("--workers >= 2, --assignments and --repeats >= 1")
     from mturk.dashboard.app import DashboardConfig, create_dashboard
     from mturk.dashboard.study_maker import make_study
     from mturk.market.memory import InMemoryMarket

@@ -16,7 +16,6 @@ on all 24 Kodak images (the anchor is their mean), so a ``--limit`` run says so 
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
@@ -30,6 +29,7 @@ from distortions.backends import BackendOptions, classic_names, names
 from distortions.checkpoints import CheckpointChoiceError, read_inputs, select_codecs
 from distortions.run import DEFAULT_TARGETS, DistortionsConfig, run
 from distortions.schema import INDEX_COLUMNS, INDEX_ID
+from plic.cli import CliError, command, parser
 from plic.datasets import DataError, add_data_args
 from plic.measurement import load_averages, write_report
 from plic.paths import runs_dir
@@ -201,9 +201,12 @@ def _md(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m benchmarks.distortions_run"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.distortions_run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     add_data_args(p, default="kodak")
     p.add_argument("--codecs", default=None,
                    help=f"comma-separated codecs (default: {','.join(classic_names())} and every "
@@ -232,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records, learned = read_inputs(args)
     except (DataError, CheckpointChoiceError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise CliError(e) from None
     requested = None if args.codecs is None else tuple(c for c in args.codecs.split(",") if c)
     codecs, choice_errors = select_codecs(requested, learned.codecs, classic_names())
     print(learned.summary())

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from plic.cli import CliError, Parser, command
 from plic.paths import REPO_ROOT
 
 COMPARED = ("bpp", "psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists",
@@ -77,9 +78,12 @@ def max_differences(a: dict, b: dict) -> dict:
     return out
 
 
+PROG = "python -m benchmarks.evaluate_commits"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.evaluate_commits",
+    p = Parser(
+        prog=PROG,
         description="The evaluation of an earlier commit and of this checkout, side by side in "
                     "one run from the same state (codec files made, no metric cached): wall and "
                     "CPU seconds, load averages, and the largest difference of their numbers.",
@@ -101,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -113,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", args.before],
                              capture_output=True, text=True, check=True).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        print(f"error: --before {args.before!r} is not a git revision here ({e})",
-              file=sys.stderr)
-        return 2
+        raise CliError(f"--before {args.before!r} is not a git revision here ({e})") from None
     tmp = Path(tempfile.mkdtemp(prefix="eval-before-"))
     archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", rev], capture_output=True,
                              check=True).stdout

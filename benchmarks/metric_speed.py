@@ -13,7 +13,6 @@ at the end is recorded beside them.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from perceptual_metric.fit import FitConfig, fit
 from perceptual_metric.official import official
 from perceptual_metric.simulate import simulate
 from perceptual_metric.trunks import WeightsError
+from plic.cli import command, parser
 from plic.datasets import resolve_data
 from plic.image_io import read_image
 from plic.measurement import host, load_1min, write_report
@@ -111,9 +111,12 @@ def to_markdown(meta: dict, rows: list[dict], fit_row: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m benchmarks.metric_speed"
+
+
+@command(PROG)
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.metric_speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--nets", default="alex,vgg,squeeze", help="comma-separated LPIPS trunks")
     p.add_argument("--size", type=int, default=256, help="square image side (px)")
     p.add_argument("--batch", type=int, default=8, help="pairs per call")

@@ -14,7 +14,6 @@ pixels are checked to be identical at every repeat.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import os
@@ -25,6 +24,7 @@ import time
 
 from codec import hevc
 from codec.postdecode import api, container
+from plic.cli import CliError, command, parser
 from plic.measurement import write_report
 from plic.paths import REPO_ROOT
 
@@ -45,9 +45,12 @@ def _timed(fn):
     return out, time.perf_counter() - w, _cpu() - c
 
 
+PROG = "python -m benchmarks.postdecode_time"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.postdecode_time", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--model", default=str(REPO_ROOT / "checkpoints" / "hevc-bpgcfg-pd.pt"),
                    help="post-decoder checkpoint (default checkpoints/hevc-bpgcfg-pd.pt)")
     p.add_argument("--image", default="kodim03", help="sample image id (768x512)")
@@ -60,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = api.load(args.model)
     except (OSError, ValueError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        raise CliError(e) from None
     data = api.encode(image, model, qp=args.qp).data
     payload = container.unpack(data)[1]
     api.decode(data, model)  # warm-up: imports, first oneDNN kernels

@@ -29,7 +29,6 @@ workers' three requests through the WSGI app, no network): where a submission's 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -51,6 +50,7 @@ from mturk.design.trials import TrialsConfig, build
 from mturk.sim.http_client import Client
 from mturk.sim.toy_index import make_toy_index
 from mturk.store.study_db import StudyDB
+from plic.cli import CliError, command, parser
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -447,9 +447,12 @@ def profile(n: int = 200, store: str = "sqlite", out_dir: Path | None = None,
     return text
 
 
+PROG = "python -m benchmarks.study_server"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.study_server", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--server", default="",
                    help="dev, gunicorn or both (comma-separated); with --store, every pair "
                         "(default: dev/sqlite, gunicorn/sqlite, gunicorn/postgres)")
@@ -481,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fault == "disk-full" and os.geteuid() != 0:
             raise ValueError("--fault disk-full mounts a tmpfs: run as root")
     except ValueError as e:
-        print(f"benchmarks.study_server: error: {e}", file=sys.stderr)
-        return 2
+        raise CliError(e) from None
     if args.profile:
         print(profile(args.profile, (stores or ["sqlite"])[0], Path(args.out)))
         return 0

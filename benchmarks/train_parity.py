@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from plic.cli import CliError, command, parser
 from plic.fsio import atomic_write_text
 from plic.paths import REPO_ROOT, runs_dir
 
@@ -22,10 +23,11 @@ from . import train_parity_runs as P  # noqa: N812
 DEFAULT_LAMBDAS = (0.0035, 0.0067, 0.013)  # CompressAI's qualities 2, 3 and 4 of this model
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_parity",
-                                description=P.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+PROG = "python -m benchmarks.train_parity"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, P.__doc__)
     p.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS),
                    help="CompressAI's --lambda per RD point (ours: lambda_rate 1, k_mse LAMBDA)")
     p.add_argument("--steps", type=int, default=2000, help="training steps per run (theirs: "
@@ -303,17 +305,16 @@ def markdown(res: dict, a, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@command(PROG, errors=(ImportError, RuntimeError))
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    a = parser().parse_args(argv)
+    a = build_parser().parse_args(argv)
     if a.crop % 64:
-        print(f"error: --crop {a.crop} is not a multiple of 64 (CompressAI's hyperprior needs "
-              "it)", file=sys.stderr)
-        return 2
+        raise CliError(f"--crop {a.crop} is not a multiple of 64 (CompressAI's hyperprior needs "
+                       "it)")
     if a.snapshot_every and a.snapshot_every % a.ckpt_every:
-        print(f"error: --snapshot-every {a.snapshot_every} is not a multiple of --ckpt-every "
-              f"{a.ckpt_every} (our copies are taken at checkpoints)", file=sys.stderr)
-        return 2
+        raise CliError(f"--snapshot-every {a.snapshot_every} is not a multiple of --ckpt-every "
+                       f"{a.ckpt_every} (our copies are taken at checkpoints)")
     out = Path(a.out)
     if a.eval_run:
         P.evaluate(Path(a.eval_run), a.eval_kind, a)
@@ -325,16 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             P.run_ours(a, a.child_lambda, run.resolve(), a.child[len("ours-"):])
         return 0
-    try:
-        P.compressai_train_module()
-        P.link_data(a, out / "data")
-        if not a.no_train:
-            for lmbda in a.lambdas:
-                run_group(a, lmbda)
-        res = summarize(a)
-    except (ImportError, FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    P.compressai_train_module()
+    P.link_data(a, out / "data")
+    if not a.no_train:
+        for lmbda in a.lambdas:
+            run_group(a, lmbda)
+    res = summarize(a)
     command = " ".join(["python -m benchmarks.train_parity", *argv])
     from plic.measurement import versions
 

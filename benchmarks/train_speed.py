@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from codec import fastpath
+from plic.cli import command, parser
 from plic.fsio import atomic_write_text
 from plic.measurement import load_1min, versions
 from plic.paths import REPO_ROOT, runs_dir
@@ -90,9 +91,11 @@ def bench_case(model: str, preset: str, steps: int, warmup: int, lpips: str, dev
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
 
 
+PROG = "python -m benchmarks.train_speed"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="MODEL:PRESET pairs")
     p.add_argument("--steps", type=int, default=5, help="timed steps per case")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
@@ -248,6 +251,7 @@ def write_table(out: Path, a, host: dict, results: list[dict]) -> None:
     atomic_write_text(out / "train.md", "\n".join(lines) + "\n")
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)

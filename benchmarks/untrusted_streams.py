@@ -23,7 +23,6 @@ each row records.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -36,6 +35,7 @@ from tqdm import tqdm
 from codec import api, limits
 from codec.bitstream import BIN_WIDTH_RANGE, unpack
 from plic.checkpoint import load_checkpoint
+from plic.cli import command, parser
 from plic.fsio import atomic_write_text
 from plic.measurement import host, load_1min, write_report
 from plic.paths import runs_dir
@@ -167,9 +167,12 @@ def to_markdown(meta: dict, refs: dict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m benchmarks.untrusted_streams"
+
+
+@command(PROG)
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.untrusted_streams", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(PROG, __doc__)
     p.add_argument("--models", default=None,
                    help="comma-separated codec checkpoints (default: the codec checkpoints in "
                         "checkpoints/)")

@@ -29,4 +29,4 @@ def test_max_differences_joins_by_id_and_skips_missing_values():
 def test_bad_revision_is_one_clear_error(tmp_path, capsys):
     assert main(["--before", "no-such-revision-xyz", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "no-such-revision-xyz" in err and err.startswith("error:")
+    assert "no-such-revision-xyz" in err and err.startswith("benchmarks.evaluate_commits: error:")
