@@ -107,3 +107,15 @@ def test_lr_schedule_steps_down_then_decays():
     assert lrs[:5] == [2.0] * 5 and lrs[5:] == pytest.approx([2.0, 1.6, 1.2, 0.8, 0.4, 0.0])
     # both at once: the decay applies to the stepped-down rate
     assert lr_at(8, 10, 1.0, (0.5,), 0.1, 0.5) == pytest.approx(0.1 * 2 / 5)
+
+
+def test_only_image_io_opens_images_with_pillow():
+    # one image I/O module (issue 31): every other module reads through plic.image_io
+    from plic.paths import REPO_ROOT
+
+    packages = ("plic", "codec", "distortions", "mturk", "perceptual_metric", "benchmarks")
+    found = [str(p.relative_to(REPO_ROOT)) for pkg in packages
+             for p in sorted((REPO_ROOT / pkg).rglob("*.py"))
+             if "Image.open(" in p.read_text(encoding="utf-8")
+             and p != REPO_ROOT / "plic" / "image_io.py"]
+    assert (REPO_ROOT / "plic" / "image_io.py").is_file() and not found, found
