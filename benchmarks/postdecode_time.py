@@ -27,6 +27,7 @@ from codec.postdecode import api, container
 from plic.cli import CliError, command, parser
 from plic.measurement import write_report
 from plic.paths import REPO_ROOT
+from plic.quality import bpp
 
 from .sample_image import image_meta, parse_and_pick
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return round(statistics.median(r[i] for r in rows), 3)
 
     report = {**image_meta(args.image, image, args.repeat), "qp": args.qp,
-              "bytes": len(data), "bpp": round(8 * len(data) / image.shape[0] / image.shape[1], 4),
+              "bytes": len(data), "bpp": round(bpp(len(data), *image.shape[:2]), 4),
               "model": os.path.relpath(args.model, REPO_ROOT) if os.path.isabs(args.model)
               else args.model,
               "hevc_wall_s": med(plain, 0), "hevc_cpu_s": med(plain, 1),

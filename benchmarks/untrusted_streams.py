@@ -39,6 +39,7 @@ from plic.cli import command, parser
 from plic.fsio import atomic_write_text
 from plic.measurement import host, load_1min, write_report
 from plic.paths import runs_dir
+from plic.quality import bpp
 
 from .sample_image import pick_image
 
@@ -62,7 +63,7 @@ def reference(model, image: np.ndarray, repeat: int, per_byte: int) -> dict:
     data = api.compress(image, model, bin_width=1.0)
     s, c = _decode_time(data, model, repeat, max_pixels_per_byte=per_byte)  # must be accepted
     h, w = image.shape[:2]
-    return {"bytes": len(data), "bpp": round(8 * len(data) / (h * w), 4), "decode_s": round(s, 4),
+    return {"bytes": len(data), "bpp": round(bpp(len(data), h, w), 4), "decode_s": round(s, 4),
             "decode_cpu_s": round(c, 4), "s_per_byte": s / len(data),
             "cpu_s_per_byte": c / len(data),
             "work_per_byte": round(limits.decode_work(model, h, w, _order(model)) / len(data), 1)}
@@ -125,7 +126,7 @@ def bench_shape(model, name: str, h: int, w: int, ref: dict, per_byte: int, repe
         return row
     header, _ = unpack(data)
     s, c = _decode_time(data, model, repeat, untrusted=True, max_pixels_per_byte=per_byte)
-    row.update(accepted_bytes=len(data), accepted_bpp=round(8 * len(data) / (h * w), 4),
+    row.update(accepted_bytes=len(data), accepted_bpp=round(bpp(len(data), h, w), 4),
                bin_width=float(f"{header.delta:.6g}"), decode_s=round(s, 4),
                decode_cpu_s=round(c, 4), ratio=round(s / len(data) / ref["s_per_byte"], 2),
                cpu_ratio=round(c / len(data) / ref["cpu_s_per_byte"], 2))
