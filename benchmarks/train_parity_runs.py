@@ -268,11 +268,10 @@ def eval_ours(run: Path, images) -> list[dict]:
 
 
 def eval_theirs(run: Path, images) -> list[dict]:
-    import numpy as np
     import torch
 
-    from plic.image_io import to_tensor
-    from plic.quality import bpp, psnr
+    from plic.image_io import to_image, to_tensor
+    from plic.quality import bpp, est_bpp, psnr
 
     compressai_train_module()
     from compressai.zoo import image_models
@@ -299,9 +298,9 @@ def eval_theirs(run: Path, images) -> list[dict]:
             lik = net(x)["likelihoods"]
         est = sum(float(-torch.log2(v).sum()) for v in lik.values())
         n_bytes = sum(len(s) for strings in code["strings"] for s in strings)
-        dec = (x_hat[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        dec = to_image(x_hat)
         rows.append({"image": name, "bytes": n_bytes, "bpp": bpp(n_bytes, h, w),
-                     "est_bpp": est / (h * w), "psnr": psnr(img, dec), "encode_s": t1 - t0,
+                     "est_bpp": est_bpp(est, h, w), "psnr": psnr(img, dec), "encode_s": t1 - t0,
                      "decode_s": t2 - t1, "encode_cpu_s": c1 - c0, "decode_cpu_s": c2 - c1})
     return rows
 
