@@ -7,8 +7,8 @@ Nothing on a page tells the trials' roles apart: per trial it gets a page trial 
 URLs, all keyed names (``mturk.tokens``): ids and URLs differ per assignment (per batch for an
 HTMLQuestion), and the order of the trials too. What every design shares is here: the page
 modes, MTurk's hosts, the page's geometry, the rendering of a template with its assets
-(``render_template``), the submission's envelope (``parse_envelope``, ``answer_trial``,
-``answer_rt``: ids, a list of answers, each answer's page trial id and response time), which
+(``render_template``), the submission's envelope (``parse_submission``: ids, a list of
+answers, each answer's page trial id and response time; the design checks the rest), which
 image a trial shows in each view (``view_source``) and image sizes.
 
 Full-size viewing: the page draws every image pixel as ``max(1, floor(devicePixelRatio))``
@@ -163,3 +163,19 @@ def answer_rt(a: Mapping) -> int | None:
                            or not 0 <= rt <= MAX_RT_MS):
         raise AnswerError("rt_ms must be a number of milliseconds")
     return None if rt is None else int(rt)
+
+
+def parse_submission(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Mapping],
+                     page_ids: Mapping[str, str], max_answers: int, fields
+                     ) -> tuple[dict, list[dict]]:
+    """(ids, rows) of a submission: its envelope checked (``parse_envelope``), each answer's
+    page trial id mapped through ``page_ids`` to a trial of ``trials_by_id``, then
+    ``fields(answer, trial_id)`` (the design's own, checked: a dict) and its response time:
+    rows ``{trial_id, **fields, rt_ms}``. ``AnswerError`` on anything malformed."""
+    ids, answers = parse_envelope(payload, max_answers)
+    rows = []
+    for a in answers:
+        tid = answer_trial(a, trials_by_id, page_ids)
+        own = fields(a, tid)
+        rows.append(dict(trial_id=tid, **own, rt_ms=answer_rt(a)))
+    return ids, rows

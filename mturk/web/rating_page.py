@@ -22,9 +22,7 @@ from ..design.rating import SCALE_MAX, SCALE_MIN, scale_labels
 from ..tokens import Keys
 from .page import (
     AnswerError,
-    answer_rt,
-    answer_trial,
-    parse_envelope,
+    parse_submission,
     render_hit_page,
     window_size,
 )
@@ -78,13 +76,11 @@ def parse_ratings(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Map
     """Validate a rating submission; returns (ids, rows for ``StudyDB.record_ratings``).
     Raises ``AnswerError`` on anything malformed (ids, trial ids not of this page, a score
     that is not an integer in [1, 5], response times out of range, too many answers)."""
-    ids, answers = parse_envelope(payload, max_answers)
-    rows = []
-    for a in answers:
-        tid = answer_trial(a, trials_by_id, page_ids)
+    def fields(a, tid):
         score = a.get("score")
         if isinstance(score, bool) or not isinstance(score, int) \
                 or not SCALE_MIN <= score <= SCALE_MAX:
             raise AnswerError(f"score must be an integer from {SCALE_MIN} to {SCALE_MAX}")
-        rows.append(dict(trial_id=tid, score=score, rt_ms=answer_rt(a)))
-    return ids, rows
+        return dict(score=score)
+
+    return parse_submission(payload, trials_by_id, page_ids, max_answers, fields)

@@ -23,9 +23,7 @@ from ..tokens import VIEWS, Keys
 from .page import (
     GAP_PX,
     AnswerError,
-    answer_rt,
-    answer_trial,
-    parse_envelope,
+    parse_submission,
     render_hit_page,
     window_size,
 )
@@ -84,15 +82,12 @@ def parse_answers(payload: str | bytes | Mapping, trials_by_id: Mapping[str, Map
     ``AnswerError`` on anything malformed: ids that are not ``[A-Za-z0-9_-]{1,64}``, trial ids
     not of this page, sides other than left/right, response times out of range, too many answers.
     """
-    ids, answers = parse_envelope(payload, max_answers)
-    rows = []
-    for a in answers:
-        tid = answer_trial(a, trials_by_id, page_ids)
+    def fields(a, tid):
         side = a.get("side")
         if side not in ("left", "right"):
             raise AnswerError("side must be 'left' or 'right'")
-        rt = answer_rt(a)
         left = trials_by_id[tid]["left"]
-        choice = left if side == "left" else ("b" if left == "a" else "a")
-        rows.append(dict(trial_id=tid, choice=choice, shown_left=left, rt_ms=rt))
-    return ids, rows
+        return dict(choice=left if side == "left" else ("b" if left == "a" else "a"),
+                    shown_left=left)
+
+    return parse_submission(payload, trials_by_id, page_ids, max_answers, fields)
