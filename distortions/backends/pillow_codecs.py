@@ -15,14 +15,18 @@ QUALITY = ParamSpec("quality", 0, 100, more_bits_when="higher", integer=True)
 
 
 class PillowBackend(Backend):
-    """Shared encode/decode through ``Image.save`` with a format and fixed options."""
+    """Shared encode/decode through ``Image.save`` with a format and fixed options: a codec
+    declares its ``format``, Pillow ``feature``, the ``fixed`` options beside the quality and
+    their ``settings_tag`` in its version string."""
 
     format: str = ""
     feature: str = ""  # Pillow feature name for check/version
     install_hint: str = "reinstall Pillow (>=11) from PyPI wheels, which bundle the codec"
+    settings_tag: str = "default"
+    fixed: tuple[tuple[str, object], ...] = ()
 
     def options(self, param: float) -> dict:
-        return {"quality": int(round(param))}
+        return {"quality": int(round(param)), **dict(self.fixed)}
 
     def lib_version(self) -> str:
         return str(features.version(self.feature))
@@ -34,7 +38,7 @@ class PillowBackend(Backend):
         return f"pillow-{PIL.__version__}/{self.feature}-{self.lib_version()}/{self.settings()}"
 
     def settings(self) -> str:
-        return "default"
+        return self.settings_tag
 
     def check_available(self) -> None:
         if not features.check(self.feature):
@@ -87,45 +91,32 @@ class JpegBackend(PillowBackend):
 class WebpBackend(PillowBackend):
     """Lossy WebP (libwebp), quality 0..100, method 6 (slowest, best)."""
 
-    name = "webp"
-    ext = "webp"
+    name = ext = feature = "webp"
     format = "WEBP"
-    feature = "webp"
     param = QUALITY
-
-    def settings(self) -> str:
-        return "method6"
-
-    def options(self, param: float) -> dict:
-        return {"quality": int(round(param)), "method": 6, "lossless": False}
+    settings_tag = "method6"
+    fixed = (("method", 6), ("lossless", False))
 
 
 class AvifBackend(PillowBackend):
     """AVIF (libavif through Pillow), quality 0..100, 4:4:4, speed 6, one thread."""
 
-    name = "avif"
-    ext = "avif"
+    name = ext = feature = "avif"
     format = "AVIF"
-    feature = "avif"
     param = QUALITY
-
-    def settings(self) -> str:
-        return "yuv444-speed6"
-
-    def options(self, param: float) -> dict:
-        return {"quality": int(round(param)), "subsampling": "4:4:4", "speed": 6,
-                "max_threads": 1}
+    settings_tag = "yuv444-speed6"
+    fixed = (("subsampling", "4:4:4"), ("speed", 6), ("max_threads", 1))
 
 
 class JxlBackend(PillowBackend):
     """JPEG XL (libjxl through pillow-jxl-plugin), quality 0..100, effort 7, one thread."""
 
-    name = "jxl"
-    ext = "jxl"
+    name = ext = feature = "jxl"
     format = "JXL"
-    feature = "jxl"
     # quality 100 means distance 0, which libjxl only accepts as lossless
     param = ParamSpec("quality", 0, 99, more_bits_when="higher", integer=True)
+    settings_tag = "effort7"
+    fixed = (("effort", 7), ("num_threads", 1), ("lossless", False))
 
     def _plugin(self):
         try:
@@ -142,12 +133,6 @@ class JxlBackend(PillowBackend):
         import importlib.metadata as md
 
         return md.version("pillow-jxl-plugin")
-
-    def settings(self) -> str:
-        return "effort7"
-
-    def options(self, param: float) -> dict:
-        return {"quality": int(round(param)), "effort": 7, "num_threads": 1, "lossless": False}
 
     def encode(self, image: np.ndarray, param: float) -> bytes:
         self._plugin()
