@@ -39,7 +39,7 @@ import hashlib
 import json
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ from tqdm import tqdm
 from mturk.active.acquire import RoundConfig
 from mturk.sim.twoafc_crowd import auto_temperature
 from plic.cli import command, parser
-from plic.config_args import add_config_args, config_from_args
+from plic.config_args import add_config_args, config_from_args, option
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 
@@ -65,48 +65,41 @@ STRATEGIES = ("random", "active")
 
 @dataclass
 class BudgetConfig:
-    trials: str = field(default_factory=lambda: str(runs_dir() / "budget" / "pool" / "trials.csv"),
-                        metadata={
-        "help": "the pool: a random-strategy trials.csv (mturk.trials)"})
-    out: str = field(default_factory=lambda: str(runs_dir() / "budget"),
-                     metadata={"help": "output folder"})
-    seeds: int = field(default=5, metadata={"help": "seeds (held-out split, crowd, order)"})
-    passes: int = field(default=3, metadata={
-        "help": "random's full budget: every training pair asked this many times"})
-    round_judgments: int = field(default=96, metadata={"help": "judgments per round"})
-    assignments: int = field(default=1, metadata={
-        "help": "active: judgments per picked pair per round"})
-    held_out: float = field(default=0.25, metadata={"help": "share of references held out"})
-    workers: int = field(default=100, metadata={"help": "simulated workers"})
-    clickers: float = field(default=0.1, metadata={"help": "share of random clickers"})
-    lapse: float = field(default=0.05, metadata={"help": "careful workers' slips"})
-    worker_noise: float = field(default=0.5, metadata={
-        "help": "sd of log temperature across careful workers"})
-    steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})
-    confidence: float = field(default=0.9, metadata={"help": "mturk.active.acquire settled rule"})
-    max_n: int = field(default=8, metadata={"help": "mturk.active.acquire settled rule"})
-    rule: str = field(default="score", metadata={
-        "help": "mturk.active.acquire rule: score (u + g) or gain (information on the pair's "
-                "side)"})
-    prior_judgments: float = field(default=2.0, metadata={
-        "help": "mturk.active.acquire, rule gain: judgments the metric's prediction is worth"})
-    explore: float = field(default=0.0, metadata={
-        "help": "mturk.active.acquire: share of each active round drawn at random among "
-                "unsettled pairs"})
-    weight_cap: int = field(default=0, metadata={
-        "help": "fit: a pair weighs min(n, CAP) judgments in the loss (0: all n)"})
-    fit_trunk: str = field(default="alex", metadata={"help": "trunk of the fitted lin metric"})
-    oracle_trunk: str = field(default="vgg", metadata={"help": "trunk of the LPIPS oracle"})
-    oracle_weights: str = field(default="v0.1", metadata={
-        "help": "v0.1: the oracle is LPIPS as published; sparse: a hidden LPIPS on the same trunk "
-                "with sparse log-normal channel weights (perceptual_metric.simulate.make_oracle)"})
-    oracle_seed: int = field(default=0, metadata={"help": "seed of the sparse oracle's weights"})
-    replicates: int = field(default=1, metadata={
-        "help": "independent crowds per seed (answers, order, fit seeds; same held-out split "
-                "and workers): a seed's curve is their mean, its expected learning curve"})
-    noise_floor: bool = field(default=False, metadata={
-        "help": "also run random again with independent crowds and report its ratio against "
-                "random: what the criterion gives a strategy no better than random"})
+    trials: str = option(help="the pool: a random-strategy trials.csv (mturk.trials)",
+                         factory=lambda: str(runs_dir() / "budget" / "pool" / "trials.csv"))
+    out: str = option(help="output folder", factory=lambda: str(runs_dir() / "budget"))
+    seeds: int = option(5, "seeds (held-out split, crowd, order)")
+    passes: int = option(3, "random's full budget: every training pair asked this many times")
+    round_judgments: int = option(96, "judgments per round")
+    assignments: int = option(1, "active: judgments per picked pair per round")
+    held_out: float = option(0.25, "share of references held out")
+    workers: int = option(100, "simulated workers")
+    clickers: float = option(0.1, "share of random clickers")
+    lapse: float = option(0.05, "careful workers' slips")
+    worker_noise: float = option(0.5, "sd of log temperature across careful workers")
+    steps: int = option(0, "fit steps per round (0: fit's default)")
+    confidence: float = option(0.9, "mturk.active.acquire settled rule")
+    max_n: int = option(8, "mturk.active.acquire settled rule")
+    rule: str = option("score", "mturk.active.acquire rule: score (u + g) or gain (information on "
+                                "the pair's side)")
+    prior_judgments: float = option(2.0, "mturk.active.acquire, rule gain: judgments the metric's "
+                                         "prediction is worth")
+    explore: float = option(0.0, "mturk.active.acquire: share of each active round drawn at "
+                                 "random among unsettled pairs")
+    weight_cap: int = option(0, "fit: a pair weighs min(n, CAP) judgments in the loss (0: all n)")
+    fit_trunk: str = option("alex", "trunk of the fitted lin metric")
+    oracle_trunk: str = option("vgg", "trunk of the LPIPS oracle")
+    oracle_weights: str = option("v0.1", "v0.1: the oracle is LPIPS as published; sparse: a "
+                                         "hidden LPIPS on the same trunk with sparse log-normal "
+                                         "channel weights "
+                                         "(perceptual_metric.simulate.make_oracle)")
+    oracle_seed: int = option(0, "seed of the sparse oracle's weights")
+    replicates: int = option(1, "independent crowds per seed (answers, order, fit seeds; same "
+                                "held-out split and workers): a seed's curve is their mean, its "
+                                "expected learning curve")
+    noise_floor: bool = option(False, "also run random again with independent crowds and report "
+                                      "its ratio against random: what the criterion gives a "
+                                      "strategy no better than random")
 
     def check(self) -> None:
         if self.seeds < 1 or self.passes < 1 or self.round_judgments < 1 or self.workers < 1:

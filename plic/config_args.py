@@ -7,9 +7,12 @@ commands, ``perceptual_metric.fit``)::
     class Cfg:
         seed: int = option(0, "random seed")
         mode: str = option("lin", "what to train", choices=("lin", "tune"))
+        out: str = option(help="output folder", factory=lambda: str(runs_dir() / "fit"))
 
     add_config_args(parser, Cfg)
     cfg = config_from_args(Cfg, parser.parse_args(argv))
+
+Every option of every config is declared this one way: ``option(default, help, **extras)``.
 
 A field named ``batch_size`` is the option ``--batch-size``. The option's type is the
 annotation's (int, float, str, bool; ``float | None`` is float), else the default's: booleans
@@ -29,8 +32,11 @@ from typing import Any
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def option(default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field with its help text and argparse extras (``choices``, ``aliases``...)."""
+def option(default: Any = None, help: str = "", *, factory: Any = None, **meta: Any) -> Any:
+    """A dataclass field with its help text and argparse extras (``choices``, ``aliases``...);
+    ``factory`` makes the default when the config is made (e.g. a path under ``$PLIC_RUNS``)."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help, **meta})
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default),
                                  metadata={"help": help, **meta})

@@ -41,12 +41,13 @@ judgments (``python -m perceptual_metric.active_savings`` measures it).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import beta
 
+from plic.config_args import option
 from plic.fsio import sha256_file
 from plic.tables import read_table
 
@@ -58,31 +59,27 @@ RULES = ("score", "gain")
 
 @dataclass
 class RoundConfig:
-    strategy: str = field(default="random", metadata={
-        "help": "random: every pair once (today's study); active: the round_trials pairs the "
-                "metric and the labels know least (mturk.active.acquire)"})
-    labels: str = field(default="", metadata={
-        "help": "active: labels so far (merged over rounds by mturk.active.study_rounds; "
-                "empty: none yet)"})
-    predictions: str = field(default="", metadata={
-        "help": "active: the current metric's predictions.csv (perceptual_metric.predict; "
-                "empty: none yet)"})
-    round_trials: int = field(default=96, metadata={"help": "active: test pairs in this round"})
-    max_per_ref: int = field(default=0, metadata={
-        "help": "active: at most this many pairs of one reference (0: twice a fair share)"})
-    confidence: float = field(default=0.9, metadata={
-        "help": "active: a pair is settled when its posterior is this sure of a side"})
-    max_n: int = field(default=8, metadata={
-        "help": "active: a pair with this many judgments is settled whatever they say"})
-    rule: str = field(default="score", metadata={
-        "help": "active: score (u + g: metric uncertainty + disagreement of the labels) or "
-                "gain (expected information one more judgment brings on the pair's side, the "
-                "metric's prediction as prior)"})
-    explore: float = field(default=0.0, metadata={
-        "help": "active: share of a round's pairs drawn uniformly at random among the unsettled "
-                "ones, the rest by the rule (keeps the labels representative of all pairs)"})
-    prior_judgments: float = field(default=2.0, metadata={
-        "help": "active, rule gain: how many judgments the metric's prediction is worth"})
+    strategy: str = option("random", "random: every pair once (today's study); active: the "
+                                     "round_trials pairs the metric and the labels know least "
+                                     "(mturk.active.acquire)")
+    labels: str = option("", "active: labels so far (merged over rounds by "
+                             "mturk.active.study_rounds; empty: none yet)")
+    predictions: str = option("", "active: the current metric's predictions.csv "
+                                  "(perceptual_metric.predict; empty: none yet)")
+    round_trials: int = option(96, "active: test pairs in this round")
+    max_per_ref: int = option(0, "active: at most this many pairs of one reference (0: twice a "
+                                 "fair share)")
+    confidence: float = option(0.9, "active: a pair is settled when its posterior is this sure of "
+                                    "a side")
+    max_n: int = option(8, "active: a pair with this many judgments is settled whatever they say")
+    rule: str = option("score", "active: score (u + g: metric uncertainty + disagreement of the "
+                                "labels) or gain (expected information one more judgment brings "
+                                "on the pair's side, the metric's prediction as prior)")
+    explore: float = option(0.0, "active: share of a round's pairs drawn uniformly at random "
+                                 "among the unsettled ones, the rest by the rule (keeps the "
+                                 "labels representative of all pairs)")
+    prior_judgments: float = option(2.0, "active, rule gain: how many judgments the metric's "
+                                         "prediction is worth")
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -36,35 +36,32 @@ inside it (``assignment_verdict``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
+
+from plic.config_args import option
 
 BLOCKING_FLAGS = ("sentinels", "fast", "side-bias", "consensus", "inconsistent")
 
 
 @dataclass
 class QualityRule:
-    min_sentinels: int = field(default=2, metadata={
-        "help": "sentinel answers a worker needs to be kept"})
-    min_accuracy: float = field(default=0.8, metadata={
-        "help": "sentinel accuracy a worker needs to be kept"})
-    min_s_per_trial: float = field(default=1.0, metadata={
-        "help": "median seconds per trial below which a worker is flagged fast"})
-    max_side_bias_p: float = field(default=0.001, metadata={
-        "help": "binomial p of the left/right split below which a worker is flagged"})
-    min_side_trials: int = field(default=10, metadata={
-        "help": "answers needed before the side-bias check applies"})
-    min_consensus: float = field(default=0.6, metadata={
-        "help": "agreement with the leave-one-out consensus a worker needs"})
-    min_consensus_trials: int = field(default=8, metadata={
-        "help": "test trials with a consensus needed before that check applies"})
-    max_inconsistency: float = field(default=0.5, metadata={
-        "help": "share of repeated pairs answered differently above which a worker is flagged"})
-    min_repeats: int = field(default=2, metadata={
-        "help": "repeated pairs needed before the consistency check applies"})
+    min_sentinels: int = option(2, "sentinel answers a worker needs to be kept")
+    min_accuracy: float = option(0.8, "sentinel accuracy a worker needs to be kept")
+    min_s_per_trial: float = option(1.0, "median seconds per trial below which a worker is "
+                                         "flagged fast")
+    max_side_bias_p: float = option(0.001, "binomial p of the left/right split below which a "
+                                           "worker is flagged")
+    min_side_trials: int = option(10, "answers needed before the side-bias check applies")
+    min_consensus: float = option(0.6, "agreement with the leave-one-out consensus a worker needs")
+    min_consensus_trials: int = option(8, "test trials with a consensus needed before that check "
+                                          "applies")
+    max_inconsistency: float = option(0.5, "share of repeated pairs answered differently above "
+                                           "which a worker is flagged")
+    min_repeats: int = option(2, "repeated pairs needed before the consistency check applies")
 
 
 COLUMNS = ["worker_id", "assignments", "judgments", "sentinels", "sentinel_correct",

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from plic.cli import command, parser
-from plic.config_args import add_config_args, config_from_args
+from plic.config_args import add_config_args, config_from_args, option
 from plic.fsio import atomic_write_text, sha256_file
 from plic.paths import runs_dir
 from plic.tables import rel_path, resolve_path, write_table
@@ -50,19 +50,16 @@ from .twoafc import make_twoafc_trials
 
 @dataclass
 class TrialsConfig:
-    batch_size: int = field(default=20, metadata={"help": "trials per batch (one HIT)"})
-    sentinel_share: float = field(default=0.1, metadata={
-        "help": "share of each batch that is sentinel trials with an obvious answer"})
-    repeats: int = field(default=2, metadata={
-        "help": "test pairs per batch asked twice, sides swapped (consistency check)"})
-    crop: int = field(default=256, metadata={
-        "help": "show the centre CROP x CROP pixels of every image (0 = whole images)"})
-    seed: int = field(default=0, metadata={"help": "seed of every random choice"})
-    max_pairs_per_group: int = field(default=0, metadata={
-        "help": "at most this many pairs per (reference, target_bpp); 0 = all pairs"})
-    design: str = field(default="2afc", metadata={
-        "help": "2afc | acr | dsis (absolute ratings: mturk.design.rating; sentinels and repeats "
-                "apply to 2afc only)"})
+    batch_size: int = option(20, "trials per batch (one HIT)")
+    sentinel_share: float = option(0.1, "share of each batch that is sentinel trials with an "
+                                        "obvious answer")
+    repeats: int = option(2, "test pairs per batch asked twice, sides swapped (consistency check)")
+    crop: int = option(256, "show the centre CROP x CROP pixels of every image (0 = whole images)")
+    seed: int = option(0, "seed of every random choice")
+    max_pairs_per_group: int = option(0, "at most this many pairs per (reference, target_bpp); 0 "
+                                         "= all pairs")
+    design: str = option("2afc", "2afc | acr | dsis (absolute ratings: mturk.design.rating; "
+                                 "sentinels and repeats apply to 2afc only)")
 
     def check(self) -> None:
         check_design(self.design)

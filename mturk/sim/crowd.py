@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from plic.cli import command, parser, report
 from plic.cluster import ClusterError
-from plic.config_args import add_config_args, config_from_args
+from plic.config_args import add_config_args, config_from_args, option
 from plic.fsio import atomic_write_text
 from plic.paths import runs_dir
 from plic.tables import read_table
@@ -47,34 +47,31 @@ from .workers import read_participants
 
 @dataclass
 class SimConfig:
-    url: str = field(default="http://127.0.0.1:8000", metadata={"help": "study server (local)"})
-    trials: str = field(default=str(runs_dir() / "study" / "trials.csv"),
-                        metadata={"help": "trials.csv (for the noise scale T only)"})
-    participants: str = field(default="", metadata={
-        "help": "participant links, one per line (default: participants.txt beside --trials)"})
-    workers: int = field(default=20, metadata={"help": "number of simulated workers"})
-    batches_per_worker: int = field(default=1, metadata={"help": "batches each worker does"})
-    mix: str = field(default="careful=0.9,random=0.1", metadata={
-        "help": "worker types and shares: careful, random, always_left, mse_bot, fast"})
-    oracle: str = field(default="ms_ssim", metadata={
-        "help": "ms_ssim | psnr | mse | module:function(ref, img) -> score"})
-    lower_is_closer: bool = field(default=False, metadata={
-        "help": "the oracle is a distance (mse is one already)"})
-    temperature: float = field(default=0.0, metadata={
-        "help": "decision noise in oracle units; 0 = half the median |q_b - q_a|"})
-    lapse: float = field(default=0.05, metadata={"help": "careful workers' share of slips"})
-    concurrency: int = field(default=4, metadata={"help": "workers answering at once"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    out: str = field(default="", metadata={"help": "summary JSON (default: next to trials)"})
-    rating_bias_sd: float = field(default=0.5, metadata={
-        "help": "acr/dsis studies: sd of careful workers' bias in scale points "
-                "(mturk.sim.rating_crowd)"})
-    rating_noise: str = field(default="0.3,0.8", metadata={
-        "help": "acr/dsis studies: LO,HI of careful workers' noise sd in scale points"})
-    cluster: str = field(default="", metadata={
-        "help": "run the simulated workers on Dask: local:N (N processes here) or "
-                "tcp://HOST:PORT (a running scheduler; its workers must reach --url); one "
-                "worker's batches per item, --concurrency unused (default: threads here)"})
+    url: str = option("http://127.0.0.1:8000", "study server (local)")
+    trials: str = option(
+        str(runs_dir() / "study" / "trials.csv"), "trials.csv (for the noise scale T only)")
+    participants: str = option("", "participant links, one per line (default: participants.txt "
+                                   "beside --trials)")
+    workers: int = option(20, "number of simulated workers")
+    batches_per_worker: int = option(1, "batches each worker does")
+    mix: str = option("careful=0.9,random=0.1", "worker types and shares: careful, random, "
+                                                "always_left, mse_bot, fast")
+    oracle: str = option("ms_ssim", "ms_ssim | psnr | mse | module:function(ref, img) -> score")
+    lower_is_closer: bool = option(False, "the oracle is a distance (mse is one already)")
+    temperature: float = option(0.0, "decision noise in oracle units; 0 = half the median |q_b - "
+                                     "q_a|")
+    lapse: float = option(0.05, "careful workers' share of slips")
+    concurrency: int = option(4, "workers answering at once")
+    seed: int = option(0, "random seed")
+    out: str = option("", "summary JSON (default: next to trials)")
+    rating_bias_sd: float = option(0.5, "acr/dsis studies: sd of careful workers' bias in scale "
+                                        "points (mturk.sim.rating_crowd)")
+    rating_noise: str = option("0.3,0.8", "acr/dsis studies: LO,HI of careful workers' noise sd "
+                                          "in scale points")
+    cluster: str = option("", "run the simulated workers on Dask: local:N (N processes here) or "
+                              "tcp://HOST:PORT (a running scheduler; its workers must reach "
+                              "--url); one worker's batches per item, --concurrency unused "
+                              "(default: threads here)")
 
 
 def run_crowd(cfg: SimConfig) -> dict:
