@@ -16,10 +16,11 @@ The one error path: a usage mistake (``Parser``), a ``CliError``, a ``ValueError
 project's own input errors derive from it) or an ``OSError`` about a file (missing, existing,
 a folder, not allowed) is ONE line ``NAME: error: ...`` on stderr (NAME: PROG without
 ``python -m ``) and exit status 2, never a traceback; Ctrl-C is one line and exit status 130.
-Anything else is a bug and keeps its traceback. ``main(argv)`` returns the status (a usage
-mistake raises ``SystemExit(2)``, as argparse does), so tests call it in-process. A command
-checks its inputs before it writes anything, so a refused run leaves nothing behind;
-``check_output``/``write_output`` do that for a single output file.
+Anything else is a bug and keeps its traceback (with ``$PLIC_TRACEBACK`` set, every error
+does). ``main(argv)`` returns the status (a usage mistake raises ``SystemExit(2)``, as argparse
+does), so tests call it in-process. A command checks its inputs before it writes anything, so
+a refused run leaves nothing behind; ``check_output``/``write_output`` do that for a single
+output file.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from .fsio import atomic_write_bytes
 INPUT_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
     NotADirectoryError)
+
+
+#: Set (to anything) to see the traceback behind a one-line error, e.g. when debugging.
+TRACEBACK_ENV = "PLIC_TRACEBACK"
 
 
 class CliError(Exception):
@@ -105,6 +110,8 @@ def command(prog: str, errors: tuple[type[BaseException], ...] = ()) -> Callable
                 print(f"{name_of(prog)}: interrupted", file=sys.stderr)
                 return 130
             except caught as e:
+                if os.environ.get(TRACEBACK_ENV):
+                    raise
                 return report(e, prog)
 
         main.prog = prog

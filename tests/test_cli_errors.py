@@ -120,13 +120,17 @@ def test_missing_input(module, workdir, capsys):
 @pytest.mark.parametrize("argv", [
     ["-m", "codec.compress", "nosuch.png", "x.plic", "--model", "nosuch.pt"],
     ["-m", "mturk.trials", "--no-such-option"],
-    ["-m", "perceptual_metric"],
 ])
 def test_as_a_process(argv, workdir):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "PLIC_RUNS": str(workdir / "runs")}
     r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300,
                        cwd=workdir, env=env)
     _one_line_and_nothing_left(r.returncode, r.stderr, workdir)
+
+
+def test_a_dispatcher_without_its_command(workdir, capsys):
+    rc, err = _run("perceptual_metric.__main__", [], capsys)
+    _one_line_and_nothing_left(rc, err, workdir)
 
 
 def test_ctrl_c_is_one_line_and_130(capsys):
@@ -160,4 +164,16 @@ def test_a_bug_keeps_its_traceback():
         raise KeyError("a bug, not a bad input")
 
     with pytest.raises(KeyError):
+        main([])
+
+
+def test_plic_traceback_shows_the_traceback(monkeypatch):
+    from plic.cli import CliError, command
+
+    @command("python -m plic.example")
+    def main(argv=None):
+        raise CliError("bad input")
+
+    monkeypatch.setenv("PLIC_TRACEBACK", "1")
+    with pytest.raises(CliError, match="bad input"):
         main([])
