@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec import api, compress, decompress, init
+from codec import api, compress, decompress, untrained
 from plic.image_io import read_image, write_png
 from plic.quality import bpp
 
@@ -18,7 +18,7 @@ def files(tmp_path_factory, sample_images):
     d = tmp_path_factory.mktemp("cli")
     img = np.ascontiguousarray(next(iter(sample_images.values()))[:70, :90])
     write_png(d / "in.png", img)
-    assert init.main(["--preset", "tiny", "--out", str(d / "m.pt"), "--seed", "3"]) == 0
+    assert untrained.main(["--preset", "tiny", "--out", str(d / "m.pt"), "--seed", "3"]) == 0
     return d, img
 
 
@@ -65,7 +65,7 @@ def test_errors_are_clear(files, capsys, tmp_path):
     assert "junk.plic" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
     with pytest.raises(SystemExit):
-        init.main(["--preset", "huge", "--out", str(tmp_path / "m.pt")])
+        untrained.main(["--preset", "huge", "--out", str(tmp_path / "m.pt")])
     with pytest.raises(SystemExit):
         compress.main(["a", "b", "--model", "m", "--target-bpp", "1", "--bin-width", "1"])
 
