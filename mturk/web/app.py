@@ -41,11 +41,12 @@ processes (``mturk.web.serve``). Any WSGI server works too:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
+from plic.config_args import option
 from plic.paths import runs_dir
 
 from ..store.common import StoreUnavailableError
@@ -57,22 +58,21 @@ from .page import MTURK_FRAME_ANCESTORS, MTURK_SUBMIT_HOSTS
 
 @dataclass
 class AppConfig:
-    trials: str = field(default_factory=lambda: str(runs_dir() / "study" / "trials.csv"),
-                        metadata={"help": "trials.csv"})
-    db: str = field(default_factory=lambda: str(runs_dir() / "study" / "judgments.sqlite"),
-                    metadata={"help": "SQLite file or postgresql:// URL"})
-    local: bool = field(default=False, metadata={
-        "help": "lab study without MTurk: participant links, answers straight to the database"})
-    simulated: bool = field(default=False, metadata={
-        "help": "this server answers a simulated crowd: every submission is flagged simulated"})
-    max_body_bytes: int = field(default=256 * 1024, metadata={"help": "largest POST accepted"})
-    max_per_batch: int = field(default=0, metadata={
-        "help": "local mode: at most this many participants per batch (0 = no limit)"})
-    study_id: str = field(default="study", metadata={"help": "study name in the database"})
-    image_ttl_s: int = field(default=4 * 3600, metadata={
-        "help": "seconds an image URL of a page stays valid"})
-    db_timeout_s: float = field(default=10.0, metadata={
-        "help": "seconds a request waits for the store (a lock, a pooled connection) before 503"})
+    trials: str = option(help="trials.csv",
+                         factory=lambda: str(runs_dir() / "study" / "trials.csv"))
+    db: str = option(help="SQLite file or postgresql:// URL",
+                     factory=lambda: str(runs_dir() / "study" / "judgments.sqlite"))
+    local: bool = option(False, "lab study without MTurk: participant links, answers straight to "
+                                "the database")
+    simulated: bool = option(False, "this server answers a simulated crowd: every submission is "
+                                    "flagged simulated")
+    max_body_bytes: int = option(256 * 1024, "largest POST accepted")
+    max_per_batch: int = option(0, "local mode: at most this many participants per batch (0 = no "
+                                   "limit)")
+    study_id: str = option("study", "study name in the database")
+    image_ttl_s: int = option(4 * 3600, "seconds an image URL of a page stays valid")
+    db_timeout_s: float = option(10.0, "seconds a request waits for the store (a lock, a pooled "
+                                       "connection) before 503")
 
 
 def _csp() -> str:
