@@ -21,7 +21,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, fields
 
-from plic.config_args import option as _f
+from plic.config_args import option
 
 # One named config per track: target bits per pixel and the rate weight that aims at it.
 # lambda_rate_low is HiFiC's lambda^(b): the weight used while the batch is under the target
@@ -44,76 +44,77 @@ STAGES = ("mse", "perceptual", "adversarial")
 
 @dataclass
 class TrainConfig:
-    model: str = _f("hific", "registry name (codec.models.names()) or 'module:factory'")
-    preset: str = _f("small", "model preset: paper, small or tiny (also scales the step count)",
-                     choices=tuple(PRESET_STEPS))
-    track: str = _f("0.15", "rate track (target bpp)", choices=tuple(TRACKS))
-    steps: int = _f(0, "total training steps (0: the preset's count)")
-    batch_size: int = _f(0, "global batch size, split over processes (0: preset default)")
-    crop: int = _f(0, "random square crop size in pixels (0: preset default)")
-    data: str = _f("samples", "training images: manifest name, manifest .csv or folder")
-    data_split: str = _f("", "manifest split to train on (empty: all; bsds500 uses 'train')")
-    data_root: str = _f("", "folder manifest paths resolve against (default: $PLIC_DATA_ROOT "
-                            "or ../shared/data)")
-    val_data: str = _f("samples", "validation images (a few, centre-cropped)")
-    val_images: int = _f(4, "number of validation images")
-    val_crop: int = _f(256, "centre crop of validation images (0: full image)")
-    val_every: int = _f(0, "validate every N steps (0: 10 times per run)")
-    val_bin_width: float = _f(1.0, "bin width delta used when validating")
-    ckpt_every: int = _f(0, "write last.pt and the training state every N steps (0: at "
-                            "validation)")
-    out: str = _f("", "run directory (default: runs/train/MODEL-TRACK)")
-    loss: str = _f("auto", "full (MSE -> +perceptual -> +GAN) or mse (rate + MSE only); auto: "
-                           "mse for the baselines, full otherwise",
-                   choices=("auto", "full", "mse"))
-    lpips: str = _f("", "perceptual metric: a metric checkpoint path or an official LPIPS name "
-                        "(alex, vgg, squeeze); default runs/metric.pt")
-    lr: float = _f(1e-4, "Adam learning rate of the autoencoder and hyperpriors")
-    lr_prior: float = _f(1e-3, "Adam learning rate of the fixed top prior")
-    lr_disc: float = _f(1e-4, "Adam learning rate of the discriminator")
-    lr_milestones: tuple = _f((0.2, 0.4, 0.5, 0.6), "fractions of the run where the learning "
-                                                    "rate steps down (the seed: 2,4,5,6 M of 10 M)",
-                                                    type=float)
-    lr_gamma: float = _f(0.5, "factor applied at each milestone")
-    perceptual_start: float = _f(0.1, "fraction of the run where the perceptual term starts")
-    adversarial_start: float = _f(0.5, "fraction of the run where the GAN term starts")
-    target_bpp: float = _f(0.0, "target rate (0: the track's)")
-    lambda_rate: float = _f(0.0, "rate weight (0: the track's)")
-    lambda_rate_low: float = _f(0.0, "rate weight under the target with --lambda-switching "
-                                     "(0: the track's)")
-    lambda_switching: bool = _f(False, "HiFiC lambda switching: the low rate weight while the "
-                                       "batch is under the target rate")
-    k_mse: float = _f(0.075 * 2 ** -5, "weight of the MSE on the [0, 255] scale")
-    k_perceptual: float = _f(1.0, "weight of the perceptual metric")
-    k_gan: float = _f(0.15, "weight of the non-saturating generator loss")
-    quantizer: str = _f("", "override the model's training quantiser: noise, ste or universal "
-                            "(empty: the model's default)")
-    model_config: str = _f("", "override fields of the preset's model config, KEY=VALUE[,...] "
-                               "with JSON values, e.g. 'N=64,M=64' (empty: the preset as is)")
-    init: str = _f("", "start from the weights of this codec checkpoint (same model and config; "
-                       "a new schedule: continue or fine-tune a run), or of a run directory's "
-                       "last.pt, its discriminator included")
-    delta_range: tuple = _f((), "range LO HI the training bin width delta is drawn from, "
-                                "log-uniformly, one per batch (empty: the model's delta_range)",
-                                type=float)
-    disc_width: int = _f(0, "discriminator base width (0: preset default)")
-    disc_condition: bool = _f(True, "condition the discriminator on the latent y (HiFiC)")
-    grad_clip: float = _f(1.0, "clip the gradient norm (0: off)")
-    amp: bool = _f(True, "bfloat16 autocast for the autoencoder (g_a, g_s) on CUDA only")
-    workers: int = _f(2, "data loader worker processes")
-    seed: int = _f(0, "seed: crops, quantisation noise and bin widths derive from (seed, step)")
-    device: str = _f("", "cpu or cuda (default: cuda when available)")
-    threads: int = _f(0, "torch CPU threads (0: torch default)")
-    stop_at: int = _f(0, "stop after this step as if interrupted (resume later with --resume)")
-    max_minutes: float = _f(0.0, "stop after this many minutes of wall time in this invocation, "
-                                 "after validating and writing the checkpoint and training "
-                                 "state, as if interrupted (resume later with --resume; 0: no "
-                                 "limit)")
-    ship: str = _f("", "also ship the run's last.pt to this file (codec.train.ship: command, "
-                       "cumulative steps and wall time in the provenance) at every checkpoint, "
-                       "so a session that ends at any time leaves a checkpoint to --init from")
-    resume: bool = _f(False, "continue the run in --out exactly where its training state left "
-                             "it (starts it when --out has none; a finished run does nothing)")
+    model: str = option("hific", "registry name (codec.models.names()) or 'module:factory'")
+    preset: str = option("small", "model preset: paper, small or tiny (also scales the step count)",
+                         choices=tuple(PRESET_STEPS))
+    track: str = option("0.15", "rate track (target bpp)", choices=tuple(TRACKS))
+    steps: int = option(0, "total training steps (0: the preset's count)")
+    batch_size: int = option(0, "global batch size, split over processes (0: preset default)")
+    crop: int = option(0, "random square crop size in pixels (0: preset default)")
+    data: str = option("samples", "training images: manifest name, manifest .csv or folder")
+    data_split: str = option("", "manifest split to train on (empty: all; bsds500 uses 'train')")
+    data_root: str = option("", "folder manifest paths resolve against (default: $PLIC_DATA_ROOT "
+                                "or ../shared/data)")
+    val_data: str = option("samples", "validation images (a few, centre-cropped)")
+    val_images: int = option(4, "number of validation images")
+    val_crop: int = option(256, "centre crop of validation images (0: full image)")
+    val_every: int = option(0, "validate every N steps (0: 10 times per run)")
+    val_bin_width: float = option(1.0, "bin width delta used when validating")
+    ckpt_every: int = option(0, "write last.pt and the training state every N steps (0: at "
+                                "validation)")
+    out: str = option("", "run directory (default: runs/train/MODEL-TRACK)")
+    loss: str = option("auto", "full (MSE -> +perceptual -> +GAN) or mse (rate + MSE only); auto: "
+                               "mse for the baselines, full otherwise",
+                       choices=("auto", "full", "mse"))
+    lpips: str = option("", "perceptual metric: a metric checkpoint path or an official LPIPS name "
+                            "(alex, vgg, squeeze); default runs/metric.pt")
+    lr: float = option(1e-4, "Adam learning rate of the autoencoder and hyperpriors")
+    lr_prior: float = option(1e-3, "Adam learning rate of the fixed top prior")
+    lr_disc: float = option(1e-4, "Adam learning rate of the discriminator")
+    lr_milestones: tuple = option((0.2, 0.4, 0.5, 0.6), "fractions of the run where the learning "
+                                                        "rate steps down (the seed: 2,4,5,6 M of "
+                                                        "10 M)", type=float)
+    lr_gamma: float = option(0.5, "factor applied at each milestone")
+    perceptual_start: float = option(0.1, "fraction of the run where the perceptual term starts")
+    adversarial_start: float = option(0.5, "fraction of the run where the GAN term starts")
+    target_bpp: float = option(0.0, "target rate (0: the track's)")
+    lambda_rate: float = option(0.0, "rate weight (0: the track's)")
+    lambda_rate_low: float = option(0.0, "rate weight under the target with --lambda-switching "
+                                         "(0: the track's)")
+    lambda_switching: bool = option(False, "HiFiC lambda switching: the low rate weight while the "
+                                           "batch is under the target rate")
+    k_mse: float = option(0.075 * 2 ** -5, "weight of the MSE on the [0, 255] scale")
+    k_perceptual: float = option(1.0, "weight of the perceptual metric")
+    k_gan: float = option(0.15, "weight of the non-saturating generator loss")
+    quantizer: str = option("", "override the model's training quantiser: noise, ste or universal "
+                                "(empty: the model's default)")
+    model_config: str = option("", "override fields of the preset's model config, KEY=VALUE[,...] "
+                                   "with JSON values, e.g. 'N=64,M=64' (empty: the preset as is)")
+    init: str = option("", "start from the weights of this codec checkpoint (same model and "
+                           "config; a new schedule: continue or fine-tune a run), or of a run "
+                           "directory's last.pt, its discriminator included")
+    delta_range: tuple = option((), "range LO HI the training bin width delta is drawn from, "
+                                    "log-uniformly, one per batch (empty: the model's delta_range)",
+                                    type=float)
+    disc_width: int = option(0, "discriminator base width (0: preset default)")
+    disc_condition: bool = option(True, "condition the discriminator on the latent y (HiFiC)")
+    grad_clip: float = option(1.0, "clip the gradient norm (0: off)")
+    amp: bool = option(True, "bfloat16 autocast for the autoencoder (g_a, g_s) on CUDA only")
+    workers: int = option(2, "data loader worker processes")
+    seed: int = option(0, "seed: crops, quantisation noise and bin widths derive from (seed, step)")
+    device: str = option("", "cpu or cuda (default: cuda when available)")
+    threads: int = option(0, "torch CPU threads (0: torch default)")
+    stop_at: int = option(0, "stop after this step as if interrupted (resume later with --resume)")
+    max_minutes: float = option(0.0, "stop after this many minutes of wall time in this "
+                                     "invocation, after validating and writing the checkpoint and "
+                                     "training state, as if interrupted (resume later with "
+                                     "--resume; 0: no limit)")
+    ship: str = option("", "also ship the run's last.pt to this file (codec.train.ship: command, "
+                           "cumulative steps and wall time in the provenance) at every "
+                           "checkpoint, so a session that ends at any time leaves a checkpoint to "
+                           "--init from")
+    resume: bool = option(False, "continue the run in --out exactly where its training state left "
+                                 "it (starts it when --out has none; a finished run does nothing)")
 
     def resolved(self) -> TrainConfig:
         """Fill every 0/empty default from the preset and track."""

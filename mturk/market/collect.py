@@ -46,8 +46,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from plic.cli import CliError, command, parser
-from plic.config_args import add_config_args, config_from_args
-from plic.config_args import option as opt
+from plic.config_args import add_config_args, config_from_args, option
 
 from ..analysis.worker_quality import BLOCKING_FLAGS, QualityRule, assess, assignment_verdict
 from ..design.study import rating_design
@@ -81,19 +80,20 @@ THANKS = "Thank you for your careful comparisons."
 class CollectConfig:
     """How to review and pay."""
 
-    batches: list = opt([], "only the HITs of these batches (default: all)")
-    reject_below: float = opt(0.5, "reject when the fraction of sentinels right is below this")
-    reject_min_wrong: int = opt(2, "...and at least this many sentinels are wrong")
-    block_after: int = opt(2, "soft-block a worker after this many rejected assignments")
-    block_below: float = opt(0.6, "soft-block when a worker's sentinel accuracy is below this...")
-    block_min_sentinels: int = opt(8, "...over at least this many sentinels")
-    block_name: str = opt("plic-soft-block-v1", "name of the soft-block qualification")
-    bonus: str = opt("0", "bonus in USD for accurate approved assignments (0: none)")
-    bonus_min_accuracy: float = opt(1.0, "sentinel accuracy an assignment needs for the bonus")
-    review: bool = opt(True, "approve/reject (--no-review: only collect and score)")
-    quality: bool = opt(True, "soft-block workers mturk.analysis.worker_quality flags "
-                        "(--no-quality: only the sentinel and rejection rules)")
-    dry_run: bool = opt(False, "collect and report, but approve, reject, block and pay nothing")
+    batches: list = option([], "only the HITs of these batches (default: all)")
+    reject_below: float = option(0.5, "reject when the fraction of sentinels right is below this")
+    reject_min_wrong: int = option(2, "...and at least this many sentinels are wrong")
+    block_after: int = option(2, "soft-block a worker after this many rejected assignments")
+    block_below: float = option(0.6, "soft-block when a worker's sentinel accuracy is below "
+                                     "this...")
+    block_min_sentinels: int = option(8, "...over at least this many sentinels")
+    block_name: str = option("plic-soft-block-v1", "name of the soft-block qualification")
+    bonus: str = option("0", "bonus in USD for accurate approved assignments (0: none)")
+    bonus_min_accuracy: float = option(1.0, "sentinel accuracy an assignment needs for the bonus")
+    review: bool = option(True, "approve/reject (--no-review: only collect and score)")
+    quality: bool = option(True, "soft-block workers mturk.analysis.worker_quality flags "
+                                 "(--no-quality: only the sentinel and rejection rules)")
+    dry_run: bool = option(False, "collect and report, but approve, reject, block and pay nothing")
 
 
 @dataclass

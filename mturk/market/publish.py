@@ -41,8 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from plic.cli import CliError, command, parser
-from plic.config_args import add_config_args, config_from_args
-from plic.config_args import option as opt
+from plic.config_args import add_config_args, config_from_args, option
 from plic.image_io import ImageReadError
 
 from ..tokens import VIEWS
@@ -78,41 +77,44 @@ TOKEN_PREFIX = "plic"
 class PublishConfig:
     """What to publish, for how much, and to whom."""
 
-    batches: list = opt([], "batch ids to publish (default: every batch in the database)")
-    round: int = opt(1, "publishing round: a new round posts batches again with new tokens")
-    question: str = opt("external", "external (ExternalQuestion: the study server's page) or "
-                        "html (HTMLQuestion: MTurk hosts the page, images at --image-base-url)",
-                        choices=("external", "html"))
-    external_url: str = opt("", "HTTPS URL of the study server's HIT page, e.g. "
-                            "https://study.example.org/hit ({batch_id}, if present, is replaced)")
-    image_base_url: str = opt("", "public HTTPS base URL holding the trial images as <token>.png "
-                              "(mturk.market.html_question.html_image_files): for the quiz "
-                              "and HTMLQuestion")
-    frame_height: int = opt(0, "frame height in pixels (0: fit the window)")
-    min_window: str = opt("auto", "the window size the HIT description asks for: auto (from "
-                          "the trial images), WxH, or none")
-    export_images: str = opt("", "copy the quiz's and the HTMLQuestion's images into this "
-                             "folder under their public names, then stop")
-    title: str = opt("Which image looks closer to the original?", "HIT title workers see")
-    description: str = opt("Compare pairs of compressed images with the original and pick the "
-                           "closer one (about 5 minutes).", "HIT description workers see")
-    keywords: str = opt("image, comparison, quality, perception", "HIT keywords")
-    reward: str = opt("0.50", "reward per assignment in USD")
-    assignments: int = opt(3, "assignments (distinct workers) per HIT")
-    lifetime_h: float = opt(72.0, "hours a HIT stays on the marketplace")
-    assignment_duration_min: int = opt(30, "minutes a worker has to finish once accepted")
-    auto_approval_delay_h: float = opt(72.0, "hours until MTurk approves unreviewed work itself")
-    min_approval_rate: int = opt(95, "required percent of a worker's past work approved (0: off)")
-    min_approved: int = opt(500, "required number of a worker's approved HITs (0: off)")
-    locale: str = opt("", "comma-separated country codes workers must be in, e.g. US,CA")
-    masters: bool = opt(False, "require the Masters qualification")
-    quiz_name: str = opt("plic-2afc-quiz-v1", "name of the qualification test (reused by name)")
-    quiz: bool = opt(True, "require the qualification test (needs --image-base-url)")
-    quiz_items: int = opt(5, "quiz questions, taken from the sentinel trials")
-    quiz_min_score: int = opt(80, "percent correct the quiz requires")
-    quiz_retry_h: float = opt(24.0, "hours before a worker may retake the quiz")
-    block_name: str = opt("plic-soft-block-v1", "name of the soft-block qualification")
-    dry_run: bool = opt(False, "print what would happen and call nothing")
+    batches: list = option([], "batch ids to publish (default: every batch in the database)")
+    round: int = option(1, "publishing round: a new round posts batches again with new tokens")
+    question: str = option("external", "external (ExternalQuestion: the study server's page) or "
+                                       "html (HTMLQuestion: MTurk hosts the page, images at "
+                                       "--image-base-url)", choices=("external", "html"))
+    external_url: str = option("", "HTTPS URL of the study server's HIT page, e.g. "
+                                   "https://study.example.org/hit ({batch_id}, if present, is "
+                                   "replaced)")
+    image_base_url: str = option("", "public HTTPS base URL holding the trial images as "
+                                     "<token>.png (mturk.market.html_question.html_image_files): "
+                                     "for the quiz and HTMLQuestion")
+    frame_height: int = option(0, "frame height in pixels (0: fit the window)")
+    min_window: str = option("auto", "the window size the HIT description asks for: auto (from "
+                                     "the trial images), WxH, or none")
+    export_images: str = option("", "copy the quiz's and the HTMLQuestion's images into this "
+                                    "folder under their public names, then stop")
+    title: str = option("Which image looks closer to the original?", "HIT title workers see")
+    description: str = option(
+        "Compare pairs of compressed images with the original and pick the closer one (about 5 "
+        "minutes).", "HIT description workers see")
+    keywords: str = option("image, comparison, quality, perception", "HIT keywords")
+    reward: str = option("0.50", "reward per assignment in USD")
+    assignments: int = option(3, "assignments (distinct workers) per HIT")
+    lifetime_h: float = option(72.0, "hours a HIT stays on the marketplace")
+    assignment_duration_min: int = option(30, "minutes a worker has to finish once accepted")
+    auto_approval_delay_h: float = option(72.0, "hours until MTurk approves unreviewed work itself")
+    min_approval_rate: int = option(95, "required percent of a worker's past work approved (0: "
+                                        "off)")
+    min_approved: int = option(500, "required number of a worker's approved HITs (0: off)")
+    locale: str = option("", "comma-separated country codes workers must be in, e.g. US,CA")
+    masters: bool = option(False, "require the Masters qualification")
+    quiz_name: str = option("plic-2afc-quiz-v1", "name of the qualification test (reused by name)")
+    quiz: bool = option(True, "require the qualification test (needs --image-base-url)")
+    quiz_items: int = option(5, "quiz questions, taken from the sentinel trials")
+    quiz_min_score: int = option(80, "percent correct the quiz requires")
+    quiz_retry_h: float = option(24.0, "hours before a worker may retake the quiz")
+    block_name: str = option("plic-soft-block-v1", "name of the soft-block qualification")
+    dry_run: bool = option(False, "print what would happen and call nothing")
 
 
 def hit_token(mode: str, batch_id: str, rnd: int) -> str:
