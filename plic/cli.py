@@ -40,7 +40,6 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
     NotADirectoryError)
 
-
 #: Set (to anything) to see the traceback behind a one-line error, e.g. when debugging.
 TRACEBACK_ENV = "PLIC_TRACEBACK"
 
@@ -182,14 +181,6 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a torch device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text}: no CUDA device on this machine")
-    return text
-
-
-def existing_file(text: str) -> str:
-    """An argparse ``type``: a path to a file that exists (a usage error otherwise)."""
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(
-            f"{text}: {'is a folder, not a file' if Path(text).is_dir() else 'no such file'}")
     return text
 
 
