@@ -9,7 +9,7 @@ looked for in checkpoints/). Prints the real rate, the
 likelihood estimate and the time. A stream whose image is over ``--max-pixels`` (default: what
 the model decodes within 8 GiB, ``codec.limits``) is refused before anything large is
 allocated. For streams from strangers, ``--untrusted`` also refuses, from the header alone, a
-stream whose decoding work is over ``--max-pixels-per-byte`` pixels (default 100 in that mode:
+stream whose decoding work is over ``--max-pixels-per-byte`` pixels (default 320 in that mode:
 ``codec.limits.UNTRUSTED_PIXELS_PER_BYTE``) for each of its bytes: the work is the pixels
 computed (padded to the model's stride), plus 512 for each wavefront step of a context model's
 latent, plus 8192 for the stream (docs/BITSTREAM.md). The pixels do not depend on the

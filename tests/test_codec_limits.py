@@ -85,10 +85,10 @@ def test_bomb_is_refused_in_under_a_second_and_500_mb():
                                header.delta, header.coding_order), sections)
             reset_peak()
             before, t0 = rss(), time.perf_counter()
-            try:
+            try:  # refused by its cost, or by the pixel limit first (stride 64: 256x40000)
                 api.decode(tall, model, untrusted=True)
                 error = None
-            except limits.StreamCostError as e:
+            except (limits.StreamCostError, limits.StreamPixelLimitError) as e:
                 error = str(e)
             out[name]["untrusted"] = {"seconds": time.perf_counter() - t0, "error": error,
                                       "extra_bytes": max(0, peak() - before)}
@@ -231,6 +231,9 @@ def test_the_limit_counts_the_pixels_computed(every_model, img, monkeypatch):
         assert 57921 * 193 <= limits.default_max_pixels(mbt) < computed
 
 
+CHEAP = 100  # pixels of work a byte: the bound the flat-stream tests hold streams to
+
+
 def _flat_stream(model, h: int, w: int) -> bytes:
     """The cheapest valid stream of an h x w image: a flat image at bin width 2^19."""
     return api.compress(np.full((h, w, 3), 128, np.uint8), model, bin_width=2.0**19)
@@ -249,13 +252,15 @@ def test_untrusted_refuses_cheap_streams_of_large_images_from_the_header(every_m
         header, _ = unpack(data)
         order = CODING_ORDER_NAMES[header.coding_order]
         work = limits.decode_work(model, 64, 2048, order)
-        assert work > limits.UNTRUSTED_PIXELS_PER_BYTE * len(data), (name, work, len(data))
+        # an untrained model's flat stream is not as cheap as a trained one's: a bound of 100
+        # (what the shipped models' flat streams exceed at the default) stands for the policy
+        assert work > CHEAP * len(data), (name, work, len(data))
         assert api.decompress(data, model).shape == (64, 2048, 3)
         with monkeypatch.context() as mp:
             for fn in ("stage_shapes", "_check_stage_lengths", "_decode_stages"):
                 mp.setattr(api, fn, lambda *a, fn=fn: pytest.fail(f"{fn} ran"))
             with pytest.raises(limits.StreamCostError, match="max_pixels_per_byte") as e:
-                api.decompress(data, model, untrusted=True)
+                api.decompress(data, model, untrusted=True, max_pixels_per_byte=CHEAP)
         assert isinstance(e.value, BitstreamError) and "corrupt" not in str(e.value)
         assert f"{work:,} pixels" in str(e.value)
         # the limit is work / bytes, both ways, in either mode
@@ -286,19 +291,21 @@ def test_the_decoding_work_counts_pixels_and_wavefront_steps(every_model):
 
 
 def test_untrusted_mode_accepts_photographs(sample_images):
-    """The shipped checkpoints' streams of two sample Kodak images at the default bin width are
-    within the untrusted default (kodim03 is what the policy was measured against)."""
+    """The shipped checkpoints' streams of two sample Kodak images, at the default bin width and
+    at the lowest track's target (0.075 bpp: the dearest genuine streams a byte), are within the
+    untrusted default (kodim03 is what the policy was measured against)."""
     from codec import limits
 
     for name, model in shipped_models().items():
         for key in ("kodim03", "kodim23"):
             image = sample_images[key]
-            data = api.compress(image, model)
-            res = api.decode(data, model, untrusted=True)
-            assert np.array_equal(res.image, api.decompress(data, model)), name
-            work = limits.decode_work(model, *image.shape[:2],
-                                      model.config.get("coding_order", "parallel"))
-            assert work / len(data) < limits.UNTRUSTED_PIXELS_PER_BYTE, (name, key)
+            for target in (None, 0.075):
+                data = api.compress(image, model, target_bpp=target)
+                res = api.decode(data, model, untrusted=True)
+                assert np.array_equal(res.image, api.decompress(data, model)), name
+                work = limits.decode_work(model, *image.shape[:2],
+                                          model.config.get("coding_order", "parallel"))
+                assert work / len(data) < limits.UNTRUSTED_PIXELS_PER_BYTE, (name, key, target)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, math.nan, math.inf, "200"])
