@@ -20,7 +20,7 @@ from plic.datasets import resolve_data
 from plic.fsio import sha256_file
 
 pytest.importorskip("distributed")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CODECS, TARGETS, CROP = ("jpeg", "webp"), (0.3, 0.6, 1.0), 160
 
 
