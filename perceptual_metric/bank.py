@@ -7,14 +7,14 @@ features are computed once per distinct trunk, the reference's only once.
 
 Every score comes from the metric's own formula (``LPIPS.unit_features`` / ``unit_terms`` /
 ``combine``, ``DISTS.features`` / ``moments`` / ``score``), so it equals ``metric(x, y)`` up to
-float rounding (``tests/test_metric_bank.py``: 1e-6). What is saved: the reference's trunk pass
-(and DISTS's reference moments) for every image after the first, and one trunk pass per image for
-metrics that compute the same features: LPIPS metrics on equal frozen trunks (an official
+float rounding (``tests/perceptual_metric/test_bank.py``: 1e-6). What is saved: the reference's
+trunk pass (and DISTS's reference moments) for every image after the first, and one trunk pass per
+image for metrics that compute the same features: LPIPS metrics on equal frozen trunks (an official
 LPIPS-Alex and a metric fitted in ``lin`` mode on the same AlexNet) share one. LPIPS-VGG and DISTS
-share VGG16's first stage (conv1_1, conv1_2 at full resolution, about a quarter of a VGG16 pass
-on a CPU); after it LPIPS max-pools and DISTS L2-pools, so the rest is their own. That stage runs
-on DISTS's input normalisation ((x - mean) / std), which is LPIPS's ((2x - 1 - shift) / scale)
-with the same constants: the two differ by float rounding only.
+share VGG16's first stage (conv1_1, conv1_2 at full resolution, about a quarter of a VGG16 pass on a
+CPU); after it LPIPS max-pools and DISTS L2-pools, so the rest is their own. That stage runs on
+DISTS's input normalisation ((x - mean) / std), which is LPIPS's ((2x - 1 - shift) / scale) with the
+same constants: the two differ by float rounding only.
 """
 
 from __future__ import annotations

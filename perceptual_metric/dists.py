@@ -16,8 +16,9 @@ torchvision's file is not cached). Nothing is downloaded at run time.
     D(x, y) = 1 - sum_{k,c} (alpha_kc S1 + beta_kc S2) / (sum alpha + sum beta)
 
 The formula follows the authors' ``DISTS_pt.py`` (the wheel's ``DISTS`` class) operation for
-operation; ``tests/test_metric_dists.py`` checks the two agree. Images are scored at their own
-size (the wheel's ``prepare_image`` does not resize by default either). Lower is more similar.
+operation; ``tests/perceptual_metric/test_dists.py`` checks the two agree. Images are scored at
+their own size (the wheel's ``prepare_image`` does not resize by default either). Lower is more
+similar.
 """
 
 from __future__ import annotations
