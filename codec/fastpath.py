@@ -19,7 +19,7 @@ about 2% of a step, for 20 s of compilation per shape).
 
 Nothing here touches evaluation or coding: a layer in eval mode, or run without autograd, takes
 the plain formula, so decoded pixels are unchanged. Values agree with the plain formulas to float
-rounding (``tests/test_train_fastpath.py``); state-dict keys are the same.
+rounding (``tests/codec/test_fastpath.py``); state-dict keys are the same.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def test_bad_numbers_and_choices_are_usage_errors(files, capsys, tmp_path, argv)
 
 
 def test_bomb_input_and_pixel_limits_are_one_line(files, capsys, tmp_path):
-    from .test_codec_inputs import _png
+    from .test_inputs import _png
 
     d, img = files
     (tmp_path / "bomb.png").write_bytes(_png(30000, 30000, 8, 0, (b"\0" + bytes(30000)) * 2))

@@ -19,7 +19,7 @@ from codec.train.losses import lpips_to_reference, perceptual
 
 torch.set_num_threads(1)
 CL = torch.channels_last  # the GDN fast path takes either memory order
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> bool:

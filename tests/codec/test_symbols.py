@@ -11,7 +11,7 @@ import torch
 from codec import api, bitstream, coding
 from codec.bitstream import BitstreamError
 
-from .forge import forge_symbol, image, shipped_models, tiny_models, varint_variants
+from ..forge import forge_symbol, image, shipped_models, tiny_models, varint_variants
 
 
 @pytest.fixture(scope="module")

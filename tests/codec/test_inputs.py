@@ -16,7 +16,7 @@ from PIL import Image
 from codec import api, compress
 from plic.image_io import ImageReadError, read_image
 
-from .forge import image, tiny_models
+from ..forge import image, tiny_models
 
 
 def _png(width: int, height: int, depth: int, color: int, rows: bytes) -> bytes:

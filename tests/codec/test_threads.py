@@ -11,7 +11,7 @@ import torch
 
 from codec import api
 
-from .forge import shipped_models
+from ..forge import shipped_models
 
 THREADS = (1, 2, 3)
 

@@ -19,7 +19,7 @@ import torch
 from codec import api, bitstream
 from codec.bitstream import BitstreamError, Header, pack, unpack
 
-from .forge import REPO, image, shipped_models, tiny_models
+from ..forge import REPO, image, shipped_models, tiny_models
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from codec.bitstream import BitstreamError, Header, pack, unpack
 from codec.coding import CodingError
 from codec.context.intmath import FixedPointError
 
-from .forge import forge_symbol, image, recrc, shipped_models, tiny_models
+from ..forge import forge_symbol, image, recrc, shipped_models, tiny_models
 
 EXTREMES = [2**14, 2**14 + 1, 2**20, 2**31, 2**34, 2**47, 2**53, 2**62, 2**63 - 1]
 
