@@ -27,7 +27,8 @@ from codec.context.wavefront import (
     run_schedule,
     wavefront_schedule,
 )
-from tests.test_kernels import GRID, SHAPES, _assert_same, _latents, _model, _position_sets
+
+from .test_kernels import GRID, SHAPES, _assert_same, _latents, _model, _position_sets
 
 CUDA_HOME = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

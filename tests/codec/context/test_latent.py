@@ -15,7 +15,7 @@ from codec.coding import EscapeReader, EscapeWriter
 from codec.context.latent import WavefrontLatentCoder
 from codec.models import build
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
 CONTEXT_TINY = {"hific": dict(context=True, coding_order="wavefront"), "mbt2018": {}}
 
 
