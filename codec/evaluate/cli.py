@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-pair", action="store_true",
                    help="the per-pair reference path: each metric on each pair on its own "
                         "(slower; the default path gives the same numbers, see "
-                        "tests/test_eval_fast.py)")
+                        "tests/codec/evaluate/test_fast_path.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -35,8 +35,8 @@ class Measurer:
     ``measure_image(ref, decs)``: the fast path, one reference and all its decoded versions;
     each trunk runs once per image and once for the reference (``perceptual_metric.bank``).
     ``measurer(ref, dec, ...)``: the reference path, one pair at a time with each metric called
-    on its own (``measure_pair``). Both give the same numbers (1e-6; ``tests/test_eval_fast.py``)
-    and share one cache.
+    on its own (``measure_pair``). Both give the same numbers (1e-6;
+    ``tests/codec/evaluate/test_fast_path.py``) and share one cache.
 
     ``names`` maps each column to the metric's own name (``lpips-squeeze-keras`` and so on);
     ``unavailable`` maps a column to why it is empty (weights missing: the message says the fix).

@@ -1,7 +1,7 @@
 """The evaluation's fast path (per reference image, trunks shared, features of the reference
 once) gives the numbers of the per-pair reference path, to 1e-6: every per-image column, every
 summary column, FID and KID. (LPIPS-VGG, which shares its first VGG16 stage with DISTS, is
-checked the same way in tests/test_metric_bank.py, on smaller images.)"""
+checked the same way in tests/perceptual_metric/test_bank.py, on smaller images.)"""
 
 from __future__ import annotations
 
