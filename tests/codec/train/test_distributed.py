@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def _run(cmd, tmp_path):
 @pytest.mark.slow  # two torchrun launches: about 1-2 minutes on the shared 2-core machine
 def test_torchrun_two_cpu_processes_match_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = str(Path(__file__).resolve().parents[3])  # the checkout
     _run([sys.executable, "-m", "codec.train", *ARGS, "--out", str(one)], repo)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
           "-m", "codec.train", *ARGS, "--out", str(two)], repo)
