@@ -1,6 +1,6 @@
 // C++ CPU kernel of the integer context step: codec.context.step.context_step with
 // IntStepWeights, bit for bit, parallel over positions (at::parallel_for).
-// Twin and parity test: codec/context/step.py, tests/test_kernels.py.
+// Twin and parity test: codec/context/step.py, tests/codec/context/test_kernels.py.
 // light headers (not torch/extension.h): the JIT build takes a fraction of the time
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>

@@ -4,7 +4,7 @@
 // warp computes whole output channels (lanes stride the inputs, coalesced weight rows, then a
 // shuffle reduction; integer sums are exact in any order). The activations live in shared memory. Light c10 headers
 // only: ATen/cuda/CUDAContext.h needs the cuSPARSE/cuBLAS headers, not always installed.
-// Twin and parity test: codec/context/step.py, tests/test_kernels_cuda.py (marked gpu).
+// Twin and parity test: codec/context/step.py, tests/codec/context/test_kernels_cuda.py (marked gpu).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
