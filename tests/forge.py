@@ -23,12 +23,26 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "checkpoints").glob("*.pt"))
 
 
-def shipped_models() -> dict:
+def shipped_models(one_per_architecture: bool = False) -> dict:
     """The shipped learned codecs (plic bitstreams): other checkpoints in checkpoints/, e.g.
-    the HEVC post-decoder (codec.postdecode), have streams of their own and are left out."""
+    the HEVC post-decoder (codec.postdecode), have streams of their own and are left out.
+    ``one_per_architecture``: the first of each architecture only, for checks that depend on
+    the architecture and not on the weights (limits, symbol bounds, thread counts)."""
     from plic.checkpoint import load_checkpoint
 
-    return {p.stem: api.load(p) for p in SHIPPED if load_checkpoint(p)["kind"] == "codec"}
+    out, seen = {}, set()
+    for p in SHIPPED:
+        if load_checkpoint(p)["kind"] != "codec":
+            continue
+        model = api.load(p)
+        # the architecture: the model and its parameters' names and shapes (a config also
+        # records training choices such as the track, which change no code path)
+        key = (model.name, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items()))
+        if one_per_architecture and key in seen:
+            continue
+        seen.add(key)
+        out[p.stem] = model
+    return out
 
 
 def tiny_models() -> dict:

@@ -16,7 +16,7 @@ from ..forge import forge_symbol, image, shipped_models, tiny_models, varint_var
 
 @pytest.fixture(scope="module")
 def shipped():
-    return shipped_models()
+    return shipped_models(one_per_architecture=True)
 
 
 @pytest.fixture(scope="module")
