@@ -28,7 +28,7 @@ from pathlib import Path
 from plic.cli import CliError, command, parser
 from plic.fsio import atomic_write_text
 
-from .gap import LABELS, LOWER_BETTER, signed_gap
+from .gap import LABELS, LOWER_BETTER, _finite, signed_gap
 
 PROG = "python -m codec.evaluate.twins"
 
@@ -37,10 +37,6 @@ BPP_SLACK = 0.02
 #: the metrics the claim judges, in table order (PSNR's expected direction is a loss)
 CLAIMED = ("fid", "kid", "lpips_alex", "lpips_vgg", "lpips_squeeze", "dists")
 SHOWN = ("bpp", "psnr", "ms_ssim", *CLAIMED)
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _row(summary: list[dict], method: str, target: float | None) -> dict:
