@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 import codec.coding as coding
 import codec.context.latent as latent
@@ -137,3 +138,18 @@ def varint_variants(data: bytes) -> list[bytes]:
             padded += b"\x80" * (extra - 1) + b"\x00"
             out.append(recrc(body[:start] + bytes(padded) + body[end:]))
     return out
+
+
+class ToyMetric(nn.Module):
+    """A frozen differentiable d(x, y) -> (N,), standing in for the fitted metric."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
+        self.requires_grad_(False)
+
+    def forward(self, x, y):
+        return (self.conv(x) - self.conv(y)).pow(2).mean((1, 2, 3))

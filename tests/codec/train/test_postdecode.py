@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from codec import postdecode as pd
 from codec.train.postdecode.config import PostDecodeConfig
@@ -20,22 +19,9 @@ from plic.checkpoint import load_checkpoint
 from plic.datasets import scan_folder
 from plic.image_io import write_png
 
+from ...forge import ToyMetric
+
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-
-
-class ToyMetric(nn.Module):
-    """A frozen differentiable d(x, y) -> (N,), standing in for the fitted metric."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
-        self.requires_grad_(False)
-
-    def forward(self, x, y):
-        return (self.conv(x) - self.conv(y)).pow(2).mean((1, 2, 3))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from codec.train.config import (
     TRACKS,
@@ -28,22 +27,9 @@ from codec.train.rundir import read_metrics
 from plic.checkpoint import load_checkpoint, load_training_state
 from plic.schedule import lr_at
 
+from ...forge import ToyMetric
+
 torch.set_num_threads(1)
-
-
-class ToyMetric(nn.Module):
-    """A frozen differentiable d(x, y) -> (N,), standing in for the fitted metric."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
-        self.requires_grad_(False)
-
-    def forward(self, x, y):
-        return (self.conv(x) - self.conv(y)).pow(2).mean((1, 2, 3))
 
 
 def tiny(tmp_path, name="run", **kw) -> TrainConfig:

@@ -14,7 +14,8 @@ from distortions.checkpoints import choose_learned
 from plic.checkpoint import load_checkpoint
 from plic.fsio import sha256_file
 
-from .test_train import ToyMetric, tiny
+from ...forge import ToyMetric
+from .test_train import tiny
 
 torch.set_num_threads(1)
 
